@@ -1,0 +1,8 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// commands lists the implemented subcommands; one line per subcommand file.
+func commands() []*cobra.Command {
+	return []*cobra.Command{}
+}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+// errNotAvailable is what a subcommand that is not built yet returns.
+var errNotAvailable = errors.New("not available yet")
+
+// placeholders are subcommands announced but not built yet: each says so and
+// exits non-zero. Remove a line here when its subcommand file lands.
+func placeholders() []*cobra.Command {
+	return []*cobra.Command{
+		placeholder("run CONFIG", "run a control config: supervisor, partition, bridge and broker"),
+		placeholder("validate FILE...", "validate control configs"),
+		placeholder("config", "config tools (schema)"),
+		placeholder("status", "show the running partition's state"),
+		placeholder("tags", "list tag values of the running partition"),
+		placeholder("set TAG VALUE", "write a tag of the running partition"),
+		placeholder("apply CONFIG", "apply a changed config to the running partition"),
+		placeholder("latency", "latency measurement runs and reports"),
+		placeholder("board", "reference boards and host readiness checks"),
+		placeholder("sim MODEL", "run a plant simulator as a Modbus TCP slave"),
+		placeholder("image", "build the application kernel image"),
+		placeholder("partition", "partition configs for the kexec-family backends"),
+	}
+}
+
+func placeholder(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:                use,
+		Short:              short + " (not available yet)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return fmt.Errorf("%s: %w", cmd.Name(), errNotAvailable)
+		},
+	}
+}

@@ -1,0 +1,325 @@
+// Package configs is the YAML control-config schema a plant engineer writes,
+// with its loader and validator.
+//
+// A control config describes one partition: the board and backend it runs on,
+// the field devices and their tags, internal tags, the cyclic tasks with their
+// function blocks, the watchdog and safe state, the bridge to SCADA, and the
+// latency recording settings. Load parses a file, reports every problem at
+// once as "file:line:col: what is wrong (and the fix)", and never panics.
+//
+// The zero value of every struct is its default; Defaults fills the values a
+// plant engineer may leave out. Nothing here needs privileges or hardware.
+package configs
+
+// Config is one control config: a partition and the plant program it runs.
+type Config struct {
+	Pos       Pos       `yaml:"-"`
+	Metadata  Metadata  `yaml:"metadata" doc:"who and where: the plant program's name and site"`
+	Partition Partition `yaml:"partition" doc:"the cores, memory, NICs and kernel the control program runs on"`
+	Devices   []Device  `yaml:"devices" doc:"field devices (remote I/O, drives) polled over the dedicated NIC"`
+	Tags      []Tag     `yaml:"tags" doc:"internal tags: setpoints, parameters, intermediate values"`
+	Tasks     []Task    `yaml:"tasks" doc:"cyclic tasks and the function blocks each runs every cycle"`
+	Watchdog  Watchdog  `yaml:"watchdog" doc:"overrun and heartbeat supervision, and the safe state of outputs"`
+	Bridge    Bridge    `yaml:"bridge" doc:"how SCADA reads and commands the plant: MQTT (Sparkplug B, JSON) and Modbus TCP"`
+	Latency   Latency   `yaml:"latency" doc:"jitter histogram recording"`
+}
+
+// Metadata names the plant program.
+type Metadata struct {
+	Pos         Pos    `yaml:"-"`
+	Name        string `yaml:"name" doc:"name of the control program; letters, digits, '-', '_'" required:"true"`
+	Site        string `yaml:"site" doc:"plant or site the program runs at"`
+	Description string `yaml:"description" doc:"free text"`
+	Version     string `yaml:"version" doc:"the engineer's own version label for this config"`
+}
+
+// Backend is how a partition gets its own kernel and cores.
+type Backend string
+
+// The partition backends (DESIGN.md §3).
+const (
+	BackendProcess     Backend = "process"
+	BackendVM          Backend = "vm"
+	BackendMultikernel Backend = "multikernel"
+	BackendParker      Backend = "parker"
+	BackendJailhouse   Backend = "jailhouse"
+)
+
+// Backends lists every backend name, in documentation order.
+var Backends = []Backend{BackendProcess, BackendVM, BackendMultikernel, BackendParker, BackendJailhouse}
+
+// Partition is the slice of the machine the control program gets.
+type Partition struct {
+	Pos     Pos     `yaml:"-"`
+	Board   string  `yaml:"board" doc:"reference board name (mkrt board list) or path to a board file; default generic-x86_64"`
+	Backend Backend `yaml:"backend" doc:"process (default), vm, multikernel, parker or jailhouse" enum:"process,vm,multikernel,parker,jailhouse"`
+	CPUs    CPUList `yaml:"cpus" doc:"host CPUs given to the partition, as a cpulist (\"2-3\", \"1,3\") or a list of numbers"`
+	Memory  Size    `yaml:"memory" doc:"memory for the partition (vm and kexec backends): 256Mi, 1Gi; default 256Mi"`
+	NICs    []NIC   `yaml:"nics" doc:"dedicated NICs moved into the partition"`
+	Kernel  Kernel  `yaml:"kernel" doc:"the application kernel (vm and kexec backends)"`
+	// SharedMemory is the size of the shared-memory channel; default 4Mi.
+	SharedMemory Size `yaml:"shared_memory" doc:"size of the shared-memory channel region; default 4Mi"`
+}
+
+// NIC is a dedicated network interface, named by interface or PCI address.
+type NIC struct {
+	Pos       Pos    `yaml:"-"`
+	Interface string `yaml:"interface" doc:"host interface name, e.g. eth1 (one of interface or pci)"`
+	PCI       string `yaml:"pci" doc:"PCI address, e.g. 0000:03:00.0 (one of interface or pci)"`
+	Address   string `yaml:"address" doc:"address inside the partition in CIDR form, e.g. 10.10.0.2/24"`
+	Gateway   string `yaml:"gateway" doc:"default gateway inside the partition"`
+}
+
+// Kernel is the application kernel image and its command line.
+type Kernel struct {
+	Pos     Pos      `yaml:"-"`
+	Image   string   `yaml:"image" doc:"path to the kernel (bzImage or ELF vmlinux)"`
+	Initrd  string   `yaml:"initrd" doc:"path to a prebuilt mkrt initramfs; default: built on start"`
+	Cmdline string   `yaml:"cmdline" doc:"extra kernel command line appended to the generated one"`
+	Modules []string `yaml:"modules" doc:"extra kernel modules to load in the application kernel"`
+}
+
+// Device is a field device polled by the executive's I/O.
+type Device struct {
+	Pos     Pos      `yaml:"-"`
+	Name    string   `yaml:"name" doc:"device name, unique" required:"true"`
+	Driver  Driver   `yaml:"driver" doc:"modbus-tcp, modbus-rtu or modbus-rtu-over-tcp" enum:"modbus-tcp,modbus-rtu,modbus-rtu-over-tcp" required:"true"`
+	Address string   `yaml:"address" doc:"host:port for TCP drivers, serial device path for modbus-rtu" required:"true"`
+	UnitID  int      `yaml:"unit_id" doc:"Modbus unit (slave) id, 0-247; default 1"`
+	Timeout Duration `yaml:"timeout" doc:"per-request timeout; default 500ms"`
+	Poll    Duration `yaml:"poll" doc:"poll period; default 100ms"`
+	Retries int      `yaml:"retries" doc:"retries of a failed request before the tags turn bad; default 1"`
+	// MaxGap is the widest run of unused registers a grouped read may span.
+	MaxGap int `yaml:"max_gap" doc:"widest gap of unused registers one grouped read may span; default 8"`
+	// WriteEvery re-writes outputs periodically even when unchanged (0: on change only).
+	WriteEvery Duration `yaml:"write_every" doc:"re-write outputs at this period even when unchanged; default 0 (on change only)"`
+	Serial     Serial   `yaml:"serial" doc:"serial line settings for modbus-rtu"`
+	Tags       []IOTag  `yaml:"tags" doc:"the device's tags"`
+	Interface  string   `yaml:"interface" doc:"dedicated NIC the connection is bound to; default: the partition's first NIC"`
+}
+
+// Driver is a field I/O driver name.
+type Driver string
+
+// The field I/O drivers.
+const (
+	DriverModbusTCP        Driver = "modbus-tcp"
+	DriverModbusRTU        Driver = "modbus-rtu"
+	DriverModbusRTUOverTCP Driver = "modbus-rtu-over-tcp"
+)
+
+// Serial is a serial line's settings.
+type Serial struct {
+	Pos      Pos    `yaml:"-"`
+	BaudRate int    `yaml:"baud_rate" doc:"default 19200"`
+	DataBits int    `yaml:"data_bits" doc:"default 8"`
+	Parity   string `yaml:"parity" doc:"N, E or O; default E" enum:"N,E,O"`
+	StopBits int    `yaml:"stop_bits" doc:"1 or 2; default 1"`
+}
+
+// Area is a Modbus data area.
+type Area string
+
+// The four Modbus data areas.
+const (
+	AreaCoil     Area = "coil"
+	AreaDiscrete Area = "discrete"
+	AreaInput    Area = "input"
+	AreaHolding  Area = "holding"
+)
+
+// IOTag is a tag read from or written to a field device.
+type IOTag struct {
+	Pos  Pos    `yaml:"-"`
+	Name string `yaml:"name" doc:"tag name, unique across the config" required:"true"`
+	Area Area   `yaml:"area" doc:"coil, discrete, input or holding" enum:"coil,discrete,input,holding" required:"true"`
+	// Address is the zero-based register or coil address.
+	Address  int      `yaml:"address" doc:"zero-based register or coil address" required:"true"`
+	Type     DataType `yaml:"type" doc:"data type; default bool for coils and discrete inputs, uint16 for registers"`
+	Order    Order    `yaml:"order" doc:"byte/word order of multi-register values: ABCD (default), CDAB, BADC, DCBA" enum:"ABCD,CDAB,BADC,DCBA"`
+	Bit      *int     `yaml:"bit" doc:"read one bit (0-15) of a register as a bool"`
+	Length   int      `yaml:"length" doc:"string length in bytes (string type only)"`
+	Scale    *float64 `yaml:"scale" doc:"engineering value = raw * scale + offset; default 1"`
+	Offset   float64  `yaml:"offset" doc:"engineering value = raw * scale + offset; default 0"`
+	Unit     string   `yaml:"unit" doc:"engineering unit, e.g. m, degC, %"`
+	Access   Access   `yaml:"access" doc:"read (default for discrete and input), write, or read_write (default for coil and holding)" enum:"read,write,read_write"`
+	Deadband float64  `yaml:"deadband" doc:"report-by-exception deadband for the bridge, in engineering units"`
+	Min      *float64 `yaml:"min" doc:"lowest value a write may set"`
+	Max      *float64 `yaml:"max" doc:"highest value a write may set"`
+}
+
+// Tag is an internal tag: a setpoint, a parameter or an intermediate value.
+type Tag struct {
+	Pos         Pos      `yaml:"-"`
+	Name        string   `yaml:"name" doc:"tag name, unique across the config" required:"true"`
+	Type        DataType `yaml:"type" doc:"data type; default float64"`
+	Initial     Value    `yaml:"initial" doc:"value at start (before any retained value is restored)"`
+	Min         *float64 `yaml:"min" doc:"lowest value a write may set"`
+	Max         *float64 `yaml:"max" doc:"highest value a write may set"`
+	Unit        string   `yaml:"unit" doc:"engineering unit"`
+	Writable    bool     `yaml:"writable" doc:"SCADA may write it (MQTT, Modbus); default false"`
+	Retain      bool     `yaml:"retain" doc:"persisted by the supervisor and restored at start"`
+	Deadband    float64  `yaml:"deadband" doc:"report-by-exception deadband for the bridge"`
+	Length      int      `yaml:"length" doc:"maximum string length in bytes (string type only); default 32"`
+	Description string   `yaml:"description" doc:"free text"`
+}
+
+// OverrunPolicy is what a task does when a cycle runs past its period.
+type OverrunPolicy string
+
+// The overrun policies.
+const (
+	// OverrunSkip drops the missed periods and waits for the next one.
+	OverrunSkip OverrunPolicy = "skip"
+	// OverrunCatchUp runs the missed cycles back to back.
+	OverrunCatchUp OverrunPolicy = "catch_up"
+)
+
+// Task is a cyclic task: its timing and the blocks it runs every cycle.
+type Task struct {
+	Pos      Pos           `yaml:"-"`
+	Name     string        `yaml:"name" doc:"task name, unique" required:"true"`
+	Period   Duration      `yaml:"period" doc:"cycle period, e.g. 10ms, 250us" required:"true"`
+	Priority int           `yaml:"priority" doc:"SCHED_FIFO priority 1-99; default 80"`
+	CPU      *int          `yaml:"cpu" doc:"CPU the task is pinned to; default: the partition's first CPU"`
+	Overrun  OverrunPolicy `yaml:"overrun" doc:"skip (default) or catch_up" enum:"skip,catch_up"`
+	// Commands is the most commands drained per cycle.
+	Commands int     `yaml:"commands" doc:"most commands applied at the start of one cycle; default 16"`
+	Blocks   []Block `yaml:"blocks" doc:"function blocks, run in dependency order"`
+}
+
+// Block is one function block instance and its wiring.
+//
+// Inputs map an input port to a tag name or to "block.port" (another block's
+// output) or to a literal number; outputs map an output port to the tag it
+// writes.
+type Block struct {
+	Pos     Pos               `yaml:"-"`
+	Name    string            `yaml:"name" doc:"block name, unique within the config" required:"true"`
+	Type    string            `yaml:"type" doc:"block type: pid, lag, ramp, limit, scale, deadband, hysteresis, alarm, ton, tof, tp, counter, and, or, not, xor, compare, select, min, max, average, delay" required:"true"`
+	Inputs  map[string]Ref    `yaml:"inputs" doc:"input port -> tag name, block.port, or a literal"`
+	Outputs map[string]string `yaml:"outputs" doc:"output port -> tag name written every cycle"`
+	Params  map[string]Value  `yaml:"params" doc:"block parameters (gains, limits, times)"`
+}
+
+// Watchdog is overrun and heartbeat supervision and the safe state.
+type Watchdog struct {
+	Pos Pos `yaml:"-"`
+	// Overruns is how many consecutive overruns drive outputs to the safe state.
+	Overruns int `yaml:"overruns" doc:"consecutive overruns of a task that fault the executive; default 3"`
+	// Heartbeat is how many missed periods make the supervisor declare the partition faulted.
+	Heartbeat int `yaml:"heartbeat" doc:"missed heartbeat periods before the supervisor declares the partition faulted; default 10"`
+	// SafeState gives each output tag its safe value.
+	SafeState map[string]Value `yaml:"safe_state" doc:"output tag -> value driven on fault or stop"`
+}
+
+// Bridge is the general-kernel side's service to SCADA.
+type Bridge struct {
+	Pos       Pos          `yaml:"-"`
+	MQTT      MQTT         `yaml:"mqtt" doc:"MQTT broker connection"`
+	Sparkplug Sparkplug    `yaml:"sparkplug" doc:"Sparkplug B edge node"`
+	JSON      JSONTopics   `yaml:"json" doc:"plain JSON topics for simple consumers"`
+	Modbus    ModbusServer `yaml:"modbus" doc:"Modbus TCP server for SCADA"`
+	Metrics   Metrics      `yaml:"metrics" doc:"Prometheus metrics endpoint"`
+}
+
+// MQTT is the broker connection.
+type MQTT struct {
+	Pos Pos `yaml:"-"`
+	// Broker is "embedded" (default) or a URL: tcp://, ssl://, ws://, wss://.
+	Broker       string   `yaml:"broker" doc:"embedded (default) or a broker URL: tcp://host:1883, ssl://host:8883"`
+	Listen       string   `yaml:"listen" doc:"listen address of the embedded broker; default 127.0.0.1:1883"`
+	ClientID     string   `yaml:"client_id" doc:"MQTT client id; default mkrt-<node>"`
+	Username     string   `yaml:"username" doc:"user name (also a credential of the embedded broker)"`
+	Password     string   `yaml:"password" doc:"password; prefer password_file"`
+	PasswordFile string   `yaml:"password_file" doc:"file holding the password"`
+	Users        []User   `yaml:"users" doc:"further credentials accepted by the embedded broker"`
+	TLS          TLS      `yaml:"tls" doc:"TLS settings"`
+	QoS          int      `yaml:"qos" doc:"QoS of data messages, 0 or 1; default 1"`
+	KeepAlive    Duration `yaml:"keepalive" doc:"keep-alive interval; default 30s"`
+	// Store bounds the store-and-forward buffer used while the broker is unreachable.
+	Store Store `yaml:"store" doc:"store-and-forward buffer used while the broker is unreachable"`
+}
+
+// User is a credential of the embedded broker.
+type User struct {
+	Pos      Pos    `yaml:"-"`
+	Username string `yaml:"username" required:"true"`
+	Password string `yaml:"password" required:"true"`
+	// ReadOnly users may subscribe but not publish.
+	ReadOnly bool `yaml:"read_only" doc:"may subscribe but not publish commands"`
+}
+
+// TLS holds certificate paths.
+type TLS struct {
+	Pos        Pos    `yaml:"-"`
+	CA         string `yaml:"ca" doc:"CA certificate file (PEM)"`
+	Cert       string `yaml:"cert" doc:"client/server certificate file (PEM)"`
+	Key        string `yaml:"key" doc:"private key file (PEM)"`
+	ClientAuth bool   `yaml:"client_auth" doc:"servers: require a client certificate signed by ca"`
+}
+
+// Store is the store-and-forward buffer.
+type Store struct {
+	Pos Pos    `yaml:"-"`
+	Dir string `yaml:"dir" doc:"directory of the on-disk buffer; default the state directory"`
+	Max Size   `yaml:"max" doc:"largest buffer on disk; default 64Mi"`
+}
+
+// Sparkplug is the Sparkplug B edge node identity and reporting.
+type Sparkplug struct {
+	Pos     Pos    `yaml:"-"`
+	Enabled *bool  `yaml:"enabled" doc:"publish Sparkplug B; default true"`
+	Group   string `yaml:"group" doc:"Sparkplug group id; default: metadata.site or mkrt"`
+	Node    string `yaml:"node" doc:"edge node id; default: metadata.name"`
+	// PrimaryHost is the host application id whose STATE gates births.
+	PrimaryHost     string   `yaml:"primary_host" doc:"primary host id: wait for spBv1.0/STATE/<id> online before birth"`
+	IntegrityPeriod Duration `yaml:"integrity_period" doc:"republish every metric at this period even without change; default 0 (off)"`
+}
+
+// JSONTopics is the plain JSON MQTT interface.
+type JSONTopics struct {
+	Pos     Pos    `yaml:"-"`
+	Enabled *bool  `yaml:"enabled" doc:"publish JSON topics; default true"`
+	Prefix  string `yaml:"prefix" doc:"topic prefix; default mkrt"`
+}
+
+// ModbusServer is the Modbus TCP server for SCADA.
+type ModbusServer struct {
+	Pos         Pos           `yaml:"-"`
+	Listen      string        `yaml:"listen" doc:"listen address, e.g. 127.0.0.1:5020; empty: no Modbus server"`
+	MaxClients  int           `yaml:"max_clients" doc:"most concurrent clients; default 16"`
+	IdleTimeout Duration      `yaml:"idle_timeout" doc:"close a client idle this long; default 60s"`
+	UnitID      int           `yaml:"unit_id" doc:"unit id answered; default 1 (0 answers all)"`
+	TLS         TLS           `yaml:"tls" doc:"MBAPS: serve Modbus over TLS with client certificates"`
+	Map         []RegisterMap `yaml:"map" doc:"which tags appear at which addresses"`
+}
+
+// RegisterMap places a tag in the Modbus server's address space.
+type RegisterMap struct {
+	Pos     Pos      `yaml:"-"`
+	Tag     string   `yaml:"tag" doc:"tag name" required:"true"`
+	Area    Area     `yaml:"area" doc:"coil, discrete, input or holding" enum:"coil,discrete,input,holding" required:"true"`
+	Address int      `yaml:"address" doc:"zero-based address" required:"true"`
+	Type    DataType `yaml:"type" doc:"wire type; default: the tag's type"`
+	Order   Order    `yaml:"order" doc:"word order; default ABCD" enum:"ABCD,CDAB,BADC,DCBA"`
+	Scale   *float64 `yaml:"scale" doc:"raw = (value - offset) / scale; default 1"`
+	Offset  float64  `yaml:"offset" doc:"raw = (value - offset) / scale; default 0"`
+}
+
+// Metrics is the Prometheus endpoint.
+type Metrics struct {
+	Pos    Pos    `yaml:"-"`
+	Listen string `yaml:"listen" doc:"listen address of /metrics, e.g. 127.0.0.1:9102; empty: off"`
+}
+
+// Latency is the jitter histogram recording.
+type Latency struct {
+	Pos Pos `yaml:"-"`
+	// Highest is the largest latency the histograms track.
+	Highest Duration `yaml:"highest" doc:"largest latency tracked; default 100ms"`
+	// Digits is HdrHistogram's number of significant value digits.
+	Digits   int      `yaml:"digits" doc:"significant value digits, 1-5; default 3"`
+	Interval Duration `yaml:"interval" doc:"interval of the histogram log; default 10s"`
+	Log      string   `yaml:"log" doc:"path of an HdrHistogram interval log to write; empty: none"`
+}

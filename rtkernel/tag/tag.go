@@ -1,0 +1,189 @@
+// Package tag is the value model shared by the executive, the field I/O
+// drivers and the bridge: a tag's value, its quality and its source
+// timestamp, and the table that gives every tag of a config a stable ID.
+//
+// Tag IDs are assigned in config order: the tags of each device in device
+// order, then the internal tags. Every component numbers tags the same way,
+// so an ID means the same tag in the executive, in the shared-memory tag
+// directory and in the bridge. Nothing here needs privileges.
+package tag
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mkrt/mkrt/configs"
+)
+
+// Quality says how far a value can be trusted (OPC UA / Sparkplug sense).
+type Quality uint8
+
+// The qualities. The zero value is Bad: a tag nobody has written yet is not
+// trustworthy.
+const (
+	Bad       Quality = 0
+	Good      Quality = 1
+	Uncertain Quality = 2
+	// Stale is a value that was good but has not been refreshed in time
+	// (the device or the partition stopped reporting).
+	Stale Quality = 3
+)
+
+func (q Quality) String() string {
+	switch q {
+	case Good:
+		return "good"
+	case Bad:
+		return "bad"
+	case Uncertain:
+		return "uncertain"
+	case Stale:
+		return "stale"
+	}
+	return fmt.Sprintf("quality(%d)", uint8(q))
+}
+
+// Reason says why a value is not good.
+type Reason uint8
+
+// The reasons.
+const (
+	NoReason     Reason = iota
+	NotConnected        // the device was never reached
+	CommFailure         // the connection failed or was reset
+	Timeout             // the device did not answer in time
+	Exception           // the device answered with a protocol exception
+	BadFrame            // the answer was malformed
+	OutOfRange          // the value is outside the tag's min/max
+	ConfigError         // the tag cannot be decoded as configured
+	SafeState           // the executive drove the output to its safe state
+	NotRunning          // the partition is not running
+)
+
+var reasonNames = [...]string{"", "not connected", "communication failure", "timeout", "protocol exception", "malformed frame", "out of range", "configuration error", "safe state", "partition not running"}
+
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// ID is a tag's index in the Table.
+type ID int32
+
+// Sample is one tag's value at one moment. Numeric and bool tags keep their
+// value in Value (bool as 0 or 1; integer types exactly up to 2^53); string
+// tags keep it in the Table's Text.
+type Sample struct {
+	Value   float64
+	Quality Quality
+	Reason  Reason
+	// Time is the source timestamp in Unix nanoseconds.
+	Time int64
+}
+
+// Info is what is known of a tag from the config.
+type Info struct {
+	Name     string
+	Type     configs.DataType
+	Unit     string
+	Device   string // "" for internal tags
+	Access   configs.Access
+	Writable bool // SCADA may write it
+	Retain   bool
+	Min, Max float64 // -Inf/+Inf when unset
+	Deadband float64
+	Length   int // string tags: maximum length in bytes
+}
+
+// Table is every tag of a config with its current sample.
+type Table struct {
+	Info    []Info
+	Samples []Sample
+	Text    []string // string tag values, indexed by ID
+	byName  map[string]ID
+}
+
+// NewTable numbers the tags of cfg. Internal tags start with their initial
+// value and good quality; device tags start bad (not connected).
+func NewTable(cfg *configs.Config) (*Table, error) {
+	t := &Table{byName: map[string]ID{}}
+	add := func(in Info) error {
+		if _, dup := t.byName[in.Name]; dup {
+			return fmt.Errorf("tag: duplicate tag %q", in.Name)
+		}
+		t.byName[in.Name] = ID(len(t.Info))
+		t.Info = append(t.Info, in)
+		t.Samples = append(t.Samples, Sample{Quality: Bad, Reason: NotConnected})
+		t.Text = append(t.Text, "")
+		return nil
+	}
+	for _, d := range cfg.Devices {
+		for _, it := range d.Tags {
+			typ := it.Type
+			if typ == "" {
+				typ = configs.Uint16
+				if it.Area == configs.AreaCoil || it.Area == configs.AreaDiscrete || it.Bit != nil {
+					typ = configs.Bool
+				}
+			}
+			acc := it.Access
+			if acc == "" {
+				acc = configs.Read
+				if it.Area == configs.AreaCoil || it.Area == configs.AreaHolding {
+					acc = configs.ReadWrite
+				}
+			}
+			if err := add(Info{Name: it.Name, Type: typ, Unit: it.Unit, Device: d.Name, Access: acc,
+				Writable: acc.Writable(), Min: orInf(it.Min, -1), Max: orInf(it.Max, 1), Deadband: it.Deadband, Length: it.Length}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, it := range cfg.Tags {
+		typ := it.Type
+		if typ == "" {
+			typ = configs.Float64
+		}
+		n := it.Length
+		if typ == configs.String && n == 0 {
+			n = 32
+		}
+		if err := add(Info{Name: it.Name, Type: typ, Unit: it.Unit, Access: configs.ReadWrite, Writable: it.Writable,
+			Retain: it.Retain, Min: orInf(it.Min, -1), Max: orInf(it.Max, 1), Deadband: it.Deadband, Length: n}); err != nil {
+			return nil, err
+		}
+		id := ID(len(t.Info) - 1)
+		s := Sample{Quality: Good}
+		if it.Initial.Set {
+			if typ == configs.String {
+				t.Text[id] = it.Initial.Raw
+			} else {
+				v, err := it.Initial.Float()
+				if err != nil {
+					return nil, fmt.Errorf("tag: %s: initial value of %q: %w", it.Initial.Pos, it.Name, err)
+				}
+				s.Value = v
+			}
+		}
+		t.Samples[id] = s
+	}
+	return t, nil
+}
+
+func orInf(p *float64, sign int) float64 {
+	if p == nil {
+		return math.Inf(sign)
+	}
+	return *p
+}
+
+// Lookup returns the ID of the named tag.
+func (t *Table) Lookup(name string) (ID, bool) {
+	id, ok := t.byName[name]
+	return id, ok
+}
+
+// Len is the number of tags.
+func (t *Table) Len() int { return len(t.Info) }
