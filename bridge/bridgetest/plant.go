@@ -1,0 +1,261 @@
+// Package bridgetest has fakes and real-peer helpers for testing the bridge:
+// an in-memory Plant that behaves like the executive, and a mosquitto broker
+// started on a free loopback port.
+//
+// Plant needs nothing; Mosquitto needs the mosquitto binary (Debian
+// mosquitto) and skips the calling test with the reason when it is missing.
+package bridgetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mkrt/mkrt/bridge/plant"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+)
+
+// Plant is an in-memory executive: a process image the test changes with
+// Set, writes queued in a bounded command ring and applied at the start of
+// the next cycle (Step, or every period after Start), validated against the
+// tag directory like the executive does.
+type Plant struct {
+	info []tag.Info
+
+	mu      sync.Mutex
+	samples []tag.Sample
+	text    []string
+	seq     uint64
+	health  plant.Health
+	ring    []pending
+	ringCap int
+	clock   func() time.Time
+	// Writes is every write applied, in order.
+	applied []plant.Write
+}
+
+type pending struct {
+	w    plant.Write
+	done chan outcome
+}
+
+type outcome struct {
+	res plant.Result
+	err error
+}
+
+// NewPlant builds a running fake plant from a tag table (tag.NewTable).
+// ring is the command ring's capacity (0: 16).
+func NewPlant(t *tag.Table, ring int) *Plant {
+	if ring <= 0 {
+		ring = 16
+	}
+	p := &Plant{
+		info:    append([]tag.Info(nil), t.Info...),
+		samples: append([]tag.Sample(nil), t.Samples...),
+		text:    append([]string(nil), t.Text...),
+		ringCap: ring,
+		clock:   time.Now,
+		health: plant.Health{State: plant.Running, RT: true, Tasks: []plant.TaskHealth{{
+			Name: "main", Period: 10 * time.Millisecond,
+			Wakeup: plant.Percentiles{P50: 8 * time.Microsecond, P99: 21 * time.Microsecond, P999: 35 * time.Microsecond, Max: 48 * time.Microsecond},
+			Exec:   plant.Percentiles{P50: 3 * time.Microsecond, P99: 9 * time.Microsecond, P999: 14 * time.Microsecond, Max: 20 * time.Microsecond},
+		}}},
+	}
+	return p
+}
+
+// NewPlantFromConfig is NewPlant(tag.NewTable(cfg), ring).
+func NewPlantFromConfig(cfg *configs.Config, ring int) (*Plant, error) {
+	t, err := tag.NewTable(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return NewPlant(t, ring), nil
+}
+
+// SetClock replaces the clock that stamps samples.
+func (p *Plant) SetClock(now func() time.Time) {
+	p.mu.Lock()
+	p.clock = now
+	p.mu.Unlock()
+}
+
+// Tags implements plant.Plant.
+func (p *Plant) Tags() []tag.Info { return p.info }
+
+// Snapshot implements plant.Plant.
+func (p *Plant) Snapshot(dst []tag.Sample, text []string) (uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(dst) < len(p.samples) || len(text) < len(p.text) {
+		return 0, fmt.Errorf("bridgetest: snapshot buffers hold %d/%d, need %d", len(dst), len(text), len(p.samples))
+	}
+	copy(dst, p.samples)
+	copy(text, p.text)
+	return p.seq, nil
+}
+
+// Health implements plant.Plant.
+func (p *Plant) Health() plant.Health {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.health
+	h.Tasks = append([]plant.TaskHealth(nil), h.Tasks...)
+	return h
+}
+
+// Write implements plant.Plant: it validates, queues the write in the ring
+// and waits for the cycle that applies it.
+func (p *Plant) Write(ctx context.Context, w plant.Write) (plant.Result, error) {
+	if err := plant.Validate(p.info, w); err != nil {
+		return plant.Result{}, err
+	}
+	done := make(chan outcome, 1)
+	p.mu.Lock()
+	if !p.health.State.Accepting() {
+		st := p.health.State
+		p.mu.Unlock()
+		return plant.Result{}, fmt.Errorf("bridgetest: executive %s: %w", st, plant.ErrNotRunning)
+	}
+	if len(p.ring) >= p.ringCap {
+		p.mu.Unlock()
+		return plant.Result{}, fmt.Errorf("bridgetest: %d commands queued: %w", p.ringCap, plant.ErrBusy)
+	}
+	p.ring = append(p.ring, pending{w: w, done: done})
+	p.mu.Unlock()
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-ctx.Done():
+		return plant.Result{}, fmt.Errorf("bridgetest: waiting for the executive: %w", ctx.Err())
+	}
+}
+
+// Step runs one cycle: the cycle counter advances and the queued writes are
+// applied (or rejected when the executive is not running).
+func (p *Plant) Step() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.health.Cycle++
+	for i := range p.health.Tasks {
+		p.health.Tasks[i].Cycles++
+	}
+	ring := p.ring
+	p.ring = nil
+	now := p.clock().UnixNano()
+	for _, c := range ring {
+		if !p.health.State.Accepting() {
+			c.done <- outcome{err: &plant.RejectedError{Cycle: p.health.Cycle, Reason: plant.ErrNotRunning}}
+			continue
+		}
+		if err := plant.Validate(p.info, c.w); err != nil {
+			c.done <- outcome{err: &plant.RejectedError{Cycle: p.health.Cycle, Reason: err}}
+			continue
+		}
+		res := plant.Result{Cycle: p.health.Cycle, Old: p.samples[c.w.ID], OldText: p.text[c.w.ID]}
+		p.samples[c.w.ID] = tag.Sample{Value: c.w.Value, Quality: tag.Good, Time: now}
+		p.text[c.w.ID] = c.w.Text
+		p.seq++
+		p.applied = append(p.applied, c.w)
+		c.done <- outcome{res: res}
+	}
+}
+
+// Start runs Step every period until ctx ends.
+func (p *Plant) Start(ctx context.Context, period time.Duration) {
+	go func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				p.Step()
+			}
+		}
+	}()
+}
+
+// Set changes a tag's value (good quality, stamped now), as the control
+// program would.
+func (p *Plant) Set(id tag.ID, v float64) {
+	p.mu.Lock()
+	p.samples[id] = tag.Sample{Value: v, Quality: tag.Good, Time: p.clock().UnixNano()}
+	p.seq++
+	p.mu.Unlock()
+}
+
+// SetText changes a string tag's value.
+func (p *Plant) SetText(id tag.ID, s string) {
+	p.mu.Lock()
+	p.text[id] = s
+	p.samples[id] = tag.Sample{Quality: tag.Good, Time: p.clock().UnixNano()}
+	p.seq++
+	p.mu.Unlock()
+}
+
+// SetQuality changes a tag's quality, keeping its value.
+func (p *Plant) SetQuality(id tag.ID, q tag.Quality, r tag.Reason) {
+	p.mu.Lock()
+	p.samples[id].Quality, p.samples[id].Reason = q, r
+	p.samples[id].Time = p.clock().UnixNano()
+	p.seq++
+	p.mu.Unlock()
+}
+
+// SetDevice changes the quality of every tag of a device (a device that
+// stops answering turns bad).
+func (p *Plant) SetDevice(device string, q tag.Quality, r tag.Reason) {
+	for i, in := range p.info {
+		if in.Device == device {
+			p.SetQuality(tag.ID(i), q, r)
+		}
+	}
+}
+
+// SetState changes the executive's state (faulted, stopping, ...).
+func (p *Plant) SetState(s plant.State, fault string) {
+	p.mu.Lock()
+	p.health.State, p.health.Fault = s, fault
+	p.mu.Unlock()
+}
+
+// SetTask replaces the timing of the named task (added when absent).
+func (p *Plant) SetTask(th plant.TaskHealth) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.health.Tasks {
+		if p.health.Tasks[i].Name == th.Name {
+			p.health.Tasks[i] = th
+			return
+		}
+	}
+	p.health.Tasks = append(p.health.Tasks, th)
+}
+
+// Value returns a tag's current sample.
+func (p *Plant) Value(id tag.ID) tag.Sample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.samples[id]
+}
+
+// Applied returns every write applied so far.
+func (p *Plant) Applied() []plant.Write {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]plant.Write(nil), p.applied...)
+}
+
+// Queued is the number of writes waiting in the ring.
+func (p *Plant) Queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.ring)
+}
+
+var _ plant.Plant = (*Plant)(nil)
