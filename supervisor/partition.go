@@ -1,0 +1,94 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ExitDoNotRestart is the exit code by which the executive says "restarting
+// me will not help" (a config error, a hash mismatch on the shared-memory
+// channel). The supervisor does not restart a partition that exits with it.
+const ExitDoNotRestart = 125
+
+// Partition is one partition backend's handle on a partition: the same
+// lifecycle whether the control program runs as a child process, in a VM,
+// or in a kexec-spawned kernel.
+//
+// Start prepares the host and starts the program; it may be called again
+// after Stop returned. Wait blocks until the program ends. Stop ends it
+// gracefully (the backend's polite request, then force when ctx ends) and
+// undoes the host preparation; Kill ends it at once without undoing.
+type Partition interface {
+	// Backend names the backend ("process", "vm", ...).
+	Backend() string
+	Start(ctx context.Context) error
+	// Wait returns how the program ended. A cancelled ctx returns ctx.Err()
+	// without ending the program.
+	Wait(ctx context.Context) (Exit, error)
+	Stop(ctx context.Context) error
+	Kill() error
+	// Info is the current pid, isolation outcome and degradations.
+	Info() Info
+	// Console returns the most recent lines the program wrote (stdout,
+	// stderr or serial console), oldest first.
+	Console() []string
+}
+
+// Exit is how a partition's program ended.
+type Exit struct {
+	// Code is the exit code, -1 when it was ended by a signal.
+	Code int
+	// Signal names the signal that ended it ("killed", "segmentation fault"), or "".
+	Signal string
+	Time   time.Time
+}
+
+// Restartable reports whether the supervisor should restart after e.
+func (e Exit) Restartable() bool { return e.Code != ExitDoNotRestart }
+
+func (e Exit) String() string {
+	if e.Signal != "" {
+		return "signal: " + e.Signal
+	}
+	return fmt.Sprintf("exit status %d", e.Code)
+}
+
+// Info is what a backend knows of its partition right now.
+type Info struct {
+	PID int `json:"pid,omitempty"`
+	// RT says whether the program got real-time scheduling, and Why when not.
+	RT    bool   `json:"rt"`
+	RTWhy string `json:"rt_why,omitempty"`
+	Isolation
+}
+
+// Isolation is what host preparation achieved.
+type Isolation struct {
+	// CPUs is the partition's cpulist; CPUSet is how they were isolated:
+	// "v2 isolated", "v2 root", "v2 member", "v1 exclusive", "v1 shared" or
+	// "none".
+	CPUs   string `json:"cpus,omitempty"`
+	CPUSet string `json:"cpuset"`
+	// IRQsMoved counts IRQs moved off the partition's CPUs; IRQsSkipped those
+	// the kernel refused (per-CPU and managed IRQs).
+	IRQsMoved   int `json:"irqs_moved"`
+	IRQsSkipped int `json:"irqs_skipped"`
+	// NetNS is the partition's network namespace, "" when it has none.
+	NetNS string   `json:"netns,omitempty"`
+	NICs  []string `json:"nics,omitempty"`
+	// Degradations says, one line each, what could not be done and why:
+	// "cpuset: permission denied (run as root)".
+	Degradations []string `json:"degradations,omitempty"`
+}
+
+// Errors of the supervisor, for errors.Is.
+var (
+	// ErrCrashLoop is returned by Run when the partition restarted too often.
+	ErrCrashLoop = errors.New("supervisor: partition is crash-looping")
+	// ErrNoHeartbeat is a partition that did not send its first heartbeat in time.
+	ErrNoHeartbeat = errors.New("supervisor: no heartbeat")
+	// ErrDoNotRestart is a partition whose program exited with ExitDoNotRestart.
+	ErrDoNotRestart = errors.New("supervisor: program asked not to be restarted")
+)

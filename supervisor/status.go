@@ -1,0 +1,148 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// State is where a partition is in its life, as the supervisor sees it.
+type State uint8
+
+// The partition states.
+const (
+	Stopped    State = iota // not running (before Run, after Stop)
+	Preparing               // host preparation steps are running
+	Starting                // started, waiting for the first heartbeat
+	Running                 // heartbeats arrive
+	Faulted                 // missed heartbeats, exited or reported a fault
+	Restarting              // waiting out the backoff before the next start
+	CrashLoop               // restarted too often; waiting for an operator reset
+	Stopping                // Stop is undoing the partition
+)
+
+var stateNames = [...]string{"stopped", "preparing", "starting", "running", "faulted", "restarting", "crashloop", "stopping"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// MarshalText writes the state's name.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a state's name.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("supervisor: unknown partition state %q", b)
+}
+
+// ExecState is the executive's own state, as published in its heartbeat.
+type ExecState uint8
+
+// The executive states (DESIGN.md §4, heartbeat section).
+const (
+	ExecBooting  ExecState = iota // set up, no cycle run yet
+	ExecRunning                   // cycles run
+	ExecSafe                      // outputs held in their safe state
+	ExecStopping                  // shutting down on request
+	ExecFaulted                   // the executive declared a fault
+)
+
+var execNames = [...]string{"booting", "running", "safe", "stopping", "faulted"}
+
+func (s ExecState) String() string {
+	if int(s) < len(execNames) {
+		return execNames[s]
+	}
+	return fmt.Sprintf("exec(%d)", uint8(s))
+}
+
+// MarshalText writes the state's name.
+func (s ExecState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a state's name.
+func (s *ExecState) UnmarshalText(b []byte) error {
+	for i, n := range execNames {
+		if n == string(b) {
+			*s = ExecState(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("supervisor: unknown executive state %q", b)
+}
+
+// Heartbeat is the executive's liveness signal: its cycle counter and state.
+// The shared-memory reader implements it; Read must not block.
+type Heartbeat interface {
+	Read() (cycle uint64, state ExecState, err error)
+}
+
+// Fault is why a partition was last declared faulted.
+type Fault struct {
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
+}
+
+// Status is everything `mkrt status` shows about a partition.
+type Status struct {
+	Partition string    `json:"partition"`
+	Backend   string    `json:"backend"`
+	State     State     `json:"state"`
+	Exec      ExecState `json:"exec_state"`
+	PID       int       `json:"pid,omitempty"`
+	RT        bool      `json:"rt"`
+	RTWhy     string    `json:"rt_why,omitempty"`
+	Isolation Isolation `json:"isolation"`
+	Restarts  int       `json:"restarts"`
+	LastFault *Fault    `json:"last_fault,omitempty"`
+	Cycle     uint64    `json:"cycle"`
+	// Since is when the partition last entered Running; Uptime is measured from it.
+	Since  time.Time     `json:"since,omitzero"`
+	Uptime time.Duration `json:"uptime"`
+	Tasks  []TaskStats   `json:"tasks,omitempty"`
+	Links  []Link        `json:"links,omitempty"`
+}
+
+// TaskStats is one cyclic task's timing, from the executive's histograms.
+type TaskStats struct {
+	Name     string        `json:"name"`
+	Period   time.Duration `json:"period"`
+	Cycles   uint64        `json:"cycles"`
+	Overruns uint64        `json:"overruns"`
+	// Latency percentiles of the wake-up latency.
+	P50 time.Duration `json:"p50"`
+	P99 time.Duration `json:"p99"`
+	Max time.Duration `json:"max"`
+}
+
+// Link is one connection of the bridge (MQTT broker, Modbus client, ...).
+type Link struct {
+	Name      string `json:"name"`
+	Peer      string `json:"peer,omitempty"`
+	Connected bool   `json:"connected"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+// TaskSource reports per-task timing (the histogram reader implements it).
+type TaskSource interface {
+	TaskStats() []TaskStats
+}
+
+// LinkSource reports the bridge's connections (the bridge implements it).
+type LinkSource interface {
+	Links() []Link
+}
+
+// String is a one-line summary for logs.
+func (s Status) String() string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,355 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Listener learns when a partition comes up (first heartbeat after a start)
+// and goes down (fault, exit or stop), so the bridge can mark data stale
+// (Sparkplug DDEATH/NDEATH) and re-birth. Calls come from the supervisor's
+// goroutine, in order; a listener must return quickly.
+type Listener interface {
+	PartitionUp(name string)
+	PartitionDown(name string, f Fault)
+}
+
+// ListenerFuncs adapts two functions to a Listener; a nil function is a no-op.
+type ListenerFuncs struct {
+	Up   func(name string)
+	Down func(name string, f Fault)
+}
+
+// PartitionUp calls Up.
+func (l ListenerFuncs) PartitionUp(name string) {
+	if l.Up != nil {
+		l.Up(name)
+	}
+}
+
+// PartitionDown calls Down.
+func (l ListenerFuncs) PartitionDown(name string, f Fault) {
+	if l.Down != nil {
+		l.Down(name, f)
+	}
+}
+
+// Options configure a Supervisor. Name, Partition and Heartbeat are required.
+type Options struct {
+	Name      string
+	Partition Partition
+	Heartbeat Heartbeat
+	// Period is the heartbeat period: the fastest task's period.
+	Period time.Duration
+	// Missed is config watchdog.heartbeat: periods without a new cycle that
+	// declare the partition faulted (default 10).
+	Missed int
+	// StartTimeout bounds the wait for the first heartbeat (default 10s).
+	StartTimeout time.Duration
+	// StopTimeout bounds a graceful stop before it turns forced (default 10s).
+	StopTimeout time.Duration
+	Policy      RestartPolicy
+	// ExitOnGiveUp makes Run return ErrCrashLoop or ErrDoNotRestart instead
+	// of holding the partition down until Reset.
+	ExitOnGiveUp bool
+	Listeners    []Listener
+	Tasks        TaskSource // optional
+	Links        LinkSource // optional
+	Clock        Clock      // default RealClock
+	Log          *slog.Logger
+}
+
+// Supervisor keeps one partition running: start, watch, restart, give up.
+type Supervisor struct {
+	o       Options
+	log     *slog.Logger
+	clock   Clock
+	tracker restartTracker
+	reset   chan struct{}
+
+	mu        sync.Mutex
+	state     State
+	exec      ExecState
+	cycle     uint64
+	restarts  int
+	lastFault *Fault
+	since     time.Time
+}
+
+// New checks o and returns a supervisor in state Stopped.
+func New(o Options) (*Supervisor, error) {
+	switch {
+	case o.Partition == nil:
+		return nil, errors.New("supervisor: no partition backend")
+	case o.Heartbeat == nil:
+		return nil, errors.New("supervisor: no heartbeat source")
+	case o.Period <= 0:
+		return nil, fmt.Errorf("supervisor: heartbeat period %v is not positive", o.Period)
+	}
+	if o.Missed <= 0 {
+		o.Missed = 10
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = 10 * time.Second
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 10 * time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = RealClock{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Supervisor{o: o, log: o.Log.With("partition", o.Name), clock: o.Clock,
+		tracker: restartTracker{p: o.Policy}, reset: make(chan struct{}, 1)}, nil
+}
+
+// Reset leaves the crashloop (or do-not-restart) hold: the partition is
+// started again at once and the restart history is forgotten.
+func (s *Supervisor) Reset() {
+	select {
+	case s.reset <- struct{}{}:
+	default:
+	}
+}
+
+// Status is a snapshot of the partition's state.
+func (s *Supervisor) Status() Status {
+	info := s.o.Partition.Info()
+	s.mu.Lock()
+	st := Status{Partition: s.o.Name, Backend: s.o.Partition.Backend(), State: s.state, Exec: s.exec,
+		PID: info.PID, RT: info.RT, RTWhy: info.RTWhy, Isolation: info.Isolation,
+		Restarts: s.restarts, Cycle: s.cycle, Since: s.since}
+	if s.lastFault != nil {
+		f := *s.lastFault
+		st.LastFault = &f
+	}
+	s.mu.Unlock()
+	if st.State == Running && !st.Since.IsZero() {
+		st.Uptime = s.clock.Now().Sub(st.Since)
+	}
+	if s.o.Tasks != nil {
+		st.Tasks = s.o.Tasks.TaskStats()
+	}
+	if s.o.Links != nil {
+		st.Links = s.o.Links.Links()
+	}
+	return st
+}
+
+func (s *Supervisor) setState(st State) {
+	s.mu.Lock()
+	prev := s.state
+	s.state = st
+	s.mu.Unlock()
+	if prev != st {
+		s.log.Info("partition state", "from", prev.String(), "to", st.String())
+	}
+}
+
+// down is how one incarnation ended.
+type down struct {
+	reason  string
+	exit    *Exit // nil when the program had not exited by itself
+	stopped bool  // ctx ended: the operator stopped the partition
+	wasUp   bool
+	since   time.Time
+}
+
+// Run supervises the partition until ctx ends, then stops it (graceful,
+// bounded by StopTimeout) and returns nil. With ExitOnGiveUp it returns
+// ErrCrashLoop or ErrDoNotRestart when it gives up.
+func (s *Supervisor) Run(ctx context.Context) error {
+	for {
+		d := s.runOnce(ctx)
+		s.takeDown(ctx, d)
+		if d.stopped {
+			s.setState(Stopped)
+			return nil
+		}
+		var giveUp error
+		delay, crash := s.tracker.next(s.clock.Now(), d.since)
+		switch {
+		case d.exit != nil && !d.exit.Restartable():
+			giveUp = fmt.Errorf("%w: %s", ErrDoNotRestart, d.reason)
+			s.setState(Faulted)
+		case crash:
+			giveUp = fmt.Errorf("%w: more than %d restarts within %v; last: %s", ErrCrashLoop,
+				s.o.Policy.withDefaults().Burst, s.o.Policy.withDefaults().Window, d.reason)
+			s.setState(CrashLoop)
+		}
+		if giveUp != nil {
+			s.log.Error("partition given up; waiting for a reset", "err", giveUp)
+			if s.o.ExitOnGiveUp {
+				return giveUp
+			}
+			select {
+			case <-ctx.Done():
+				s.setState(Stopped)
+				return nil
+			case <-s.reset:
+				s.tracker.reset()
+				continue
+			}
+		}
+		s.setState(Restarting)
+		s.log.Warn("partition restarting", "in", delay, "reason", d.reason)
+		t := s.clock.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			s.setState(Stopped)
+			return nil
+		case <-s.reset:
+			t.Stop()
+			s.tracker.reset()
+		case <-t.C():
+		}
+		s.mu.Lock()
+		s.restarts++
+		s.mu.Unlock()
+	}
+}
+
+// runOnce starts the partition and returns when it goes down.
+func (s *Supervisor) runOnce(ctx context.Context) (d down) {
+	s.setState(Preparing)
+	if err := s.o.Partition.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return down{stopped: true, reason: "stopped while starting"}
+		}
+		d := down{reason: "start failed: " + err.Error()}
+		if errors.Is(err, ErrDoNotRestart) {
+			d.exit = &Exit{Code: ExitDoNotRestart}
+		}
+		return d
+	}
+	exited := make(chan Exit, 1)
+	waitCtx, cancelWait := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if e, err := s.o.Partition.Wait(waitCtx); err == nil {
+			exited <- e
+		}
+	}()
+	defer func() {
+		if d.exit == nil && !d.stopped {
+			// Force the program down so Wait returns; Stop undoes the rest.
+			if err := s.o.Partition.Kill(); err != nil {
+				s.log.Warn("partition kill failed", "err", err)
+			}
+		}
+		if d.stopped {
+			s.stopPartition(ctx)
+		}
+		cancelWait()
+		wg.Wait()
+	}()
+
+	s.setState(Starting)
+	wd := Watchdog{Period: s.o.Period, Missed: s.o.Missed}
+	now := s.clock.Now()
+	wd.Reset(now)
+	base, _, baseErr := s.o.Heartbeat.Read()
+	deadline := now.Add(s.o.StartTimeout)
+	for {
+		t := s.clock.NewTimer(s.o.Period)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return down{stopped: true, reason: "stopped"}
+		case e := <-exited:
+			t.Stop()
+			return down{reason: "exited before the first heartbeat: " + e.String(), exit: &e}
+		case now = <-t.C():
+		}
+		cycle, st, err := s.Heartbeat()
+		if err == nil && st == ExecFaulted {
+			return down{reason: "executive reported a fault while starting"}
+		}
+		if err == nil && (cycle != base || (baseErr != nil && cycle > 0)) {
+			break
+		}
+		if now.After(deadline) {
+			return down{reason: fmt.Sprintf("%v: none within %v", ErrNoHeartbeat, s.o.StartTimeout)}
+		}
+	}
+	wd.Reset(now)
+	s.mu.Lock()
+	s.since = now
+	s.mu.Unlock()
+	for _, l := range s.o.Listeners {
+		l.PartitionUp(s.o.Name)
+	}
+	s.setState(Running)
+	up := down{wasUp: true, since: now}
+	for {
+		t := s.clock.NewTimer(s.o.Period)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			up.stopped, up.reason = true, "stopped"
+			return up
+		case e := <-exited:
+			t.Stop()
+			up.exit, up.reason = &e, "exited: "+e.String()
+			return up
+		case now = <-t.C():
+		}
+		cycle, st, err := s.Heartbeat()
+		if reason := wd.Observe(now, cycle, st, err); reason != "" {
+			up.reason = reason
+			return up
+		}
+	}
+}
+
+// Heartbeat reads the heartbeat source and records the reading for Status.
+func (s *Supervisor) Heartbeat() (uint64, ExecState, error) {
+	cycle, st, err := s.o.Heartbeat.Read()
+	if err == nil {
+		s.mu.Lock()
+		s.cycle, s.exec = cycle, st
+		s.mu.Unlock()
+	}
+	return cycle, st, err
+}
+
+// takeDown records the fault, tells listeners and undoes host preparation.
+func (s *Supervisor) takeDown(ctx context.Context, d down) {
+	f := Fault{Reason: d.reason, Time: s.clock.Now()}
+	if !d.stopped {
+		s.setState(Faulted)
+		s.mu.Lock()
+		s.lastFault = &f
+		s.mu.Unlock()
+		s.log.Error("partition faulted", "reason", d.reason)
+		s.stopPartition(ctx)
+	}
+	s.mu.Lock()
+	s.since = time.Time{}
+	s.mu.Unlock()
+	if d.wasUp {
+		for _, l := range s.o.Listeners {
+			l.PartitionDown(s.o.Name, f)
+		}
+	}
+}
+
+// stopPartition runs the backend's Stop with a bounded context that
+// survives the cancellation of ctx.
+func (s *Supervisor) stopPartition(ctx context.Context) {
+	s.setState(Stopping)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.StopTimeout)
+	defer cancel()
+	if err := s.o.Partition.Stop(sctx); err != nil {
+		s.log.Warn("partition stop incomplete", "err", err)
+	}
+}

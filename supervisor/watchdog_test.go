@@ -1,0 +1,83 @@
+package supervisor
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWatchdog(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	w := Watchdog{Period: 10 * time.Millisecond, Missed: 3}
+	w.Reset(t0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	steps := []struct {
+		ms    int
+		cycle uint64
+		state ExecState
+		err   error
+		fault string
+	}{
+		{10, 1, ExecRunning, nil, ""},
+		{20, 2, ExecRunning, nil, ""},
+		{30, 2, ExecRunning, nil, ""},
+		{50, 2, ExecRunning, nil, ""},
+		{60, 3, ExecRunning, nil, ""}, // moved again just in time
+		{80, 3, ExecRunning, errors.New("torn read"), ""},
+		{91, 3, ExecRunning, errors.New("torn read"), "unreadable"},
+	}
+	for _, s := range steps {
+		got := w.Observe(at(s.ms), s.cycle, s.state, s.err)
+		if (s.fault == "") != (got == "") || !strings.Contains(got, s.fault) {
+			t.Fatalf("at %dms: fault %q, want %q", s.ms, got, s.fault)
+		}
+	}
+	w.Reset(t0)
+	w.Observe(at(1), 5, ExecRunning, nil)
+	if got := w.Observe(at(32), 5, ExecRunning, nil); !strings.Contains(got, "stopped at cycle 5") {
+		t.Fatalf("stalled counter: %q", got)
+	}
+	if got := w.Observe(at(33), 6, ExecFaulted, nil); got == "" {
+		t.Fatal("executive fault not reported")
+	}
+}
+
+func TestWatchdogObserveAllocatesNothing(t *testing.T) {
+	w := Watchdog{Period: time.Millisecond, Missed: 10}
+	now := time.Unix(0, 0)
+	w.Reset(now)
+	var cycle uint64
+	allocs := testing.AllocsPerRun(1000, func() {
+		cycle++
+		now = now.Add(time.Millisecond)
+		if w.Observe(now, cycle, ExecRunning, nil) != "" {
+			t.Fatal("unexpected fault")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Observe allocates %v per call", allocs)
+	}
+}
+
+func TestRestartPolicy(t *testing.T) {
+	tr := restartTracker{p: RestartPolicy{Initial: 100 * time.Millisecond, Max: 500 * time.Millisecond, Burst: 5, Window: time.Minute}}
+	now := time.Unix(0, 0)
+	want := []time.Duration{100, 200, 400, 500, 500}
+	for i, w := range want {
+		d, crash := tr.next(now, time.Time{})
+		if crash || d != w*time.Millisecond {
+			t.Fatalf("restart %d: delay %v crash %v, want %v", i+1, d, crash, w*time.Millisecond)
+		}
+		now = now.Add(time.Second)
+	}
+	if _, crash := tr.next(now, time.Time{}); !crash {
+		t.Fatal("6th restart within a minute is not a crash loop")
+	}
+	// Once the old restarts leave the window, and after a stable run, the backoff starts over.
+	now = now.Add(2 * time.Minute)
+	d, crash := tr.next(now, now.Add(-time.Minute))
+	if crash || d != 100*time.Millisecond {
+		t.Fatalf("after a stable run: delay %v crash %v", d, crash)
+	}
+}
