@@ -4,5 +4,7 @@ import "github.com/spf13/cobra"
 
 // commands lists the implemented subcommands; one line per subcommand file.
 func commands() []*cobra.Command {
-	return []*cobra.Command{}
+	return []*cobra.Command{
+		newSimCmd(),
+	}
 }

@@ -23,7 +23,6 @@ func placeholders() []*cobra.Command {
 		placeholder("apply CONFIG", "apply a changed config to the running partition"),
 		placeholder("latency", "latency measurement runs and reports"),
 		placeholder("board", "reference boards and host readiness checks"),
-		placeholder("sim MODEL", "run a plant simulator as a Modbus TCP slave"),
 		placeholder("image", "build the application kernel image"),
 		placeholder("partition", "partition configs for the kexec-family backends"),
 	}

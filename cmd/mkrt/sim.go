@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mkrt/mkrt/io/sim"
+)
+
+// newSimCmd is `mkrt sim <tank|heater|conveyor> [--listen ADDR] [--speed N]`.
+func newSimCmd() *cobra.Command {
+	var listen string
+	var speed float64
+	cmd := &cobra.Command{
+		Use:   "sim MODEL",
+		Short: "run a plant simulator (" + strings.Join(sim.Models, ", ") + ") as a Modbus TCP slave until Ctrl-C",
+		Long: "Run a plant simulator as a Modbus TCP slave until interrupted.\n\n" +
+			"Models and their default addresses: tank 127.0.0.1:15020, heater 127.0.0.1:15030,\n" +
+			"conveyor 127.0.0.1:15040. The register maps are in `go doc github.com/mkrt/mkrt/io/sim`.",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: sim.Models,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := sim.New(args[0])
+			if err != nil {
+				return err
+			}
+			if listen == "" {
+				listen = m.DefaultListen()
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			srv, err := sim.Start(ctx, m, sim.Config{Listen: listen, Speed: speed})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sim %s: Modbus TCP on %s, speed %gx; Ctrl-C stops\n", m.Name(), srv.Addr(), speed)
+			<-ctx.Done()
+			return srv.Close()
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "listen address host:port (default: the model's, e.g. 127.0.0.1:15020; port 0 picks one)")
+	cmd.Flags().Float64Var(&speed, "speed", 1, "sim seconds per wall second")
+	return cmd
+}

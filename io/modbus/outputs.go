@@ -1,0 +1,169 @@
+package modbus
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	gb "github.com/goburrow/modbus"
+
+	"github.com/mkrt/mkrt/configs"
+)
+
+// writeOutputs writes the outputs that changed since they were last written
+// (all armed outputs when write_every is due), coalescing each block of
+// back-to-back outputs into one request. A request that fails for a reason
+// other than a protocol exception returns the error: the connection is lost.
+func (s *Scanner) writeOutputs(ctx context.Context) error {
+	o, _ := s.out.Front()
+	full := false
+	if we := s.dev.WriteEvery.D(); we > 0 && time.Since(s.lastFull) >= we {
+		full = true
+	}
+	var sent bool
+	for wi := range s.plan.writes {
+		r := &s.plan.writes[wi]
+		lo, hi := -1, -1
+		for k, i := range r.Tags {
+			if s.due(o, i, full) {
+				if lo < 0 {
+					lo = k
+				}
+				hi = k
+			}
+		}
+		if lo < 0 {
+			continue
+		}
+		// Unarmed outputs inside the span are not written: split there.
+		for k := lo; k <= hi; {
+			j := k
+			for j <= hi && o.armed[r.Tags[j]] {
+				j++
+			}
+			if j > k {
+				if err := s.writeSpan(ctx, r, o, r.Tags[k:j]); err != nil && dropsConnection(err) {
+					return err
+				}
+				sent = true
+			}
+			k = j + 1
+		}
+	}
+	for _, i := range s.plan.masks {
+		if !s.due(o, i, full) {
+			continue
+		}
+		if err := s.writeMask(ctx, o, i); err != nil && dropsConnection(err) {
+			return err
+		}
+		sent = true
+	}
+	if full && (sent || len(s.plan.writes)+len(s.plan.masks) == 0) {
+		s.lastFull = time.Now()
+	}
+	return nil
+}
+
+// due reports whether armed output i must be written now.
+func (s *Scanner) due(o *outputs, i int, full bool) bool {
+	if !o.armed[i] {
+		return false
+	}
+	if full || !s.written[i] {
+		return true
+	}
+	if s.plan.bindings[i].typ == configs.String {
+		return o.text[i] != s.lastText[i]
+	}
+	return math.Float64bits(o.values[i]) != math.Float64bits(s.lastOut[i])
+}
+
+// writeSpan writes the back-to-back outputs tags (binding indexes) of block r.
+func (s *Scanner) writeSpan(ctx context.Context, r *Request, o *outputs, tags []int) error {
+	first, last := &s.plan.bindings[tags[0]], &s.plan.bindings[tags[len(tags)-1]]
+	addr, qty := first.addr, last.end()-first.addr
+	var op func(c gb.Client) ([]byte, error)
+	if r.Area == configs.AreaCoil {
+		clear(s.bits[:(qty+7)/8])
+		for _, i := range tags {
+			putBit(s.bits[:], s.plan.bindings[i].addr-addr, o.values[i] != 0)
+		}
+		op = func(c gb.Client) ([]byte, error) {
+			if qty == 1 {
+				v := uint16(0)
+				if s.bits[0]&1 != 0 {
+					v = 0xFF00
+				}
+				return c.WriteSingleCoil(uint16(addr), v)
+			}
+			return c.WriteMultipleCoils(uint16(addr), uint16(qty), s.bits[:(qty+7)/8])
+		}
+	} else {
+		for _, i := range tags {
+			b := &s.plan.bindings[i]
+			w := s.wire[2*(b.addr-addr) : 2*(b.end()-addr)]
+			if b.typ == configs.String {
+				encodeString(o.text[i], b.order, w)
+			} else {
+				raw := o.values[i]
+				if b.typ.Numeric() {
+					raw = (raw - b.offset) / b.scale
+				}
+				encodeRegisters(b, raw, w)
+			}
+		}
+		op = func(c gb.Client) ([]byte, error) {
+			if qty == 1 {
+				return c.WriteSingleRegister(uint16(addr), uint16(s.wire[0])<<8|uint16(s.wire[1]))
+			}
+			return c.WriteMultipleRegisters(uint16(addr), uint16(qty), s.wire[:2*qty])
+		}
+	}
+	err := s.send(ctx, op, func() string { return fmt.Sprintf("write %s %d+%d", r.Area, addr, qty) })
+	if err == nil {
+		for _, i := range tags {
+			s.written[i], s.lastOut[i], s.lastText[i] = true, o.values[i], o.text[i]
+		}
+	}
+	return err
+}
+
+// writeMask writes one bit of a holding register with FC22, leaving the
+// other bits as they are on the device.
+func (s *Scanner) writeMask(ctx context.Context, o *outputs, i int) error {
+	b := &s.plan.bindings[i]
+	bit := b.bit
+	if b.order == configs.BADC || b.order == configs.DCBA {
+		bit ^= 8 // the device sees the register with its bytes swapped
+	}
+	and, or := ^uint16(1<<bit), uint16(0)
+	if o.values[i] != 0 {
+		or = 1 << bit
+	}
+	err := s.send(ctx, func(c gb.Client) ([]byte, error) { return c.MaskWriteRegister(uint16(b.addr), and, or) },
+		func() string { return fmt.Sprintf("write bit %d of holding %d", b.bit, b.addr) })
+	if err == nil {
+		s.written[i], s.lastOut[i] = true, o.values[i]
+	}
+	return err
+}
+
+// send runs one write request on a connected device and counts it.
+func (s *Scanner) send(ctx context.Context, op func(c gb.Client) ([]byte, error), what func() string) error {
+	if err := s.ensureConnected(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.stats.Writes++
+	s.mu.Unlock()
+	_, err := s.do(op, what)
+	if err != nil {
+		s.record(err)
+		if !dropsConnection(err) {
+			s.log.Warn("modbus: output write refused", "device", s.dev.Name, "err", err)
+		}
+	}
+	return err
+}

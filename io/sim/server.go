@@ -1,0 +1,140 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	mb "github.com/simonvetter/modbus"
+)
+
+// Config is how a simulator is served.
+type Config struct {
+	// Listen is host:port; port 0 picks a free port (see Server.Addr).
+	Listen string
+	// Speed is sim seconds per wall second; default 1.
+	Speed float64
+	// Tick is the wall-clock step of the simulation; default 10ms. A zero
+	// Tick with Manual set runs no ticker: the caller advances with Step.
+	Tick time.Duration
+	// Manual runs no ticker; the simulation advances only with Step.
+	Manual bool
+	// Logger receives the Modbus server's messages; default discards them.
+	Logger *slog.Logger
+}
+
+// Server is a model served as a Modbus TCP slave.
+type Server struct {
+	model Model
+	bank  *Bank
+	srv   *mb.ModbusServer
+	addr  string
+	mu    sync.Mutex // serialises Step
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// ErrListen is a listen address the simulator could not bind.
+var ErrListen = errors.New("sim: cannot listen")
+
+// Start serves m on cfg.Listen and advances it on a ticker until ctx ends
+// or Close is called.
+func Start(ctx context.Context, m Model, cfg Config) (*Server, error) {
+	if cfg.Speed <= 0 {
+		cfg.Speed = 1
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 10 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{model: m, bank: m.NewBank(), done: make(chan struct{})}
+	var err error
+	// simonvetter/modbus does not report the port it bound, so port 0 is
+	// resolved here first; a port taken in between is retried.
+	for attempt := 0; attempt < 5; attempt++ {
+		if s.addr, err = resolveListen(cfg.Listen); err != nil {
+			return nil, err
+		}
+		s.srv, err = mb.NewServer(&mb.ServerConfiguration{URL: "tcp://" + s.addr, Timeout: 5 * time.Minute,
+			MaxClients: 32, Logger: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}, s.bank)
+		if err != nil {
+			return nil, fmt.Errorf("%w %s: %w", ErrListen, cfg.Listen, err)
+		}
+		if err = s.srv.Start(); err == nil {
+			break
+		}
+		if _, port, _ := net.SplitHostPort(cfg.Listen); port != "0" {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrListen, cfg.Listen, err)
+	}
+	ctx, s.stop = context.WithCancel(ctx)
+	go s.run(ctx, cfg)
+	return s, nil
+}
+
+func resolveListen(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%w %q: %w", ErrListen, addr, err)
+	}
+	if port != "0" {
+		return addr, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%w %s: %w", ErrListen, addr, err)
+	}
+	defer l.Close()
+	_, port, _ = net.SplitHostPort(l.Addr().String())
+	return net.JoinHostPort(host, port), nil
+}
+
+func (s *Server) run(ctx context.Context, cfg Config) {
+	defer close(s.done)
+	defer s.srv.Stop()
+	if cfg.Manual {
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(cfg.Tick)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.Step(time.Duration(float64(now.Sub(last)) * cfg.Speed))
+			last = now
+		}
+	}
+}
+
+// Step advances the simulation by dt of sim time.
+func (s *Server) Step(dt time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bank.Update(func(m *Memory) { s.model.Step(dt, m) })
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.addr }
+
+// Bank is the served memory.
+func (s *Server) Bank() *Bank { return s.bank }
+
+// Close stops the ticker and the server and waits for both.
+func (s *Server) Close() error {
+	s.stop()
+	<-s.done
+	return nil
+}
