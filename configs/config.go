@@ -22,6 +22,13 @@ type Config struct {
 	Watchdog  Watchdog  `yaml:"watchdog" doc:"overrun and heartbeat supervision, and the safe state of outputs"`
 	Bridge    Bridge    `yaml:"bridge" doc:"how SCADA reads and commands the plant: MQTT (Sparkplug B, JSON) and Modbus TCP"`
 	Latency   Latency   `yaml:"latency" doc:"jitter histogram recording"`
+
+	// where holds the position of every field and map entry decoded from a
+	// file (see FieldPos and EntryPos); nil for a config built in code.
+	where *positions
+	// dir is the directory of the config file; relative paths in the
+	// config are resolved against it (see ResolvePath).
+	dir string
 }
 
 // Metadata names the plant program.

@@ -1,0 +1,889 @@
+package configs
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/mkrt/mkrt/boards"
+)
+
+// BlockTypes lists the function block types a task may use.
+var BlockTypes = []string{"pid", "lag", "ramp", "limit", "scale", "deadband", "hysteresis", "alarm",
+	"ton", "tof", "tp", "counter", "and", "or", "xor", "not", "compare", "select", "min", "max", "average", "delay"}
+
+// passThrough are the block types whose output carries the unit of their
+// inputs, so a tag wired in and a tag wired out must agree on units.
+var passThrough = []string{"lag", "ramp", "limit", "deadband", "delay", "select", "min", "max", "average"}
+
+// Validate checks every rule of the schema and returns every problem as
+// Errors (sorted by position), or nil. Call it after Defaults (Load does
+// both); on a config without defaults, empty values count as defaults.
+func (c *Config) Validate() error {
+	var errs Errors
+	c.validate(&errs)
+	return errs.Err()
+}
+
+var (
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	pciRE  = regexp.MustCompile(`^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$`)
+)
+
+// checker carries what the rules share.
+type checker struct {
+	c      *Config
+	errs   *Errors
+	board  boards.Board
+	known  bool // board is a known board
+	cpus   CPUList
+	tags   map[string]TagInfo
+	blocks map[string]string // block name -> task name
+}
+
+func (k *checker) add(pos Pos, format string, args ...any) { k.errs.Add(pos, format, args...) }
+
+// at is the position of a field, falling back to its struct's position.
+func (k *checker) at(ptr any, fallback Pos) Pos { return k.c.FieldPos(ptr, fallback) }
+
+func (c *Config) validate(errs *Errors) {
+	k := &checker{c: c, errs: errs, tags: c.tagIndex(), blocks: map[string]string{}}
+	k.generic(reflect.ValueOf(c).Elem(), c.Pos, "config")
+	k.name(&c.Metadata.Name, c.Metadata.Pos, "metadata.name")
+	k.partition()
+	k.devices()
+	k.internalTags()
+	k.tasks()
+	k.watchdog()
+	k.bridge()
+	k.latency()
+}
+
+// generic applies the struct tags: required values must be set, enum
+// values must be one of the listed ones.
+func (k *checker) generic(v reflect.Value, pos Pos, where string) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			k.generic(v.Elem(), pos, where)
+		}
+		return
+	case reflect.Slice:
+		if v.Type() == cpuListType {
+			return
+		}
+		for i := 0; i < v.Len(); i++ {
+			k.generic(v.Index(i), pos, fmt.Sprintf("%s[%d]", where, i))
+		}
+		return
+	case reflect.Struct:
+	default:
+		return
+	}
+	if p := v.FieldByName("Pos"); p.IsValid() && p.Type() == posType {
+		if sp := p.Interface().(Pos); sp.Line > 0 || pos.Line == 0 {
+			pos = sp
+		}
+	}
+	for _, f := range fieldsOf(v.Type()) {
+		fv := v.Field(f.index)
+		fp := k.at(fv.Addr().Interface(), pos)
+		if enum := v.Type().Field(f.index).Tag.Get("enum"); enum != "" && fv.Kind() == reflect.String && fv.String() != "" {
+			allowed := strings.Split(enum, ",")
+			if !slices.Contains(allowed, fv.String()) {
+				k.add(fp, "%s: unknown %s %q%s (one of %s)", where, f.name, fv.String(), didYouMean(fv.String(), allowed), strings.Join(allowed, ", "))
+			}
+		}
+		if f.required && fv.Kind() != reflect.Int && fv.IsZero() {
+			if k.c.written(fv.Addr().Interface()) {
+				k.add(fp, "%s: %s is empty; write %s", where, f.name, f.doc)
+			} else {
+				k.add(pos, "%s: missing %s: %s", where, f.name, f.doc)
+			}
+		}
+		if fv.Kind() == reflect.Struct || fv.Kind() == reflect.Slice || fv.Kind() == reflect.Pointer {
+			k.generic(fv, pos, f.name)
+		}
+	}
+}
+
+func didYouMean(s string, candidates []string) string {
+	if m := suggest(s, candidates); m != "" {
+		return fmt.Sprintf(" (did you mean %q?)", m)
+	}
+	return ""
+}
+
+// name checks a name written by the engineer.
+func (k *checker) name(p *string, fallback Pos, what string) {
+	if *p == "" || nameRE.MatchString(*p) {
+		return
+	}
+	fix := "use letters, digits, '_' and '-'"
+	if strings.Contains(*p, ".") {
+		fix += " (a dot separates block.port, so names cannot contain one)"
+	}
+	k.add(k.at(p, fallback), "%s %q is not a valid name: %s", what, *p, fix)
+}
+
+func (k *checker) partition() {
+	p := &k.c.Partition
+	board := p.Board
+	if board == "" {
+		board = boards.Default
+	}
+	b, err := boards.Lookup(board)
+	if err != nil {
+		k.add(k.at(&p.Board, p.Pos), "unknown board %q%s (known boards: %s)", board, didYouMean(board, boards.Names()), strings.Join(boards.Names(), ", "))
+	} else {
+		k.board, k.known = b, true
+	}
+	k.cpus = p.CPUs
+	if len(k.cpus) == 0 && k.known {
+		k.cpus = b.PartitionCPUs
+	}
+	cpuPos := k.at(&p.CPUs, p.Pos)
+	seen := map[int]bool{}
+	for _, cpu := range p.CPUs {
+		if seen[cpu] {
+			k.add(cpuPos, "partition.cpus: CPU %d is listed twice; list each CPU once", cpu)
+		}
+		seen[cpu] = true
+		if k.known && cpu >= b.CPUs {
+			k.add(cpuPos, "partition.cpus: CPU %d is outside board %s, which has CPUs 0-%d; pick CPUs below %d", cpu, b.Name, b.CPUs-1, b.CPUs)
+		}
+	}
+	if k.known && len(p.CPUs) > 0 && len(p.CPUs) >= b.CPUs {
+		k.add(cpuPos, "partition.cpus: the partition takes all %d CPUs of board %s; leave at least CPU 0 to the general kernel", b.CPUs, b.Name)
+	}
+	names := map[string]Pos{}
+	for i := range p.NICs {
+		n := &p.NICs[i]
+		switch {
+		case n.Interface == "" && n.PCI == "":
+			k.add(n.Pos, "nic: name the NIC by interface (e.g. eth1) or by pci (e.g. 0000:03:00.0)")
+		case n.Interface != "" && n.PCI != "":
+			k.add(k.at(&n.PCI, n.Pos), "nic: give either interface or pci, not both")
+		case n.PCI != "" && !pciRE.MatchString(n.PCI):
+			k.add(k.at(&n.PCI, n.Pos), "nic: pci %q is not a PCI address; write domain:bus:device.function, e.g. 0000:03:00.0", n.PCI)
+		}
+		id := n.Interface + n.PCI
+		if first, dup := names[id]; dup && id != "" {
+			k.add(n.Pos, "nic %s is listed twice (first at line %d); list each NIC once", id, first.Line)
+		}
+		names[id] = n.Pos
+		if n.Address != "" {
+			if _, err := netip.ParsePrefix(n.Address); err != nil {
+				k.add(k.at(&n.Address, n.Pos), "nic: address %q is not in CIDR form; write e.g. 10.10.0.2/24", n.Address)
+			}
+		}
+		if n.Gateway != "" {
+			if _, err := netip.ParseAddr(n.Gateway); err != nil {
+				k.add(k.at(&n.Gateway, n.Pos), "nic: gateway %q is not an IP address; write e.g. 10.10.0.1", n.Gateway)
+			}
+		}
+	}
+}
+
+// TagInfo is what the rules know of one tag, device or internal.
+type TagInfo struct {
+	Name   string
+	Type   DataType
+	Unit   string
+	Device string // "" for internal tags
+	Access Access // internal tags: read_write
+	// Writable is whether SCADA may write it.
+	Writable bool
+	Min, Max *float64
+	Length   int
+	Pos      Pos
+}
+
+// TagsByName returns every tag of the config by name (the first one when
+// a name is used twice), with defaults applied to type and access.
+func (c *Config) TagsByName() map[string]TagInfo { return c.tagIndex() }
+
+func (c *Config) tagIndex() map[string]TagInfo {
+	m := map[string]TagInfo{}
+	add := func(t TagInfo) {
+		if _, dup := m[t.Name]; !dup && t.Name != "" {
+			m[t.Name] = t
+		}
+	}
+	for _, d := range c.Devices {
+		for i := range d.Tags {
+			t := &d.Tags[i]
+			typ, acc := t.Type, t.Access
+			setDefault(&typ, t.DefaultType())
+			setDefault(&acc, t.DefaultAccess())
+			add(TagInfo{Name: t.Name, Type: typ, Unit: t.Unit, Device: d.Name, Access: acc, Writable: acc.Writable(),
+				Min: t.Min, Max: t.Max, Length: t.Length, Pos: t.Pos})
+		}
+	}
+	for _, t := range c.Tags {
+		typ, n := t.Type, t.Length
+		setDefault(&typ, Float64)
+		if typ == String {
+			setDefault(&n, DefaultStringLength)
+		}
+		add(TagInfo{Name: t.Name, Type: typ, Unit: t.Unit, Access: ReadWrite, Writable: t.Writable, Min: t.Min, Max: t.Max, Length: n, Pos: t.Pos})
+	}
+	return m
+}
+
+// uniqueTag reports a tag name used before.
+func (k *checker) uniqueTag(seen map[string]Pos, name *string, pos Pos) {
+	k.name(name, pos, "tag name")
+	if *name == "" {
+		return
+	}
+	if first, dup := seen[*name]; dup {
+		k.add(k.at(name, pos), "tag %q is defined twice (first at %s); tag names are unique across devices and internal tags", *name, first)
+		return
+	}
+	seen[*name] = k.at(name, pos)
+}
+
+func (k *checker) devices() {
+	c := k.c
+	devs := map[string]Pos{}
+	tagNames := map[string]Pos{}
+	nics := map[string]bool{}
+	for _, n := range c.Partition.NICs {
+		nics[n.Interface] = true
+	}
+	for i := range c.Devices {
+		d := &c.Devices[i]
+		k.name(&d.Name, d.Pos, "device name")
+		if first, dup := devs[d.Name]; dup && d.Name != "" {
+			k.add(k.at(&d.Name, d.Pos), "device %q is defined twice (first at %s); give each device its own name", d.Name, first)
+		}
+		devs[d.Name] = k.at(&d.Name, d.Pos)
+		k.device(d, nics)
+		spans := make([]span, 0, len(d.Tags))
+		for j := range d.Tags {
+			t := &d.Tags[j]
+			k.uniqueTag(tagNames, &t.Name, t.Pos)
+			k.ioTag(d, t)
+			typ := t.Type
+			setDefault(&typ, t.DefaultType())
+			s := span{name: t.Name, area: t.Area, start: t.Address, n: max(typ.Registers(t.Length), 1), bit: -1, pos: k.at(&t.Address, t.Pos)}
+			if t.Area == AreaCoil || t.Area == AreaDiscrete {
+				s.n = 1
+			}
+			if t.Bit != nil {
+				s.n, s.bit = 1, *t.Bit
+			}
+			spans = append(spans, s)
+		}
+		k.overlaps(spans, "tag", "on device "+d.Name)
+	}
+	for i := range c.Tags {
+		k.uniqueTag(tagNames, &c.Tags[i].Name, c.Tags[i].Pos)
+	}
+}
+
+func (k *checker) device(d *Device, nics map[string]bool) {
+	switch d.Driver {
+	case DriverModbusTCP, DriverModbusRTUOverTCP:
+		if d.Address != "" {
+			k.hostPort(&d.Address, d.Pos, "device "+d.Name+": address", false)
+		}
+	case DriverModbusRTU:
+		if d.Address != "" && !strings.HasPrefix(d.Address, "/") {
+			k.add(k.at(&d.Address, d.Pos), "device %s: address %q is not a serial device; write its path, e.g. /dev/ttyUSB0", d.Name, d.Address)
+		}
+		s := &d.Serial
+		if s.BaudRate < 0 {
+			k.add(k.at(&s.BaudRate, s.Pos), "device %s: baud_rate %d is negative; write e.g. 19200", d.Name, s.BaudRate)
+		}
+		if s.DataBits != 0 && (s.DataBits < 5 || s.DataBits > 8) {
+			k.add(k.at(&s.DataBits, s.Pos), "device %s: data_bits %d is not 5-8; Modbus RTU uses 8", d.Name, s.DataBits)
+		}
+		if s.StopBits != 0 && s.StopBits != 1 && s.StopBits != 2 {
+			k.add(k.at(&s.StopBits, s.Pos), "device %s: stop_bits %d is not 1 or 2", d.Name, s.StopBits)
+		}
+	}
+	if d.UnitID < 0 || d.UnitID > 247 {
+		k.add(k.at(&d.UnitID, d.Pos), "device %s: unit_id %d is outside 0-247; write the unit id the device answers to", d.Name, d.UnitID)
+	}
+	for _, n := range []struct {
+		v    *int
+		name string
+	}{{&d.Retries, "retries"}, {&d.MaxGap, "max_gap"}} {
+		if *n.v < 0 {
+			k.add(k.at(n.v, d.Pos), "device %s: %s %d is negative; write 0 or more", d.Name, n.name, *n.v)
+		}
+	}
+	if d.MaxGap > 120 {
+		k.add(k.at(&d.MaxGap, d.Pos), "device %s: max_gap %d is wider than one Modbus read (125 registers); write at most 120", d.Name, d.MaxGap)
+	}
+	if d.Timeout < 0 || (d.Timeout == 0 && k.c.written(&d.Timeout)) {
+		k.add(k.at(&d.Timeout, d.Pos), "device %s: timeout must be positive; write e.g. 500ms", d.Name)
+	}
+	if d.Poll < 0 || (d.Poll == 0 && k.c.written(&d.Poll)) {
+		k.add(k.at(&d.Poll, d.Pos), "device %s: poll must be positive; write e.g. 100ms", d.Name)
+	}
+	if d.Interface != "" && !nics[d.Interface] {
+		k.add(k.at(&d.Interface, d.Pos), "device %s: interface %q is not one of the partition's nics; add it under partition.nics or remove it", d.Name, d.Interface)
+	}
+}
+
+func (k *checker) ioTag(d *Device, t *IOTag) {
+	where := fmt.Sprintf("tag %s", t.Name)
+	typ := t.Type
+	setDefault(&typ, t.DefaultType())
+	k.dataType(&t.Type, t.Pos, where)
+	bitOK := t.Area == AreaHolding || t.Area == AreaInput
+	if (t.Area == AreaCoil || t.Area == AreaDiscrete) && typ != Bool {
+		k.add(k.at(&t.Type, t.Pos), "%s: a %s holds one bit, so its type must be bool (remove type or write bool)", where, t.Area)
+	}
+	if t.Bit != nil {
+		bp := k.at(&t.Bit, t.Pos)
+		switch {
+		case !bitOK:
+			k.add(bp, "%s: bit applies to holding and input registers only; remove it", where)
+		case *t.Bit < 0 || *t.Bit > 15:
+			k.add(bp, "%s: bit %d is outside 0-15; a register has 16 bits", where, *t.Bit)
+		case typ != Bool:
+			k.add(k.at(&t.Type, t.Pos), "%s: a register bit is a bool; remove type or write bool", where)
+		}
+	}
+	if typ == String && t.Length <= 0 {
+		k.add(k.at(&t.Length, t.Pos), "%s: a string tag needs length (its size in bytes), e.g. length: 16", where)
+	}
+	if typ != String && t.Length != 0 {
+		k.add(k.at(&t.Length, t.Pos), "%s: length applies to string tags only; remove it", where)
+	}
+	if (t.Area == AreaDiscrete || t.Area == AreaInput) && t.Access.Writable() {
+		k.add(k.at(&t.Access, t.Pos), "%s: a %s is read-only on Modbus; write access: read or move the tag to a %s", where, areaName(t.Area), map[Area]Area{AreaDiscrete: AreaCoil, AreaInput: AreaHolding}[t.Area])
+	}
+	end := t.Address + max(typ.Registers(t.Length), 1)
+	if t.Address < 0 || end > 65536 {
+		k.add(k.at(&t.Address, t.Pos), "%s: address %d is outside 0-65535 (the value takes %d registers)", where, t.Address, end-t.Address)
+	}
+	if t.Scale != nil && *t.Scale == 0 {
+		k.add(k.at(&t.Scale, t.Pos), "%s: scale 0 would make every value 0; write a non-zero scale or remove it", where)
+	}
+	k.limits(t.Min, t.Max, &t.Min, t.Pos, where)
+	if t.Deadband < 0 {
+		k.add(k.at(&t.Deadband, t.Pos), "%s: deadband %g is negative; write 0 or more", where, t.Deadband)
+	}
+}
+
+func areaName(a Area) string {
+	if a == AreaInput {
+		return "input register"
+	}
+	return "discrete input"
+}
+
+func (k *checker) dataType(t *DataType, pos Pos, where string) {
+	if *t == "" || t.Valid() {
+		return
+	}
+	names := make([]string, len(DataTypes))
+	for i, d := range DataTypes {
+		names[i] = string(d)
+	}
+	k.add(k.at(t, pos), "%s: unknown type %q%s (one of %s)", where, *t, didYouMean(string(*t), names), strings.Join(names, ", "))
+}
+
+func (k *checker) limits(lo, hi *float64, ptr any, pos Pos, where string) {
+	if lo != nil && hi != nil && *lo > *hi {
+		k.add(k.at(ptr, pos), "%s: min %g is above max %g; swap them", where, *lo, *hi)
+	}
+}
+
+func (k *checker) internalTags() {
+	for i := range k.c.Tags {
+		t := &k.c.Tags[i]
+		where := fmt.Sprintf("tag %s", t.Name)
+		k.dataType(&t.Type, t.Pos, where)
+		if t.Length < 0 {
+			k.add(k.at(&t.Length, t.Pos), "%s: length %d is negative", where, t.Length)
+		}
+		if t.Type != String && t.Type != "" && t.Length != 0 {
+			k.add(k.at(&t.Length, t.Pos), "%s: length applies to string tags only; remove it", where)
+		}
+		k.limits(t.Min, t.Max, &t.Min, t.Pos, where)
+		if t.Deadband < 0 {
+			k.add(k.at(&t.Deadband, t.Pos), "%s: deadband %g is negative; write 0 or more", where, t.Deadband)
+		}
+		if t.Initial.Set {
+			if info, ok := k.tags[t.Name]; ok && info.Pos == t.Pos {
+				k.value(t.Initial, info, where+": initial value")
+			}
+		}
+	}
+}
+
+// value checks that v suits the tag: it parses for the type and lies
+// within min and max.
+func (k *checker) value(v Value, t TagInfo, what string) {
+	pos := v.Pos
+	switch t.Type {
+	case Bool:
+		if _, err := v.Bool(); err != nil {
+			k.add(pos, "%s: %v for bool tag %s", what, err, t.Name)
+		}
+		return
+	case String:
+		if t.Length > 0 && len(v.Raw) > t.Length {
+			k.add(pos, "%s: %d bytes is longer than tag %s's length %d; shorten it or raise length", what, len(v.Raw), t.Name, t.Length)
+		}
+		return
+	}
+	f, err := v.Float()
+	if err != nil {
+		k.add(pos, "%s: %v; tag %s is %s", what, err, t.Name, t.Type)
+		return
+	}
+	if lo, hi, ok := intRange(t.Type); ok {
+		if f != math.Trunc(f) {
+			k.add(pos, "%s: %s is not a whole number; tag %s is %s", what, v.Raw, t.Name, t.Type)
+			return
+		}
+		if f < lo || f > hi {
+			k.add(pos, "%s: %s is outside the range of %s (%g to %g)", what, v.Raw, t.Type, lo, hi)
+			return
+		}
+	}
+	if t.Min != nil && f < *t.Min {
+		k.add(pos, "%s: %s is below tag %s's min %g", what, v.Raw, t.Name, *t.Min)
+	}
+	if t.Max != nil && f > *t.Max {
+		k.add(pos, "%s: %s is above tag %s's max %g", what, v.Raw, t.Name, *t.Max)
+	}
+}
+
+func intRange(t DataType) (lo, hi float64, ok bool) {
+	switch t {
+	case Int16:
+		return math.MinInt16, math.MaxInt16, true
+	case Uint16:
+		return 0, math.MaxUint16, true
+	case Int32:
+		return math.MinInt32, math.MaxInt32, true
+	case Uint32:
+		return 0, math.MaxUint32, true
+	case Int64:
+		return -(1 << 53), 1 << 53, true
+	}
+	return 0, 0, false
+}
+
+func (k *checker) tasks() {
+	c := k.c
+	tasks := map[string]Pos{}
+	blocks := map[string]Pos{}
+	for i := range c.Tasks {
+		t := &c.Tasks[i]
+		k.name(&t.Name, t.Pos, "task name")
+		if first, dup := tasks[t.Name]; dup && t.Name != "" {
+			k.add(k.at(&t.Name, t.Pos), "task %q is defined twice (first at %s); give each task its own name", t.Name, first)
+		}
+		tasks[t.Name] = k.at(&t.Name, t.Pos)
+		for j := range t.Blocks {
+			b := &t.Blocks[j]
+			k.name(&b.Name, b.Pos, "block name")
+			if first, dup := blocks[b.Name]; dup && b.Name != "" {
+				k.add(k.at(&b.Name, b.Pos), "block %q is defined twice (first at %s); block names are unique across tasks", b.Name, first)
+				continue
+			}
+			blocks[b.Name] = k.at(&b.Name, b.Pos)
+			k.blocks[b.Name] = t.Name
+		}
+	}
+	writers := map[string]string{} // tag -> "block.port" writing it
+	for i := range c.Tasks {
+		t := &c.Tasks[i]
+		k.task(t)
+		for j := range t.Blocks {
+			k.block(t, &t.Blocks[j], writers)
+		}
+	}
+}
+
+func (k *checker) task(t *Task) {
+	where := "task " + t.Name
+	pp := k.at(&t.Period, t.Pos)
+	switch {
+	case t.Period <= 0:
+		if k.c.written(&t.Period) {
+			k.add(pp, "%s: period must be positive; write e.g. 10ms", where)
+		}
+	case k.known && t.Period.D() < k.board.MinPeriod:
+		k.add(pp, "%s: period %s is shorter than board %s sustains (%s); write %s or longer", where, t.Period, k.board.Name, k.board.MinPeriod, k.board.MinPeriod)
+	}
+	if t.Priority < 0 || t.Priority > 99 || (t.Priority == 0 && k.c.written(&t.Priority)) {
+		k.add(k.at(&t.Priority, t.Pos), "%s: priority %d is outside 1-99 (SCHED_FIFO); write e.g. 80", where, t.Priority)
+	}
+	if t.CPU != nil && len(k.cpus) > 0 && !slices.Contains(k.cpus, *t.CPU) {
+		k.add(k.at(&t.CPU, t.Pos), "%s: cpu %d is not one of the partition's CPUs (%s); pick one of them or add it to partition.cpus", where, *t.CPU, k.cpus)
+	}
+	if t.Commands < 0 {
+		k.add(k.at(&t.Commands, t.Pos), "%s: commands %d is negative; write 0 or more", where, t.Commands)
+	}
+}
+
+func (k *checker) block(t *Task, b *Block, writers map[string]string) {
+	where := "block " + b.Name
+	if b.Type != "" && !slices.Contains(BlockTypes, b.Type) {
+		k.add(k.at(&b.Type, b.Pos), "%s: unknown block type %q%s (one of %s)", where, b.Type, didYouMean(b.Type, BlockTypes), strings.Join(BlockTypes, ", "))
+	}
+	var unitTags []TagInfo // tags wired straight through a unit-preserving block
+	through := slices.Contains(passThrough, b.Type)
+	for _, port := range sortedKeys(b.Inputs) {
+		r := b.Inputs[port]
+		pos := r.Pos
+		if pos.Line == 0 {
+			_, pos = k.c.EntryPos(b.Inputs, port, b.Pos)
+		}
+		if r.Raw == "" {
+			k.add(pos, "%s: input %s is empty; write a tag name, block.port or a number", where, port)
+			continue
+		}
+		if _, lit := r.Literal(); lit {
+			continue
+		}
+		if blk, _, isPort := r.Block(); isPort {
+			switch owner, ok := k.blocks[blk]; {
+			case !ok:
+				k.add(pos, "%s: input %s reads %q, but there is no block %q%s", where, port, r.Raw, blk, didYouMean(blk, sortedKeys(k.blocks)))
+			case owner != t.Name:
+				k.add(pos, "%s: input %s reads block %s of task %s; a block reads only blocks of its own task, so write that output to a tag and read the tag", where, port, blk, owner)
+			}
+			continue
+		}
+		info, ok := k.tags[r.Raw]
+		if !ok {
+			k.add(pos, "%s: input %s reads unknown tag %q%s", where, port, r.Raw, didYouMean(r.Raw, sortedKeys(k.tags)))
+			continue
+		}
+		if through && port != "sel" || b.Type == "pid" && (port == "pv" || port == "sp") {
+			unitTags = append(unitTags, info)
+		}
+	}
+	for _, port := range sortedKeys(b.Outputs) {
+		name := b.Outputs[port]
+		_, pos := k.c.EntryPos(b.Outputs, port, b.Pos)
+		info, ok := k.tags[name]
+		switch {
+		case name == "":
+			k.add(pos, "%s: output %s names no tag; write the tag it sets", where, port)
+			continue
+		case !ok:
+			k.add(pos, "%s: output %s writes unknown tag %q%s", where, port, name, didYouMean(name, sortedKeys(k.tags)))
+			continue
+		case info.Device != "" && !info.Access.Writable():
+			k.add(pos, "%s: output %s writes tag %s, which is read-only (access read on device %s); write to a holding register or coil, or set access: read_write", where, port, name, info.Device)
+		}
+		if other, dup := writers[name]; dup {
+			k.add(pos, "%s: output %s writes tag %s, which %s already writes; a tag has one writer", where, port, name, other)
+		} else {
+			writers[name] = b.Name + "." + port
+		}
+		if through {
+			unitTags = append(unitTags, info)
+		}
+	}
+	for i := 1; i < len(unitTags); i++ {
+		if a, z := unitTags[0], unitTags[i]; !UnitsMatch(a.Unit, z.Unit) {
+			k.add(b.Pos, "%s: tag %s is in %q but tag %s is in %q; a %s block does not convert units (add a scale block or fix the unit)", where, a.Name, a.Unit, z.Name, z.Unit, b.Type)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (k *checker) watchdog() {
+	w := &k.c.Watchdog
+	if w.Overruns < 0 || (w.Overruns == 0 && k.c.written(&w.Overruns)) {
+		k.add(k.at(&w.Overruns, w.Pos), "watchdog: overruns %d must be 1 or more; write e.g. 3", w.Overruns)
+	}
+	if w.Heartbeat < 0 || (w.Heartbeat == 0 && k.c.written(&w.Heartbeat)) {
+		k.add(k.at(&w.Heartbeat, w.Pos), "watchdog: heartbeat %d must be 1 or more; write e.g. 10", w.Heartbeat)
+	}
+	for _, name := range sortedKeys(w.SafeState) {
+		v := w.SafeState[name]
+		keyPos, _ := k.c.EntryPos(w.SafeState, name, w.Pos)
+		info, ok := k.tags[name]
+		switch {
+		case !ok:
+			k.add(keyPos, "safe_state: unknown tag %q%s", name, didYouMean(name, sortedKeys(k.tags)))
+		case info.Device != "" && !info.Access.Writable():
+			k.add(keyPos, "safe_state: tag %s is read-only (access read on device %s); only outputs have a safe state", name, info.Device)
+		case !v.Set:
+			k.add(keyPos, "safe_state: tag %s has no value; write the value it is driven to", name)
+		default:
+			k.value(v, info, "safe_state of "+name)
+		}
+	}
+}
+
+func (k *checker) bridge() {
+	b := &k.c.Bridge
+	m := &b.MQTT
+	listens := map[string]string{}
+	listen := func(p *string, pos Pos, what string) {
+		if *p == "" {
+			return
+		}
+		if !k.hostPort(p, pos, what, true) {
+			return
+		}
+		if other, dup := listens[*p]; dup {
+			k.add(k.at(p, pos), "%s %s is also the %s; give each its own port", what, *p, other)
+		}
+		listens[*p] = what
+	}
+	switch {
+	case m.Broker == "" || m.Broker == DefaultBroker:
+		listen(&m.Listen, m.Pos, "mqtt.listen")
+	default:
+		u, err := url.Parse(m.Broker)
+		schemes := []string{"tcp", "ssl", "mqtt", "mqtts", "ws", "wss"}
+		switch {
+		case err != nil || u.Host == "":
+			k.add(k.at(&m.Broker, m.Pos), "mqtt.broker %q is neither embedded nor a URL; write embedded or e.g. tcp://host:1883", m.Broker)
+		case !slices.Contains(schemes, u.Scheme):
+			k.add(k.at(&m.Broker, m.Pos), "mqtt.broker scheme %q is not one of %s; write e.g. tcp://host:1883", u.Scheme, strings.Join(schemes, ", "))
+		}
+	}
+	if m.Password != "" && m.PasswordFile != "" {
+		k.add(k.at(&m.PasswordFile, m.Pos), "mqtt: give password or password_file, not both (prefer password_file)")
+	}
+	k.file(&m.PasswordFile, m.Pos, "mqtt.password_file")
+	users := map[string]bool{}
+	for i := range m.Users {
+		u := &m.Users[i]
+		if users[u.Username] && u.Username != "" {
+			k.add(k.at(&u.Username, u.Pos), "mqtt.users: user %q is listed twice; list each user once", u.Username)
+		}
+		users[u.Username] = true
+	}
+	k.tls(&m.TLS, "mqtt.tls")
+	if m.QoS < 0 || m.QoS > 1 {
+		k.add(k.at(&m.QoS, m.Pos), "mqtt.qos %d is not 0 or 1", m.QoS)
+	}
+	if m.KeepAlive < 0 || (m.KeepAlive > 0 && m.KeepAlive.D().Seconds() < 1) {
+		k.add(k.at(&m.KeepAlive, m.Pos), "mqtt.keepalive %s is shorter than 1s; write e.g. 30s", m.KeepAlive)
+	}
+	s := &b.Sparkplug
+	for _, id := range []struct {
+		p    *string
+		name string
+	}{{&s.Group, "group"}, {&s.Node, "node"}, {&s.PrimaryHost, "primary_host"}} {
+		if strings.ContainsAny(*id.p, "/+#") {
+			k.add(k.at(id.p, s.Pos), "sparkplug.%s %q contains one of / + #, which MQTT topics reserve; use letters, digits, '-' and '_'", id.name, *id.p)
+		}
+	}
+	if strings.ContainsAny(b.JSON.Prefix, "+#") {
+		k.add(k.at(&b.JSON.Prefix, b.JSON.Pos), "json.prefix %q contains + or #, which are MQTT wildcards; remove them", b.JSON.Prefix)
+	}
+	k.modbusServer(&b.Modbus, listen)
+	listen(&b.Metrics.Listen, b.Metrics.Pos, "metrics.listen")
+}
+
+func (k *checker) modbusServer(ms *ModbusServer, listen func(*string, Pos, string)) {
+	listen(&ms.Listen, ms.Pos, "modbus.listen")
+	if ms.MaxClients < 0 {
+		k.add(k.at(&ms.MaxClients, ms.Pos), "modbus.max_clients %d is negative; write e.g. 16", ms.MaxClients)
+	}
+	if ms.UnitID < 0 || ms.UnitID > 247 {
+		k.add(k.at(&ms.UnitID, ms.Pos), "modbus.unit_id %d is outside 0-247", ms.UnitID)
+	}
+	k.tls(&ms.TLS, "modbus.tls")
+	spans := make([]span, 0, len(ms.Map))
+	for i := range ms.Map {
+		e := &ms.Map[i]
+		where := "modbus.map entry " + e.Tag
+		info, ok := k.tags[e.Tag]
+		if !ok {
+			if e.Tag != "" {
+				k.add(k.at(&e.Tag, e.Pos), "%s: unknown tag %q%s", where, e.Tag, didYouMean(e.Tag, sortedKeys(k.tags)))
+			}
+			continue
+		}
+		k.dataType(&e.Type, e.Pos, where)
+		typ := e.Type
+		setDefault(&typ, info.Type)
+		n := max(typ.Registers(info.Length), 1)
+		if e.Area == AreaCoil || e.Area == AreaDiscrete {
+			n = 1
+			if typ != Bool {
+				k.add(k.at(&e.Area, e.Pos), "%s: a %s holds one bit but the value is %s; map it to a register area (input or holding)", where, e.Area, typ)
+			}
+		}
+		if (e.Area == AreaCoil || e.Area == AreaHolding) && !info.Writable {
+			k.add(k.at(&e.Area, e.Pos), "%s: tag %s is not writable by SCADA, so it cannot be a %s; map it to %s or make the tag writable", where, e.Tag, e.Area,
+				map[Area]Area{AreaCoil: AreaDiscrete, AreaHolding: AreaInput}[e.Area])
+		}
+		if e.Address < 0 || e.Address+n > 65536 {
+			k.add(k.at(&e.Address, e.Pos), "%s: address %d is outside 0-65535 (the value takes %d registers)", where, e.Address, n)
+		}
+		if e.Scale != nil && *e.Scale == 0 {
+			k.add(k.at(&e.Scale, e.Pos), "%s: scale 0 divides by zero; write a non-zero scale or remove it", where)
+		}
+		spans = append(spans, span{name: e.Tag, area: e.Area, start: e.Address, n: n, bit: -1, pos: k.at(&e.Address, e.Pos)})
+	}
+	k.overlaps(spans, "map entry", "in the Modbus server map")
+}
+
+// hostPort checks a host:port address; listen addresses may leave the
+// host empty (all interfaces).
+func (k *checker) hostPort(p *string, pos Pos, what string, listen bool) bool {
+	host, port, err := net.SplitHostPort(*p)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n < 0 || n > 65535 || (!listen && (host == "" || n == 0)) {
+		k.add(k.at(p, pos), "%s %q is not host:port; write e.g. 127.0.0.1:5020", what, *p)
+		return false
+	}
+	return true
+}
+
+func (k *checker) tls(t *TLS, what string) {
+	k.file(&t.CA, t.Pos, what+".ca")
+	k.file(&t.Cert, t.Pos, what+".cert")
+	k.file(&t.Key, t.Pos, what+".key")
+	if (t.Cert == "") != (t.Key == "") {
+		k.add(t.Pos, "%s: cert and key go together; give both or neither", what)
+	}
+	if t.ClientAuth && t.CA == "" {
+		k.add(k.at(&t.ClientAuth, t.Pos), "%s: client_auth needs ca, the CA that signs client certificates", what)
+	}
+}
+
+// file checks that a named file exists (relative to the config's directory).
+func (k *checker) file(p *string, pos Pos, what string) {
+	if *p == "" {
+		return
+	}
+	path := k.c.ResolvePath(*p)
+	if _, err := os.Stat(path); err != nil {
+		k.add(k.at(p, pos), "%s: cannot read %s: %v (relative paths start at the config file's directory)", what, path, unwrapPathErr(err))
+	}
+}
+
+func unwrapPathErr(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func (k *checker) latency() {
+	l := &k.c.Latency
+	if l.Digits < 0 || l.Digits > 5 || (l.Digits == 0 && k.c.written(&l.Digits)) {
+		k.add(k.at(&l.Digits, l.Pos), "latency.digits %d is outside 1-5; write 3", l.Digits)
+	}
+	if l.Highest != 0 && l.Highest.D().Microseconds() < 1 {
+		k.add(k.at(&l.Highest, l.Pos), "latency.highest %s is below 1us; write e.g. 100ms", l.Highest)
+	}
+}
+
+// span is the address range a tag takes in one Modbus area.
+type span struct {
+	name       string
+	area       Area
+	start, n   int
+	bit        int // -1: the whole register
+	pos        Pos
+	declaredAt int
+}
+
+// overlaps reports entries whose address ranges overlap within one area.
+// Bit tags may share a register when their bits differ.
+func (k *checker) overlaps(spans []span, what, where string) {
+	for i := range spans {
+		spans[i].declaredAt = i
+	}
+	sort.SliceStable(spans, func(i, j int) bool {
+		a, b := spans[i], spans[j]
+		if a.area != b.area {
+			return a.area < b.area
+		}
+		if a.start != b.start {
+			return a.start < b.start
+		}
+		return a.declaredAt < b.declaredAt
+	})
+	var far *span
+	bits := map[[2]int]string{}
+	for i := range spans {
+		s := &spans[i]
+		if far != nil && far.area != s.area {
+			far, bits = nil, map[[2]int]string{}
+		}
+		if s.bit >= 0 {
+			if other, dup := bits[[2]int{s.start, s.bit}]; dup {
+				k.add(s.pos, "%s %s uses bit %d of %s %d, as does %s %s; pick another bit", what, s.name, s.bit, s.area, s.start, what, other)
+			}
+			bits[[2]int{s.start, s.bit}] = s.name
+		}
+		if far != nil && s.start < far.start+far.n && !(s.bit >= 0 && far.bit >= 0) {
+			k.add(s.pos, "%s %s (%s) overlaps %s %s (%s) %s; move it to address %d or later", what, s.name, s.describe(), what, far.name, far.describe(), where, far.start+far.n)
+		}
+		if far == nil || s.start+s.n > far.start+far.n {
+			far = s
+		}
+	}
+}
+
+func (s *span) describe() string {
+	if s.n == 1 {
+		return fmt.Sprintf("%s %d", s.area, s.start)
+	}
+	return fmt.Sprintf("%s %d-%d", s.area, s.start, s.start+s.n-1)
+}
+
+// unitAliases maps ways of writing a unit to one spelling.
+var unitAliases = map[string]string{
+	"°c": "degc", "degc": "degc", "celsius": "degc", "deg c": "degc", "℃": "degc",
+	"°f": "degf", "degf": "degf", "fahrenheit": "degf", "℉": "degf",
+	"k": "k", "kelvin": "k",
+	"%": "%", "percent": "%", "pct": "%",
+	"s": "s", "sec": "s", "second": "s", "seconds": "s",
+	"ms": "ms", "msec": "ms",
+	"m": "m", "meter": "m", "metre": "m", "meters": "m", "metres": "m",
+	"mm": "mm", "cm": "cm",
+	"m3/h": "m3/h", "m³/h": "m3/h",
+	"l/min": "l/min", "lpm": "l/min",
+	"l/s": "l/s",
+	"bar": "bar", "mbar": "mbar", "pa": "pa", "kpa": "kpa",
+	"rpm": "rpm", "1/min": "rpm",
+}
+
+// UnitsMatch reports whether two engineering units are the same unit: an
+// empty unit matches anything, case does not matter, and common spellings
+// are the same ("°C" = "degC" = "celsius", "%" = "percent").
+func UnitsMatch(a, b string) bool {
+	a, b = strings.ToLower(strings.TrimSpace(a)), strings.ToLower(strings.TrimSpace(b))
+	if a == "" || b == "" || a == b {
+		return true
+	}
+	if x, ok := unitAliases[a]; ok {
+		a = x
+	}
+	if x, ok := unitAliases[b]; ok {
+		b = x
+	}
+	return a == b
+}
