@@ -22,7 +22,6 @@ func placeholders() []*cobra.Command {
 		placeholder("set TAG VALUE", "write a tag of the running partition"),
 		placeholder("apply CONFIG", "apply a changed config to the running partition"),
 		placeholder("latency", "latency measurement runs and reports"),
-		placeholder("board", "reference boards and host readiness checks"),
 		placeholder("image", "build the application kernel image"),
 		placeholder("partition", "partition configs for the kexec-family backends"),
 	}
