@@ -1,0 +1,789 @@
+package blocks
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+)
+
+// srcKind is where a block input comes from.
+type srcKind uint8
+
+const (
+	srcNone  srcKind = iota // not wired: reads 0
+	srcLit                  // a literal
+	srcTag                  // a tag read at cycle start
+	srcBlock                // another block's output in the same task
+)
+
+// source is one resolved block input.
+type source struct {
+	kind srcKind
+	lit  float64
+	tag  tag.ID
+	from *node
+	port int
+	name string // the input port's name
+	pos  configs.Pos
+}
+
+// node is one block being compiled.
+type node struct {
+	b      *configs.Block
+	task   int
+	idx    int // index within the task
+	typ    *blockType
+	params []float64 // parameters, then scratch
+	ins    []source  // fixed inputs in type order, then in1..inN
+	outTag []tag.ID  // per output port; -1 when not written to a tag
+	// compiled layout
+	outReg int32
+}
+
+// writer is the block output that writes a tag.
+type writer struct {
+	n    *node
+	port int
+}
+
+type compiler struct {
+	cfg     *configs.Config
+	tab     *tag.Table
+	errs    configs.Errors
+	nodes   [][]*node // per task
+	byName  map[string]*node
+	writers map[tag.ID]writer
+	units   map[[2]int]string // memo of output units, by node id and port
+	unitIDs map[*node]int
+}
+
+// Compile builds every task's program from the config; tab numbers the tags
+// (tag.NewTable of the same config). Every problem is reported at once as
+// configs.Errors, each at the position of the offending block, input or
+// parameter, with the fix.
+func Compile(cfg *configs.Config, tab *tag.Table) (*Program, error) {
+	if cfg == nil || tab == nil {
+		return nil, errors.New("blocks: Compile needs a config and its tag table")
+	}
+	c := &compiler{cfg: cfg, tab: tab, byName: map[string]*node{}, writers: map[tag.ID]writer{},
+		units: map[[2]int]string{}, unitIDs: map[*node]int{}}
+	c.collect()
+	c.outputs()
+	c.inputs()
+	c.checkUnits()
+	prog := &Program{byName: map[string]*TaskProgram{}}
+	for ti := range cfg.Tasks {
+		order := c.order(ti)
+		if len(c.errs) > 0 {
+			continue
+		}
+		tp := c.emit(ti, order)
+		prog.tasks = append(prog.tasks, tp)
+		prog.byName[tp.name] = tp
+	}
+	if err := c.errs.Err(); err != nil {
+		return nil, err
+	}
+	return prog, nil
+}
+
+// at returns p, or fallback when p is not from a file.
+func at(p, fallback configs.Pos) configs.Pos {
+	if p == (configs.Pos{}) {
+		return fallback
+	}
+	return p
+}
+
+func (n *node) what() string { return fmt.Sprintf("%s block %q", n.typ.name, n.b.Name) }
+
+// collect finds every block's type and parameters.
+func (c *compiler) collect() {
+	c.nodes = make([][]*node, len(c.cfg.Tasks))
+	for ti := range c.cfg.Tasks {
+		t := &c.cfg.Tasks[ti]
+		for bi := range t.Blocks {
+			b := &t.Blocks[bi]
+			n := &node{b: b, task: ti, idx: bi}
+			c.unitIDs[n] = len(c.unitIDs)
+			if b.Name == "" {
+				c.errs.Add(b.Pos, "block has no name (add name: ...)")
+			} else if strings.ContainsAny(b.Name, ". \t") {
+				c.errs.Add(b.Pos, "block name %q may not contain '.' or spaces (inputs refer to outputs as block.port)", b.Name)
+			} else if prev, dup := c.byName[b.Name]; dup {
+				c.errs.Add(b.Pos, "block name %q is already used at %s (block names are unique across the config)", b.Name, prev.b.Pos)
+			} else {
+				c.byName[b.Name] = n
+			}
+			typ, ok := blockTypes[b.Type]
+			if !ok {
+				c.errs.Add(b.Pos, "block %q has unknown type %q (known types: %s)", b.Name, b.Type, strings.Join(typeNames, ", "))
+			} else {
+				n.typ = typ
+				n.outTag = make([]tag.ID, len(typ.out))
+				for k := range n.outTag {
+					n.outTag[k] = -1
+				}
+				c.params(n)
+			}
+			c.nodes[ti] = append(c.nodes[ti], n)
+		}
+	}
+}
+
+// params parses and checks a block's parameters.
+func (c *compiler) params(n *node) {
+	typ, b := n.typ, n.b
+	n.params = make([]float64, len(typ.params)+typ.scratch)
+	ok := true
+	for _, key := range sortedKeys(b.Params) {
+		v := b.Params[key]
+		k := slices.IndexFunc(typ.params, func(p param) bool { return p.name == key })
+		if k < 0 {
+			c.errs.Add(at(v.Pos, b.Pos), "%s has no parameter %q (parameters: %s)", n.what(), key, paramNames(typ))
+			ok = false
+			continue
+		}
+		f, msg := parseParam(&typ.params[k], v)
+		if msg != "" {
+			c.errs.Add(at(v.Pos, b.Pos), "parameter %q of %s %s", key, n.what(), msg)
+			ok = false
+			continue
+		}
+		n.params[k] = f
+	}
+	for k, p := range typ.params {
+		if _, set := b.Params[p.name]; set {
+			continue
+		}
+		switch {
+		case p.required:
+			c.errs.Add(b.Pos, "%s needs parameter %q (add params: {%s: ...})", n.what(), p.name, p.name)
+			ok = false
+		case p.optional:
+			n.params[k] = math.NaN()
+		default:
+			n.params[k] = p.def
+		}
+	}
+	if typ.op == opLag {
+		n.params[1] = -1 // no cached coefficient yet
+	}
+	if ok && typ.check != nil {
+		if name, msg := typ.check(n.params); msg != "" {
+			pos := b.Pos
+			if v, set := b.Params[name]; set {
+				pos = at(v.Pos, b.Pos)
+			}
+			c.errs.Add(pos, "%s: %s", n.what(), msg)
+		}
+	}
+}
+
+func paramNames(typ *blockType) string {
+	if len(typ.params) == 0 {
+		return "none"
+	}
+	names := make([]string, len(typ.params))
+	for i, p := range typ.params {
+		names[i] = p.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// parseParam reads one parameter value; msg says what is wrong and the fix.
+func parseParam(p *param, v configs.Value) (float64, string) {
+	raw := strings.TrimSpace(v.Raw)
+	switch p.kind {
+	case pDuration:
+		d, err := configs.ParseDuration(raw)
+		if err != nil {
+			return 0, "is a time: " + err.Error()
+		}
+		return d.Seconds(), ""
+	case pBool:
+		b, err := v.Bool()
+		if err != nil {
+			return 0, "is a bool: " + err.Error()
+		}
+		return b2f(b), ""
+	case pEnum:
+		if k := slices.Index(p.enum, raw); k >= 0 {
+			return float64(k), ""
+		}
+		return 0, fmt.Sprintf("must be one of %s, not %q", strings.Join(p.enum, ", "), raw)
+	}
+	f, err := strconv.ParseFloat(strings.ReplaceAll(raw, "_", ""), 64)
+	if err != nil || math.IsNaN(f) {
+		if _, derr := configs.ParseDuration(raw); derr == nil && raw != "0" {
+			return 0, fmt.Sprintf("is a number, not a time: write %q without a unit", raw)
+		}
+		return 0, fmt.Sprintf("must be a number, not %q", raw)
+	}
+	if p.kind == pNonNeg && f < 0 {
+		return 0, fmt.Sprintf("must be 0 or more, not %s", raw)
+	}
+	return f, ""
+}
+
+// outputs records which block output writes which tag.
+func (c *compiler) outputs() {
+	for _, nodes := range c.nodes {
+		for _, n := range nodes {
+			if n.typ == nil {
+				continue
+			}
+			for _, key := range sortedKeys(n.b.Outputs) {
+				name := strings.TrimSpace(n.b.Outputs[key])
+				k := slices.IndexFunc(n.typ.out, func(p port) bool { return p.name == key })
+				if k < 0 {
+					c.errs.Add(n.b.Pos, "%s has no output %q (outputs: %s)", n.what(), key, portNames(n.typ.out))
+					continue
+				}
+				id, ok := c.tab.Lookup(name)
+				if !ok {
+					c.errs.Add(n.b.Pos, "output %q of %s writes unknown tag %q (declare it under tags:)", key, n.what(), name)
+					continue
+				}
+				info := c.tab.Info[id]
+				switch {
+				case info.Type == configs.String:
+					c.errs.Add(n.b.Pos, "output %q of %s writes string tag %q (blocks write number and bool tags)", key, n.what(), name)
+					continue
+				case info.Type == configs.Bool && n.typ.out[k].kind != boolean:
+					c.errs.Add(n.b.Pos, "output %q of %s is a number but tag %q is a bool (write a number tag, or turn the value into a bool with compare or hysteresis)", key, n.what(), name)
+					continue
+				case info.Device != "" && !info.Access.Writable():
+					c.errs.Add(n.b.Pos, "output %q of %s writes tag %q, which is read from device %q (write an internal tag or a writable device tag)", key, n.what(), name, info.Device)
+					continue
+				}
+				if w, dup := c.writers[id]; dup {
+					c.errs.Add(n.b.Pos, "output %q of %s writes tag %q, which %s.%s already writes (a tag has one writer)", key, n.what(), name, w.n.b.Name, w.n.typ.out[w.port].name)
+					continue
+				}
+				c.writers[id] = writer{n: n, port: k}
+				n.outTag[k] = id
+			}
+		}
+	}
+}
+
+func portNames(ps []port) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// inputs resolves every block input.
+func (c *compiler) inputs() {
+	for _, nodes := range c.nodes {
+		for _, n := range nodes {
+			if n.typ != nil {
+				c.wire(n)
+			}
+		}
+	}
+}
+
+// wire resolves one block's inputs and checks the required ones are there.
+func (c *compiler) wire(n *node) {
+	typ, b := n.typ, n.b
+	n.ins = make([]source, len(typ.in))
+	for k, p := range typ.in {
+		n.ins[k].name = p.name
+	}
+	vars := map[int]configs.Ref{}
+	for _, key := range sortedKeys(b.Inputs) {
+		ref := b.Inputs[key]
+		if k := slices.IndexFunc(typ.in, func(p port) bool { return p.name == key }); k >= 0 {
+			n.ins[k] = c.resolve(n, key, typ.in[k].kind, ref)
+			continue
+		}
+		if num, ok := variadicIndex(key); ok && typ.variadic {
+			vars[num] = ref
+			continue
+		}
+		want := portNames(typ.in)
+		if typ.variadic {
+			want = "in1, in2, ..."
+		}
+		c.errs.Add(at(ref.Pos, b.Pos), "%s has no input %q (inputs: %s)", n.what(), key, want)
+	}
+	for _, p := range typ.in {
+		if _, wired := b.Inputs[p.name]; p.required && !wired {
+			c.errs.Add(b.Pos, "%s needs input %q (add inputs: {%s: <tag, block.port or number>})", n.what(), p.name, p.name)
+		}
+	}
+	switch typ.op {
+	case opPID:
+		if _, t := b.Inputs["track"]; t {
+			if _, m := b.Inputs["man_out"]; !m {
+				c.errs.Add(b.Pos, "%s has input track but no man_out (wire man_out to the manual output value)", n.what())
+			}
+		}
+	case opCounter:
+		_, up := b.Inputs["up"]
+		_, down := b.Inputs["down"]
+		if !up && !down {
+			c.errs.Add(b.Pos, "%s needs input up or down (add inputs: {up: <bool>})", n.what())
+		}
+	}
+	if !typ.variadic {
+		return
+	}
+	for i := 1; i <= len(vars); i++ {
+		ref, ok := vars[i]
+		if !ok {
+			c.errs.Add(b.Pos, "%s has %d inputs but no in%d (number them in1..in%d without gaps)", n.what(), len(vars), i, len(vars))
+			return
+		}
+		n.ins = append(n.ins, c.resolve(n, "in"+strconv.Itoa(i), typ.varKind, ref))
+	}
+	if len(vars) < typ.minN {
+		c.errs.Add(b.Pos, "%s needs at least %d inputs in1..in%d", n.what(), typ.minN, typ.minN)
+	}
+}
+
+// variadicIndex parses "in<N>" with N >= 1.
+func variadicIndex(key string) (int, bool) {
+	rest, ok := strings.CutPrefix(key, "in")
+	if !ok || rest == "" || rest[0] == '0' {
+		return 0, false
+	}
+	v, err := strconv.Atoi(rest)
+	return v, err == nil && v >= 1 && v <= 1024
+}
+
+// resolve finds what one input reads and checks its type.
+func (c *compiler) resolve(n *node, portName string, want kind, ref configs.Ref) source {
+	s := source{name: portName, pos: at(ref.Pos, n.b.Pos)}
+	raw := strings.TrimSpace(ref.Raw)
+	if raw == "" {
+		c.errs.Add(s.pos, "input %q of %s is empty (write a tag name, block.port or a number)", portName, n.what())
+		return s
+	}
+	if f, ok := ref.Literal(); ok {
+		if want == boolean && f != 0 && f != 1 {
+			c.errs.Add(s.pos, "input %q of %s is a bool: a literal must be true, false, 0 or 1, not %q", portName, n.what(), raw)
+			return s
+		}
+		s.kind, s.lit = srcLit, f
+		return s
+	}
+	if id, ok := c.tab.Lookup(raw); ok {
+		info := c.tab.Info[id]
+		switch {
+		case info.Type == configs.String:
+			c.errs.Add(s.pos, "input %q of %s reads string tag %q (blocks read number and bool tags)", portName, n.what(), raw)
+			return s
+		case want == boolean && info.Type != configs.Bool:
+			c.errs.Add(s.pos, "input %q of %s is a bool but tag %q is a %s (turn it into a bool with compare or hysteresis)", portName, n.what(), raw, info.Type)
+			return s
+		}
+		if w, ok := c.writers[id]; ok && w.n.task == n.task {
+			s.kind, s.from, s.port = srcBlock, w.n, w.port
+			return s
+		}
+		s.kind, s.tag = srcTag, id
+		return s
+	}
+	bname, pname, ok := ref.Block()
+	from := c.byName[bname]
+	if !ok || from == nil {
+		c.errs.Add(s.pos, "input %q of %s: %q is not a tag, a block.port or a number", portName, n.what(), raw)
+		return s
+	}
+	if from.task != n.task {
+		c.errs.Add(s.pos, "input %q of %s reads block %q of task %q (connect tasks through a tag)", portName, n.what(), bname, c.cfg.Tasks[from.task].Name)
+		return s
+	}
+	if from.typ == nil {
+		return s // its type is already reported
+	}
+	k := slices.IndexFunc(from.typ.out, func(p port) bool { return p.name == pname })
+	if k < 0 {
+		c.errs.Add(s.pos, "input %q of %s reads %q, but %s has no output %q (outputs: %s)", portName, n.what(), raw, from.what(), pname, portNames(from.typ.out))
+		return s
+	}
+	if want == boolean && from.typ.out[k].kind != boolean {
+		c.errs.Add(s.pos, "input %q of %s is a bool but %s is a number (turn it into a bool with compare or hysteresis)", portName, n.what(), raw)
+		return s
+	}
+	s.kind, s.from, s.port = srcBlock, from, k
+	return s
+}
+
+// checkUnits checks that ports which must agree carry the same unit.
+func (c *compiler) checkUnits() {
+	for _, nodes := range c.nodes {
+		for _, n := range nodes {
+			if n.typ == nil || len(n.typ.sameUnit) == 0 || len(n.ins) == 0 {
+				continue
+			}
+			var first *source
+			var firstUnit string
+			for i := range n.ins {
+				s := &n.ins[i]
+				if !n.listed(n.typ.sameUnit, i) {
+					continue
+				}
+				u := c.unitOf(s, 0)
+				if u == "" {
+					continue
+				}
+				if first == nil {
+					first, firstUnit = s, u
+					continue
+				}
+				if !unitsMatch(firstUnit, u) {
+					c.errs.Add(s.pos, "%s: %s is in %s but %s is in %s (units must match; convert with a scale block)", n.what(), first.name, firstUnit, s.name, u)
+				}
+			}
+		}
+	}
+}
+
+// listed reports whether input i is named in ports ("in*": any variadic input).
+func (n *node) listed(ports []string, i int) bool {
+	if i >= len(n.typ.in) {
+		return slices.Contains(ports, "in*")
+	}
+	return slices.Contains(ports, n.typ.in[i].name)
+}
+
+// unitOf is the engineering unit of what an input reads; "" when unknown.
+func (c *compiler) unitOf(s *source, depth int) string {
+	switch s.kind {
+	case srcTag:
+		return c.tab.Info[s.tag].Unit
+	case srcBlock:
+		return c.outUnit(s.from, s.port, depth+1)
+	}
+	return ""
+}
+
+// outUnit is the unit of a block output: the common unit of its pass-through
+// inputs, else the unit of the tag it writes.
+func (c *compiler) outUnit(n *node, port, depth int) string {
+	if n.typ.out[port].kind == boolean || depth > 64 {
+		return ""
+	}
+	key := [2]int{c.unitIDs[n], port}
+	if u, ok := c.units[key]; ok {
+		return u
+	}
+	c.units[key] = "" // a loop through pass-through blocks has no known unit
+	u := ""
+	if len(n.typ.passUnit) > 0 && n.typ.op != opScale {
+		for i := range n.ins {
+			if !n.listed(n.typ.passUnit, i) {
+				continue
+			}
+			v := c.unitOf(&n.ins[i], depth)
+			if v == "" {
+				continue
+			}
+			if u != "" && !unitsMatch(u, v) {
+				u = ""
+				break
+			}
+			u = v
+		}
+	}
+	if u == "" && n.outTag[port] >= 0 {
+		u = c.tab.Info[n.outTag[port]].Unit
+	}
+	c.units[key] = u
+	return u
+}
+
+// unitsMatch reports whether two engineering units are the same unit,
+// allowing the usual spellings of degrees and percent.
+func unitsMatch(a, b string) bool { return canonicalUnit(a) == canonicalUnit(b) }
+
+func canonicalUnit(u string) string {
+	u = strings.TrimSpace(u)
+	switch u {
+	case "°C", "degC", "C", "celsius", "deg C":
+		return "degC"
+	case "°F", "degF", "F", "deg F":
+		return "degF"
+	case "%", "percent", "pct":
+		return "%"
+	}
+	return u
+}
+
+// nodeHeap orders ready blocks by their position in the task.
+type nodeHeap []*node
+
+func (h nodeHeap) Len() int           { return len(h) }
+func (h nodeHeap) Less(i, j int) bool { return h[i].idx < h[j].idx }
+func (h nodeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *nodeHeap) Push(x any)        { *h = append(*h, x.(*node)) }
+func (h *nodeHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// edges returns, per block of a task, the blocks that read its outputs in
+// the same cycle (a delay's output is last cycle's value: no edge).
+func (c *compiler) edges(nodes []*node) [][]int {
+	succ := make([][]int, len(nodes))
+	for _, n := range nodes {
+		for _, s := range n.ins {
+			if s.kind == srcBlock && s.from.typ.op != opDelayOut && !slices.Contains(succ[s.from.idx], n.idx) {
+				succ[s.from.idx] = append(succ[s.from.idx], n.idx)
+			}
+		}
+	}
+	for i := range succ {
+		slices.Sort(succ[i])
+	}
+	return succ
+}
+
+// order sorts a task's blocks in dependency order (ties in config order)
+// and reports every loop not broken by a delay.
+func (c *compiler) order(ti int) []*node {
+	nodes := c.nodes[ti]
+	succ := c.edges(nodes)
+	indeg := make([]int, len(nodes))
+	for _, ss := range succ {
+		for _, j := range ss {
+			indeg[j]++
+		}
+	}
+	h := &nodeHeap{}
+	for i, n := range nodes {
+		if indeg[i] == 0 {
+			*h = append(*h, n)
+		}
+	}
+	heap.Init(h)
+	order := make([]*node, 0, len(nodes))
+	for h.Len() > 0 {
+		n := heap.Pop(h).(*node)
+		order = append(order, n)
+		for _, j := range succ[n.idx] {
+			if indeg[j]--; indeg[j] == 0 {
+				heap.Push(h, nodes[j])
+			}
+		}
+	}
+	if len(order) < len(nodes) {
+		c.reportLoops(nodes, succ, indeg)
+	}
+	return order
+}
+
+// reportLoops names the blocks of each loop (strongly connected component)
+// left after the sort.
+func (c *compiler) reportLoops(nodes []*node, succ [][]int, indeg []int) {
+	left := func(i int) bool { return indeg[i] > 0 }
+	for _, comp := range sccs(len(nodes), succ, left) {
+		in := map[int]bool{}
+		for _, i := range comp {
+			in[i] = true
+		}
+		start := slices.Min(comp)
+		if len(comp) == 1 && !slices.Contains(succ[start], start) {
+			continue
+		}
+		// Shortest way round from the first block back to it.
+		prev := map[int]int{}
+		queue := []int{start}
+		for len(queue) > 0 && prev[start] == 0 {
+			i := queue[0]
+			queue = queue[1:]
+			for _, j := range succ[i] {
+				if _, seen := prev[j]; in[j] && !seen {
+					prev[j] = i + 1 // +1: 0 means unseen
+					queue = append(queue, j)
+				}
+			}
+		}
+		path := []string{nodes[start].b.Name}
+		for i := prev[start] - 1; i != start; i = prev[i] - 1 {
+			path = append(path, nodes[i].b.Name)
+		}
+		path = append(path, nodes[start].b.Name)
+		slices.Reverse(path[1 : len(path)-1])
+		c.errs.Add(nodes[start].b.Pos, "blocks %s form a loop in task %q (break it with a delay block: type: delay)",
+			strings.Join(path, " -> "), c.cfg.Tasks[nodes[start].task].Name)
+	}
+}
+
+// sccs returns the strongly connected components (Tarjan) of the graph
+// restricted to the vertices keep accepts.
+func sccs(n int, succ [][]int, keep func(int) bool) [][]int {
+	index, low := make([]int, n), make([]int, n)
+	onStack := make([]bool, n)
+	for i := range index {
+		index[i] = -1
+	}
+	var stack []int
+	var out [][]int
+	next := 0
+	var visit func(v int)
+	visit = func(v int) {
+		index[v], low[v] = next, next
+		next++
+		stack = append(stack, v)
+		onStack[v] = true
+		for _, w := range succ[v] {
+			if !keep(w) {
+				continue
+			}
+			if index[w] < 0 {
+				visit(w)
+				low[v] = min(low[v], low[w])
+			} else if onStack[w] {
+				low[v] = min(low[v], index[w])
+			}
+		}
+		if low[v] == index[v] {
+			var comp []int
+			for {
+				w := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				onStack[w] = false
+				comp = append(comp, w)
+				if w == v {
+					break
+				}
+			}
+			out = append(out, comp)
+		}
+	}
+	for v := range n {
+		if keep(v) && index[v] < 0 {
+			visit(v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return slices.Min(out[i]) < slices.Min(out[j]) })
+	return out
+}
+
+// emit lays out a task's registers, parameters and state and writes its
+// instructions.
+func (c *compiler) emit(ti int, order []*node) *TaskProgram {
+	t := &c.cfg.Tasks[ti]
+	tp := &TaskProgram{name: t.Name, tab: c.tab, index: map[string]int32{}}
+	regs := 1 // register 0 is the constant 0 read by unwired inputs
+	for _, n := range c.nodes[ti] {
+		n.outReg = int32(regs)
+		regs += len(n.typ.out)
+	}
+	tp.regs = make([]float64, regs)
+	lits := map[float64]int32{}
+	tags := map[tag.ID]int32{}
+	arg := func(s source) int32 {
+		switch s.kind {
+		case srcLit:
+			if r, ok := lits[s.lit]; ok {
+				return r
+			}
+			r := int32(len(tp.regs))
+			tp.regs = append(tp.regs, s.lit)
+			lits[s.lit] = r
+			return r
+		case srcTag:
+			if r, ok := tags[s.tag]; ok {
+				return r
+			}
+			r := int32(len(tp.regs))
+			tp.regs = append(tp.regs, 0)
+			tags[s.tag] = r
+			tp.loads = append(tp.loads, move{reg: r, id: s.tag})
+			tp.inputs = append(tp.inputs, s.tag)
+			return r
+		case srcBlock:
+			return s.from.outReg + int32(s.port)
+		}
+		return 0
+	}
+	// place lays out a block's parameters and state.
+	place := func(n *node) blockInfo {
+		b := blockInfo{name: n.b.Name, typ: n.typ, par: int32(len(tp.params)), st: int32(len(tp.state))}
+		tp.index[n.b.Name] = int32(len(tp.blocks))
+		tp.blocks = append(tp.blocks, b)
+		tp.params = append(tp.params, n.params...)
+		st := make([]float64, n.typ.state)
+		switch n.typ.op {
+		case opDelayOut:
+			st[0] = n.params[0] // initial value, good quality
+		case opAlarm:
+			for k := 4; k < 8; k++ {
+				st[k] = -1 // no limit pending
+			}
+		}
+		tp.state = append(tp.state, st...)
+		return b
+	}
+	add := func(n *node, b blockInfo, op opcode, nout int) {
+		in := instr{op: op, hold: n.typ.hold, args: int32(len(tp.args)), out: n.outReg, nout: uint16(nout), par: b.par, st: b.st}
+		if op != opDelayOut {
+			for _, s := range n.ins {
+				tp.args = append(tp.args, arg(s))
+			}
+			in.nin = uint16(len(n.ins))
+		}
+		tp.code = append(tp.code, in)
+	}
+	// Delays first emit last cycle's value, then the blocks run in
+	// dependency order, then the delays take this cycle's input.
+	var delays []*node
+	for _, n := range c.nodes[ti] {
+		if n.typ.op == opDelayOut {
+			delays = append(delays, n)
+			add(n, place(n), opDelayOut, 1)
+		}
+	}
+	for _, n := range order {
+		if n.typ.op != opDelayOut {
+			add(n, place(n), n.typ.op, len(n.typ.out))
+		}
+	}
+	for _, n := range delays {
+		add(n, tp.blocks[tp.index[n.b.Name]], opDelayIn, 0)
+	}
+	tp.qual = make([]uint16, len(tp.regs))
+	for _, n := range order {
+		for k, id := range n.outTag {
+			if id >= 0 {
+				tp.stores = append(tp.stores, move{reg: n.outReg + int32(k), id: id})
+				tp.output = append(tp.output, id)
+			}
+		}
+	}
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s\x00%d\x00", t.Name, len(tp.state))
+	for _, b := range tp.blocks {
+		fmt.Fprintf(h, "%s\x00%s\x00", b.name, b.typ.name)
+	}
+	tp.print = float64(h.Sum32())
+	return tp
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

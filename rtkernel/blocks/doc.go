@@ -1,0 +1,83 @@
+// Package blocks is the function-block library of the executive and the
+// compiler that turns a control config's tasks into flat programs.
+//
+// Compile checks every block of every task (types, ports, port types, units,
+// parameters, wiring) and reports every problem at once as a configs.Errors
+// list with the position of the offending block, input or parameter. Each
+// task becomes a TaskProgram: a register file of float64 values with a
+// quality per register, and a list of instructions (an opcode and operand
+// register indices) sorted in dependency order. A loop in the block graph is
+// a config error unless it passes through a delay block.
+//
+// Once per cycle the executive calls TaskProgram.Run: input tags are copied
+// from the tag table into registers, the instructions run, and output tags
+// are copied back with the worst quality of the inputs that produced them.
+// Run allocates nothing and takes no locks.
+//
+// # Port types
+//
+// Every port is a number or a bool. A bool is carried as 0 or 1. A bool
+// (a bool output, a bool tag, or a literal true/false/0/1) may feed a number
+// input and counts as 0 or 1. A number may not feed a bool input: wire it
+// through compare or hysteresis instead. A number output may not write a bool
+// tag, and no port reads or writes a string tag.
+//
+// # Quality
+//
+// An output is as good as its worst input (bad is worse than stale, stale
+// worse than uncertain, uncertain worse than good); the reason of the worst
+// input travels with it. select takes the quality of sel and of the input it
+// selects only. A block with memory (pid, lag, ramp, hysteresis, alarm,
+// timers, counter, compare with hysteresis) holds its state and its outputs
+// while any input is bad, so a lost device neither winds up an integrator
+// nor counts a spurious edge; its outputs turn bad until the input recovers.
+//
+// # Blocks
+//
+// Durations are written with a unit (ti: 10s, pt: 250ms) and are seconds in
+// SetParam and in the et outputs. Rates are units per second.
+//
+//	pid        in pv, sp, track (bool), man_out; out out; params kp (1), ti (0 = no
+//	           integral), td (0), td_filter (10), out_min (0), out_max (100),
+//	           rate_max (0 = off), direct (false), bias (0).
+//	           error = sp - pv: out rises when pv is below sp; direct: true flips it.
+//	           Ideal (ISA) form; derivative on the measurement through a first-order
+//	           filter of time constant td/td_filter; integral in output units with
+//	           clamping anti-windup against the output and rate limits; while track
+//	           is true the output follows man_out (limited) and the integral is
+//	           back-calculated, so the return to automatic is bumpless (with ti = 0
+//	           the integral term acts as a manual reset). Changing kp online
+//	           re-balances the integral so the output does not step.
+//	lag        in in; out out; tau: out = in after a first-order lag (exact for a
+//	           step at any cycle time); tau 0 passes through.
+//	ramp       in in; out out; rate: out follows in at most rate units/s.
+//	limit      in in; out out; min (-inf), max (+inf).
+//	scale      in in; out out; gain (1), offset (0): out = in*gain + offset.
+//	deadband   in in; out out; width: out = 0 while |in| <= width, else in moved
+//	           toward 0 by width (continuous dead zone).
+//	hysteresis in in; out out (bool); on, off (off < on): turns on when in >= on,
+//	           off when in <= off.
+//	alarm      in in; out hi, hihi, lo, lolo, active (bool); params hi, hihi, lo,
+//	           lolo (each optional), deadband (0), delay (0). A limit alarm sets
+//	           when in has been at or beyond its limit for delay, and clears when in
+//	           is back inside the limit by more than deadband.
+//	ton, tof, tp  in in (bool); out q (bool), et (seconds); pt. IEC 61131-3
+//	           semantics; tp is not re-triggered while its pulse runs.
+//	counter    in up, down, reset (bools); out cv, q (cv >= pv), qd (cv <= 0); pv.
+//	           up and down count on rising edges; reset holds cv at 0 while true.
+//	and, or, xor  in in1..inN (bools); out out (bool). xor is odd parity.
+//	not        in in (bool); out out (bool).
+//	compare    in a, b; out out (bool); op gt|ge|lt|le|eq|ne, hysteresis (0). With
+//	           hysteresis h, gt/ge stay true until a < b-h, lt/le until a > b+h,
+//	           and eq is true while |a-b| <= h (ne is its negation).
+//	select     in sel (bool), in1 (sel false), in2 (sel true); out out.
+//	min, max, average  in in1..inN; out out.
+//	delay      in in; out out; initial (0): out is in of the previous cycle. Its
+//	           output may feed back into the graph; it is how a loop is broken.
+//
+// pid pv and sp, compare a and b, and the inputs of min, max and average must
+// have the same engineering unit when both units are known; a unit passes
+// through lag, ramp, limit, deadband, delay, select, min, max and average.
+//
+// Nothing here needs privileges or hardware.
+package blocks

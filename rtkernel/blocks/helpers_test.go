@@ -1,0 +1,133 @@
+package blocks_test
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+)
+
+const file = "plant.yaml"
+
+// pos is a position in the imaginary plant.yaml.
+func pos(line, col int) configs.Pos { return configs.Pos{File: file, Line: line, Col: col} }
+
+// blk builds a block at line, as the loader would: each "in:port=ref" input
+// at the next lines, column 7, then each "p:name=value" parameter; outputs
+// are "out:port=tag".
+func blk(line int, name, typ string, spec ...string) configs.Block {
+	b := configs.Block{Pos: pos(line, 5), Name: name, Type: typ,
+		Inputs: map[string]configs.Ref{}, Outputs: map[string]string{}, Params: map[string]configs.Value{}}
+	for i, s := range spec {
+		kind, kv, _ := strings.Cut(s, ":")
+		k, v, _ := strings.Cut(kv, "=")
+		p := pos(line+1+i, 7)
+		switch kind {
+		case "in":
+			b.Inputs[k] = configs.Ref{Pos: p, Raw: v}
+		case "out":
+			b.Outputs[k] = v
+		case "p":
+			b.Params[k] = configs.Value{Pos: p, Raw: v, Set: true}
+		}
+	}
+	return b
+}
+
+// tg declares an internal tag: "name" (float64), "name:bool", "name:float64:degC".
+func tg(spec string) configs.Tag {
+	parts := strings.Split(spec, ":")
+	t := configs.Tag{Name: parts[0]}
+	if len(parts) > 1 {
+		t.Type = configs.DataType(parts[1])
+	}
+	if len(parts) > 2 {
+		t.Unit = parts[2]
+	}
+	return t
+}
+
+// config is one task "main" of the blocks, with the tags.
+func config(tags []string, blocks ...configs.Block) *configs.Config {
+	cfg := &configs.Config{Tasks: []configs.Task{{Name: "main", Period: configs.Duration(10 * time.Millisecond), Blocks: blocks}}}
+	for _, s := range tags {
+		cfg.Tags = append(cfg.Tags, tg(s))
+	}
+	return cfg
+}
+
+// rig runs one task program against its tag table with an injected clock.
+type rig struct {
+	t   *testing.T
+	tab *tag.Table
+	tp  *blocks.TaskProgram
+	now time.Duration
+	dt  time.Duration
+}
+
+func newRig(t *testing.T, cfg *configs.Config, dt time.Duration) *rig {
+	t.Helper()
+	tab, err := tag.NewTable(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := blocks.Compile(cfg, tab)
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	tp := p.Task(cfg.Tasks[0].Name)
+	if tp == nil {
+		t.Fatal("no task program")
+	}
+	return &rig{t: t, tab: tab, tp: tp, dt: dt}
+}
+
+func (r *rig) id(name string) tag.ID {
+	r.t.Helper()
+	id, ok := r.tab.Lookup(name)
+	if !ok {
+		r.t.Fatalf("no tag %q", name)
+	}
+	return id
+}
+
+// set writes a good value into a tag.
+func (r *rig) set(name string, v float64) {
+	r.tab.Samples[r.id(name)] = tag.Sample{Value: v, Quality: tag.Good}
+}
+
+func (r *rig) setBool(name string, b bool) {
+	v := 0.0
+	if b {
+		v = 1
+	}
+	r.set(name, v)
+}
+
+func (r *rig) setQuality(name string, q tag.Quality, why tag.Reason) {
+	s := &r.tab.Samples[r.id(name)]
+	s.Quality, s.Reason = q, why
+}
+
+func (r *rig) get(name string) float64       { return r.tab.Samples[r.id(name)].Value }
+func (r *rig) on(name string) bool           { return r.get(name) != 0 }
+func (r *rig) sample(name string) tag.Sample { return r.tab.Samples[r.id(name)] }
+
+// step runs one cycle dt after the previous one.
+func (r *rig) step() {
+	r.now += r.dt
+	r.tp.Run(r.now, r.dt)
+}
+
+// steps runs n cycles.
+func (r *rig) steps(n int) {
+	for range n {
+		r.step()
+	}
+}
+
+func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
