@@ -13,6 +13,7 @@ import (
 func runBoard(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	cmd := newBoardCmd()
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
