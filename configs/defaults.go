@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"strings"
 	"time"
 
 	"github.com/mkrt/mkrt/boards"
@@ -44,7 +45,7 @@ func (c *Config) Defaults() {
 	setDefault(&p.Memory, DefaultMemory)
 	setDefault(&p.SharedMemory, DefaultSharedMemory)
 	if len(p.CPUs) == 0 {
-		if b, err := boards.Lookup(p.Board); err == nil {
+		if b, err := c.Board(); err == nil {
 			p.CPUs = append(CPUList(nil), b.PartitionCPUs...)
 		}
 	}
@@ -196,4 +197,17 @@ func setDefaultUnwritten[T comparable](c *Config, p *T, v T) {
 	if !c.written(p) {
 		setDefault(p, v)
 	}
+}
+
+// Board returns the partition's board: a built-in board by name, or a
+// board file when the name is a path (relative to the config file).
+func (c *Config) Board() (boards.Board, error) {
+	name := c.Partition.Board
+	if name == "" {
+		name = boards.Default
+	}
+	if strings.ContainsRune(name, '/') || strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml") {
+		return boards.Load(c.ResolvePath(name))
+	}
+	return boards.Lookup(name)
 }

@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -141,10 +142,13 @@ func (k *checker) partition() {
 	if board == "" {
 		board = boards.Default
 	}
-	b, err := boards.Lookup(board)
-	if err != nil {
-		k.add(k.at(&p.Board, p.Pos), "unknown board %q%s (known boards: %s)", board, didYouMean(board, boards.Names()), strings.Join(boards.Names(), ", "))
-	} else {
+	b, err := k.c.Board()
+	switch {
+	case errors.Is(err, boards.ErrUnknown):
+		k.add(k.at(&p.Board, p.Pos), "unknown board %q%s (known boards: %s, or the path of a board file)", board, didYouMean(board, boards.Names()), strings.Join(boards.Names(), ", "))
+	case err != nil:
+		k.add(k.at(&p.Board, p.Pos), "board %s: %v", board, err)
+	default:
 		k.board, k.known = b, true
 	}
 	k.cpus = p.CPUs

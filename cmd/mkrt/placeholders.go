@@ -15,8 +15,6 @@ var errNotAvailable = errors.New("not available yet")
 func placeholders() []*cobra.Command {
 	return []*cobra.Command{
 		placeholder("run CONFIG", "run a control config: supervisor, partition, bridge and broker"),
-		placeholder("validate FILE...", "validate control configs"),
-		placeholder("config", "config tools (schema)"),
 		placeholder("status", "show the running partition's state"),
 		placeholder("tags", "list tag values of the running partition"),
 		placeholder("set TAG VALUE", "write a tag of the running partition"),
