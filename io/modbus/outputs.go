@@ -2,6 +2,7 @@ package modbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -142,8 +143,29 @@ func (s *Scanner) writeMask(ctx context.Context, o *outputs, i int) error {
 	if o.values[i] != 0 {
 		or = 1 << bit
 	}
-	err := s.send(ctx, func(c gb.Client) ([]byte, error) { return c.MaskWriteRegister(uint16(b.addr), and, or) },
-		func() string { return fmt.Sprintf("write bit %d of holding %d", b.bit, b.addr) })
+	what := func() string { return fmt.Sprintf("write bit %d of holding %d", b.bit, b.addr) }
+	mask := func(c gb.Client) ([]byte, error) { return c.MaskWriteRegister(uint16(b.addr), and, or) }
+	if s.noMask {
+		// Read-modify-write for devices without FC22: another writer of the
+		// same register between the two requests would be overwritten.
+		mask = func(c gb.Client) ([]byte, error) {
+			reg, err := c.ReadHoldingRegisters(uint16(b.addr), 1)
+			if err != nil {
+				return nil, err
+			}
+			if len(reg) != 2 {
+				return nil, fmt.Errorf("%w: %d data bytes, want 2", ErrBadFrame, len(reg))
+			}
+			return c.WriteSingleRegister(uint16(b.addr), (uint16(reg[0])<<8|uint16(reg[1]))&and|or)
+		}
+	}
+	err := s.send(ctx, mask, what)
+	var ex *ExceptionError
+	if !s.noMask && errors.As(err, &ex) && ex.Code == gb.ExceptionCodeIllegalFunction {
+		s.noMask = true
+		s.log.Info("modbus: device has no mask write (FC22); writing bits by read-modify-write", "device", s.dev.Name)
+		return s.writeMask(ctx, o, i)
+	}
 	if err == nil {
 		s.written[i], s.lastOut[i] = true, o.values[i]
 	}

@@ -87,6 +87,7 @@ type Scanner struct {
 	wire      [2 * maxWriteRegisters]byte
 	bits      [maxWriteBits / 8]byte
 	failures  int
+	noMask    bool // the device answered FC22 with illegal function
 	connected bool
 
 	started atomic.Bool

@@ -44,6 +44,24 @@ var ErrListen = errors.New("sim: cannot listen")
 // Start serves m on cfg.Listen and advances it on a ticker until ctx ends
 // or Close is called.
 func Start(ctx context.Context, m Model, cfg Config) (*Server, error) {
+	b := m.NewBank()
+	s, err := serve(ctx, b, cfg, m)
+	if err != nil {
+		return nil, err
+	}
+	s.bank = b
+	return s, nil
+}
+
+// Serve serves h (a Bank, or any handler such as a Bank wrapped by a test
+// to record requests) on cfg.Listen until ctx ends or Close is called. No
+// model runs: the contents change only by Modbus writes or the caller.
+func Serve(ctx context.Context, h mb.RequestHandler, cfg Config) (*Server, error) {
+	cfg.Manual = true
+	return serve(ctx, h, cfg, nil)
+}
+
+func serve(ctx context.Context, h mb.RequestHandler, cfg Config, m Model) (*Server, error) {
 	if cfg.Speed <= 0 {
 		cfg.Speed = 1
 	}
@@ -53,7 +71,7 @@ func Start(ctx context.Context, m Model, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{model: m, bank: m.NewBank(), done: make(chan struct{})}
+	s := &Server{model: m, done: make(chan struct{})}
 	var err error
 	// simonvetter/modbus does not report the port it bound, so port 0 is
 	// resolved here first; a port taken in between is retried.
@@ -62,7 +80,7 @@ func Start(ctx context.Context, m Model, cfg Config) (*Server, error) {
 			return nil, err
 		}
 		s.srv, err = mb.NewServer(&mb.ServerConfiguration{URL: "tcp://" + s.addr, Timeout: 5 * time.Minute,
-			MaxClients: 32, Logger: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}, s.bank)
+			MaxClients: 32, Logger: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}, h)
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: %w", ErrListen, cfg.Listen, err)
 		}
@@ -119,8 +137,11 @@ func (s *Server) run(ctx context.Context, cfg Config) {
 	}
 }
 
-// Step advances the simulation by dt of sim time.
+// Step advances the simulation by dt of sim time (nothing without a model).
 func (s *Server) Step(dt time.Duration) {
+	if s.model == nil || s.bank == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bank.Update(func(m *Memory) { s.model.Step(dt, m) })
@@ -129,7 +150,7 @@ func (s *Server) Step(dt time.Duration) {
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.addr }
 
-// Bank is the served memory.
+// Bank is the model's memory (nil for Serve).
 func (s *Server) Bank() *Bank { return s.bank }
 
 // Close stops the ticker and the server and waits for both.

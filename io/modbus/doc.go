@@ -1,0 +1,38 @@
+// Package modbus is the executive's Modbus field I/O: a client driver that
+// polls remote I/O and drives over Modbus TCP, Modbus RTU on a serial line,
+// or RTU frames over TCP, and hands values and their quality to the control
+// cycle without ever making it wait.
+//
+// One Scanner serves one configs.Device. It groups the device's tags into
+// the fewest read requests the protocol allows (at most 125 registers or
+// 2000 coils, no run of unused addresses wider than max_gap), polls them
+// every poll period in its own goroutine, decodes every config data type
+// (bool, int16, uint16, int32, uint32, int64, float32, float64, string; byte
+// and word orders ABCD, CDAB, BADC, DCBA; scale and offset; one bit of a
+// register) and writes outputs when they change (and every write_every),
+// coalescing back-to-back outputs into one FC16/FC15 request, FC6/FC5 for a
+// single register or coil and FC22 (mask write) for one bit of a register.
+//
+// Every sample carries a quality and a source timestamp (the time the
+// answer arrived; Modbus carries none): good; stale once a request failed
+// and is being retried; bad with the reason (timeout, connection failure,
+// protocol exception, malformed frame, not connected) once the retries are
+// spent. A failed device is reconnected with exponential backoff.
+//
+// The control cycle calls Latest and SetOutputs: both are wait-free and
+// allocation-free (triple buffers, one atomic swap each way), so a slow or
+// dead device costs the cycle nothing and no device delays another.
+//
+// Frames are encoded and checked with github.com/goburrow/modbus (v0.1.0);
+// the transport under it is this package's, which rejects a wrong
+// transaction id, protocol id or function, tells a truncated answer from a
+// silent device and closes the connection after any doubtful answer so a
+// late reply can never be taken for the next one.
+//
+// To run for real it needs a route to the devices: when Device.Interface is
+// set, connections are bound to that interface (SO_BINDTODEVICE, which
+// needs CAP_NET_RAW on kernels before 5.7), or the executive runs inside the
+// partition's network namespace where the dedicated NIC lives; modbus-rtu
+// needs read/write access to the serial device. Nothing else needs
+// privileges.
+package modbus
