@@ -104,8 +104,9 @@ func (k *checker) generic(v reflect.Value, pos Pos, where string) {
 				k.add(fp, "%s: unknown %s %q%s (one of %s)", where, f.name, fv.String(), didYouMean(fv.String(), allowed), strings.Join(allowed, ", "))
 			}
 		}
-		if f.required && fv.Kind() != reflect.Int && fv.IsZero() {
-			if k.c.written(fv.Addr().Interface()) {
+		written := k.c.written(fv.Addr().Interface())
+		if f.required && fv.Kind() != reflect.Int && fv.IsZero() && (!written || fv.Kind() == reflect.String) {
+			if written {
 				k.add(fp, "%s: %s is empty; write %s", where, f.name, f.doc)
 			} else {
 				k.add(pos, "%s: missing %s: %s", where, f.name, f.doc)
@@ -369,7 +370,7 @@ func (k *checker) ioTag(d *Device, t *IOTag) {
 		k.add(k.at(&t.Length, t.Pos), "%s: length applies to string tags only; remove it", where)
 	}
 	if (t.Area == AreaDiscrete || t.Area == AreaInput) && t.Access.Writable() {
-		k.add(k.at(&t.Access, t.Pos), "%s: a %s is read-only on Modbus; write access: read or move the tag to a %s", where, areaName(t.Area), map[Area]Area{AreaDiscrete: AreaCoil, AreaInput: AreaHolding}[t.Area])
+		k.add(k.at(&t.Access, t.Pos), "%s: %s is read-only on Modbus; write access: read or move the tag to a %s", where, areaName(t.Area), map[Area]Area{AreaDiscrete: AreaCoil, AreaInput: AreaHolding}[t.Area])
 	}
 	end := t.Address + max(typ.Registers(t.Length), 1)
 	if t.Address < 0 || end > 65536 {
@@ -386,9 +387,9 @@ func (k *checker) ioTag(d *Device, t *IOTag) {
 
 func areaName(a Area) string {
 	if a == AreaInput {
-		return "input register"
+		return "an input register"
 	}
-	return "discrete input"
+	return "a discrete input"
 }
 
 func (k *checker) dataType(t *DataType, pos Pos, where string) {
