@@ -64,6 +64,9 @@ type compiler struct {
 	writers map[tag.ID]writer
 	units   map[[2]int]string // memo of output units, by node id and port
 	unitIDs map[*node]int
+	// later are bool checks against outputs whose kind follows their inputs
+	// (delay, select), made once every input is resolved.
+	later []func()
 }
 
 // Compile builds every task's program from the config; tab numbers the tags
@@ -79,6 +82,9 @@ func Compile(cfg *configs.Config, tab *tag.Table) (*Program, error) {
 	c.collect()
 	c.outputs()
 	c.inputs()
+	for _, check := range c.later {
+		check()
+	}
 	c.checkUnits()
 	prog := &Program{byName: map[string]*TaskProgram{}}
 	for ti := range cfg.Tasks {
@@ -154,6 +160,11 @@ func (c *compiler) params(n *node) {
 			continue
 		}
 		f, msg := parseParam(&typ.params[k], v)
+		if typ.params[k].kind == pRatio && msg == "" && !isNumber(v.Raw) {
+			n.params[len(typ.params)] = f // a time constant, not a ratio
+			n.params[k] = typ.params[k].def
+			continue
+		}
 		if msg != "" {
 			c.errs.Add(at(v.Pos, b.Pos), "parameter %q of %s %s", key, n.what(), msg)
 			ok = false
@@ -216,6 +227,21 @@ func parseParam(p *param, v configs.Value) (float64, string) {
 			return 0, "is a bool: " + err.Error()
 		}
 		return b2f(b), ""
+	case pValue:
+		f, err := v.Float()
+		if err != nil || math.IsNaN(f) {
+			return 0, fmt.Sprintf("must be a number, true or false, not %q", raw)
+		}
+		return f, ""
+	case pRatio:
+		if isNumber(raw) {
+			break
+		}
+		d, err := configs.ParseDuration(raw)
+		if err != nil || d <= 0 {
+			return 0, fmt.Sprintf("must be a ratio above 0 (e.g. 10) or a filter time above 0 (e.g. 1s), not %q", raw)
+		}
+		return d.Seconds(), ""
 	case pEnum:
 		if k := slices.Index(p.enum, raw); k >= 0 {
 			return float64(k), ""
@@ -232,7 +258,16 @@ func parseParam(p *param, v configs.Value) (float64, string) {
 	if p.kind == pNonNeg && f < 0 {
 		return 0, fmt.Sprintf("must be 0 or more, not %s", raw)
 	}
+	if p.kind == pRatio && f <= 0 {
+		return 0, fmt.Sprintf("must be above 0, not %s", raw)
+	}
 	return f, ""
+}
+
+// isNumber reports whether a parameter is written as a plain number.
+func isNumber(raw string) bool {
+	_, err := strconv.ParseFloat(strings.ReplaceAll(strings.TrimSpace(raw), "_", ""), 64)
+	return err == nil
 }
 
 // outputs records which block output writes which tag.
@@ -259,6 +294,13 @@ func (c *compiler) outputs() {
 				case info.Type == configs.String:
 					c.errs.Add(n.b.Pos, "output %q of %s writes string tag %q (blocks write number and bool tags)", key, n.what(), name)
 					continue
+				case info.Type == configs.Bool && n.typ.poly != nil:
+					n, key, name := n, key, name
+					c.later = append(c.later, func() {
+						if !c.boolOut(n, k, 0) {
+							c.errs.Add(n.b.Pos, "output %q of %s is a number but tag %q is a bool (write a number tag, or turn the value into a bool with compare or hysteresis)", key, n.what(), name)
+						}
+					})
 				case info.Type == configs.Bool && n.typ.out[k].kind != boolean:
 					c.errs.Add(n.b.Pos, "output %q of %s is a number but tag %q is a bool (write a number tag, or turn the value into a bool with compare or hysteresis)", key, n.what(), name)
 					continue
@@ -416,12 +458,53 @@ func (c *compiler) resolve(n *node, portName string, want kind, ref configs.Ref)
 		c.errs.Add(s.pos, "input %q of %s reads %q, but %s has no output %q (outputs: %s)", portName, n.what(), raw, from.what(), pname, portNames(from.typ.out))
 		return s
 	}
-	if want == boolean && from.typ.out[k].kind != boolean {
+	if want == boolean && from.typ.poly != nil {
+		c.later = append(c.later, func() {
+			if !c.boolOut(from, k, 0) {
+				c.errs.Add(s.pos, "input %q of %s is a bool but %s is a number (turn it into a bool with compare or hysteresis)", portName, n.what(), raw)
+			}
+		})
+	} else if want == boolean && from.typ.out[k].kind != boolean {
 		c.errs.Add(s.pos, "input %q of %s is a bool but %s is a number (turn it into a bool with compare or hysteresis)", portName, n.what(), raw)
 		return s
 	}
 	s.kind, s.from, s.port = srcBlock, from, k
 	return s
+}
+
+// boolOut reports whether a block output carries a bool: a bool port, or
+// a delay or select whose data inputs all carry bools.
+func (c *compiler) boolOut(n *node, port, depth int) bool {
+	if n.typ.out[port].kind == boolean {
+		return true
+	}
+	if n.typ.poly == nil {
+		return false
+	}
+	if depth > 64 {
+		return true // a loop of delays carries what enters it
+	}
+	for i := range n.ins {
+		if i < len(n.typ.in) && !slices.Contains(n.typ.poly, n.typ.in[i].name) {
+			continue
+		}
+		s := &n.ins[i]
+		switch s.kind {
+		case srcLit:
+			if s.lit != 0 && s.lit != 1 {
+				return false
+			}
+		case srcTag:
+			if c.tab.Info[s.tag].Type != configs.Bool {
+				return false
+			}
+		case srcBlock:
+			if !c.boolOut(s.from, s.port, depth+1) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // checkUnits checks that ports which must agree carry the same unit.
@@ -446,7 +529,7 @@ func (c *compiler) checkUnits() {
 					first, firstUnit = s, u
 					continue
 				}
-				if !unitsMatch(firstUnit, u) {
+				if !configs.UnitsMatch(firstUnit, u) {
 					c.errs.Add(s.pos, "%s: %s is in %s but %s is in %s (units must match; convert with a scale block)", n.what(), first.name, firstUnit, s.name, u)
 				}
 			}
@@ -494,7 +577,7 @@ func (c *compiler) outUnit(n *node, port, depth int) string {
 			if v == "" {
 				continue
 			}
-			if u != "" && !unitsMatch(u, v) {
+			if u != "" && !configs.UnitsMatch(u, v) {
 				u = ""
 				break
 			}
@@ -505,23 +588,6 @@ func (c *compiler) outUnit(n *node, port, depth int) string {
 		u = c.tab.Info[n.outTag[port]].Unit
 	}
 	c.units[key] = u
-	return u
-}
-
-// unitsMatch reports whether two engineering units are the same unit,
-// allowing the usual spellings of degrees and percent.
-func unitsMatch(a, b string) bool { return canonicalUnit(a) == canonicalUnit(b) }
-
-func canonicalUnit(u string) string {
-	u = strings.TrimSpace(u)
-	switch u {
-	case "°C", "degC", "C", "celsius", "deg C":
-		return "degC"
-	case "°F", "degF", "F", "deg F":
-		return "degF"
-	case "%", "percent", "pct":
-		return "%"
-	}
 	return u
 }
 

@@ -208,6 +208,8 @@ func (tp *TaskProgram) SetParam(block, param string, v float64) error {
 	switch {
 	case b.typ.op == opLag:
 		tp.params[b.par+1] = -1 // recompute the cached coefficient
+	case b.typ.op == opPID && k == pidN:
+		tp.params[b.par+pidTf] = 0 // the ratio replaces a time constant from the config
 	case b.typ.op == opPID && k == pidKp:
 		s := tp.state[b.st:]
 		if s[pidStInit] != 0 {
@@ -228,6 +230,10 @@ func paramRange(spec *param, v float64) string {
 			return ""
 		}
 		return "not a number"
+	case spec.kind == pRatio:
+		if v <= 0 || math.IsInf(v, 1) {
+			return "must be above 0"
+		}
 	case spec.kind == pNonNeg || spec.kind == pDuration:
 		if v < 0 || math.IsInf(v, 1) {
 			return "must be 0 or more"

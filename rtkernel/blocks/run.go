@@ -266,7 +266,10 @@ func (tp *TaskProgram) pid(a []int32, out, p, s []float64, dt float64) bool {
 	// Derivative on the measurement through a first-order filter (backward Euler).
 	d := 0.0
 	if td > 0 {
-		tf := td / p[pidN]
+		tf := p[pidTf]
+		if tf <= 0 {
+			tf = td / p[pidN]
+		}
 		if tf+dt > 0 {
 			d = (tf*s[pidStD] - sign*kp*td*(pv-s[pidStPV])) / (tf + dt)
 		}

@@ -65,6 +65,8 @@ const (
 	pDuration                  // a duration with a unit; seconds in the program
 	pBool                      // true or false; 1 or 0 in the program
 	pEnum                      // one of enum; its index in the program
+	pValue                     // a number or true/false (1/0)
+	pRatio                     // a number > 0, or a duration stored in the block's first scratch slot
 )
 
 // param is a parameter of a block type.
@@ -102,16 +104,19 @@ type blockType struct {
 	// passUnit is the input whose unit the outputs carry ("in*": the variadic
 	// inputs' common unit); "" when the outputs have no known unit.
 	passUnit []string
+	// poly lists the data inputs whose kind the outputs take: the outputs
+	// are bools when all of them are.
+	poly []string
 	// check verifies the parameters together; it names the parameter at fault.
 	check func(p []float64) (param, msg string)
 }
 
 // Parameter, state and port indices used by the instructions.
 const (
-	pidKp, pidTi, pidTd, pidN, pidOutMin, pidOutMax, pidRate, pidDirect, pidBias = 0, 1, 2, 3, 4, 5, 6, 7, 8
-	pidStInit, pidStI, pidStD, pidStPV, pidStOut, pidStErr                       = 0, 1, 2, 3, 4, 5
-	alarmDeadband, alarmDelay                                                    = 4, 5
-	compareGT, compareGE, compareLT, compareLE, compareEQ, compareNE             = 0, 1, 2, 3, 4, 5
+	pidKp, pidTi, pidTd, pidN, pidOutMin, pidOutMax, pidRate, pidDirect, pidBias, pidTf = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+	pidStInit, pidStI, pidStD, pidStPV, pidStOut, pidStErr                              = 0, 1, 2, 3, 4, 5
+	alarmDeadband, alarmDelay                                                           = 4, 5
+	compareGT, compareGE, compareLT, compareLE, compareEQ, compareNE                    = 0, 1, 2, 3, 4, 5
 )
 
 var (
@@ -133,9 +138,9 @@ var blockTypes = map[string]*blockType{
 			{name: "track", kind: boolean}, {name: "man_out", kind: number}},
 		out: outNum,
 		params: []param{{name: "kp", kind: pNumber, def: 1}, {name: "ti", kind: pDuration}, {name: "td", kind: pDuration},
-			{name: "td_filter", kind: pNonNeg, def: 10}, {name: "out_min", kind: pNumber, def: 0}, {name: "out_max", kind: pNumber, def: 100},
+			{name: "td_filter", kind: pRatio, def: 10}, {name: "out_min", kind: pNumber, def: 0}, {name: "out_max", kind: pNumber, def: 100},
 			{name: "rate_max", kind: pNonNeg}, {name: "direct", kind: pBool}, {name: "bias", kind: pNumber}},
-		state: 6, hold: true, sameUnit: []string{"pv", "sp"},
+		scratch: 1, state: 6, hold: true, sameUnit: []string{"pv", "sp"},
 		check: func(p []float64) (string, string) {
 			if !(p[pidOutMin] < p[pidOutMax]) {
 				return "out_max", "out_max must be above out_min"
@@ -194,11 +199,11 @@ var blockTypes = map[string]*blockType{
 	"xor":     {name: "xor", op: opXor, variadic: true, varKind: boolean, minN: 2, out: outBool},
 	"not":     {name: "not", op: opNot, in: inBool, out: outBool},
 	"compare": {name: "compare", op: opCompare, in: []port{{name: "a", kind: number, required: true}, {name: "b", kind: number, required: true}}, out: outBool, params: []param{{name: "op", kind: pEnum, required: true, enum: []string{"gt", "ge", "lt", "le", "eq", "ne"}}, {name: "hysteresis", kind: pNonNeg}}, state: 1, sameUnit: []string{"a", "b"}},
-	"select":  {name: "select", op: opSelect, in: []port{{name: "sel", kind: boolean, required: true}, {name: "in1", kind: number, required: true}, {name: "in2", kind: number, required: true}}, out: outNum, passUnit: []string{"in1", "in2"}},
+	"select":  {name: "select", op: opSelect, in: []port{{name: "sel", kind: boolean, required: true}, {name: "in1", kind: number, required: true}, {name: "in2", kind: number, required: true}}, out: outNum, passUnit: []string{"in1", "in2"}, poly: []string{"in1", "in2"}},
 	"min":     {name: "min", op: opMin, variadic: true, varKind: number, minN: 1, out: outNum, sameUnit: passVar, passUnit: passVar},
 	"max":     {name: "max", op: opMax, variadic: true, varKind: number, minN: 1, out: outNum, sameUnit: passVar, passUnit: passVar},
 	"average": {name: "average", op: opAverage, variadic: true, varKind: number, minN: 1, out: outNum, sameUnit: passVar, passUnit: passVar},
-	"delay":   {name: "delay", op: opDelayOut, in: inNum, out: outNum, params: []param{{name: "initial", kind: pNumber}}, state: 2, passUnit: passIn},
+	"delay":   {name: "delay", op: opDelayOut, in: inNum, out: outNum, params: []param{{name: "initial", kind: pValue}}, state: 2, passUnit: passIn, poly: passIn},
 }
 
 // typeNames lists the block types in documentation order (for messages).
