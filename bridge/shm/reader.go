@@ -1,0 +1,459 @@
+package shm
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+)
+
+// ReaderOptions tune AttachReader. The zero value is the default.
+type ReaderOptions struct {
+	// PollMax is the longest pause between two looks at the result ring
+	// while awaiting a result; default 1ms (the first looks are sooner).
+	PollMax time.Duration
+	// PID is recorded as the bridge's pid; zero: none.
+	PID    int
+	Clock  Clock
+	Logger *slog.Logger
+}
+
+// Reader is the bridge's side of a region: it reads the process image,
+// heartbeat, events and histograms, and is the one producer of commands.
+// Its methods are safe for concurrent use by several goroutines.
+type Reader struct {
+	m   mem
+	l   *Layout
+	o   ReaderOptions
+	hb  int
+	img int
+	tk  int
+
+	textOff []int // per tag: absolute offset of its string slot, -1 for numbers
+	textCap []int
+	info    []tag.Info
+	tasks   []Task
+
+	imgMu   sync.Mutex // serialises snapshots (scratch buffer)
+	scratch []byte
+
+	evMu sync.Mutex
+	evt  ring
+
+	cmdMu   sync.Mutex // command producer, result consumer, results
+	cmd     ring
+	res     ring
+	cmdSlot int
+	results map[uint64]Result
+}
+
+// AttachReader attaches the bridge to a formatted region. With a layout it
+// refuses a region formatted for another one, naming the first difference
+// (ErrConfigHash, ErrPartition, ErrSize, ErrLayout) — and ErrNotFormatted
+// while the executive has not formatted it yet, which a caller retries until
+// its deadline. With a nil layout it inspects any valid region (status
+// tools), taking the layout from the header. Every offset and count in the
+// header and directory is checked before use; a corrupted region is an
+// ErrCorrupt error, never a crash.
+func AttachReader(r *Region, l *Layout, o ReaderOptions) (*Reader, error) {
+	if o.Clock == nil {
+		o.Clock = SystemClock()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PollMax <= 0 {
+		o.PollMax = time.Millisecond
+	}
+	g, err := decodeHeader(r.mem)
+	if err != nil {
+		return nil, fmt.Errorf("shm: attach reader to %s: %w", r, err)
+	}
+	if l != nil {
+		if err := compare(&l.g, &g); err != nil {
+			return nil, fmt.Errorf("shm: attach reader to %s: %w", r, err)
+		}
+	} else {
+		l = &Layout{g: g, hist: newHistGeom(g.HistLow, g.HistHigh, int(g.HistDigits))}
+	}
+	m := mem(r.mem[:g.Size])
+	rd := &Reader{m: m, l: l, o: o, hb: int(g.Sec[secHeartbeat].Off), img: int(g.Sec[secImage].Off), tk: int(g.Sec[secTasks].Off),
+		cmdSlot: g.cmdSlot(), results: map[uint64]Result{}}
+	if err := rd.readDirectory(); err != nil {
+		return nil, fmt.Errorf("shm: attach reader to %s: %w", r, err)
+	}
+	rd.cmd = newRing(m, g.Sec[secCommands], g.CmdCap, rd.cmdSlot, true)
+	rd.res = newRing(m, g.Sec[secResults], g.ResCap, resultSlotSize, false)
+	rd.evt = newRing(m, g.Sec[secEvents], g.EvtCap, eventSlotSize, false)
+	if o.PID != 0 {
+		m.store32(rd.hb+hbBridgePID, uint32(o.PID))
+	}
+	return rd, nil
+}
+
+// readDirectory parses and bounds-checks the tag directory and task table.
+func (r *Reader) readDirectory() error {
+	g := &r.l.g
+	n := int(g.Tags)
+	r.info, r.textOff, r.textCap = make([]tag.Info, n), make([]int, n), make([]int, n)
+	maxCap := 8
+	dir, text := int(g.Sec[secDir].Off), int(g.Sec[secText].Off)
+	for i := 0; i < n; i++ {
+		e := r.m[dir+i*dirEntrySize:][:dirEntrySize]
+		in := tag.Info{
+			Name: cstr(e[dName : dName+nameMax]), Unit: cstr(e[dUnit : dUnit+unitMax]),
+			Writable: e[dWritable] == 1, Retain: e[dRetain] == 1,
+			Length:   int(le.Uint32(e[dLength:])),
+			Min:      math.Float64frombits(le.Uint64(e[dMin:])),
+			Max:      math.Float64frombits(le.Uint64(e[dMax:])),
+			Deadband: math.Float64frombits(le.Uint64(e[dDeadband:])),
+		}
+		if t := int(e[dType]); t >= 1 && t <= len(configs.DataTypes) {
+			in.Type = configs.DataTypes[t-1]
+		}
+		switch e[dAccess] {
+		case 1:
+			in.Access = configs.Read
+		case 2:
+			in.Access = configs.Write
+		case 3:
+			in.Access = configs.ReadWrite
+		}
+		r.info[i], r.textOff[i] = in, -1
+		if in.Type != configs.String {
+			continue
+		}
+		off, cp := le.Uint32(e[dTextOff:]), le.Uint32(e[dTextCap:])
+		if off%8 != 0 || cp%8 != 0 || cp == 0 || cp > maxText || uint64(off)+uint64(cp) > uint64(g.TextBytes) || in.Length > int(cp) {
+			return mismatch(ErrCorrupt, fmt.Sprintf("string slot of tag %d (%q)", i, in.Name), fmt.Sprintf("within %d bytes", g.TextBytes),
+				fmt.Sprintf("offset %d size %d length %d", off, cp, in.Length))
+		}
+		r.textOff[i], r.textCap[i] = text+int(off), int(cp)
+		maxCap = max(maxCap, int(cp))
+	}
+	r.scratch = make([]byte, maxCap)
+	r.tasks = make([]Task, g.Tasks)
+	for i := range r.tasks {
+		e := r.m[r.tk+i*taskEntrySize:][:lineSize]
+		r.tasks[i] = Task{Name: cstr(e[tkName : tkName+taskNameMax]), Period: time.Duration(le.Uint64(e[tkPeriod:]))}
+	}
+	return nil
+}
+
+// Layout is the region's layout.
+func (r *Reader) Layout() *Layout { return r.l }
+
+// Tags is the tag directory, indexed by tag ID (Device is not stored).
+func (r *Reader) Tags() []tag.Info { return r.info }
+
+// Tasks is the task table.
+func (r *Reader) Tasks() []Task { return r.tasks }
+
+// Image is a consistent copy of the process image. Its slices are reused by
+// the next Snapshot into the same Image.
+type Image struct {
+	Seq     uint64 // image sequence (even), grows by 2 per publish
+	Cycle   uint64 // the cycle that published it
+	Samples []tag.Sample
+	Text    []string // string tag values (empty for numbers)
+	// Changed is, per tag, the image sequence at which it last changed.
+	Changed []uint64
+}
+
+// ChangedSince appends to ids the tags that changed after image sequence
+// since (0: all tags ever published) and returns it.
+func (im *Image) ChangedSince(since uint64, ids []tag.ID) []tag.ID {
+	for i, s := range im.Changed {
+		if s > since {
+			ids = append(ids, tag.ID(i))
+		}
+	}
+	return ids
+}
+
+// Seq is the current image sequence: cheap to poll for news. It is odd while
+// the executive is writing.
+func (r *Reader) Seq() uint64 { return r.m.load(r.img + imSeq) }
+
+// Snapshot copies a consistent image into dst, retrying while the executive
+// writes; only a context deadline ends the retries (a writer that died
+// mid-publish leaves the image locked until the next one attaches).
+func (r *Reader) Snapshot(ctx context.Context, dst *Image) error {
+	n := int(r.l.g.Tags)
+	if cap(dst.Samples) < n {
+		dst.Samples, dst.Changed = make([]tag.Sample, n), make([]uint64, n)
+		dst.Text = make([]string, n)
+	}
+	dst.Samples, dst.Changed, dst.Text = dst.Samples[:n], dst.Changed[:n], dst.Text[:n]
+	r.imgMu.Lock()
+	defer r.imgMu.Unlock()
+	for attempt := 1; ; attempt++ {
+		if ok := r.trySnapshot(dst); ok {
+			return nil
+		}
+		if attempt%16 == 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("shm: snapshot: no consistent image after %d attempts: %w: %w", attempt, ErrTimeout, err)
+			}
+			runtime.Gosched()
+		}
+	}
+}
+
+// trySnapshot is one seqlock read; every load from the image is atomic so
+// the loads stay ordered between the two reads of the sequence.
+func (r *Reader) trySnapshot(dst *Image) bool {
+	m := r.m
+	s1 := m.load(r.img + imSeq)
+	if s1&1 == 1 {
+		return false
+	}
+	cycle := m.load(r.img + imCycle)
+	base := r.img + imageHead
+	for i := range dst.Samples {
+		off := base + i*imageSlotSize
+		meta := m.load(off + isMeta)
+		dst.Samples[i] = tag.Sample{Value: math.Float64frombits(m.load(off + isValue)), Time: int64(m.load(off + isTime)),
+			Quality: tag.Quality(meta), Reason: tag.Reason(meta >> 8)}
+		dst.Changed[i] = m.load(off + isStamp)
+		if to := r.textOff[i]; to >= 0 {
+			ln := min(int(meta>>16)&0xffff, r.textCap[i])
+			m.loadBytes(r.scratch, to, ln)
+			if dst.Text[i] != string(r.scratch[:ln]) { // no allocation when unchanged
+				dst.Text[i] = string(r.scratch[:ln])
+			}
+		}
+	}
+	if m.load(r.img+imSeq) != s1 {
+		return false
+	}
+	dst.Seq, dst.Cycle = s1, cycle
+	return true
+}
+
+// Submit queues a command for the executive and returns its ID. A full ring
+// is ErrBusy (counted in Heartbeat.CommandsBusy); the executive is never
+// waited for. Text longer than the layout's CommandTextMax is ErrInvalid.
+func (r *Reader) Submit(c Command) (uint64, error) {
+	if c.IsText && len(c.Text) > int(r.l.g.CmdText) {
+		return 0, fmt.Errorf("shm: submit: %w: text of %d bytes; commands carry at most %d", ErrInvalid, len(c.Text), r.l.g.CmdText)
+	}
+	r.cmdMu.Lock()
+	defer r.cmdMu.Unlock()
+	off, ok := r.cmd.reserve()
+	if !ok {
+		r.m.add(r.hb+hbCmdBusy, 1)
+		return 0, fmt.Errorf("shm: submit: %w", ErrBusy)
+	}
+	id := r.cmd.local + 1
+	s := r.m[off:][:r.cmdSlot]
+	le.PutUint64(s[csID:], id)
+	le.PutUint64(s[csValue:], math.Float64bits(c.Value))
+	le.PutUint32(s[csTag:], uint32(c.Tag))
+	s[csKind] = byte(c.Kind)
+	s[csFlags] = boolByte(c.IsText)
+	le.PutUint16(s[csLen:], uint16(len(c.Text)))
+	copy(s[csOrigin:csOrigin+originMax], c.Origin[:])
+	copy(s[csText:], c.Text)
+	r.cmd.commit()
+	return id, nil
+}
+
+// Do submits c and awaits its result.
+func (r *Reader) Do(ctx context.Context, c Command) (Result, error) {
+	id, err := r.Submit(c)
+	if err != nil {
+		return Result{}, err
+	}
+	return r.Await(ctx, id)
+}
+
+// Await waits for the result of command id until ctx ends (ErrTimeout).
+// Results for other commands that arrive meanwhile are kept for their
+// Await.
+func (r *Reader) Await(ctx context.Context, id uint64) (Result, error) {
+	pause := 10 * time.Microsecond
+	for {
+		r.cmdMu.Lock()
+		r.collect()
+		res, ok := r.results[id]
+		delete(r.results, id)
+		r.cmdMu.Unlock()
+		if ok {
+			return res, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("shm: command %d: %w: %w", id, ErrTimeout, ctx.Err())
+		case <-r.o.Clock.After(pause):
+		}
+		pause = min(2*pause, r.o.PollMax)
+	}
+}
+
+// collect moves results from the ring into the results map, forgetting
+// unclaimed results far older than the newest (their Await gave up).
+func (r *Reader) collect() {
+	var newest uint64
+	for {
+		res, ok := r.nextResult()
+		if !ok {
+			break
+		}
+		r.results[res.ID] = res
+		newest = max(newest, res.ID)
+	}
+	if limit := 4 * int(r.l.g.ResCap); len(r.results) > limit {
+		for id := range r.results {
+			if id+uint64(limit) < newest {
+				delete(r.results, id)
+			}
+		}
+	}
+}
+
+func (r *Reader) nextResult() (Result, bool) {
+	off, ok, corrupt := r.res.peek()
+	if corrupt {
+		r.o.Logger.Warn("shm: result ring indices were impossible; resynchronised")
+	}
+	if !ok {
+		return Result{}, false
+	}
+	s := r.m[off:][:resultSlotSize]
+	res := Result{ID: le.Uint64(s[rsID:]), Cycle: le.Uint64(s[rsCycle:]),
+		Old: math.Float64frombits(le.Uint64(s[rsOld:])), Status: Status(s[rsStatus])}
+	r.res.release()
+	return res, true
+}
+
+// Results takes up to len(dst) results straight from the ring, for callers
+// that track results themselves instead of using Await (do not mix the
+// two). It never waits.
+func (r *Reader) Results(dst []Result) int {
+	r.cmdMu.Lock()
+	defer r.cmdMu.Unlock()
+	n := 0
+	for n < len(dst) {
+		res, ok := r.nextResult()
+		if !ok {
+			break
+		}
+		dst[n] = res
+		n++
+	}
+	return n
+}
+
+// Events takes up to len(dst) events from the event ring, oldest first, and
+// returns how many. It never waits. Events dropped because the ring was full
+// are counted in Heartbeat.EventsDropped.
+func (r *Reader) Events(dst []Event) int {
+	r.evMu.Lock()
+	defer r.evMu.Unlock()
+	n := 0
+	for n < len(dst) {
+		off, ok, corrupt := r.evt.peek()
+		if corrupt {
+			r.o.Logger.Warn("shm: event ring indices were impossible; resynchronised")
+		}
+		if !ok {
+			break
+		}
+		s := r.m[off:][:eventSlotSize]
+		ln := min(int(s[esLen]), eventTextMax)
+		dst[n] = Event{Cycle: le.Uint64(s[esCycle:]), Time: int64(le.Uint64(s[esTime:])),
+			Value: math.Float64frombits(le.Uint64(s[esValue:])), Tag: tag.ID(int32(le.Uint32(s[esTag:]))),
+			Task: int16(le.Uint16(s[esTask:])), Kind: EventKind(s[esKind]), Text: string(s[esText : esText+ln])}
+		r.evt.release()
+		n++
+	}
+	return n
+}
+
+// Heartbeat is the executive's published liveness and health.
+type Heartbeat struct {
+	BootID   [16]byte
+	PID      uint32 // writer pid (in the writer's kernel); 0 when detached
+	Claims   uint32 // how many writers attached since the region was formatted
+	Cycle    uint64
+	MonoNs   int64 // executive's monotonic clock at the cycle's start
+	State    State
+	Fault    uint32
+	RTMode   RTMode
+	RTReason string
+	// Overruns is the overrun count per task.
+	Overruns []uint64
+	// EventsDropped counts events lost to a full event ring.
+	EventsDropped uint64
+	// CommandsBusy counts Submits refused because the command ring was full.
+	CommandsBusy uint64
+	// CommandsDiscarded counts commands dropped when a new writer attached.
+	CommandsDiscarded uint64
+	// Corrupt counts impossible ring indices the executive repaired.
+	Corrupt uint64
+}
+
+// Heartbeat reads the heartbeat. A supervisor calls it periodically and
+// declares the partition dead when Cycle stops moving.
+func (r *Reader) Heartbeat() Heartbeat {
+	m, hb := r.m, r.hb
+	h := Heartbeat{PID: m.load32(hPID), Claims: m.load32(hClaims), Cycle: m.load(hb + hbCycle), MonoNs: int64(m.load(hb + hbMono)),
+		State: State(m.load32(hb + hbState)), Fault: m.load32(hb + hbFault),
+		EventsDropped: m.load(hb + hbEventsDropped), CommandsBusy: m.load(hb + hbCmdBusy),
+		CommandsDiscarded: m.load(hb + hbCmdDiscarded), Corrupt: m.load(hb + hbCorrupt)}
+	le.PutUint64(h.BootID[:], m.load(hBootID))
+	le.PutUint64(h.BootID[8:], m.load(hBootID+8))
+	var reason [reasonMax]byte
+	for i := 0; i < 100; i++ { // the writer changes it rarely; give up on a torn read after 100 tries
+		s := m.load(hb + hbRTSeq)
+		mode, ln := m.load32(hb+hbRTMode), min(int(m.load32(hb+hbRTLen)), reasonMax)
+		m.loadBytes(reason[:], hb+hbRTReason, reasonMax)
+		if s&1 == 0 && m.load(hb+hbRTSeq) == s {
+			h.RTMode, h.RTReason = RTMode(mode), string(reason[:ln])
+			break
+		}
+	}
+	h.Overruns = make([]uint64, r.l.g.Tasks)
+	for i := range h.Overruns {
+		h.Overruns[i] = m.load(r.tk + i*taskEntrySize + tkOverruns)
+	}
+	return h
+}
+
+// Histograms returns task's wake-up latency and execution time histograms
+// (ns) as HdrHistograms.
+func (r *Reader) Histograms(task int) (wake, exec *hdrhistogram.Histogram, err error) {
+	g := &r.l.g
+	if task < 0 || task >= int(g.Tasks) {
+		return nil, nil, fmt.Errorf("shm: histograms: %w: task %d of %d", ErrInvalid, task, g.Tasks)
+	}
+	read := func(which int) (*hdrhistogram.Histogram, error) {
+		off := int(g.Sec[secHist].Off) + (2*task+which)*g.histLen()
+		counts := make([]int64, g.HistCounts)
+		for i := range counts {
+			counts[i] = int64(r.m.load(off + 8*i))
+		}
+		s := &hdrhistogram.Snapshot{LowestTrackableValue: g.HistLow, HighestTrackableValue: g.HistHigh,
+			SignificantFigures: int64(g.HistDigits), Counts: counts}
+		if err := s.Validate(); err != nil {
+			return nil, fmt.Errorf("shm: histogram %d of task %d: %w: %w", which, task, ErrCorrupt, err)
+		}
+		return hdrhistogram.Import(s), nil
+	}
+	if wake, err = read(0); err == nil {
+		exec, err = read(1)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return wake, exec, nil
+}
