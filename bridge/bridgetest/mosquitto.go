@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,6 +21,8 @@ type MosquittoOptions struct {
 	CAFile, CertFile, KeyFile string
 	// RequireCert makes clients present a certificate signed by CAFile.
 	RequireCert bool
+	// Persist keeps sessions and queued messages across Shutdown/Start.
+	Persist bool
 	// Extra lines appended to mosquitto.conf.
 	Extra []string
 }
@@ -68,6 +71,9 @@ func MosquittoWith(t testing.TB, o MosquittoOptions) *Broker {
 	port := FreePort(t)
 	conf := filepath.Join(dir, "mosquitto.conf")
 	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n", port)
+	if o.Persist {
+		text = strings.Replace(text, "persistence false", "persistence true\npersistence_location "+dir+"/", 1)
+	}
 	if o.CertFile != "" {
 		text += fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\n", o.CAFile, o.CertFile, o.KeyFile)
 		if o.RequireCert {
@@ -130,13 +136,19 @@ func (b *Broker) Start() {
 }
 
 // Stop kills the broker (SIGKILL, as a crash or a network cut would look).
-func (b *Broker) Stop() {
+func (b *Broker) Stop() { b.signal(syscall.SIGKILL) }
+
+// Shutdown stops the broker cleanly (SIGTERM): with Persist it saves its
+// sessions and queued messages first.
+func (b *Broker) Shutdown() { b.signal(syscall.SIGTERM) }
+
+func (b *Broker) signal(sig syscall.Signal) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.cmd == nil {
 		return
 	}
-	syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
+	syscall.Kill(-b.cmd.Process.Pid, sig)
 	select {
 	case <-b.done:
 	case <-time.After(10 * time.Second):
