@@ -322,7 +322,8 @@ func (s *Supervisor) Heartbeat() (uint64, ExecState, error) {
 	return cycle, st, err
 }
 
-// takeDown records the fault, tells listeners and undoes host preparation.
+// takeDown records the fault, tells listeners (first, so the bridge marks
+// data stale at once) and undoes host preparation.
 func (s *Supervisor) takeDown(ctx context.Context, d down) {
 	f := Fault{Reason: d.reason, Time: s.clock.Now()}
 	if !d.stopped {
@@ -331,7 +332,6 @@ func (s *Supervisor) takeDown(ctx context.Context, d down) {
 		s.lastFault = &f
 		s.mu.Unlock()
 		s.log.Error("partition faulted", "reason", d.reason)
-		s.stopPartition(ctx)
 	}
 	s.mu.Lock()
 	s.since = time.Time{}
@@ -340,6 +340,9 @@ func (s *Supervisor) takeDown(ctx context.Context, d down) {
 		for _, l := range s.o.Listeners {
 			l.PartitionDown(s.o.Name, f)
 		}
+	}
+	if !d.stopped {
+		s.stopPartition(ctx)
 	}
 }
 
