@@ -360,9 +360,18 @@ func (d *decoder) decodeScalarType(n *yaml.Node, v reflect.Value, key string) {
 }
 
 // numberText strips the digit separators YAML allows and reports whether
-// the scalar was written as text (quoted) rather than as a number.
+// the scalar was quoted, which makes it text rather than a number.
 func numberText(n *yaml.Node) (string, bool) {
-	return strings.ReplaceAll(n.Value, "_", ""), n.ShortTag() == "!!str"
+	return strings.ReplaceAll(n.Value, "_", ""), n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) != 0
+}
+
+// special reports YAML's infinities and not-a-number (.inf, -.inf, .nan).
+func special(n *yaml.Node) bool {
+	switch strings.ToLower(n.Value) {
+	case ".inf", "+.inf", "-.inf", ".nan":
+		return n.ShortTag() == "!!float"
+	}
+	return false
 }
 
 func parseInt(s string, bits int) (int64, error) {
@@ -406,7 +415,7 @@ func (d *decoder) decodeBasic(n *yaml.Node, v reflect.Value, key string) {
 		s, quoted := numberText(n)
 		i, err := parseInt(s, v.Type().Bits())
 		switch {
-		case quoted:
+		case quoted && err == nil:
 			d.errorf(n, "%s: expected a whole number, got the text %s (remove the quotes)", key, what(n))
 		case err != nil && errors.Is(err, strconv.ErrRange):
 			d.errorf(n, "%s: %s is out of range", key, n.Value)
@@ -424,7 +433,9 @@ func (d *decoder) decodeBasic(n *yaml.Node, v reflect.Value, key string) {
 			}
 		}
 		switch {
-		case quoted:
+		case special(n):
+			d.errorf(n, "%s: expected a finite number, got %s", key, what(n))
+		case quoted && err == nil:
 			d.errorf(n, "%s: expected a number, got the text %s (remove the quotes)", key, what(n))
 		case err != nil:
 			d.errorf(n, "%s: expected a number, got %s", key, what(n))
