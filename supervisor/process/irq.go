@@ -21,14 +21,16 @@ type irqMove struct {
 // moveIRQs takes every IRQ allowed on one of cpus off them: the new
 // affinity is its old one minus cpus, or every online CPU minus cpus when
 // that is empty. IRQs the kernel refuses to move (EIO for per-CPU and
-// managed interrupts, EINVAL) are counted as skipped. A permission error
-// stops the step (the caller degrades).
+// managed interrupts, EINVAL, and EPERM for IRQs a hypervisor pins) are
+// counted as skipped. When no IRQ could be moved and a write was refused
+// for permission, that error is returned (the caller degrades: not root).
 func moveIRQs(fsys FS, procRoot string, cpus, online []int) (moved []irqMove, skipped int, err error) {
 	names, err := fsys.ReadDir(path.Join(procRoot, "irq"))
 	if err != nil {
 		return nil, 0, fmt.Errorf("process: irq: %w", err)
 	}
 	rest := minus(online, cpus)
+	var permErr error
 	for _, n := range names {
 		if _, err := strconv.Atoi(n); err != nil {
 			continue
@@ -52,13 +54,16 @@ func moveIRQs(fsys FS, procRoot string, cpus, online []int) (moved []irqMove, sk
 			continue
 		}
 		if err := fsys.WriteFile(file, []byte(configs.CPUList(target).String())); err != nil {
-			if permission(err) {
-				return moved, skipped, fmt.Errorf("process: irq: %w", err)
+			if permission(err) && permErr == nil {
+				permErr = fmt.Errorf("process: irq: %w", err)
 			}
 			skipped++ // EIO: per-CPU or managed IRQ; EINVAL: no such target
 			continue
 		}
 		moved = append(moved, irqMove{irq: n, orig: orig})
+	}
+	if len(moved) == 0 && permErr != nil {
+		return nil, skipped, permErr
 	}
 	return moved, skipped, nil
 }

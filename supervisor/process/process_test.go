@@ -308,7 +308,9 @@ func TestProcessUnprivilegedRunsUnisolatedAndSaysSo(t *testing.T) {
 func TestProcessPermissionErrorsDegrade(t *testing.T) {
 	fs, net := v1Host(), supervisortest.NewNet(map[string]string{"eth1": ""})
 	fs.Fail("mkdir", "/sys/fs/cgroup/cpuset/mkrt", syscall.EACCES)
-	fs.Fail("write", "/proc/irq/1/smp_affinity_list", syscall.EPERM)
+	for _, irq := range []string{"1", "2", "3"} {
+		fs.Fail("write", "/proc/irq/"+irq+"/smp_affinity_list", syscall.EPERM)
+	}
 	p, _ := newPartition(t, fs, net, "run", func(c *process.Config) { c.NICs = nil })
 	if err := p.Start(ctx(t)); err != nil {
 		t.Fatal(err)
