@@ -1,0 +1,381 @@
+// Package mqttjson is the bridge's plain JSON MQTT interface for simple
+// consumers (Node-RED, historians): every tag retained on
+// <prefix>/<node>/<tag> as {"v":…,"q":"good","ts":…} (ts in Unix
+// milliseconds), published by exception; writes through
+// <prefix>/<node>/<tag>/set (a JSON value or {"v":…,"id":"…"}) answered on
+// <prefix>/<node>/<tag>/set/result with {"id":…,"ok":…,"error":…,"cycle":…};
+// the executive's health on <prefix>/<node>/$health and the bridge's
+// presence on <prefix>/<node>/$online (retained, "false" as the will).
+//
+// Tag names containing '/', '+' or '#' are published but cannot be written.
+// It needs an MQTT broker.
+package mqttjson
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mkrt/mkrt/bridge/metrics"
+	"github.com/mkrt/mkrt/bridge/mqttc"
+	"github.com/mkrt/mkrt/bridge/plant"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+)
+
+// Config is the JSON interface's topics and behaviour.
+type Config struct {
+	Prefix, Node string
+	QoS          byte
+	Poll         time.Duration // default 10ms
+	HealthPeriod time.Duration // default 1s
+	WriteTimeout time.Duration // default 5s
+	MQTT         mqttc.Options
+	Backoff      mqttc.Backoff
+	Log          *slog.Logger
+	Clock        func() time.Time
+	Counters     *metrics.Counters
+}
+
+// Publisher serves the process image as JSON topics.
+type Publisher struct {
+	cfg   Config
+	p     plant.Plant
+	log   *slog.Logger
+	count *metrics.Counters
+	tags  []tag.Info
+	ids   map[string]tag.ID
+	base  string
+
+	cur, pub         []tag.Sample
+	curText, pubText []string
+	health           []byte
+	lastHealth       time.Time
+	full             bool
+	inflight         []mqttc.Pending
+}
+
+// Result is the answer to a /set request.
+type Result struct {
+	ID    string `json:"id,omitempty"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	Cycle uint64 `json:"cycle,omitempty"`
+}
+
+// New builds a publisher serving p.
+func New(cfg Config, p plant.Plant) (*Publisher, error) {
+	if cfg.Prefix == "" || cfg.Node == "" {
+		return nil, errors.New("mqttjson: prefix and node are required")
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 10 * time.Millisecond
+	}
+	if cfg.HealthPeriod <= 0 {
+		cfg.HealthPeriod = time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Counters == nil {
+		cfg.Counters = new(metrics.Counters)
+	}
+	j := &Publisher{cfg: cfg, p: p, log: cfg.Log.With("component", "mqttjson"), count: cfg.Counters, tags: p.Tags(),
+		ids: map[string]tag.ID{}, base: cfg.Prefix + "/" + cfg.Node + "/"}
+	for i, in := range j.tags {
+		j.ids[in.Name] = tag.ID(i)
+	}
+	n := len(j.tags)
+	j.cur, j.pub, j.curText, j.pubText = make([]tag.Sample, n), make([]tag.Sample, n), make([]string, n), make([]string, n)
+	return j, nil
+}
+
+// Topic is the topic of a tag's value.
+func (j *Publisher) Topic(name string) string { return j.base + name }
+
+type setReq struct {
+	name    string
+	payload []byte
+}
+
+// Run serves until ctx ends.
+func (j *Publisher) Run(ctx context.Context) error {
+	sessions := make(chan *mqttc.Conn)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		mqttc.Run(ctx, j.cfg.Backoff, j.log, func() mqttc.Options {
+			o := j.cfg.MQTT
+			o.Log = j.log
+			o.Will = &mqttc.Message{Topic: j.base + "$online", QoS: 1, Retain: true, Payload: []byte("false")}
+			return o
+		}, func(ctx context.Context, c *mqttc.Conn) error {
+			err := c.Subscribe(ctx, j.base+"+/set", 1, func(topic string, payload []byte) {
+				name := strings.TrimSuffix(strings.TrimPrefix(topic, j.base), "/set")
+				wg.Add(1)
+				go func() { defer wg.Done(); j.set(ctx, c, name, payload) }()
+			})
+			if err != nil {
+				return err
+			}
+			if err := c.Publish(ctx, mqttc.Message{Topic: j.base + "$online", QoS: 1, Retain: true, Payload: []byte("true")}); err != nil {
+				return err
+			}
+			select {
+			case sessions <- c:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case <-c.Lost():
+				return c.Err()
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	var conn *mqttc.Conn
+	t := time.NewTicker(j.cfg.Poll)
+	defer t.Stop()
+	for {
+		var lost <-chan struct{}
+		if conn != nil {
+			lost = conn.Lost()
+		}
+		select {
+		case <-ctx.Done():
+			if conn != nil {
+				pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				conn.Publish(pctx, mqttc.Message{Topic: j.base + "$online", QoS: 1, Retain: true, Payload: []byte("false")})
+				cancel()
+				conn.Close()
+			}
+			return nil
+		case c := <-sessions:
+			conn, j.full = c, true
+			j.count.Connected.Store(true)
+		case <-lost:
+			conn = nil
+			j.count.Connected.Store(false)
+		case <-t.C:
+			if conn != nil {
+				if err := j.poll(ctx, conn); err != nil {
+					j.log.Warn("mqttjson: publish failed; reconnecting", "err", err)
+					conn.Drop()
+					conn = nil
+					j.count.Connected.Store(false)
+				}
+			}
+		}
+	}
+}
+
+// poll publishes the tags that changed (every tag after a reconnect).
+func (j *Publisher) poll(ctx context.Context, c *mqttc.Conn) error {
+	if _, err := j.p.Snapshot(j.cur, j.curText); err != nil {
+		return fmt.Errorf("mqttjson: snapshot: %w", err)
+	}
+	j.inflight = j.inflight[:0]
+	for i := range j.tags {
+		if !j.full && !j.changed(i) {
+			continue
+		}
+		j.inflight = append(j.inflight, c.PublishAsync(mqttc.Message{Topic: j.base + j.tags[i].Name, QoS: j.cfg.QoS, Retain: true,
+			Payload: AppendValue(nil, &j.tags[i], j.cur[i], j.curText[i])}))
+		j.pub[i], j.pubText[i] = j.cur[i], j.curText[i]
+	}
+	now := j.cfg.Clock()
+	if j.full || now.Sub(j.lastHealth) >= j.cfg.HealthPeriod {
+		j.lastHealth = now
+		h, _ := json.Marshal(HealthJSON(j.p.Health()))
+		if j.full || !bytes.Equal(h, j.health) {
+			j.health = h
+			j.inflight = append(j.inflight, c.PublishAsync(mqttc.Message{Topic: j.base + "$health", QoS: j.cfg.QoS, Retain: true, Payload: h}))
+		}
+	}
+	j.full = false
+	for _, p := range j.inflight {
+		if err := p.Wait(ctx); err != nil {
+			j.full = true // resend everything on the next session
+			return err
+		}
+		j.count.Published.Add(1)
+	}
+	return nil
+}
+
+func (j *Publisher) changed(i int) bool {
+	c, p := j.cur[i], j.pub[i]
+	if c.Quality != p.Quality {
+		return true
+	}
+	if j.tags[i].Type == configs.String {
+		return j.curText[i] != j.pubText[i]
+	}
+	return c.Value != p.Value && !(math.Abs(c.Value-p.Value) <= j.tags[i].Deadband)
+}
+
+// AppendValue appends a tag's JSON message {"v":…,"q":"…","ts":…}.
+func AppendValue(b []byte, in *tag.Info, s tag.Sample, text string) []byte {
+	b = append(b, `{"v":`...)
+	switch {
+	case in.Type == configs.String:
+		t, _ := json.Marshal(text)
+		b = append(b, t...)
+	case in.Type == configs.Bool:
+		b = strconv.AppendBool(b, s.Value != 0)
+	case math.IsNaN(s.Value) || math.IsInf(s.Value, 0):
+		b = append(b, "null"...)
+	case in.Type.Numeric() && in.Type != configs.Float32 && in.Type != configs.Float64:
+		b = strconv.AppendInt(b, int64(s.Value), 10)
+	default:
+		bits := 64
+		if in.Type == configs.Float32 {
+			bits = 32
+		}
+		b = strconv.AppendFloat(b, s.Value, 'g', -1, bits)
+	}
+	b = append(b, `,"q":"`...)
+	b = append(b, s.Quality.String()...)
+	b = append(b, `","ts":`...)
+	b = strconv.AppendInt(b, s.Time/1e6, 10)
+	return append(b, '}')
+}
+
+// Health is the JSON form of the executive's health.
+type Health struct {
+	State    string       `json:"state"`
+	Fault    string       `json:"fault,omitempty"`
+	Cycle    uint64       `json:"cycle"`
+	RT       bool         `json:"rt"`
+	RTReason string       `json:"rt_reason,omitempty"`
+	Tasks    []TaskHealth `json:"tasks"`
+}
+
+// TaskHealth is one task's timing, latencies in nanoseconds.
+type TaskHealth struct {
+	Name     string           `json:"name"`
+	Cycles   uint64           `json:"cycles"`
+	Overruns uint64           `json:"overruns"`
+	WakeupNS map[string]int64 `json:"wakeup_ns"`
+	ExecNS   map[string]int64 `json:"exec_ns"`
+}
+
+func pct(p plant.Percentiles) map[string]int64 {
+	return map[string]int64{"p50": int64(p.P50), "p99": int64(p.P99), "p99.9": int64(p.P999), "max": int64(p.Max)}
+}
+
+// HealthJSON converts the executive's health for publishing.
+func HealthJSON(h plant.Health) Health {
+	out := Health{State: h.State.String(), Fault: h.Fault, Cycle: h.Cycle, RT: h.RT, RTReason: h.RTReason, Tasks: []TaskHealth{}}
+	for _, t := range h.Tasks {
+		out.Tasks = append(out.Tasks, TaskHealth{Name: t.Name, Cycles: t.Cycles, Overruns: t.Overruns, WakeupNS: pct(t.Wakeup), ExecNS: pct(t.Exec)})
+	}
+	return out
+}
+
+// ParseSet decodes a /set payload: a bare JSON value or {"v":…,"id":"…"}.
+func ParseSet(in *tag.Info, payload []byte) (v float64, text, id string, err error) {
+	var raw json.RawMessage = bytes.TrimSpace(payload)
+	if len(raw) > 0 && raw[0] == '{' {
+		var obj struct {
+			V  json.RawMessage `json:"v"`
+			ID string          `json:"id"`
+		}
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return 0, "", "", fmt.Errorf("mqttjson: %w: %v", plant.ErrBadValue, err)
+		}
+		if obj.V == nil {
+			return 0, "", obj.ID, fmt.Errorf("mqttjson: no \"v\" in the request: %w", plant.ErrBadValue)
+		}
+		raw, id = obj.V, obj.ID
+	}
+	var x any
+	if err := json.Unmarshal(raw, &x); err != nil {
+		return 0, "", id, fmt.Errorf("mqttjson: %w: %v", plant.ErrBadValue, err)
+	}
+	switch val := x.(type) {
+	case bool:
+		if in.Type == configs.String {
+			return 0, "", id, fmt.Errorf("mqttjson: boolean for string tag %s: %w", in.Name, plant.ErrBadValue)
+		}
+		if val {
+			return 1, "", id, nil
+		}
+		return 0, "", id, nil
+	case float64:
+		if in.Type == configs.String {
+			return 0, "", id, fmt.Errorf("mqttjson: number for string tag %s: %w", in.Name, plant.ErrBadValue)
+		}
+		return val, "", id, nil
+	case string:
+		if in.Type != configs.String {
+			return 0, "", id, fmt.Errorf("mqttjson: string for %s tag %s: %w", in.Type, in.Name, plant.ErrBadValue)
+		}
+		return 0, val, id, nil
+	}
+	return 0, "", id, fmt.Errorf("mqttjson: unsupported value %s: %w", raw, plant.ErrBadValue)
+}
+
+// set handles one /set request and publishes its result.
+func (j *Publisher) set(ctx context.Context, c *mqttc.Conn, name string, payload []byte) {
+	res := j.apply(ctx, name, payload)
+	b, _ := json.Marshal(res)
+	if err := c.Publish(ctx, mqttc.Message{Topic: j.base + name + "/set/result", QoS: 1, Payload: b}); err != nil {
+		j.log.Warn("mqttjson: result not delivered", "tag", name, "err", err)
+	}
+}
+
+func (j *Publisher) apply(ctx context.Context, name string, payload []byte) (res Result) {
+	id, ok := j.ids[name]
+	var err error
+	defer func() {
+		j.count.CountWrite(err)
+		if err != nil {
+			res.OK, res.Error = false, err.Error()
+			var rej *plant.RejectedError
+			if errors.As(err, &rej) {
+				res.Cycle = rej.Cycle
+			}
+		}
+	}()
+	if !ok {
+		err = fmt.Errorf("mqttjson: %q: %w", name, plant.ErrUnknownTag)
+		return
+	}
+	in := &j.tags[id]
+	var v float64
+	var text string
+	v, text, res.ID, err = ParseSet(in, payload)
+	if err != nil {
+		return
+	}
+	w := plant.Write{ID: id, Value: v, Text: text, Source: "json", Who: "mqtt " + j.base + name + "/set"}
+	if err = plant.Validate(j.tags, w); err != nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, j.cfg.WriteTimeout)
+	defer cancel()
+	r, err := j.p.Write(wctx, w)
+	if err != nil {
+		return
+	}
+	res.OK, res.Cycle = true, r.Cycle
+	return
+}
