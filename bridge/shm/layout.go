@@ -444,8 +444,6 @@ func compare(want, got *geom) error {
 		return mismatch(ErrConfigHash, "config hash", hex.EncodeToString(want.Hash[:]), hex.EncodeToString(got.Hash[:]))
 	case want.Partition != got.Partition:
 		return mismatch(ErrPartition, "partition", fmt.Sprintf("%q", cstr(want.Partition[:])), fmt.Sprintf("%q", cstr(got.Partition[:])))
-	case want.Size != got.Size:
-		return mismatch(ErrSize, "region size", want.Size, got.Size)
 	}
 	type field struct {
 		name      string
@@ -464,6 +462,9 @@ func compare(want, got *geom) error {
 	}
 	if want.Sec != got.Sec {
 		return mismatch(ErrLayout, "section table", want.Sec, got.Sec)
+	}
+	if want.Size != got.Size {
+		return mismatch(ErrSize, "region size", want.Size, got.Size)
 	}
 	return nil
 }

@@ -355,7 +355,7 @@ func TestHistogramsThroughRegion(t *testing.T) {
 		w.RecordWakeup(1, i*100)
 		w.RecordExec(1, 5000)
 	}
-	w.RecordWakeup(1, -5)              // clamped to 0
+	w.RecordWakeup(1, -5)               // clamped to 0
 	w.RecordWakeup(1, int64(time.Hour)) // clamped to the highest
 	w.RecordWakeup(7, 1)                // no such task: ignored
 	wake, exec, err := r.Histograms(1)

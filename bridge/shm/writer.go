@@ -169,7 +169,7 @@ func AttachWriter(ctx context.Context, r *Region, l *Layout, o WriterOptions) (*
 		return nil, fmt.Errorf("shm: attach %s: %w", r, mismatch(ErrSize, "mapping size", l.Size(), r.Len()))
 	}
 	m := mem(r.mem[:l.g.Size])
-	g, err := decodeHeader(m)
+	g, err := decodeHeader(r.mem)
 	if err == nil {
 		err = compare(&l.g, &g)
 	}
