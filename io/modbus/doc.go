@@ -13,6 +13,10 @@
 // coalescing back-to-back outputs into one FC16/FC15 request, FC6/FC5 for a
 // single register or coil and FC22 (mask write) for one bit of a register.
 //
+// Zero-valued device settings take the defaults of configs.Device; since
+// zero means "default", a negative retries means no retries and a negative
+// max_gap means no gaps (only back-to-back tags share a request).
+//
 // Every sample carries a quality and a source timestamp (the time the
 // answer arrived; Modbus carries none): good; stale once a request failed
 // and is being retried; bad with the reason (timeout, connection failure,

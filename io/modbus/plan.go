@@ -204,13 +204,14 @@ func sortedIn(bs []binding, keep func(*binding) bool) []int {
 
 // groupReads groups the readable tags of one area into the fewest requests:
 // a request spans at most the protocol limit and no run of unused addresses
-// wider than maxGap (maxGap < 0: no gaps at all).
+// wider than maxGap (a negative max_gap in the config: no gaps at all).
 func groupReads(bs []binding, area configs.Area, maxGap int) []Request {
 	idx := sortedIn(bs, func(b *binding) bool { return b.area == area && b.read })
 	limit, fc := maxRegisters, readFunction(area)
 	if area == configs.AreaCoil || area == configs.AreaDiscrete {
 		limit = maxBits
 	}
+	maxGap = max(maxGap, 0)
 	var out []Request
 	for _, i := range idx {
 		b := &bs[i]
@@ -247,7 +248,10 @@ func groupWrites(bs []binding, area configs.Area) []Request {
 				continue
 			}
 		}
-		out = append(out, Request{Area: area, Function: writeFunction(area, b.regs), Address: b.addr, Quantity: b.regs, Tags: []int{i}})
+		out = append(out, Request{Area: area, Address: b.addr, Quantity: b.regs, Tags: []int{i}})
+	}
+	for k := range out {
+		out[k].Function = writeFunction(area, out[k].Quantity)
 	}
 	return out
 }

@@ -176,9 +176,6 @@ func checkDevice(dev *configs.Device) error {
 	if dev.UnitID < 0 || dev.UnitID > 255 {
 		errs.Add(dev.Pos, "device %s: unit_id %d outside 0-255", dev.Name, dev.UnitID)
 	}
-	if dev.Retries < 0 || dev.MaxGap < 0 {
-		errs.Add(dev.Pos, "device %s: retries and max_gap must not be negative", dev.Name)
-	}
 	if err := errs.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -348,7 +345,7 @@ func (s *Scanner) scan(ctx context.Context) error {
 	for gi := range s.plan.reads {
 		r := &s.plan.reads[gi]
 		var err error
-		for attempt := 0; attempt <= s.dev.Retries; attempt++ {
+		for attempt := 0; attempt <= max(s.dev.Retries, 0); attempt++ {
 			if err = s.ensureConnected(ctx); err == nil {
 				err = s.read(r)
 			}
