@@ -20,7 +20,9 @@
 // (a bool output, a bool tag, or a literal true/false/0/1) may feed a number
 // input and counts as 0 or 1. A number may not feed a bool input: wire it
 // through compare or hysteresis instead. A number output may not write a bool
-// tag, and no port reads or writes a string tag.
+// tag, and no port reads or writes a string tag. delay and select carry
+// whatever their data inputs carry: a delay of a bool is a bool, so a
+// motor starter's seal-in (start OR delayed run, AND permissive) compiles.
 //
 // # Quality
 //
@@ -28,9 +30,10 @@
 // worse than uncertain, uncertain worse than good); the reason of the worst
 // input travels with it. select takes the quality of sel and of the input it
 // selects only. A block with memory (pid, lag, ramp, hysteresis, alarm,
-// timers, counter, compare with hysteresis) holds its state and its outputs
+// timers, counter) holds its state and its outputs
 // while any input is bad, so a lost device neither winds up an integrator
 // nor counts a spurious edge; its outputs turn bad until the input recovers.
+// A pid also holds when pv, sp or man_out is not a finite number.
 //
 // # Blocks
 //
@@ -38,7 +41,8 @@
 // SetParam and in the et outputs. Rates are units per second.
 //
 //	pid        in pv, sp, track (bool), man_out; out out; params kp (1), ti (0 = no
-//	           integral), td (0), td_filter (10), out_min (0), out_max (100),
+//	           integral), td (0), td_filter (10: the ratio N, filter time td/N; or a
+//	           duration: the filter time itself), out_min (0), out_max (100),
 //	           rate_max (0 = off), direct (false), bias (0).
 //	           error = sp - pv: out rises when pv is below sp; direct: true flips it.
 //	           Ideal (ISA) form; derivative on the measurement through a first-order

@@ -62,14 +62,14 @@ func config(tags []string, blocks ...configs.Block) *configs.Config {
 
 // rig runs one task program against its tag table with an injected clock.
 type rig struct {
-	t   *testing.T
+	t   testing.TB
 	tab *tag.Table
 	tp  *blocks.TaskProgram
 	now time.Duration
 	dt  time.Duration
 }
 
-func newRig(t *testing.T, cfg *configs.Config, dt time.Duration) *rig {
+func newRig(t testing.TB, cfg *configs.Config, dt time.Duration) *rig {
 	t.Helper()
 	tab, err := tag.NewTable(cfg)
 	if err != nil {
@@ -131,3 +131,7 @@ func (r *rig) steps(n int) {
 }
 
 func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
+
+func compileOnly(cfg *configs.Config, r *rig) (*blocks.Program, error) {
+	return blocks.Compile(cfg, r.tab)
+}

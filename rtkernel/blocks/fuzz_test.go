@@ -1,0 +1,59 @@
+package blocks_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+)
+
+// Compile never panics on any config the loader accepts, and what compiles
+// runs without panicking, whatever the tag values and cycle times.
+func FuzzCompile(f *testing.F) {
+	files, _ := filepath.Glob("../../configs/examples/*.yaml")
+	for _, file := range files {
+		if data, err := os.ReadFile(file); err == nil {
+			f.Add(data, 1.5, int64(10*time.Millisecond))
+		}
+	}
+	f.Add([]byte(`
+tags: [{name: a}, {name: b, type: bool}]
+tasks:
+  - name: t
+    period: 1ms
+    blocks:
+      - {name: x, type: pid, inputs: {pv: a, sp: y.out, track: b, man_out: 3}, outputs: {out: a}}
+      - {name: y, type: delay, inputs: {in: x.out}}
+      - {name: z, type: alarm, inputs: {in: x.out}, params: {hi: 1, delay: 1ms}}
+`), -1e308, int64(-5))
+	f.Fuzz(func(t *testing.T, data []byte, v float64, dt int64) {
+		cfg, err := configs.Parse("fuzz.yaml", data)
+		if err != nil {
+			return
+		}
+		tab, err := tag.NewTable(cfg)
+		if err != nil {
+			return
+		}
+		p, err := blocks.Compile(cfg, tab)
+		if err != nil {
+			return
+		}
+		for i := range tab.Samples {
+			tab.Samples[i] = tag.Sample{Value: v, Quality: tag.Quality(i % 5)}
+		}
+		for _, tp := range p.Tasks() {
+			for k := range 3 {
+				tp.Run(time.Duration(k)*time.Duration(dt), time.Duration(dt))
+			}
+			st := tp.SaveState(nil)
+			if err := tp.LoadState(st); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
