@@ -55,7 +55,14 @@ func load(name string, data []byte) (*Config, error) {
 		bad[e.Pos] = true
 	}
 	for _, e := range verrs {
-		if !bad[e.Pos] {
+		switch {
+		case bad[e.Pos]:
+		case e.Pos.Line == 0 && len(errs) > 0:
+			// About a part that did not decode, already reported.
+		case e.Pos.Line == 0:
+			e.Pos = c.Pos
+			errs = append(errs, e)
+		default:
 			errs = append(errs, e)
 		}
 	}
@@ -118,6 +125,9 @@ func parse(name string, data []byte) (c *Config, errs Errors) {
 	}
 	d := &decoder{file: name, budget: maxNodes, where: c.where}
 	d.decode(root, reflect.ValueOf(c).Elem(), "config")
+	if c.Pos.Line == 0 {
+		c.Pos = Pos{File: name, Line: max(root.Line, 1), Col: max(root.Column, 1)}
+	}
 	errs = append(errs, d.errs...)
 	return c, errs
 }
@@ -555,12 +565,12 @@ func fieldsOf(t reflect.Type) []field {
 }
 
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, key string) {
+	if f := v.FieldByName("Pos"); f.IsValid() && f.Type() == posType {
+		f.Set(reflect.ValueOf(d.pos(n)))
+	}
 	if n.Kind != yaml.MappingNode {
 		d.mismatch(n, key, v.Type())
 		return
-	}
-	if f := v.FieldByName("Pos"); f.IsValid() && f.Type() == posType {
-		f.Set(reflect.ValueOf(d.pos(n)))
 	}
 	fields := fieldsOf(v.Type())
 	byName := map[string]field{}

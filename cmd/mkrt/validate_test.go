@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mkrt/mkrt/configs"
+)
+
+func TestValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join("..", "..", "configs", "examples", "tank-level.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("metadata: {name: p}\ntasks:\n  - {name: t, period: 10}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		cmd := newValidateCmd()
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetArgs(args)
+		err := cmd.Execute()
+		return out.String(), err
+	}
+	out, err := run(good)
+	if err != nil || out != good+": ok\n" {
+		t.Fatalf("good file: %q %v", out, err)
+	}
+	out, err = run(good, bad)
+	if exitCode(err) != 1 || !strings.Contains(out, good+": ok\n") || !strings.Contains(out, bad+":3:23: period: duration \"10\" has no unit") {
+		t.Fatalf("bad file: %q %v", out, err)
+	}
+	out, err = run(filepath.Join(dir, "missing.yaml"))
+	if exitCode(err) != 1 || !strings.Contains(out, "missing.yaml") {
+		t.Fatalf("missing file: %q %v", out, err)
+	}
+}
+
+func TestValidateRunsChecks(t *testing.T) {
+	good := filepath.Join("..", "..", "configs", "examples", "tank-level.yaml")
+	check := func(c *configs.Config) error {
+		var errs configs.Errors
+		errs.Add(c.Tasks[0].Blocks[0].Pos, "block check failed")
+		return errs.Err()
+	}
+	plain := func(*configs.Config) error { return errors.New("not positioned") }
+	cmd := newValidateCmd(check, plain)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{good})
+	if err := cmd.Execute(); exitCode(err) != 1 {
+		t.Fatalf("exit %v", err)
+	}
+	if !strings.Contains(out.String(), "tank-level.yaml:118:9: block check failed") || !strings.Contains(out.String(), "not positioned") {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+func TestConfigSchemaCommand(t *testing.T) {
+	cmd := newConfigCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"schema"})
+	if err := cmd.Execute(); err != nil || !strings.Contains(out.String(), `"$id": "`+configs.SchemaID+`"`) {
+		t.Fatalf("%v %q", err, out.String()[:min(200, out.Len())])
+	}
+}

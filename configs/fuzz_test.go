@@ -1,0 +1,37 @@
+package configs_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/mkrt/mkrt/configs"
+)
+
+// FuzzParse feeds arbitrary bytes to the loader: it must never panic, and
+// every problem it reports must carry a file position. The seed corpus in
+// testdata/fuzz/FuzzParse holds the examples and broken variants of them.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(header))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := configs.LoadBytes("fuzz.yaml", data)
+		if err == nil {
+			if c == nil {
+				t.Fatal("no config and no error")
+			}
+			c.Hash()
+			if _, err := c.Marshal(); err != nil {
+				t.Fatalf("marshal of a valid config: %v", err)
+			}
+			return
+		}
+		var errs configs.Errors
+		if !errors.As(err, &errs) || len(errs) == 0 {
+			t.Fatalf("error is not a non-empty configs.Errors: %T %v", err, err)
+		}
+		for _, e := range errs {
+			if e.Pos.File != "fuzz.yaml" || e.Pos.Line < 1 || e.Pos.Col < 1 {
+				t.Fatalf("problem without a position: %q at %+v", e.Msg, e.Pos)
+			}
+		}
+	})
+}
