@@ -376,3 +376,29 @@ process.exit(bad ? 1 : 0);`
 		t.Fatalf("ajv accepted a period without unit:\n%s", out)
 	}
 }
+
+// BenchmarkLoad measures parse + defaults + validate of the tank example.
+func BenchmarkLoad(b *testing.B) {
+	data, err := os.ReadFile("examples/tank-level.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := configs.LoadBytes("tank-level.yaml", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHash measures the canonical hash of the tank example.
+func BenchmarkHash(b *testing.B) {
+	c, err := configs.Load("examples/tank-level.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Hash()
+	}
+}
