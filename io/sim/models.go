@@ -58,7 +58,7 @@ func (t *Tank) NewBank() *Bank {
 	b := NewBank(1, 2, 4, 6)
 	b.Update(func(m *Memory) {
 		PutFloat32(m.Holding, 2, 50)
-		t.publish(m, 0, 0)
+		t.Step(0, m)
 	})
 	return b
 }

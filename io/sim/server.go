@@ -45,12 +45,7 @@ var ErrListen = errors.New("sim: cannot listen")
 // or Close is called.
 func Start(ctx context.Context, m Model, cfg Config) (*Server, error) {
 	b := m.NewBank()
-	s, err := serve(ctx, b, cfg, m)
-	if err != nil {
-		return nil, err
-	}
-	s.bank = b
-	return s, nil
+	return serve(ctx, b, cfg, m, b)
 }
 
 // Serve serves h (a Bank, or any handler such as a Bank wrapped by a test
@@ -58,10 +53,10 @@ func Start(ctx context.Context, m Model, cfg Config) (*Server, error) {
 // model runs: the contents change only by Modbus writes or the caller.
 func Serve(ctx context.Context, h mb.RequestHandler, cfg Config) (*Server, error) {
 	cfg.Manual = true
-	return serve(ctx, h, cfg, nil)
+	return serve(ctx, h, cfg, nil, nil)
 }
 
-func serve(ctx context.Context, h mb.RequestHandler, cfg Config, m Model) (*Server, error) {
+func serve(ctx context.Context, h mb.RequestHandler, cfg Config, m Model, b *Bank) (*Server, error) {
 	if cfg.Speed <= 0 {
 		cfg.Speed = 1
 	}
@@ -71,7 +66,7 @@ func serve(ctx context.Context, h mb.RequestHandler, cfg Config, m Model) (*Serv
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{model: m, done: make(chan struct{})}
+	s := &Server{model: m, bank: b, done: make(chan struct{})}
 	var err error
 	// simonvetter/modbus does not report the port it bound, so port 0 is
 	// resolved here first; a port taken in between is retried.
