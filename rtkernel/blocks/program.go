@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/mkrt/mkrt/rtkernel/tag"
@@ -222,6 +223,24 @@ func (tp *TaskProgram) SetParam(block, param string, v float64) error {
 	return nil
 }
 
+// SetParamPath is SetParam with the block and parameter in one
+// "block.param" name, as commands from SCADA carry them.
+func (tp *TaskProgram) SetParamPath(name string, v float64) error {
+	block, param, ok := strings.Cut(name, ".")
+	if !ok {
+		return fmt.Errorf("%w %q: write block.param", ErrUnknownParam, name)
+	}
+	return tp.SetParam(block, param, v)
+}
+
+// Dotted is a TaskProgram whose SetParam takes one "block.param" name, for
+// callers whose parameter interface is SetParam(name string, v float64).
+type Dotted struct{ *TaskProgram }
+
+// SetParam changes the parameter named "block.param"; see
+// TaskProgram.SetParam.
+func (d Dotted) SetParam(name string, v float64) error { return d.SetParamPath(name, v) }
+
 // paramRange checks one parameter value on its own; "" when it is fine.
 func paramRange(spec *param, v float64) string {
 	switch {
@@ -285,9 +304,7 @@ func (tp *TaskProgram) Run(now time.Duration, dt time.Duration) {
 		qual[l.reg] = qcode(s.Quality, s.Reason)
 	}
 	dts, dtn := dt.Seconds(), float64(dt)
-	for i := range tp.code {
-		tp.step(&tp.code[i], dts, dtn)
-	}
+	tp.exec(dts, dtn)
 	t := tp.epoch + int64(now)
 	for _, l := range tp.stores {
 		q := qual[l.reg]

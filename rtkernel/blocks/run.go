@@ -6,241 +6,244 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/tag"
 )
 
-// step executes one instruction. dts is the cycle time in seconds, dtn in
+// exec runs the instructions once. dts is the cycle time in seconds, dtn in
 // nanoseconds (timers count nanoseconds so whole cycles add up exactly).
 //
 // Hot path: no allocation.
-func (tp *TaskProgram) step(in *instr, dts, dtn float64) {
-	r, qual := tp.regs, tp.qual
-	a := tp.args[in.args : in.args+int32(in.nin)]
-	var worst uint16
-	for _, x := range a {
-		if qual[x] > worst {
-			worst = qual[x]
-		}
-	}
-	o := in.out
-	out := r[o : o+int32(in.nout)]
-	if in.hold && worst >= badRank {
-		setQual(qual[o:o+int32(in.nout)], worst)
-		return
-	}
-	p := tp.params[in.par:]
-	s := tp.state[in.st:]
-	switch in.op {
-	case opPID:
-		if !tp.pid(a, out, p, s, dts) {
-			worst = qcode(tag.Bad, tag.OutOfRange)
-		}
-	case opLag:
-		x := r[a[0]]
-		switch {
-		case s[0] == 0:
-			s[0], s[1] = 1, x
-		case p[0] <= 0:
-			s[1] = x
-		default:
-			if p[1] != dts {
-				p[1], p[2] = dts, -math.Expm1(-dts/p[0])
+func (tp *TaskProgram) exec(dts, dtn float64) {
+	r, qual, args, params, state := tp.regs, tp.qual, tp.args, tp.params, tp.state
+	for i := range tp.code {
+		in := &tp.code[i]
+		a := args[in.args : in.args+int32(in.nin)]
+		var worst uint16
+		for _, x := range a {
+			if qual[x] > worst {
+				worst = qual[x]
 			}
-			s[1] += p[2] * (x - s[1])
 		}
-		out[0] = s[1]
-	case opRamp:
-		x := r[a[0]]
-		if s[0] == 0 {
-			s[0], s[1] = 1, x
-		} else {
-			d := p[0] * dts
-			s[1] = clamp(x, s[1]-d, s[1]+d)
+		o := in.out
+		out := r[o : o+int32(in.nout)]
+		if in.hold && worst >= badRank {
+			setQual(qual[o:o+int32(in.nout)], worst)
+			continue
 		}
-		out[0] = s[1]
-	case opLimit:
-		out[0] = clamp(r[a[0]], p[0], p[1])
-	case opScale:
-		out[0] = r[a[0]]*p[0] + p[1]
-	case opDeadband:
-		x, w := r[a[0]], p[0]
-		switch {
-		case x > w:
-			out[0] = x - w
-		case x < -w:
-			out[0] = x + w
-		default:
-			out[0] = 0
-		}
-	case opHysteresis:
-		x := r[a[0]]
-		if x >= p[0] {
-			s[0] = 1
-		} else if x <= p[1] {
-			s[0] = 0
-		}
-		out[0] = s[0]
-	case opAlarm:
-		x := r[a[0]]
-		db, delay := p[alarmDeadband], p[alarmDelay]*1e9
-		any := 0.0
-		for k := range 4 {
-			lim := p[k]
-			if math.IsNaN(lim) {
-				s[k], out[k] = 0, 0
-				continue
+		p := params[in.par:]
+		s := state[in.st:]
+		switch in.op {
+		case opPID:
+			if !tp.pid(a, out, p, s, dts) {
+				worst = qcode(tag.Bad, tag.OutOfRange)
 			}
-			var cond, clear bool
-			if k < 2 { // hi, hihi
-				cond, clear = x >= lim, x < lim-db
-			} else { // lo, lolo
-				cond, clear = x <= lim, x > lim+db
-			}
-			et := &s[4+k]
+		case opLag:
+			x := r[a[0]]
 			switch {
-			case s[k] != 0:
-				if clear {
-					s[k], *et = 0, -1
-				}
-			case cond:
-				if *et < 0 {
-					*et = 0
-				} else {
-					*et += dtn
-				}
-				if *et >= delay {
-					s[k], *et = 1, -1
-				}
+			case s[0] == 0:
+				s[0], s[1] = 1, x
+			case p[0] <= 0:
+				s[1] = x
 			default:
-				*et = -1
+				if p[1] != dts {
+					p[1], p[2] = dts, -math.Expm1(-dts/p[0])
+				}
+				s[1] += p[2] * (x - s[1])
 			}
-			out[k] = s[k]
-			if s[k] != 0 {
-				any = 1
-			}
-		}
-		out[4] = any
-	case opTON:
-		x, pt := r[a[0]] != 0, p[0]*1e9
-		if x {
-			if s[0] != 0 {
-				s[1] = math.Min(s[1]+dtn, pt)
+			out[0] = s[1]
+		case opRamp:
+			x := r[a[0]]
+			if s[0] == 0 {
+				s[0], s[1] = 1, x
 			} else {
-				s[1] = math.Min(0, pt)
+				d := p[0] * dts
+				s[1] = clamp(x, s[1]-d, s[1]+d)
 			}
-			out[0] = b2f(s[1] >= pt)
-		} else {
-			s[1], out[0] = 0, 0
-		}
-		s[0] = b2f(x)
-		out[1] = s[1] / 1e9
-	case opTOF:
-		x, pt := r[a[0]] != 0, p[0]*1e9
-		switch {
-		case x:
-			s[1], s[2] = 0, 1
-		case s[2] != 0:
-			if s[0] != 0 { // falling edge
-				s[1] = 0
+			out[0] = s[1]
+		case opLimit:
+			out[0] = clamp(r[a[0]], p[0], p[1])
+		case opScale:
+			out[0] = r[a[0]]*p[0] + p[1]
+		case opDeadband:
+			x, w := r[a[0]], p[0]
+			switch {
+			case x > w:
+				out[0] = x - w
+			case x < -w:
+				out[0] = x + w
+			default:
+				out[0] = 0
+			}
+		case opHysteresis:
+			x := r[a[0]]
+			if x >= p[0] {
+				s[0] = 1
+			} else if x <= p[1] {
+				s[0] = 0
+			}
+			out[0] = s[0]
+		case opAlarm:
+			x := r[a[0]]
+			db, delay := p[alarmDeadband], p[alarmDelay]*1e9
+			active := 0.0
+			for k := range 4 {
+				lim := p[k]
+				if math.IsNaN(lim) {
+					s[k], out[k] = 0, 0
+					continue
+				}
+				var cond, clear bool
+				if k < 2 { // hi, hihi
+					cond, clear = x >= lim, x < lim-db
+				} else { // lo, lolo
+					cond, clear = x <= lim, x > lim+db
+				}
+				et := &s[4+k]
+				switch {
+				case s[k] != 0:
+					if clear {
+						s[k], *et = 0, -1
+					}
+				case cond:
+					if *et < 0 {
+						*et = 0
+					} else {
+						*et += dtn
+					}
+					if *et >= delay {
+						s[k], *et = 1, -1
+					}
+				default:
+					*et = -1
+				}
+				out[k] = s[k]
+				if s[k] != 0 {
+					active = 1
+				}
+			}
+			out[4] = active
+		case opTON:
+			x, pt := r[a[0]] != 0, p[0]*1e9
+			if x {
+				if s[0] != 0 {
+					s[1] = math.Min(s[1]+dtn, pt)
+				} else {
+					s[1] = math.Min(0, pt)
+				}
+				out[0] = b2f(s[1] >= pt)
 			} else {
+				s[1], out[0] = 0, 0
+			}
+			s[0] = b2f(x)
+			out[1] = s[1] / 1e9
+		case opTOF:
+			x, pt := r[a[0]] != 0, p[0]*1e9
+			switch {
+			case x:
+				s[1], s[2] = 0, 1
+			case s[2] != 0:
+				if s[0] != 0 { // falling edge
+					s[1] = 0
+				} else {
+					s[1] += dtn
+				}
+				if s[1] >= pt {
+					s[1], s[2] = pt, 0
+				}
+			}
+			s[0] = b2f(x)
+			out[0], out[1] = s[2], s[1]/1e9
+		case opTP:
+			x, pt := r[a[0]] != 0, p[0]*1e9
+			if s[2] != 0 { // pulse running
 				s[1] += dtn
+				if s[1] >= pt {
+					s[1], s[2] = pt, 0
+				}
 			}
-			if s[1] >= pt {
-				s[1], s[2] = pt, 0
+			if s[2] == 0 {
+				if x && s[0] == 0 {
+					s[1], s[2] = 0, b2f(pt > 0)
+				} else if !x {
+					s[1] = 0
+				}
 			}
-		}
-		s[0] = b2f(x)
-		out[0], out[1] = s[2], s[1]/1e9
-	case opTP:
-		x, pt := r[a[0]] != 0, p[0]*1e9
-		if s[2] != 0 { // pulse running
-			s[1] += dtn
-			if s[1] >= pt {
-				s[1], s[2] = pt, 0
+			s[0] = b2f(x)
+			out[0], out[1] = s[2], s[1]/1e9
+		case opCounter:
+			up, down, reset := r[a[0]] != 0, r[a[1]] != 0, r[a[2]] != 0
+			switch {
+			case reset:
+				s[0] = 0
+			default:
+				if up && s[1] == 0 {
+					s[0]++
+				}
+				if down && s[2] == 0 {
+					s[0]--
+				}
 			}
-		}
-		if s[2] == 0 {
-			if x && s[0] == 0 {
-				s[1], s[2] = 0, b2f(pt > 0)
-			} else if !x {
-				s[1] = 0
+			s[1], s[2] = b2f(up), b2f(down)
+			out[0], out[1], out[2] = s[0], b2f(s[0] >= p[0]), b2f(s[0] <= 0)
+		case opAnd:
+			v := 1.0
+			for _, x := range a {
+				if r[x] == 0 {
+					v = 0
+				}
 			}
-		}
-		s[0] = b2f(x)
-		out[0], out[1] = s[2], s[1]/1e9
-	case opCounter:
-		up, down, reset := r[a[0]] != 0, r[a[1]] != 0, r[a[2]] != 0
-		switch {
-		case reset:
-			s[0] = 0
-		default:
-			if up && s[1] == 0 {
-				s[0]++
+			out[0] = v
+		case opOr:
+			v := 0.0
+			for _, x := range a {
+				if r[x] != 0 {
+					v = 1
+				}
 			}
-			if down && s[2] == 0 {
-				s[0]--
+			out[0] = v
+		case opXor:
+			n := 0
+			for _, x := range a {
+				if r[x] != 0 {
+					n++
+				}
 			}
-		}
-		s[1], s[2] = b2f(up), b2f(down)
-		out[0], out[1], out[2] = s[0], b2f(s[0] >= p[0]), b2f(s[0] <= 0)
-	case opAnd:
-		v := 1.0
-		for _, x := range a {
-			if r[x] == 0 {
-				v = 0
+			out[0] = float64(n & 1)
+		case opNot:
+			out[0] = b2f(r[a[0]] == 0)
+		case opCompare:
+			out[0] = compare(r[a[0]], r[a[1]], int(p[0]), p[1], s)
+		case opSelect:
+			pick := a[1]
+			if r[a[0]] != 0 {
+				pick = a[2]
 			}
-		}
-		out[0] = v
-	case opOr:
-		v := 0.0
-		for _, x := range a {
-			if r[x] != 0 {
-				v = 1
+			out[0] = r[pick]
+			worst = max(qual[a[0]], qual[pick])
+		case opMin:
+			v := math.Inf(1)
+			for _, x := range a {
+				v = math.Min(v, r[x])
 			}
-		}
-		out[0] = v
-	case opXor:
-		n := 0
-		for _, x := range a {
-			if r[x] != 0 {
-				n++
+			out[0] = v
+		case opMax:
+			v := math.Inf(-1)
+			for _, x := range a {
+				v = math.Max(v, r[x])
 			}
+			out[0] = v
+		case opAverage:
+			var sum float64
+			for _, x := range a {
+				sum += r[x]
+			}
+			out[0] = sum / float64(len(a))
+		case opDelayOut:
+			out[0], qual[o] = s[0], uint16(s[1])
+			continue
+		case opDelayIn:
+			s[0], s[1] = r[a[0]], float64(qual[a[0]])
+			continue
 		}
-		out[0] = float64(n & 1)
-	case opNot:
-		out[0] = b2f(r[a[0]] == 0)
-	case opCompare:
-		out[0] = compare(r[a[0]], r[a[1]], int(p[0]), p[1], s)
-	case opSelect:
-		pick := a[1]
-		if r[a[0]] != 0 {
-			pick = a[2]
-		}
-		out[0] = r[pick]
-		worst = max(qual[a[0]], qual[pick])
-	case opMin:
-		v := math.Inf(1)
-		for _, x := range a {
-			v = math.Min(v, r[x])
-		}
-		out[0] = v
-	case opMax:
-		v := math.Inf(-1)
-		for _, x := range a {
-			v = math.Max(v, r[x])
-		}
-		out[0] = v
-	case opAverage:
-		var sum float64
-		for _, x := range a {
-			sum += r[x]
-		}
-		out[0] = sum / float64(len(a))
-	case opDelayOut:
-		out[0], qual[o] = s[0], uint16(s[1])
-		return
-	case opDelayIn:
-		s[0], s[1] = r[a[0]], float64(qual[a[0]])
-		return
+		setQual(qual[o:o+int32(in.nout)], worst)
 	}
-	setQual(qual[o:o+int32(in.nout)], worst)
 }
 
 // pid runs one cycle of a PID block; false when pv, sp or man_out is not a

@@ -110,6 +110,16 @@ func TestSetParam(t *testing.T) {
 			t.Errorf("SetParam(%s, %s, %v) = %v, want %v", tc.block, tc.param, tc.v, err, tc.want)
 		}
 	}
+	named := blocks.Dotted{TaskProgram: r.tp}
+	if err := named.SetParam("lag.tau", 0.25); err != nil {
+		t.Fatalf("Dotted.SetParam: %v", err)
+	}
+	if err := named.SetParam("lag", 1); !errors.Is(err, blocks.ErrUnknownParam) {
+		t.Fatalf("Dotted.SetParam without a dot: %v, want ErrUnknownParam", err)
+	}
+	if v, _ := r.tp.Param("lag", "tau"); v != 0.25 {
+		t.Fatalf("tau = %v after Dotted.SetParam, want 0.25", v)
+	}
 	if v, err := r.tp.Param("pid", "out_min"); err != nil || v != 0 {
 		t.Fatalf("a refused change took effect: out_min = %v, %v", v, err)
 	}
