@@ -7,7 +7,7 @@ func commands() []*cobra.Command {
 	return []*cobra.Command{
 		newSimCmd(),
 		newBoardCmd(),
-		newValidateCmd(),
+		newValidateCmd(compileBlocks),
 		newConfigCmd(),
 	}
 }

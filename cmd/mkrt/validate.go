@@ -8,11 +8,24 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks"
+	"github.com/mkrt/mkrt/rtkernel/tag"
 )
 
 // configCheck is a further check of a config that loaded and validated,
 // such as compiling its function blocks; it returns configs.Errors.
 type configCheck func(*configs.Config) error
+
+// compileBlocks checks the function blocks (ports, parameters, types,
+// loops) by compiling them as the executive does.
+func compileBlocks(cfg *configs.Config) error {
+	tab, err := tag.NewTable(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = blocks.Compile(cfg, tab)
+	return err
+}
 
 // newValidateCmd is `mkrt validate FILE...`. checks run on each config
 // that loads cleanly (the block compiler adds its own here).

@@ -71,3 +71,15 @@ func TestConfigSchemaCommand(t *testing.T) {
 		t.Fatalf("%v %q", err, out.String()[:min(200, out.Len())])
 	}
 }
+
+func TestValidateCompilesBlocks(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "ports.yaml")
+	src := "metadata: {name: p}\ntags: [{name: x}]\ntasks:\n  - {name: t, period: 10ms, blocks: [{name: b, type: lag, inputs: {inn: x}}]}\n"
+	if err := os.WriteFile(bad, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if bad := validateFiles(&out, []string{bad}, []configCheck{compileBlocks}); bad != 1 || !strings.Contains(out.String(), "ports.yaml:4:") {
+		t.Fatalf("unknown port not reported: %d %q", bad, out.String())
+	}
+}
