@@ -1,0 +1,435 @@
+// Package modbusserver is the bridge's Modbus TCP server for SCADA
+// (github.com/simonvetter/modbus): tags mapped to coils, discrete inputs,
+// input and holding registers per the config's map, with data types, word
+// order and scaling. Reads are served from the latest snapshot of the
+// process image; writes are allowed only to writable tags, checked against
+// type and min/max, sent through the Plant and answered only once the
+// executive accepted or rejected them. Rejections map to exception codes:
+// illegal data address (unmapped, read-only, partial multi-register value),
+// illegal data value (out of range, wrong type), server device busy (command
+// ring full), server device failure (executive not running). It limits
+// clients, closes idle ones, and serves MBAPS (Modbus over TLS with client
+// certificates) when configured.
+//
+// It needs a TCP port, nothing else.
+package modbusserver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/simonvetter/modbus"
+
+	"github.com/mkrt/mkrt/bridge/metrics"
+	"github.com/mkrt/mkrt/bridge/plant"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+)
+
+// ErrMap is a register map that cannot be served.
+var ErrMap = errors.New("modbusserver: bad register map")
+
+// Config is the server's listener, limits and map.
+type Config struct {
+	// Listen is host:port.
+	Listen      string
+	MaxClients  int           // default 16
+	IdleTimeout time.Duration // default 60s
+	// UnitID answered; 0 answers every unit id.
+	UnitID int
+	// TLS: server certificate and the CAs that sign client certificates
+	// (both required for MBAPS).
+	TLSCert      *tls.Certificate
+	TLSClientCAs *x509.CertPool
+	Map          []configs.RegisterMap
+	// Poll is how often the register image is refreshed; default 10ms.
+	Poll         time.Duration
+	WriteTimeout time.Duration // default 2s
+	Log          *slog.Logger
+	Counters     *metrics.Counters
+}
+
+type entry struct {
+	id     tag.ID
+	area   configs.Area
+	addr   int
+	n      int // registers (or 1 coil)
+	typ    configs.DataType
+	order  configs.Order
+	scale  float64
+	offset float64
+}
+
+// area is one Modbus data area's image.
+type area struct {
+	owner []int32 // entry index per address, -1 unmapped
+	regs  []uint16
+	bits  []bool
+}
+
+// Server is a Modbus TCP server over a Plant.
+type Server struct {
+	cfg   Config
+	p     plant.Plant
+	log   *slog.Logger
+	count *metrics.Counters
+	tags  []tag.Info
+	ents  []entry
+
+	mu      sync.RWMutex
+	areas   map[configs.Area]*area
+	samples []tag.Sample
+	text    []string
+	fresh   bool
+
+	srv *modbus.ModbusServer
+}
+
+// New checks the map against the plant's tags and builds the server.
+func New(cfg Config, p plant.Plant) (*Server, error) {
+	if cfg.MaxClients <= 0 {
+		cfg.MaxClients = 16
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 60 * time.Second
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 10 * time.Millisecond
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 2 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Counters == nil {
+		cfg.Counters = new(metrics.Counters)
+	}
+	s := &Server{cfg: cfg, p: p, log: cfg.Log.With("component", "modbus"), count: cfg.Counters, tags: p.Tags(), areas: map[configs.Area]*area{}}
+	byName := map[string]tag.ID{}
+	for i, in := range s.tags {
+		byName[in.Name] = tag.ID(i)
+	}
+	var errs []error
+	for _, m := range cfg.Map {
+		id, ok := byName[m.Tag]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: tag %q does not exist", m.Pos, m.Tag))
+			continue
+		}
+		in := s.tags[id]
+		e := entry{id: id, area: m.Area, addr: m.Address, typ: m.Type, order: m.Order, scale: 1, offset: m.Offset}
+		if e.typ == "" {
+			e.typ = in.Type
+		}
+		if e.order == "" {
+			e.order = configs.ABCD
+		}
+		if m.Scale != nil {
+			e.scale = *m.Scale
+		}
+		if e.scale == 0 || math.IsNaN(e.scale) {
+			errs = append(errs, fmt.Errorf("%s: %s: scale must not be 0", m.Pos, m.Tag))
+			continue
+		}
+		switch m.Area {
+		case configs.AreaCoil, configs.AreaDiscrete:
+			if e.typ != configs.Bool {
+				errs = append(errs, fmt.Errorf("%s: %s: %s is a bit area: only bool tags fit", m.Pos, m.Tag, m.Area))
+				continue
+			}
+			e.n = 1
+		case configs.AreaInput, configs.AreaHolding:
+			if (e.typ == configs.String) != (in.Type == configs.String) {
+				errs = append(errs, fmt.Errorf("%s: %s: a %s tag cannot be served as %s", m.Pos, m.Tag, in.Type, e.typ))
+				continue
+			}
+			e.n = e.typ.Registers(in.Length)
+		default:
+			errs = append(errs, fmt.Errorf("%s: %s: unknown area %q", m.Pos, m.Tag, m.Area))
+			continue
+		}
+		if e.n == 0 || m.Address < 0 || m.Address+e.n > 65536 {
+			errs = append(errs, fmt.Errorf("%s: %s: address %d (+%d) outside 0-65535", m.Pos, m.Tag, m.Address, e.n))
+			continue
+		}
+		a := s.areas[m.Area]
+		if a == nil {
+			a = &area{}
+			s.areas[m.Area] = a
+		}
+		if need := m.Address + e.n; len(a.owner) < need {
+			for len(a.owner) < need {
+				a.owner = append(a.owner, -1)
+			}
+		}
+		clash := false
+		for k := m.Address; k < m.Address+e.n; k++ {
+			if a.owner[k] >= 0 {
+				errs = append(errs, fmt.Errorf("%s: %s: %s %d already holds %s", m.Pos, m.Tag, m.Area, k, s.tags[s.ents[a.owner[k]].id].Name))
+				clash = true
+				break
+			}
+		}
+		if clash {
+			continue
+		}
+		for k := m.Address; k < m.Address+e.n; k++ {
+			a.owner[k] = int32(len(s.ents))
+		}
+		s.ents = append(s.ents, e)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w:\n%w", ErrMap, errors.Join(errs...))
+	}
+	for _, a := range s.areas {
+		a.regs = make([]uint16, len(a.owner))
+		a.bits = make([]bool, len(a.owner))
+	}
+	s.samples = make([]tag.Sample, len(s.tags))
+	s.text = make([]string, len(s.tags))
+	return s, nil
+}
+
+// Refresh reads the process image into the register image.
+func (s *Server) Refresh() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.p.Snapshot(s.samples, s.text); err != nil {
+		s.fresh = false
+		return fmt.Errorf("modbusserver: snapshot: %w", err)
+	}
+	for i := range s.ents {
+		e := &s.ents[i]
+		a := s.areas[e.area]
+		v := s.samples[e.id].Value
+		if e.n == 1 && (e.area == configs.AreaCoil || e.area == configs.AreaDiscrete) {
+			a.bits[e.addr] = v != 0
+			continue
+		}
+		encode(a.regs[e.addr:e.addr+e.n], e.typ, e.order, (v-e.offset)/e.scale, s.text[e.id])
+	}
+	s.fresh = true
+	return nil
+}
+
+// Run serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Refresh(); err != nil {
+		s.log.Warn("modbusserver: first image", "err", err)
+	}
+	url := "tcp://" + s.cfg.Listen
+	if s.cfg.TLSCert != nil {
+		url = "tcp+tls://" + s.cfg.Listen
+	}
+	srv, err := modbus.NewServer(&modbus.ServerConfiguration{URL: url, Timeout: s.cfg.IdleTimeout, MaxClients: uint(s.cfg.MaxClients),
+		TLSServerCert: s.cfg.TLSCert, TLSClientCAs: s.cfg.TLSClientCAs, Logger: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}, s)
+	if err != nil {
+		return fmt.Errorf("modbusserver: %s: %w", url, err)
+	}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("modbusserver: listen %s: %w", s.cfg.Listen, err)
+	}
+	s.count.Connected.Store(true)
+	defer func() { srv.Stop(); s.count.Connected.Store(false) }()
+	t := time.NewTicker(s.cfg.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.Refresh(); err != nil {
+				s.log.Warn("modbusserver: refresh", "err", err)
+			}
+		}
+	}
+}
+
+// span checks that addr..addr+qty lies in mapped addresses of the area.
+func (s *Server) span(ar configs.Area, addr, qty uint16) (*area, error) {
+	a := s.areas[ar]
+	end := int(addr) + int(qty)
+	if a == nil || qty == 0 || end > len(a.owner) {
+		return nil, modbus.ErrIllegalDataAddress
+	}
+	for k := int(addr); k < end; k++ {
+		if a.owner[k] < 0 {
+			return nil, modbus.ErrIllegalDataAddress
+		}
+	}
+	if !s.fresh {
+		return nil, modbus.ErrServerDeviceFailure
+	}
+	return a, nil
+}
+
+func (s *Server) unit(u uint8) error {
+	if s.cfg.UnitID != 0 && int(u) != s.cfg.UnitID {
+		return modbus.ErrGWTargetFailedToRespond
+	}
+	return nil
+}
+
+func (s *Server) readBits(ar configs.Area, unit uint8, addr, qty uint16) ([]bool, error) {
+	if err := s.unit(unit); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	a, err := s.span(ar, addr, qty)
+	if err != nil {
+		return nil, err
+	}
+	s.count.Published.Add(1)
+	return append([]bool(nil), a.bits[addr:int(addr)+int(qty)]...), nil
+}
+
+func (s *Server) readRegs(ar configs.Area, unit uint8, addr, qty uint16) ([]uint16, error) {
+	if err := s.unit(unit); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	a, err := s.span(ar, addr, qty)
+	if err != nil {
+		return nil, err
+	}
+	s.count.Published.Add(1)
+	return append([]uint16(nil), a.regs[addr:int(addr)+int(qty)]...), nil
+}
+
+// HandleCoils implements modbus.RequestHandler.
+func (s *Server) HandleCoils(req *modbus.CoilsRequest) ([]bool, error) {
+	if !req.IsWrite {
+		return s.readBits(configs.AreaCoil, req.UnitId, req.Addr, req.Quantity)
+	}
+	if err := s.unit(req.UnitId); err != nil {
+		return nil, err
+	}
+	ws, err := s.plan(configs.AreaCoil, req.Addr, req.Quantity, func(e *entry, off int) (float64, string, error) {
+		if req.Args[off] {
+			return 1, "", nil
+		}
+		return 0, "", nil
+	}, who(req.ClientAddr, req.ClientRole))
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.apply(ws)
+}
+
+// HandleDiscreteInputs implements modbus.RequestHandler.
+func (s *Server) HandleDiscreteInputs(req *modbus.DiscreteInputsRequest) ([]bool, error) {
+	return s.readBits(configs.AreaDiscrete, req.UnitId, req.Addr, req.Quantity)
+}
+
+// HandleInputRegisters implements modbus.RequestHandler.
+func (s *Server) HandleInputRegisters(req *modbus.InputRegistersRequest) ([]uint16, error) {
+	return s.readRegs(configs.AreaInput, req.UnitId, req.Addr, req.Quantity)
+}
+
+// HandleHoldingRegisters implements modbus.RequestHandler.
+func (s *Server) HandleHoldingRegisters(req *modbus.HoldingRegistersRequest) ([]uint16, error) {
+	if !req.IsWrite {
+		return s.readRegs(configs.AreaHolding, req.UnitId, req.Addr, req.Quantity)
+	}
+	if err := s.unit(req.UnitId); err != nil {
+		return nil, err
+	}
+	ws, err := s.plan(configs.AreaHolding, req.Addr, req.Quantity, func(e *entry, off int) (float64, string, error) {
+		raw, text, err := decode(req.Args[off:off+e.n], e.typ, e.order)
+		return raw*e.scale + e.offset, text, err
+	}, who(req.ClientAddr, req.ClientRole))
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.apply(ws)
+}
+
+func who(addr, role string) string {
+	if role != "" {
+		return "modbus " + addr + " (" + role + ")"
+	}
+	return "modbus " + addr
+}
+
+// plan turns a write request into validated tag writes. Every address must
+// be mapped, every value whole (no partial multi-register values), every tag
+// writable and every value in range — or nothing is written.
+func (s *Server) plan(ar configs.Area, addr, qty uint16, value func(e *entry, off int) (float64, string, error), who string) ([]plant.Write, error) {
+	a := s.areas[ar]
+	end := int(addr) + int(qty)
+	if a == nil || qty == 0 || end > len(a.owner) {
+		return nil, modbus.ErrIllegalDataAddress
+	}
+	var ws []plant.Write
+	for k := int(addr); k < end; {
+		ei := a.owner[k]
+		if ei < 0 {
+			return nil, modbus.ErrIllegalDataAddress
+		}
+		e := &s.ents[ei]
+		if e.addr != k || k+e.n > end {
+			return nil, modbus.ErrIllegalDataAddress
+		}
+		if !s.tags[e.id].Writable {
+			return nil, modbus.ErrIllegalDataAddress
+		}
+		v, text, err := value(e, k-int(addr))
+		if err != nil {
+			return nil, modbus.ErrIllegalDataValue
+		}
+		w := plant.Write{ID: e.id, Value: v, Text: text, Source: "modbus", Who: who}
+		if in := s.tags[e.id]; in.Type != configs.String && in.Type != configs.Float32 && in.Type != configs.Float64 && e.scale != 1 {
+			w.Value = math.Round(w.Value*1e9) / 1e9 // scaled integers: undo float noise
+		}
+		if err := plant.Validate(s.tags, w); err != nil {
+			s.count.CountWrite(err)
+			return nil, exception(err)
+		}
+		ws = append(ws, w)
+		k += e.n
+	}
+	return ws, nil
+}
+
+// apply sends the writes to the executive and waits for each answer.
+func (s *Server) apply(ws []plant.Write) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	defer cancel()
+	for _, w := range ws {
+		res, err := s.p.Write(ctx, w)
+		s.count.CountWrite(err)
+		if err != nil {
+			s.log.Warn("modbusserver: write failed", "tag", s.tags[w.ID].Name, "who", w.Who, "err", err)
+			return exception(err)
+		}
+		s.log.Debug("modbusserver: write applied", "tag", s.tags[w.ID].Name, "cycle", res.Cycle)
+	}
+	// a read right after the answer sees the written value
+	if err := s.Refresh(); err != nil {
+		s.log.Warn("modbusserver: refresh", "err", err)
+	}
+	return nil
+}
+
+// exception maps a write error to its Modbus exception.
+func exception(err error) error {
+	switch {
+	case errors.Is(err, plant.ErrUnknownTag), errors.Is(err, plant.ErrReadOnly):
+		return modbus.ErrIllegalDataAddress
+	case errors.Is(err, plant.ErrOutOfRange), errors.Is(err, plant.ErrBadValue):
+		return modbus.ErrIllegalDataValue
+	case errors.Is(err, plant.ErrBusy), errors.Is(err, context.DeadlineExceeded):
+		return modbus.ErrServerDeviceBusy
+	}
+	return modbus.ErrServerDeviceFailure
+}
