@@ -1,0 +1,91 @@
+// Package control is the local control socket of a running partition: the
+// way `mkrt status`, `mkrt tags`, `mkrt set` and `mkrt apply` reach the
+// supervisor. It serves HTTP/1.1 with JSON bodies on a unix socket
+// (/run/mkrt/<partition>.sock, mode 0660 in a 0750 directory), so it can
+// also be driven with `curl --unix-socket`. Every connection's peer is
+// checked with SO_PEERCRED: root, the supervisor's own uid, or a member of
+// the socket's group may talk to it; everyone else gets 403.
+//
+// Routes (all JSON):
+//
+//	GET  /v1/status               the partition's supervisor.Status
+//	GET  /v1/tags                 every tag's value ([]TagValue)
+//	GET  /v1/tags?watch=500ms     a JSON line of []TagValue at that period until the client hangs up
+//	POST /v1/tags/{name}          {"value":"42.5"} → Result
+//	POST /v1/apply                the config YAML as the body → ApplyResult
+//
+// The handlers call a Controller the supervisor's owner implements. Linux
+// only for the peer check; needs write access to the socket directory.
+package control
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mkrt/mkrt/supervisor"
+)
+
+// Dir is where partitions' sockets live.
+const Dir = "/run/mkrt"
+
+// SocketPath is the control socket of the named partition under Dir.
+func SocketPath(partition string) string { return Dir + "/" + partition + ".sock" }
+
+// TagValue is one tag's current value as the CLI shows it.
+type TagValue struct {
+	Name     string    `json:"name"`
+	Type     string    `json:"type,omitempty"`
+	Unit     string    `json:"unit,omitempty"`
+	Value    float64   `json:"value"`
+	Text     string    `json:"text,omitempty"` // string tags
+	Quality  string    `json:"quality"`
+	Reason   string    `json:"reason,omitempty"`
+	Time     time.Time `json:"time,omitzero"`
+	Writable bool      `json:"writable,omitempty"`
+	Device   string    `json:"device,omitempty"`
+}
+
+// Result is the outcome of a write to a tag.
+type Result struct {
+	Tag   string `json:"tag"`
+	Value string `json:"value"`
+	// Applied is true when the executive confirmed the write; false when it
+	// was queued but not yet confirmed.
+	Applied bool   `json:"applied"`
+	Message string `json:"message,omitempty"`
+}
+
+// ApplyResult is the outcome of applying a config.
+type ApplyResult struct {
+	// Applied is true when the running partition now runs the new config.
+	Applied bool `json:"applied"`
+	// Restarted is true when applying needed a partition restart.
+	Restarted bool     `json:"restarted"`
+	Changes   []string `json:"changes,omitempty"`
+	Message   string   `json:"message,omitempty"`
+}
+
+// Controller is what the control socket serves; the supervisor's owner
+// (mkrt run) implements it. Errors should wrap the sentinels below so the
+// client sees the right kind of failure.
+type Controller interface {
+	Status() supervisor.Status
+	Tags() []TagValue
+	Set(ctx context.Context, name, value string) (Result, error)
+	Apply(ctx context.Context, cfg []byte) (ApplyResult, error)
+}
+
+// The kinds of failure, for errors.Is on both sides of the socket.
+var (
+	// ErrNotFound: no such tag.
+	ErrNotFound = errors.New("not found")
+	// ErrForbidden: the tag is not writable, or the peer may not use the socket.
+	ErrForbidden = errors.New("forbidden")
+	// ErrInvalid: a bad value or an invalid config.
+	ErrInvalid = errors.New("invalid")
+	// ErrUnavailable: the partition is not running (faulted, restarting, ...).
+	ErrUnavailable = errors.New("partition unavailable")
+	// ErrNoPartition: no control socket answers (nothing is running).
+	ErrNoPartition = errors.New("no running partition")
+)

@@ -1,0 +1,254 @@
+package control_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/control"
+	"github.com/mkrt/mkrt/supervisor/supervisortest"
+)
+
+// With MKRT_CONTROL_PEER set the test binary is a client that prints the
+// HTTP status it gets from the socket (used to connect as another uid).
+func TestMain(m *testing.M) {
+	if path := os.Getenv("MKRT_CONTROL_PEER"); path != "" {
+		_, err := control.NewClient(path).Status(context.Background())
+		var re *control.RemoteError
+		switch {
+		case err == nil:
+			fmt.Print(200)
+		case errors.As(err, &re):
+			fmt.Print(re.Status)
+		default:
+			fmt.Print(err)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func fakeController() *supervisortest.Controller {
+	return &supervisortest.Controller{
+		St: supervisor.Status{Partition: "p1", Backend: "process", State: supervisor.Running, PID: 42, Cycle: 1000,
+			Uptime: 3 * time.Second, Isolation: supervisor.Isolation{CPUs: "1", CPUSet: "v1 exclusive", Degradations: []string{"irq: 2 left"}},
+			Tasks: []supervisor.TaskStats{{Name: "fast", Period: time.Millisecond, Cycles: 1000, P99: 40 * time.Microsecond}}},
+		TagsV: []control.TagValue{
+			{Name: "level", Value: 1.25, Unit: "m", Quality: "good"},
+			{Name: "setpoint", Value: 2, Quality: "good", Writable: true},
+		},
+	}
+}
+
+func serve(t *testing.T, ctrl control.Controller) (*control.Server, *control.Client) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "run")
+	srv, err := control.Listen(filepath.Join(dir, "p1.sock"), ctrl, control.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return srv, control.NewClient(srv.Path())
+}
+
+func tctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestRoundTrips(t *testing.T) {
+	ctrl := fakeController()
+	srv, c := serve(t, ctrl)
+	ctx := tctx(t)
+
+	st, err := c.Status(ctx)
+	if err != nil || st.State != supervisor.Running || st.PID != 42 || st.Isolation.CPUSet != "v1 exclusive" || st.Tasks[0].P99 != 40*time.Microsecond {
+		t.Fatalf("Status = %+v, %v", st, err)
+	}
+	tags, err := c.Tags(ctx)
+	if err != nil || len(tags) != 2 || tags[0].Value != 1.25 {
+		t.Fatalf("Tags = %+v, %v", tags, err)
+	}
+	if res, err := c.Set(ctx, "setpoint", "3.5"); err != nil || !res.Applied {
+		t.Fatalf("Set = %+v, %v", res, err)
+	}
+	if tags, _ := c.Tags(ctx); tags[1].Value != 3.5 {
+		t.Fatalf("set not applied: %+v", tags)
+	}
+	for _, tc := range []struct {
+		name, value string
+		kind        error
+	}{{"nope", "1", control.ErrNotFound}, {"level", "1", control.ErrForbidden}, {"setpoint", "x", control.ErrInvalid}} {
+		if _, err := c.Set(ctx, tc.name, tc.value); !errors.Is(err, tc.kind) {
+			t.Errorf("Set(%s, %s) = %v, want %v", tc.name, tc.value, err, tc.kind)
+		}
+	}
+	if res, err := c.Apply(ctx, []byte("tags: []\n")); err != nil || !res.Applied || string(ctrl.Config) != "tags: []\n" {
+		t.Fatalf("Apply = %+v, %v", res, err)
+	}
+	_, err = c.Apply(ctx, []byte("invalid: 1\n"))
+	if !errors.Is(err, control.ErrInvalid) || !strings.Contains(err.Error(), "config.yaml:3:5") {
+		t.Fatalf("Apply invalid = %v", err)
+	}
+	// The socket is 0660 in a 0750 directory.
+	if fi, err := os.Stat(srv.Path()); err != nil || fi.Mode().Perm() != 0o660 || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket mode %v %v", fi.Mode(), err)
+	}
+	if fi, _ := os.Stat(filepath.Dir(srv.Path())); fi.Mode().Perm() != 0o750 {
+		t.Fatalf("directory mode %v", fi.Mode())
+	}
+}
+
+func TestWatchStreams(t *testing.T) {
+	ctrl := fakeController()
+	_, c := serve(t, ctrl)
+	ctx, cancel := context.WithCancel(tctx(t))
+	n := 0
+	err := c.Watch(ctx, 10*time.Millisecond, func(tv []control.TagValue) error {
+		n++
+		if len(tv) != 2 {
+			return fmt.Errorf("got %d tags", len(tv))
+		}
+		if n == 3 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil || n < 3 {
+		t.Fatalf("Watch = %v after %d updates", err, n)
+	}
+}
+
+func TestNoPartition(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p1.sock")
+	_, err := control.NewClient(path).Status(tctx(t))
+	if !errors.Is(err, control.ErrNoPartition) || !strings.Contains(err.Error(), "no running partition at "+path+" (start one with mkrt run CONFIG)") {
+		t.Fatalf("err = %v", err)
+	}
+	dir := t.TempDir()
+	if _, err := control.Resolve("", dir); !errors.Is(err, control.ErrNoPartition) {
+		t.Fatalf("Resolve empty dir = %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "a.sock"), nil, 0o600)
+	if p, err := control.Resolve("", dir); err != nil || p != filepath.Join(dir, "a.sock") {
+		t.Fatalf("Resolve one = %q %v", p, err)
+	}
+	os.WriteFile(filepath.Join(dir, "b.sock"), nil, 0o600)
+	if _, err := control.Resolve("", dir); err == nil || !strings.Contains(err.Error(), "--socket") {
+		t.Fatalf("Resolve two = %v", err)
+	}
+	if p, _ := control.Resolve("/x.sock", dir); p != "/x.sock" {
+		t.Fatalf("flag ignored: %q", p)
+	}
+}
+
+func TestStaleSocketReplacedLiveOneKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p1.sock")
+	// A stale socket: bound, then its listener gone without unlinking.
+	fd, _ := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(fd)
+	srv, err := control.Listen(path, fakeController(), control.Options{})
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	if _, err := control.Listen(path, fakeController(), control.Options{}); err == nil {
+		t.Fatal("second supervisor took over a live socket")
+	}
+	cancel()
+	<-done
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket left after Serve: %v", err)
+	}
+}
+
+func TestCurlCanTalkToTheSocket(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("skipping: curl not installed")
+	}
+	srv, _ := serve(t, fakeController())
+	out, err := exec.CommandContext(tctx(t), "curl", "-sS", "--unix-socket", srv.Path(), "-X", "POST",
+		"-d", `{"value":"7"}`, "http://mkrt/v1/tags/setpoint").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte(`"applied": true`)) {
+		t.Fatalf("curl: %v\n%s", err, out)
+	}
+}
+
+// TestPeerCredentialsChecked connects as uid/gid 65534 (nobody) through a
+// socket whose file permissions would let anyone in: SO_PEERCRED must
+// still refuse. Needs root to change the client's uid.
+func TestPeerCredentialsChecked(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to connect as another uid")
+	}
+	srv, _ := serve(t, fakeController())
+	for d := filepath.Dir(srv.Path()); len(d) > len(os.TempDir()); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	os.Chmod(srv.Path(), 0o777)
+	exe, _ := os.Executable()
+	// The test binary must be reachable by nobody: copy it somewhere world-readable.
+	bin := filepath.Join(os.TempDir(), fmt.Sprintf("mkrt-control-peer-%d", os.Getpid()))
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(bin)
+	for _, tc := range []struct {
+		uid, gid uint32
+		want     string
+	}{{65534, 65534, "403"}, {0, 0, "200"}, {65534, uint32(os.Getegid()), "200"}} {
+		cmd := exec.CommandContext(tctx(t), bin)
+		cmd.Env = []string{"MKRT_CONTROL_PEER=" + srv.Path()}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: tc.uid, Gid: tc.gid}}
+		out, err := cmd.CombinedOutput()
+		if err != nil || string(out) != tc.want {
+			t.Errorf("uid %d gid %d: got %q (%v), want %s", tc.uid, tc.gid, out, err, tc.want)
+		}
+	}
+}
+
+func TestHumanOutput(t *testing.T) {
+	var b bytes.Buffer
+	ctrl := fakeController()
+	ctrl.St.LastFault = &supervisor.Fault{Reason: "heartbeat stopped", Time: time.Unix(0, 0).UTC()}
+	if err := control.WriteStatus(&b, ctrl.St); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"p1 (process backend)", "running for 3s", "cpuset v1 exclusive", "last fault:", "heartbeat stopped", "degraded:", "fast", "40µs"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	control.WriteTags(&b, ctrl.TagsV)
+	if !strings.Contains(b.String(), "level") || !strings.Contains(b.String(), "1.25") || !strings.Contains(b.String(), "m ") {
+		t.Errorf("tags output:\n%s", b.String())
+	}
+}
