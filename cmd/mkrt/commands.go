@@ -9,5 +9,9 @@ func commands() []*cobra.Command {
 		newBoardCmd(),
 		newValidateCmd(compileBlocks),
 		newConfigCmd(),
+		newStatusCmd(),
+		newTagsCmd(),
+		newSetCmd(),
+		newApplyCmd(),
 	}
 }

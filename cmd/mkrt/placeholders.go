@@ -15,10 +15,6 @@ var errNotAvailable = errors.New("not available yet")
 func placeholders() []*cobra.Command {
 	return []*cobra.Command{
 		placeholder("run CONFIG", "run a control config: supervisor, partition, bridge and broker"),
-		placeholder("status", "show the running partition's state"),
-		placeholder("tags", "list tag values of the running partition"),
-		placeholder("set TAG VALUE", "write a tag of the running partition"),
-		placeholder("apply CONFIG", "apply a changed config to the running partition"),
 		placeholder("latency", "latency measurement runs and reports"),
 		placeholder("image", "build the application kernel image"),
 		placeholder("partition", "partition configs for the kexec-family backends"),
