@@ -1,0 +1,121 @@
+// Package audit records every write SCADA makes to the plant — who, what,
+// the old and the new value, and the executive's answer — as JSON lines in a
+// file (each line fsync'd before the write's result is returned) and on the
+// bridge's slog logger. Wrap puts the audit in front of any Plant, so no
+// protocol can write without leaving a record. It needs a writable file.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mkrt/mkrt/bridge/plant"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+)
+
+// Entry is one audited write.
+type Entry struct {
+	Time   time.Time `json:"time"`
+	Source string    `json:"source"`
+	Who    string    `json:"who"`
+	Tag    string    `json:"tag"`
+	Old    any       `json:"old,omitempty"`
+	New    any       `json:"new"`
+	OK     bool      `json:"ok"`
+	Error  string    `json:"error,omitempty"`
+	Cycle  uint64    `json:"cycle,omitempty"`
+}
+
+// Log is an append-only audit file.
+type Log struct {
+	mu  sync.Mutex
+	f   *os.File
+	log *slog.Logger
+	now func() time.Time
+}
+
+// Open opens (creating) the audit file for appending. log and now may be nil.
+func Open(path string, log *slog.Logger, now func() time.Time) (*Log, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Log{f: f, log: log.With("component", "audit"), now: now}, nil
+}
+
+// Record appends e as one line and makes it durable.
+func (l *Log) Record(e Entry) error {
+	if e.Time.IsZero() {
+		e.Time = l.now()
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	l.log.Info("write", "source", e.Source, "who", e.Who, "tag", e.Tag, "old", e.Old, "new", e.New, "ok", e.OK, "error", e.Error, "cycle", e.Cycle)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("audit: write %s: %w", l.f.Name(), err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("audit: fsync %s: %w", l.f.Name(), err)
+	}
+	return nil
+}
+
+// Close closes the file.
+func (l *Log) Close() error { return l.f.Close() }
+
+// Wrap returns p with every Write recorded in l.
+func Wrap(p plant.Plant, l *Log) plant.Plant { return &audited{Plant: p, l: l, tags: p.Tags()} }
+
+type audited struct {
+	plant.Plant
+	l    *Log
+	tags []tag.Info
+}
+
+func value(in *tag.Info, v float64, text string) any {
+	switch in.Type {
+	case configs.String:
+		return text
+	case configs.Bool:
+		return v != 0
+	}
+	return v
+}
+
+func (a *audited) Write(ctx context.Context, w plant.Write) (plant.Result, error) {
+	res, err := a.Plant.Write(ctx, w)
+	e := Entry{Source: w.Source, Who: w.Who, Tag: fmt.Sprintf("#%d", w.ID), New: w.Value, OK: err == nil, Cycle: res.Cycle}
+	if w.ID >= 0 && int(w.ID) < len(a.tags) {
+		in := &a.tags[w.ID]
+		e.Tag, e.New = in.Name, value(in, w.Value, w.Text)
+		if err == nil {
+			e.Old = value(in, res.Old.Value, res.OldText)
+		}
+	}
+	if err != nil {
+		e.Error = err.Error()
+		if rej, ok := err.(*plant.RejectedError); ok {
+			e.Cycle = rej.Cycle
+		}
+	}
+	if aerr := a.l.Record(e); aerr != nil {
+		a.l.log.Error("audit: record lost", "err", aerr)
+	}
+	return res, err
+}
