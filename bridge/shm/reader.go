@@ -26,6 +26,18 @@ type ReaderOptions struct {
 	Logger *slog.Logger
 }
 
+// errSubmitBusy is returned as is: a bridge retrying a full ring should not
+// allocate on every try.
+var errSubmitBusy error = &wrapped{msg: "shm: submit: command ring full (busy)", err: ErrBusy}
+
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (e *wrapped) Error() string { return e.msg }
+func (e *wrapped) Unwrap() error { return e.err }
+
 // Reader is the bridge's side of a region: it reads the process image,
 // heartbeat, events and histograms, and is the one producer of commands.
 // Its methods are safe for concurrent use by several goroutines.
@@ -251,7 +263,7 @@ func (r *Reader) Submit(c Command) (uint64, error) {
 	off, ok := r.cmd.reserve()
 	if !ok {
 		r.m.add(r.hb+hbCmdBusy, 1)
-		return 0, fmt.Errorf("shm: submit: %w", ErrBusy)
+		return 0, errSubmitBusy
 	}
 	id := r.cmd.local + 1
 	s := r.m[off:][:r.cmdSlot]
@@ -311,6 +323,7 @@ func (r *Reader) collect() {
 		r.results[res.ID] = res
 		newest = max(newest, res.ID)
 	}
+	r.res.flush()
 	if limit := 4 * int(r.l.g.ResCap); len(r.results) > limit {
 		for id := range r.results {
 			if id+uint64(limit) < newest {
@@ -350,6 +363,7 @@ func (r *Reader) Results(dst []Result) int {
 		dst[n] = res
 		n++
 	}
+	r.res.flush()
 	return n
 }
 
@@ -376,6 +390,7 @@ func (r *Reader) Events(dst []Event) int {
 		r.evt.release()
 		n++
 	}
+	r.evt.flush()
 	return n
 }
 

@@ -17,6 +17,8 @@ type ring struct {
 	mask  uint64
 	local uint64 // this side's index (the only writer of it)
 	other uint64 // the peer's index, last seen
+	shown uint64 // consumer: the index last stored for the producer to see
+	batch uint64 // consumer: store the index after this many releases
 }
 
 func newRing(m mem, s section, cap uint32, slot int, producer bool) ring {
@@ -29,6 +31,8 @@ func newRing(m mem, s section, cap uint32, slot int, producer bool) ring {
 	}
 	r.local = m.load(r.own)
 	r.other = m.load(r.peer)
+	r.shown = r.local
+	r.batch = max(1, r.cap/16)
 	return r
 }
 
@@ -65,21 +69,34 @@ func (r *ring) peek() (off int, ok, corrupt bool) {
 	if r.local == r.other {
 		r.other = r.m.load(r.peer)
 		if r.local == r.other {
+			r.flush()
 			return 0, false, false
 		}
 	}
 	if r.other-r.local > r.cap {
 		r.local = r.other
-		r.m.store(r.own, r.local)
+		r.flush()
 		return 0, false, true
 	}
 	return r.at(r.local), true, false
 }
 
-// release frees the slot peek returned.
+// release frees the slot peek returned. The consumer's index is stored for
+// the producer once per batch releases (and whenever the ring runs empty),
+// so a fast stream does not bounce the index line on every slot.
 func (r *ring) release() {
 	r.local++
-	r.m.store(r.own, r.local)
+	if r.local-r.shown >= r.batch {
+		r.flush()
+	}
+}
+
+// flush stores the consumer's index for the producer.
+func (r *ring) flush() {
+	if r.shown != r.local {
+		r.shown = r.local
+		r.m.store(r.own, r.local)
+	}
 }
 
 // skipAll discards everything unread.
@@ -87,6 +104,6 @@ func (r *ring) skipAll() uint64 {
 	r.other = r.m.load(r.peer)
 	n := r.other - r.local
 	r.local = r.other
-	r.m.store(r.own, r.local)
+	r.flush()
 	return n
 }

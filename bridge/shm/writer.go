@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/tag"
@@ -59,6 +60,8 @@ type Writer struct {
 	histLen                    int
 	textOff                    []int32 // per tag: absolute offset of its string slot, -1 for numbers
 	textCap                    []uint16
+	strings                    []int32     // IDs of the string tags
+	slots                      []imageSlot // the image's tag slots, in the mapping
 
 	cmd, res, evt ring
 	cmdSlot       int
@@ -246,6 +249,14 @@ func newWriter(m mem, l *Layout, log *slog.Logger) *Writer {
 			w.textCap[i] = uint16(textCap(in.Length))
 		}
 	}
+	if g.Tags > 0 {
+		w.slots = unsafe.Slice((*imageSlot)(unsafe.Pointer(&m[w.img+imageHead])), g.Tags)
+	}
+	for i, off := range w.textOff {
+		if off >= 0 {
+			w.strings = append(w.strings, int32(i))
+		}
+	}
 	w.cmd = newRing(m, g.Sec[secCommands], g.CmdCap, w.cmdSlot, false)
 	w.res = newRing(m, g.Sec[secResults], g.ResCap, resultSlotSize, true)
 	w.evt = newRing(m, g.Sec[secEvents], g.EvtCap, eventSlotSize, true)
@@ -272,6 +283,11 @@ func (w *Writer) claim(pid uint32) {
 	m.store(hBootID+8, le.Uint64(w.bootID[8:]))
 	m.store32(hClaims, m.load32(hClaims)+1)
 	m.store32(hPID, pid)
+}
+
+// imageSlot is one tag's slot in the process image (little-endian host).
+type imageSlot struct {
+	value, time, stamp, meta uint64 // isValue, isTime, isStamp, isMeta
 }
 
 // BootID is this executive start's id, as recorded in the header.
@@ -316,34 +332,31 @@ func (w *Writer) publish(cycle uint64, samples []tag.Sample, text []string, all 
 	// the even sequence.
 	next := atomic.AddUint64(m.u64(w.img+imSeq), 1) + 1
 	le.PutUint64(m[w.img+imCycle:], cycle)
-	n := min(len(samples), len(w.textOff))
-	base := w.img + imageHead
-	for i := 0; i < n; i++ {
-		s := &samples[i]
-		slot := m[base+i*imageSlotSize:][:imageSlotSize]
+	slots := w.slots[:min(len(samples), len(w.slots))]
+	samples = samples[:len(slots)]
+	for i := range slots {
+		s, d := &samples[i], &slots[i]
 		v, t := math.Float64bits(s.Value), uint64(s.Time)
 		meta := uint64(s.Quality) | uint64(s.Reason)<<8
-		old := le.Uint64(slot[isMeta:])
-		changed := all || le.Uint64(slot[isValue:]) != v || le.Uint64(slot[isTime:]) != t || old&0xffff != meta
-		if to := w.textOff[i]; to >= 0 {
-			var str string
-			if i < len(text) {
-				str = text[i]
-			}
-			str = str[:min(len(str), int(w.textCap[i]))]
-			dst := m[int(to):][:w.textCap[i]]
-			if all || int(old>>16) != len(str) || string(dst[:len(str)]) != str {
-				copy(dst, str)
-				clear(dst[len(str):])
-				changed = true
-			}
-			meta |= uint64(len(str)) << 16
+		if all || (d.value^v)|(d.time^t)|((d.meta^meta)&0xffff) != 0 {
+			d.value, d.time, d.stamp, d.meta = v, t, next, meta|d.meta&^0xffff
 		}
-		if changed {
-			le.PutUint64(slot[isValue:], v)
-			le.PutUint64(slot[isTime:], t)
-			le.PutUint64(slot[isStamp:], next)
-			le.PutUint64(slot[isMeta:], meta)
+	}
+	for _, i := range w.strings {
+		if int(i) >= len(slots) {
+			break
+		}
+		var str string
+		if int(i) < len(text) {
+			str = text[i]
+		}
+		str = str[:min(len(str), int(w.textCap[i]))]
+		dst := m[int(w.textOff[i]):][:w.textCap[i]]
+		d := &slots[i]
+		if all || int(d.meta>>16) != len(str) || string(dst[:len(str)]) != str {
+			copy(dst, str)
+			clear(dst[len(str):])
+			d.stamp, d.meta = next, d.meta&0xffff|uint64(len(str))<<16
 		}
 	}
 	atomic.StoreUint64(m.u64(w.img+imSeq), next)
