@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -10,29 +9,17 @@ import (
 	"testing"
 )
 
-func runBoard(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	cmd := newBoardCmd()
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	return out.String(), err
-}
-
 func TestBoardListShow(t *testing.T) {
 	t.Setenv("MKRT_BOARDS", t.TempDir())
-	out, err := runBoard(t, "list")
+	out, err := runSubcommand(t, newBoardCmd(), "list")
 	if err != nil || !strings.Contains(out, "rpi5") || !strings.Contains(out, "qemu-x86_64") {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
-	out, err = runBoard(t, "show", "rpi4")
+	out, err = runSubcommand(t, newBoardCmd(), "show", "rpi4")
 	if err != nil || !strings.Contains(out, "isolcpus=3 nohz_full=3 rcu_nocbs=3 irqaffinity=0-2") {
 		t.Fatalf("show: %v\n%s", err, out)
 	}
-	if _, err := runBoard(t, "show", "nope"); err == nil {
+	if _, err := runSubcommand(t, newBoardCmd(), "show", "nope"); err == nil {
 		t.Fatal("show of an unknown board succeeded")
 	}
 }
@@ -40,13 +27,13 @@ func TestBoardListShow(t *testing.T) {
 func TestBoardShowUserFile(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("MKRT_BOARDS", dir)
-	b, _ := runBoard(t, "show", "rpi5")
+	b, _ := runSubcommand(t, newBoardCmd(), "show", "rpi5")
 	// The printed definition loads back as a user board of another name.
 	text := strings.Replace(b, "name: rpi5", "name: my-pi", 1)
 	if err := os.WriteFile(filepath.Join(dir, "my-pi.yaml"), []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runBoard(t, "show", "my-pi")
+	out, err := runSubcommand(t, newBoardCmd(), "show", "my-pi")
 	if err != nil || !strings.Contains(out, "name: my-pi") {
 		t.Fatalf("user board: %v\n%s", err, out)
 	}
@@ -55,7 +42,7 @@ func TestBoardShowUserFile(t *testing.T) {
 // TestBoardCheckThisHost runs the check on the real host: the exit code must
 // agree with the report.
 func TestBoardCheckThisHost(t *testing.T) {
-	out, err := runBoard(t, "check", "qemu-x86_64", "--json")
+	out, err := runSubcommand(t, newBoardCmd(), "check", "qemu-x86_64", "--json")
 	var r struct {
 		Ready bool
 		Items []struct{ Status string }

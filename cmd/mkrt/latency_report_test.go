@@ -26,7 +26,7 @@ const latencyTestHist = `# Histogram
 # Histogram Overflows: 00000
 `
 
-func runLatencyCmd(t *testing.T, cmd *cobra.Command, args ...string) (string, error) {
+func runSubcommand(t *testing.T, cmd *cobra.Command, args ...string) (string, error) {
 	t.Helper()
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	var out bytes.Buffer
@@ -44,13 +44,13 @@ func TestLatencyReportAndCompare(t *testing.T) {
 	os.WriteFile(hist, []byte(latencyTestHist), 0o644)
 	base, same, worse := filepath.Join(root, "base"), filepath.Join(root, "same"), filepath.Join(root, "worse")
 	for _, d := range []string{base, same} {
-		out, err := runLatencyCmd(t, latencyReportCmd(), d, "--cyclictest", hist, "--board", "rpi4", "--load", "idle", "--formats", "svg")
+		out, err := runSubcommand(t, latencyReportCmd(), d, "--cyclictest", hist, "--board", "rpi4", "--load", "idle", "--formats", "svg")
 		if err != nil || !strings.Contains(out, "verdict pass") {
 			t.Fatalf("report: %v\n%s", err, out)
 		}
 	}
 	os.WriteFile(hist, []byte(strings.Replace(latencyTestHist, "000003 000010", "000003 000000\n000020 000010", 1)+""), 0o644)
-	if _, err := runLatencyCmd(t, latencyReportCmd(), worse, "--cyclictest", hist, "--board", "rpi4", "--formats", "svg"); err != nil {
+	if _, err := runSubcommand(t, latencyReportCmd(), worse, "--cyclictest", hist, "--board", "rpi4", "--formats", "svg"); err != nil {
 		t.Fatal(err)
 	}
 	sum, err := report.ReadSummary(base)
@@ -59,29 +59,29 @@ func TestLatencyReportAndCompare(t *testing.T) {
 	}
 
 	plot := filepath.Join(root, "cmp.svg")
-	out, err := runLatencyCmd(t, latencyCompareCmd(), base, same, "--fail-on-regression", "--plot", plot)
+	out, err := runSubcommand(t, latencyCompareCmd(), base, same, "--fail-on-regression", "--plot", plot)
 	if err != nil || !strings.Contains(out, "no regression") {
 		t.Fatalf("equal runs: %v\n%s", err, out)
 	}
 	if fi, err := os.Stat(plot); err != nil || fi.Size() == 0 {
 		t.Fatalf("plot: %v", err)
 	}
-	out, err = runLatencyCmd(t, latencyCompareCmd(), base, worse, "--threshold", "20%", "--plot", "")
+	out, err = runSubcommand(t, latencyCompareCmd(), base, worse, "--threshold", "20%", "--plot", "")
 	if err != nil || !strings.Contains(out, "regression(s)") {
 		t.Fatalf("without --fail-on-regression: %v\n%s", err, out)
 	}
-	_, err = runLatencyCmd(t, latencyCompareCmd(), base, worse, "--fail-on-regression", "--plot", "")
+	_, err = runSubcommand(t, latencyCompareCmd(), base, worse, "--fail-on-regression", "--plot", "")
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != 1 {
 		t.Fatalf("regression exit: %v", err)
 	}
-	if _, err := runLatencyCmd(t, latencyCompareCmd(), base, "--threshold", "lots"); err == nil {
+	if _, err := runSubcommand(t, latencyCompareCmd(), base, "--threshold", "lots"); err == nil {
 		t.Fatal("bad threshold accepted")
 	}
 
 	// Regenerate from summary.json.
 	os.Remove(filepath.Join(base, "README.md"))
-	if _, err := runLatencyCmd(t, latencyReportCmd(), base, "--formats", "svg"); err != nil {
+	if _, err := runSubcommand(t, latencyReportCmd(), base, "--formats", "svg"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(base, "README.md")); err != nil {
@@ -92,7 +92,7 @@ func TestLatencyReportAndCompare(t *testing.T) {
 func TestLatencyReportFlagsAndMeta(t *testing.T) {
 	cmd := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { return nil }}
 	f := addLatencyReportFlags(cmd)
-	if _, err := runLatencyCmd(t, cmd, "--report", "out", "--formats", "png"); err != nil {
+	if _, err := runSubcommand(t, cmd, "--report", "out", "--formats", "png"); err != nil {
 		t.Fatal(err)
 	}
 	if f.Dir != "out" || len(f.options().Formats) != 1 {
