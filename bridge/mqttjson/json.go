@@ -379,3 +379,7 @@ func (j *Publisher) apply(ctx context.Context, name string, payload []byte) (res
 	res.OK, res.Cycle = true, r.Cycle
 	return
 }
+
+// SetBroker changes the broker URL used from the next connect on. Call
+// before Run.
+func (j *Publisher) SetBroker(url string) { j.cfg.MQTT.Broker = url }

@@ -794,3 +794,7 @@ func (n *Node) hostState(ctx context.Context, payload []byte) {
 		}
 	}
 }
+
+// SetBroker changes the broker URL used from the next connect on (the
+// embedded broker's address is known only once it listens). Call before Run.
+func (n *Node) SetBroker(url string) { n.cfg.MQTT.Broker = url }
