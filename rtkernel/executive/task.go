@@ -1,0 +1,415 @@
+package executive
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/rt"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+)
+
+// safeValue is one output's configured safe value.
+type safeValue struct {
+	id    tag.ID
+	value float64
+	text  string
+}
+
+// stats are a task's counters, written by its thread and read by Status.
+type stats struct {
+	cycles, overruns, missed, consecutive, faults atomic.Uint64
+	lastWake, lastExec, maxWake, maxExec          atomic.Int64
+}
+
+func (s *stats) load() TaskCounters {
+	return TaskCounters{Cycles: s.cycles.Load(), Overruns: s.overruns.Load(), Missed: s.missed.Load(),
+		Consecutive: s.consecutive.Load(), Faults: s.faults.Load(),
+		LastWake: time.Duration(s.lastWake.Load()), LastExec: time.Duration(s.lastExec.Load()),
+		MaxWake: time.Duration(s.maxWake.Load()), MaxExec: time.Duration(s.maxExec.Load())}
+}
+
+// task is one cyclic task; everything but stats, rec's atomics and events is
+// owned by the task's thread once Run has started.
+type task struct {
+	e        *Executive
+	idx      int
+	name     string
+	period   time.Duration
+	priority int
+	cpu      int
+	policy   configs.OverrunPolicy
+	commands int
+	watchdog uint64
+
+	tab        *tag.Table
+	prog       Program
+	outputs    []tag.ID
+	safe       []safeValue
+	safeWrites []tag.ID
+	owner      []int
+	apply      func(Command) Result
+	one        [1]tag.ID
+	counters   []TaskCounters // heartbeat scratch, first task only
+
+	rtst   rt.Status // guarded by e.mu
+	stats  stats
+	rec    *recorder
+	events ring // to the first task
+
+	first time.Duration // first deadline
+	sched time.Duration // current cycle's deadline
+	dt    time.Duration
+	cycle uint64
+}
+
+// run is the task's thread: set-up, the cyclic loop, and the stop cycle.
+func (t *task) run(ctx context.Context, ready chan<- struct{}, start <-chan struct{}) {
+	e := t.e
+	var st rt.Status
+	if e.opts.NoRealtime {
+		rt.Thread{CPU: -1}.Setup()
+	} else {
+		st = rt.Thread{Priority: t.priority, CPU: t.cpu}.Setup()
+	}
+	e.mu.Lock()
+	t.rtst = st
+	e.mu.Unlock()
+	t.counters = make([]TaskCounters, len(e.tasks))
+	ready <- struct{}{}
+	select {
+	case <-start:
+	case <-ctx.Done():
+		return
+	}
+	defer t.recoverFault()
+	t.loop(ctx.Done())
+}
+
+// loop is the cyclic loop. Hot path: no allocation, no lock, no blocking
+// call but the clock's sleep.
+func (t *task) loop(done <-chan struct{}) {
+	clock := t.e.clock
+	t.sched, t.dt = t.first, t.period
+	t.rec.begin(t.first)
+	limit := t.e.opts.Cycles
+	for {
+		select {
+		case <-done:
+			t.stop(Stopping, FaultStop)
+			return
+		default:
+		}
+		if limit > 0 && t.cycle >= limit {
+			t.stop(Stopping, FaultStop)
+			return
+		}
+		t.step(clock)
+	}
+}
+
+// step sleeps to the cycle's deadline, runs the cycle and accounts for it.
+// Hot path.
+func (t *task) step(clock Clock) {
+	clock.SleepUntil(t.sched)
+	start := clock.Now()
+	t.cycleOnce()
+	end := clock.Now()
+	t.account(start, end)
+}
+
+// cycleOnce is one cycle: commands, inputs, program, outputs, image. Hot path.
+func (t *task) cycleOnce() {
+	e := t.e
+	if t.idx == 0 {
+		e.ch.DrainCommands(t.commands, t.apply)
+	}
+	if e.share != nil {
+		e.share.collect(t.idx, t.tab)
+	}
+	e.io.ReadInputs(t.tab, e.wall())
+	writes := t.outputs
+	if State(e.state.Load()) == Running {
+		t.prog.Run(t.sched, t.dt)
+	} else {
+		t.driveSafe()
+		writes = t.safeWrites
+	}
+	e.io.WriteOutputs(t.tab, writes)
+	if e.share != nil {
+		e.share.publish(t.idx, t.tab)
+	}
+	t.cycle++
+	if t.idx == 0 {
+		e.ch.Publish(t.tab, t.cycle)
+	}
+}
+
+// account records the cycle's timing, detects an overrun, applies the
+// overrun policy and the watchdog, and sets the next deadline. Hot path.
+func (t *task) account(start, end time.Duration) {
+	e := t.e
+	wake, exec := start-t.sched, end-start
+	t.rec.record(wake, exec, end)
+	e.ch.RecordLatency(t.idx, wake, exec)
+	s := &t.stats
+	s.cycles.Store(t.cycle)
+	s.lastWake.Store(int64(wake))
+	s.lastExec.Store(int64(exec))
+	if int64(wake) > s.maxWake.Load() {
+		s.maxWake.Store(int64(wake))
+	}
+	if int64(exec) > s.maxExec.Load() {
+		s.maxExec.Store(int64(exec))
+	}
+	deadline := t.sched + t.period
+	next := deadline
+	if end > deadline {
+		s.overruns.Add(1)
+		n := s.consecutive.Add(1)
+		if t.policy == configs.OverrunSkip {
+			k := (end-t.sched)/t.period + 1
+			next = t.sched + k*t.period
+			s.missed.Add(uint64(k - 1))
+		}
+		t.event(Event{Kind: EventOverrun, Task: t.idx, Cycle: t.cycle, Time: end, State: State(e.state.Load()), Late: end - deadline})
+		if n == t.watchdog && e.enterSafe(FaultOverruns, t.overrunReason(n)) {
+			s.faults.Add(1)
+			t.event(Event{Kind: EventFault, Task: t.idx, Cycle: t.cycle, Time: end, State: Safe, Code: FaultOverruns, Reason: *e.reason.Load()})
+		}
+	} else {
+		s.consecutive.Store(0)
+	}
+	t.dt = next - t.sched
+	t.sched = next
+	if t.idx == 0 {
+		t.forwardEvents()
+		t.heartbeat(end)
+	}
+}
+
+// overrunReason says why the watchdog tripped (runs once per fault).
+func (t *task) overrunReason(n uint64) string {
+	return fmt.Sprintf("task %q overran its %v period %d times in a row", t.name, t.period, n)
+}
+
+// event hands e to the Channel (first task) or to the first task's ring.
+func (t *task) event(ev Event) {
+	if t.idx == 0 {
+		t.e.ch.Event(ev)
+		return
+	}
+	t.events.push(ev)
+}
+
+// forwardEvents passes the queued events of every task to the Channel.
+// First task.
+func (t *task) forwardEvents() {
+	for _, o := range t.e.tasks {
+		for {
+			ev, ok := o.events.pop()
+			if !ok {
+				break
+			}
+			t.e.ch.Event(ev)
+		}
+	}
+}
+
+// heartbeat reports the first task's cycle, the state and every counter.
+func (t *task) heartbeat(now time.Duration) {
+	e := t.e
+	for i, o := range e.tasks {
+		t.counters[i] = o.stats.load()
+	}
+	e.ch.Heartbeat(Heartbeat{Cycle: t.cycle, Time: now, State: State(e.state.Load()), Code: FaultCode(e.code.Load()),
+		Reason: *e.reason.Load(), Tasks: t.counters})
+}
+
+// driveSafe sets the task's safe-state tags to their safe values.
+func (t *task) driveSafe() {
+	now := t.e.wall().UnixNano()
+	for _, sv := range t.safe {
+		t.tab.Samples[sv.id] = tag.Sample{Value: sv.value, Quality: tag.Uncertain, Reason: tag.SafeState, Time: now}
+		if sv.text != "" {
+			t.tab.Text[sv.id] = sv.text
+		}
+	}
+}
+
+// stop runs the last cycle: state s, outputs at their safe values, the image
+// and a heartbeat published.
+func (t *task) stop(s State, code FaultCode) {
+	e := t.e
+	if cur := State(e.state.Load()); cur == Running || cur == Safe {
+		if e.state.CompareAndSwap(uint32(cur), uint32(s)) {
+			reason := "stopped"
+			if s == Stopping && cur == Safe {
+				reason = *e.reason.Load()
+				code = FaultCode(e.code.Load())
+			}
+			e.reason.Store(&reason)
+			e.code.Store(uint32(code))
+		}
+	}
+	t.driveSafe()
+	e.io.WriteOutputs(t.tab, t.safeWrites)
+	if e.share != nil {
+		e.share.publish(t.idx, t.tab)
+	}
+	if t.idx == 0 {
+		e.ch.Publish(t.tab, t.cycle)
+		t.forwardEvents()
+		t.heartbeat(e.clock.Now())
+	}
+}
+
+// recoverFault turns a panic of the program or a driver into the faulted
+// state: outputs safe, every task stopped, Run returns ErrFault.
+func (t *task) recoverFault() {
+	r := recover()
+	if r == nil {
+		return
+	}
+	e := t.e
+	reason := fmt.Sprintf("task %q: panic: %v", t.name, r)
+	e.setState(Faulted, FaultPanic, reason)
+	t.stats.faults.Add(1)
+	e.log.Error("executive: task faulted; outputs at their safe values", "task", t.name, "reason", reason)
+	func() {
+		defer func() { _ = recover() }()
+		t.stop(Faulted, FaultPanic)
+	}()
+	if t.idx != 0 {
+		t.events.push(Event{Kind: EventFault, Task: t.idx, Cycle: t.cycle, State: Faulted, Code: FaultPanic, Reason: reason})
+	} else {
+		func() {
+			defer func() { _ = recover() }()
+			e.ch.Event(Event{Kind: EventFault, Task: t.idx, Cycle: t.cycle, State: Faulted, Code: FaultPanic, Reason: reason})
+		}()
+	}
+	if e.cancel != nil {
+		e.cancel()
+	}
+}
+
+// applyCommand validates and applies one command. First task's thread,
+// between cycles; allocation-free except for a halt's reason.
+func (t *task) applyCommand(c Command) Result {
+	e := t.e
+	res := Result{ID: c.ID, Cycle: t.cycle + 1}
+	running := State(e.state.Load()) == Running
+	switch c.Kind {
+	case Halt:
+		if e.enterSafe(FaultHalt, "halted by "+c.Origin) {
+			// Queued, not sent: the Channel is inside DrainCommands.
+			t.events.push(Event{Kind: EventState, Task: t.idx, Cycle: t.cycle, State: Safe, Code: FaultHalt, Reason: *e.reason.Load()})
+		}
+		return res
+	case SetParam:
+		if !running {
+			res.Status = Refused
+			return res
+		}
+		ps, ok := t.prog.(ParamSetter)
+		if !ok {
+			res.Status = Unsupported
+			return res
+		}
+		if err := ps.SetParam(c.Text, c.Value); err != nil {
+			res.Status = BadParam
+		}
+		return res
+	case WriteTag:
+	default:
+		res.Status = Unsupported
+		return res
+	}
+	if c.Tag < 0 || int(c.Tag) >= t.tab.Len() {
+		res.Status = UnknownTag
+		return res
+	}
+	in := &t.tab.Info[c.Tag]
+	smp := &t.tab.Samples[c.Tag]
+	res.Old = smp.Value
+	if res.Status = validate(in, c); res.Status != Applied {
+		return res
+	}
+	if e.blockOut[c.Tag] || t.owner[c.Tag] != t.idx {
+		res.Status = OwnedByTask
+		return res
+	}
+	if !running {
+		res.Status = Refused
+		return res
+	}
+	if in.Type == configs.String {
+		t.tab.Text[c.Tag] = c.Text
+		*smp = tag.Sample{Quality: tag.Good, Time: e.wall().UnixNano()}
+	} else {
+		*smp = tag.Sample{Value: c.Value, Quality: tag.Good, Time: e.wall().UnixNano()}
+	}
+	if in.Device != "" {
+		t.one[0] = c.Tag
+		e.io.WriteOutputs(t.tab, t.one[:])
+	}
+	return res
+}
+
+// validate checks a tag write against the tag's writability, type and range.
+func validate(in *tag.Info, c Command) ResultStatus {
+	if !in.Writable {
+		return NotWritable
+	}
+	v := c.Value
+	switch in.Type {
+	case configs.String:
+		if len(c.Text) > in.Length {
+			return OutOfRange
+		}
+		return Applied
+	case configs.Bool:
+		if v != 0 && v != 1 {
+			return WrongType
+		}
+		return Applied
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return WrongType
+	}
+	if lo, hi, integer := typeRange(in.Type); integer {
+		if v != math.Trunc(v) {
+			return WrongType
+		}
+		if v < lo || v > hi {
+			return OutOfRange
+		}
+	}
+	if in.Type == configs.Float32 && math.Abs(v) > math.MaxFloat32 {
+		return OutOfRange
+	}
+	if v < in.Min || v > in.Max {
+		return OutOfRange
+	}
+	return Applied
+}
+
+// typeRange is the range of an integer type; integer is false for floats.
+func typeRange(t configs.DataType) (lo, hi float64, integer bool) {
+	switch t {
+	case configs.Int16:
+		return math.MinInt16, math.MaxInt16, true
+	case configs.Uint16:
+		return 0, math.MaxUint16, true
+	case configs.Int32:
+		return math.MinInt32, math.MaxInt32, true
+	case configs.Uint32:
+		return 0, math.MaxUint32, true
+	case configs.Int64:
+		return -(1 << 53), 1 << 53, true
+	}
+	return 0, 0, false
+}
