@@ -56,11 +56,15 @@ func orDash(s string) string {
 	return s
 }
 
-// styleFor gives series i its colour; cyclictest series are dashed so the
-// overlay of mkrt and cyclictest reads at a glance.
-func styleFor(i int, s Series) draw.LineStyle {
+// styleFor gives series i its colour; in an overlay of mkrt and cyclictest
+// the cyclictest series are dashed so the two read apart at a glance.
+func styleFor(i int, s Series, all []Series) draw.LineStyle {
 	st := draw.LineStyle{Color: plotutil.Color(i), Width: vg.Points(1.2)}
-	if s.Source == "cyclictest" {
+	overlay := false
+	for _, o := range all {
+		overlay = overlay || o.Source != s.Source
+	}
+	if overlay && s.Source == "cyclictest" {
 		st.Dashes = []vg.Length{vg.Points(5), vg.Points(2)}
 	}
 	return st
@@ -122,7 +126,7 @@ func HistogramPlotOf(title string, series []Series, budget time.Duration) (*plot
 		if err != nil {
 			return nil, fmt.Errorf("report: histogram plot: %w", err)
 		}
-		l.LineStyle = styleFor(i, s)
+		l.LineStyle = styleFor(i, s, series)
 		p.Add(l)
 		p.Legend.Add(fmt.Sprintf("%s (max %s)", s.Label, fmtUS(s.us(s.Hist.Max()))), l)
 	}
@@ -159,7 +163,7 @@ func PercentilePlotOf(title string, series []Series, budget time.Duration) (*plo
 	for i, s := range series {
 		curves = append(curves, curve{
 			label: fmt.Sprintf("%s (p99.9 %s)", s.Label, fmtUS(s.us(s.Hist.ValueAtQuantile(99.9)))),
-			style: styleFor(i, s),
+			style: styleFor(i, s, series),
 			xys:   percentileXYs(s),
 		})
 	}
