@@ -81,3 +81,14 @@ func TestRestartPolicy(t *testing.T) {
 		t.Fatalf("after a stable run: delay %v crash %v", d, crash)
 	}
 }
+
+func BenchmarkWatchdogObserve(b *testing.B) {
+	w := Watchdog{Period: time.Millisecond, Missed: 10}
+	now := time.Unix(0, 0)
+	w.Reset(now)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		now = now.Add(time.Millisecond)
+		w.Observe(now, uint64(i+1), ExecRunning, nil)
+	}
+}

@@ -252,3 +252,21 @@ func TestHumanOutput(t *testing.T) {
 		t.Errorf("tags output:\n%s", b.String())
 	}
 }
+
+func BenchmarkStatusRoundTrip(b *testing.B) {
+	dir := b.TempDir()
+	srv, err := control.Listen(filepath.Join(dir, "p1.sock"), fakeController(), control.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	c := control.NewClient(srv.Path())
+	for b.Loop() {
+		if _, err := c.Status(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -199,5 +200,19 @@ func TestTableRoundTrip(t *testing.T) {
 	n, skipped := Restore(fresh, append(got, Value{Name: "gone", Value: 1}, Value{Name: "pv", Value: 2}))
 	if n != 2 || !reflect.DeepEqual(skipped, []string{"gone", "pv"}) || fresh.Samples[0].Value != 55 || fresh.Text[2] != "B" || fresh.Samples[1].Value != 0 {
 		t.Fatalf("Restore: %d %v %v", n, skipped, fresh.Samples)
+	}
+}
+
+// BenchmarkSave is one durable save of 100 retained values (two fsyncs).
+func BenchmarkSave(b *testing.B) {
+	s := New(b.TempDir()+"/p1.retain", nil)
+	vals := make([]Value, 100)
+	for i := range vals {
+		vals[i] = Value{Name: "tag" + strconv.Itoa(i), Value: float64(i) * 1.5}
+	}
+	for b.Loop() {
+		if err := s.Save(vals); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
