@@ -70,7 +70,7 @@ func MosquittoWith(t testing.TB, o MosquittoOptions) *Broker {
 	dir := t.TempDir()
 	port := FreePort(t)
 	conf := filepath.Join(dir, "mosquitto.conf")
-	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n", port)
+	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\nset_tcp_nodelay true\n", port)
 	if os.Geteuid() == 0 {
 		// as root mosquitto would switch to its own user, which cannot read the test's temp dir
 		text += "user root\n"
