@@ -3,6 +3,7 @@ package process_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -105,14 +106,18 @@ func TestHungChildDeclaredAfterMissedHeartbeats(t *testing.T) {
 	t0 := time.Now()
 	await(t, c, st.dns, "down")
 	f := sup.Status().LastFault
-	if f == nil || !contains(f.Reason, "heartbeat stopped") {
+	if f == nil || !strings.Contains(f.Reason, "heartbeat stopped") {
 		t.Fatalf("fault %+v", f)
 	}
 	t.Logf("hung child (heartbeat stops, process lives): declared faulted %v after its first heartbeat (limit 10 × %v)", time.Since(t0), period)
 }
 
 func TestCrashingChildEndsInCrashLoop(t *testing.T) {
-	p, hb := newPartition(t, v1Host(), supervisortest.NewNet(nil), "crash", func(c *process.Config) { c.NICs, c.CPUs = nil, nil })
+	// Full isolation on the fake host: every restart re-creates the cgroup,
+	// the IRQ moves and the namespace, and giving up leaves the host clean.
+	fs, net := v1Host(), supervisortest.NewNet(map[string]string{"eth1": "192.168.7.1/24"})
+	before := snapshot(fs, net)
+	p, hb := newPartition(t, fs, net, "crash", nil)
 	sup, err := supervisor.New(supervisor.Options{Name: "p1", Partition: p, Heartbeat: hb, Period: 20 * time.Millisecond,
 		ExitOnGiveUp: true, Policy: supervisor.RestartPolicy{Initial: time.Millisecond, Burst: 3, Window: time.Minute}})
 	if err != nil {
@@ -122,8 +127,14 @@ func TestCrashingChildEndsInCrashLoop(t *testing.T) {
 	if !errors.Is(err, supervisor.ErrCrashLoop) {
 		t.Fatalf("Run = %v, want ErrCrashLoop", err)
 	}
-	if st := sup.Status(); st.Restarts != 3 || st.State != supervisor.CrashLoop || !contains(st.LastFault.Reason, "exit status 3") {
+	if st := sup.Status(); st.Restarts != 3 || st.State != supervisor.CrashLoop || !strings.Contains(st.LastFault.Reason, "exit status 3") {
 		t.Fatalf("status %+v", st)
+	}
+	if after := snapshot(fs, net); after != before {
+		t.Fatalf("host not clean after the crash loop:\nbefore %s\nafter  %s", before, after)
+	}
+	if n := strings.Count(strings.Join(net.Log(), "\n"), "newns mkrt-p1"); n != 4 {
+		t.Fatalf("namespace created %d times for 4 starts", n)
 	}
 }
 
@@ -133,11 +144,7 @@ func TestConfigErrorIsNotRestarted(t *testing.T) {
 	if err := sup.Run(ctx(t)); !errors.Is(err, supervisor.ErrDoNotRestart) {
 		t.Fatalf("Run = %v", err)
 	}
-	if lines := p.Console(); len(lines) == 0 || !contains(lines[len(lines)-1], "config error") {
+	if lines := p.Console(); len(lines) == 0 || !strings.Contains(lines[len(lines)-1], "config error") {
 		t.Fatalf("console %q", lines)
 	}
-}
-
-func contains(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
 }
