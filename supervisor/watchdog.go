@@ -3,6 +3,8 @@ package supervisor
 import (
 	"fmt"
 	"time"
+
+	"github.com/mkrt/mkrt/configs"
 )
 
 // Watchdog decides from successive heartbeat readings whether a partition
@@ -56,4 +58,23 @@ func (w *Watchdog) Limit() time.Duration {
 		n = 10
 	}
 	return time.Duration(n) * w.Period
+}
+
+// HeartbeatFromConfig returns the heartbeat period (the fastest task's
+// period; 10ms when the config has no task) and the missed periods that
+// declare a fault (config watchdog.heartbeat, default 10).
+func HeartbeatFromConfig(cfg *configs.Config) (period time.Duration, missed int) {
+	for _, t := range cfg.Tasks {
+		if p := t.Period.D(); p > 0 && (period == 0 || p < period) {
+			period = p
+		}
+	}
+	if period == 0 {
+		period = 10 * time.Millisecond
+	}
+	missed = cfg.Watchdog.Heartbeat
+	if missed <= 0 {
+		missed = 10
+	}
+	return period, missed
 }

@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"errors"
+
+	"github.com/mkrt/mkrt/configs"
 	"strings"
 	"testing"
 	"time"
@@ -90,5 +92,16 @@ func BenchmarkWatchdogObserve(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		now = now.Add(time.Millisecond)
 		w.Observe(now, uint64(i+1), ExecRunning, nil)
+	}
+}
+
+func TestHeartbeatFromConfig(t *testing.T) {
+	cfg := &configs.Config{Tasks: []configs.Task{{Period: configs.Duration(10 * time.Millisecond)}, {Period: configs.Duration(250 * time.Microsecond)}},
+		Watchdog: configs.Watchdog{Heartbeat: 4}}
+	if p, n := HeartbeatFromConfig(cfg); p != 250*time.Microsecond || n != 4 {
+		t.Fatalf("%v × %d", p, n)
+	}
+	if p, n := HeartbeatFromConfig(&configs.Config{}); p != 10*time.Millisecond || n != 10 {
+		t.Fatalf("defaults %v × %d", p, n)
 	}
 }
