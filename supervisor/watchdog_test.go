@@ -2,11 +2,11 @@ package supervisor
 
 import (
 	"errors"
-
-	"github.com/mkrt/mkrt/configs"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mkrt/mkrt/configs"
 )
 
 func TestWatchdog(t *testing.T) {
