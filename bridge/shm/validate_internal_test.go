@@ -205,7 +205,8 @@ func TestInspectWithoutLayout(t *testing.T) {
 }
 
 func TestLiveWriter(t *testing.T) {
-	l, r := formatted(t, testParams())
+	l, _ := NewLayout(testParams())
+	r := fileRegion(t, l.Size())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	w1, err := AttachWriter(ctx, r, l, WriterOptions{PID: 1111})
