@@ -13,5 +13,6 @@ func commands() []*cobra.Command {
 		newTagsCmd(),
 		newSetCmd(),
 		newApplyCmd(),
+		newLatencyCmd(),
 	}
 }

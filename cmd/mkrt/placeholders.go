@@ -15,7 +15,6 @@ var errNotAvailable = errors.New("not available yet")
 func placeholders() []*cobra.Command {
 	return []*cobra.Command{
 		placeholder("run CONFIG", "run a control config: supervisor, partition, bridge and broker"),
-		placeholder("latency", "latency measurement runs and reports"),
 		placeholder("image", "build the application kernel image"),
 		placeholder("partition", "partition configs for the kexec-family backends"),
 	}

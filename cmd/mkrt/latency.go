@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/latency"
+	"github.com/mkrt/mkrt/latency/report"
+)
+
+// newLatencyCmd is `mkrt latency`: run, report, compare.
+func newLatencyCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "latency", Short: "latency measurement runs and reports"}
+	cmd.AddCommand(latencyRunCmd(), latencyReportCmd(), latencyCompareCmd())
+	return cmd
+}
+
+// latencyRunCmd is `mkrt latency run`: a cyclictest-equivalent measurement
+// on the executive's own task loop.
+func latencyRunCmd() *cobra.Command {
+	var o latency.Options
+	var cpus, board, load string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "measure wake-up latency with the executive's task loop (optionally against cyclictest)",
+		Long: "Run one SCHED_FIFO measurement thread per CPU through the executive's task\n" +
+			"loop (the same thread setup, absolute sleeps and timing code as a control\n" +
+			"task) and report wake-up latency: min/avg/p50/p90/p99/p99.9/p99.99/max.\n" +
+			"With --vs-cyclictest, cyclictest runs with the same CPUs, priority and\n" +
+			"interval in alternating blocks of the same run, and both are printed side\n" +
+			"by side with ratios. Needs root for SCHED_FIFO; otherwise the run is\n" +
+			"degraded and says so.",
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&cpus, "cpus", "0", "CPUs to measure, as a cpulist (\"0,1\", \"2-3\")")
+	cmd.Flags().BoolVarP(&all, "all-cpus", "a", false, "measure every online CPU")
+	cmd.Flags().IntVarP(&o.Priority, "priority", "p", latency.DefaultPriority, "SCHED_FIFO priority, 1-99")
+	cmd.Flags().DurationVarP(&o.Interval, "interval", "i", latency.DefaultInterval, "wake-up period (whole µs)")
+	cmd.Flags().DurationVarP(&o.Duration, "duration", "D", latency.DefaultDuration, "mkrt measuring time (cyclictest gets as much again); ignored with --loops")
+	cmd.Flags().Uint64VarP(&o.Loops, "loops", "l", 0, "cycles per thread instead of --duration")
+	cmd.Flags().BoolVar(&o.VsCyclictest, "vs-cyclictest", false, "also run cyclictest (rt-tests) in alternating blocks and compare")
+	cmd.Flags().IntVar(&o.Blocks, "blocks", 0, "alternating blocks (default 10 with --vs-cyclictest, else 1)")
+	cmd.Flags().IntVar(&o.MaxUS, "histogram", latency.DefaultMaxUS, "1 µs buckets of the histograms (cyclictest -h)")
+	cmd.Flags().StringVar(&o.OutDir, "out", "", "write mkrt.hlog, histogram.txt, cyclictest.txt and summary.json to DIR")
+	cmd.Flags().StringVar(&board, "board", "", "board of the --report verdict")
+	cmd.Flags().StringVar(&load, "load", "idle", "load description for the --report")
+	rep := addLatencyReportFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var err error
+		if all {
+			o.CPUs = make([]int, runtime.NumCPU())
+			for i := range o.CPUs {
+				o.CPUs[i] = i
+			}
+		} else if o.CPUs, err = configs.ParseCPUList(cpus); err != nil {
+			return err
+		}
+		if !cmd.Flags().Changed("duration") && o.Loops > 0 {
+			o.Duration = 0
+		}
+		stderr := cmd.ErrOrStderr()
+		tty := false
+		if f, ok := stderr.(*os.File); ok {
+			if st, err := f.Stat(); err == nil {
+				tty = st.Mode()&os.ModeCharDevice != 0
+			}
+		}
+		progress, finish := latency.NewProgressPrinter(stderr, tty, 10*time.Second)
+		o.Progress = progress
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+		defer stop()
+		res, err := latency.Run(ctx, o)
+		finish()
+		if res != nil {
+			latency.FormatSummary(cmd.OutOrStdout(), res.Summary)
+		}
+		if err != nil {
+			return fmt.Errorf("latency run: %w", err)
+		}
+		if rep.Dir != "" {
+			meta, err := latencyReportMeta(os.DirFS("/"), board, load)
+			if err != nil {
+				return err
+			}
+			meta.Duration, meta.Interval, meta.Priority, meta.CPUs, meta.Started = res.End.Sub(res.Start), res.Options.Interval, res.Options.Priority, res.Options.CPUs, res.Start
+			meta.RT = res.RT.String()
+			if _, err := report.Write(rep.Dir, meta, latencySeries(res), rep.options()); err != nil {
+				return fmt.Errorf("latency run: report: %w", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "report:", rep.Dir)
+		}
+		return nil
+	}
+	return cmd
+}
+
+// latencySeries is a run's histograms as report series.
+func latencySeries(res *latency.Result) []report.Series {
+	var s []report.Series
+	for _, th := range res.Threads {
+		s = append(s, report.Series{Label: fmt.Sprintf("mkrt cpu%d", th.CPU), Source: "mkrt", Hist: th.Wake, Unit: time.Nanosecond})
+	}
+	for i, m := range res.Cyclictest {
+		s = append(s, report.Series{Label: fmt.Sprintf("cyclictest cpu%d", res.Options.CPUs[i]), Source: "cyclictest", Hist: m.Histogram(), Unit: time.Microsecond})
+	}
+	return s
+}

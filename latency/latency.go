@@ -1,0 +1,362 @@
+// Package latency is mkrt's wake-up latency measurement runner, the
+// equivalent of cyclictest built on the executive itself: one measurement
+// task per CPU, run by rtkernel/executive with an empty program, so the
+// figures are those of the executive's own thread setup, sleep and timing
+// code. Optionally it runs cyclictest (Debian rt-tests) with the same CPUs,
+// priority and interval in alternating blocks of the same run and compares
+// the two.
+//
+// Run returns a Result with per-thread HdrHistograms (nanoseconds),
+// cyclictest's histograms as counts per microsecond and a JSON-ready
+// Summary; with Options.OutDir it also writes an HdrHistogram interval log,
+// a cyclictest-format histogram text file and summary.json.
+//
+// Meaningful figures need root (SCHED_FIFO, mlockall, /dev/cpu_dma_latency)
+// and ideally a PREEMPT_RT kernel with isolated CPUs; without privileges
+// the run is SCHED_OTHER and its Summary says "rt: degraded (…)".
+package latency
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/executive"
+	"github.com/mkrt/mkrt/rtkernel/rt"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+)
+
+// Defaults of Options.
+const (
+	DefaultPriority = 80
+	DefaultInterval = time.Millisecond
+	DefaultBlocks   = 10
+	DefaultMaxUS    = 10000
+	DefaultHighest  = time.Second
+	DefaultDuration = 10 * time.Second
+)
+
+// The files Run writes into Options.OutDir.
+const (
+	IntervalLogFile = "mkrt.hlog"
+	HistogramFile   = "histogram.txt"
+	CyclictestFile  = "cyclictest.txt"
+	SummaryFile     = "summary.json"
+)
+
+// Errors, to be matched with errors.Is.
+var (
+	ErrOptions       = errors.New("latency: bad options")
+	ErrNoCyclictest  = errors.New("latency: cyclictest not found (install Debian package rt-tests)")
+	ErrCyclictestRun = errors.New("latency: cyclictest failed")
+)
+
+// Options is one measurement run. The zero value measures CPU 0 for 10 s at
+// priority 80 with a 1 ms interval.
+type Options struct {
+	// CPUs gets one measurement thread each; default CPU 0.
+	CPUs []int
+	// Priority is the SCHED_FIFO priority; default 80.
+	Priority int
+	// Interval is the wake-up period; default 1ms.
+	Interval time.Duration
+	// Duration is the mkrt measurement time (cyclictest gets as much again);
+	// ignored when Loops is set; default 10s.
+	Duration time.Duration
+	// Loops is the number of mkrt cycles per thread (cyclictest runs as
+	// many).
+	Loops uint64
+	// VsCyclictest also runs cyclictest, alternating with mkrt in Blocks
+	// blocks each.
+	VsCyclictest bool
+	// Blocks is the number of alternating blocks; default 10 with
+	// VsCyclictest, else 1.
+	Blocks int
+	// Cyclictest is the cyclictest binary; default "cyclictest" on PATH.
+	Cyclictest string
+	// MaxUS is the number of 1 µs histogram buckets (cyclictest -h);
+	// default 10000.
+	MaxUS int
+	// Highest is the largest latency the HdrHistograms track; default 1s.
+	Highest time.Duration
+	// LogInterval is the length of the intervals in the interval log and of
+	// the live progress; default 1s.
+	LogInterval time.Duration
+	// OutDir, when set, receives the interval log, histogram.txt,
+	// cyclictest.txt and summary.json.
+	OutDir string
+	// Progress receives live figures at every interval, from a general
+	// goroutine.
+	Progress func(Progress)
+	Logger   *slog.Logger
+	// KeepGC leaves the garbage collector on during the measurement.
+	KeepGC bool
+}
+
+// Thread is one measurement thread's result.
+type Thread struct {
+	CPU int
+	// Wake is the wake-up latency (actual - scheduled start) in nanoseconds.
+	Wake *hdrhistogram.Histogram
+	// Exec is the cycle's execution time in nanoseconds.
+	Exec *hdrhistogram.Histogram
+	// Overruns counts cycles that ended past their deadline.
+	Overruns uint64
+	// Micros is Wake binned to whole microseconds, as cyclictest counts.
+	Micros Micros
+}
+
+// Result is a finished run. Its fields are stable: reports build on them.
+type Result struct {
+	Options Options
+	Start   time.Time
+	End     time.Time
+	// RT is the real-time setup the measurement threads got.
+	RT rt.Status
+	// Threads is one per CPU, in Options.CPUs order.
+	Threads []Thread
+	// Merged is every thread's Wake histogram merged.
+	Merged *hdrhistogram.Histogram
+	// Cyclictest is set with VsCyclictest: one histogram per thread, in
+	// Options.CPUs order.
+	Cyclictest []Micros
+	// CyclictestArgs is the command line of one cyclictest block.
+	CyclictestArgs []string
+	Summary        Summary
+}
+
+// Progress is a live report during a run.
+type Progress struct {
+	// Done is the fraction of the run completed, 0-1.
+	Done float64
+	// Elapsed is the wall time since the start.
+	Elapsed time.Duration
+	// Phase is "mkrt" or "cyclictest"; Block counts from 1 to Blocks.
+	Phase         string
+	Block, Blocks int
+	// Live is mkrt's merged wake-up latency so far (nanoseconds); nil
+	// before the first interval.
+	Live *hdrhistogram.Histogram
+}
+
+func (o *Options) defaults() error {
+	if len(o.CPUs) == 0 {
+		o.CPUs = []int{0}
+	}
+	if o.Priority == 0 {
+		o.Priority = DefaultPriority
+	}
+	if o.Priority < 1 || o.Priority > 99 {
+		return fmt.Errorf("%w: priority %d is outside 1-99", ErrOptions, o.Priority)
+	}
+	if o.Interval == 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.Interval < 10*time.Microsecond || o.Interval%time.Microsecond != 0 {
+		return fmt.Errorf("%w: interval %v must be a whole number of µs, at least 10µs", ErrOptions, o.Interval)
+	}
+	if o.Loops == 0 && o.Duration == 0 {
+		o.Duration = DefaultDuration
+	}
+	if o.Blocks == 0 {
+		o.Blocks = 1
+		if o.VsCyclictest {
+			o.Blocks = DefaultBlocks
+		}
+	}
+	if o.Blocks < 1 {
+		return fmt.Errorf("%w: blocks %d", ErrOptions, o.Blocks)
+	}
+	if o.MaxUS == 0 {
+		o.MaxUS = DefaultMaxUS
+	}
+	if o.Highest == 0 {
+		o.Highest = DefaultHighest
+	}
+	if o.LogInterval == 0 {
+		o.LogInterval = time.Second
+	}
+	if o.Cyclictest == "" {
+		o.Cyclictest = "cyclictest"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	seen := map[int]bool{}
+	for _, c := range o.CPUs {
+		if c < 0 || seen[c] {
+			return fmt.Errorf("%w: CPU %d given twice or negative", ErrOptions, c)
+		}
+		seen[c] = true
+	}
+	return nil
+}
+
+// blockCycles is the number of cycles of one block.
+func (o *Options) blockCycles() uint64 {
+	total := o.Loops
+	if total == 0 {
+		total = uint64(o.Duration / o.Interval)
+	}
+	return max(1, (total+uint64(o.Blocks)-1)/uint64(o.Blocks))
+}
+
+// Run measures wake-up latency as Options say. It returns when the run is
+// complete or ctx is done (with what was measured so far and ctx's error).
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	res := &Result{Options: o, Start: time.Now(), Merged: hdrhistogram.New(1, int64(o.Highest), 3)}
+	for _, c := range o.CPUs {
+		res.Threads = append(res.Threads, Thread{CPU: c, Wake: hdrhistogram.New(1, int64(o.Highest), 3), Exec: hdrhistogram.New(1, int64(o.Highest), 3)})
+	}
+	if o.VsCyclictest {
+		path, err := findCyclictest(o.Cyclictest)
+		if err != nil {
+			return nil, err
+		}
+		o.Cyclictest = path
+		res.CyclictestArgs = cyclictestArgs(o)
+	}
+	var hlog *intervalLog
+	if o.OutDir != "" {
+		if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+			return nil, fmt.Errorf("latency: %w", err)
+		}
+		var err error
+		if hlog, err = createIntervalLog(filepath.Join(o.OutDir, IntervalLogFile), res.Start, o.Highest); err != nil {
+			return nil, err
+		}
+		defer hlog.Close()
+	}
+	live := &liveStats{h: hdrhistogram.New(1, int64(o.Highest), 3)}
+	var runErr error
+	for b := 1; b <= o.Blocks && runErr == nil; b++ {
+		o.Logger.Debug("latency: block", "block", b, "of", o.Blocks)
+		runErr = runBlock(ctx, o, res, b, hlog, live)
+		if runErr == nil && o.VsCyclictest {
+			report(o, res, "cyclictest", b, live)
+			runErr = runCyclictest(ctx, o, res)
+		}
+	}
+	res.End = time.Now()
+	for i := range res.Threads {
+		th := &res.Threads[i]
+		th.Micros = MicrosOf(th.Wake, o.MaxUS)
+		res.Merged.Merge(th.Wake)
+	}
+	res.Summary = summarize(res)
+	if o.OutDir != "" {
+		if err := res.WriteFiles(o.OutDir); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	return res, runErr
+}
+
+// liveStats is mkrt's merged histogram for the progress display.
+type liveStats struct {
+	mu sync.Mutex
+	h  *hdrhistogram.Histogram
+}
+
+// report sends a Progress: phase "mkrt" while a block measures (done from
+// the samples so far), "cyclictest" when a cyclictest block starts.
+func report(o Options, res *Result, phase string, block int, live *liveStats) {
+	if o.Progress == nil {
+		return
+	}
+	p := Progress{Phase: phase, Block: block, Blocks: o.Blocks, Elapsed: time.Since(res.Start)}
+	live.mu.Lock()
+	if live.h.TotalCount() > 0 {
+		p.Live = live.h.Clone()
+	}
+	perThread := uint64(live.h.TotalCount()) / uint64(len(o.CPUs))
+	live.mu.Unlock()
+	sides := 1.0
+	if o.VsCyclictest {
+		sides = 2
+	}
+	per := 1 / float64(o.Blocks)
+	frac := 1.0
+	if phase == "mkrt" {
+		inBlock := perThread - min(perThread, uint64(block-1)*o.blockCycles())
+		frac = min(1, float64(inBlock)/float64(o.blockCycles()))
+	}
+	p.Done = float64(block-1)*per + frac*per/sides
+	o.Progress(p)
+}
+
+// measurementConfig is the executive config of one block: one task per CPU
+// with an empty program, skipping missed periods as cyclictest does, and a
+// watchdog that never trips.
+func measurementConfig(o Options) *configs.Config {
+	cfg := &configs.Config{Watchdog: configs.Watchdog{Overruns: 1 << 30}, Latency: configs.Latency{Highest: configs.Duration(o.Highest)}}
+	for _, c := range o.CPUs {
+		cpu := c
+		cfg.Tasks = append(cfg.Tasks, configs.Task{Name: fmt.Sprintf("cpu%d", c), Period: configs.Duration(o.Interval),
+			Priority: o.Priority, CPU: &cpu, Overrun: configs.OverrunSkip})
+	}
+	return cfg
+}
+
+// idle is the measurement tasks' program: nothing to run, nothing written.
+type idle struct{}
+
+func (idle) Run(time.Duration, time.Duration) {}
+func (idle) Outputs() []tag.ID                { return nil }
+
+// runBlock runs one block of the executive's measurement tasks.
+func runBlock(ctx context.Context, o Options, res *Result, block int, hlog *intervalLog, live *liveStats) error {
+	cfg := measurementConfig(o)
+	tab, err := tag.NewTable(cfg)
+	if err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	opts := executive.Options{Logger: o.Logger, Cycles: o.blockCycles(), Interval: o.LogInterval, KeepGC: o.KeepGC,
+		StartDelay: 20 * time.Millisecond,
+		OnInterval: func(task int, wake, _ *hdrhistogram.Histogram) {
+			if hlog != nil {
+				hlog.write(res.Threads[task].CPU, wake, o.Logger)
+			}
+			live.mu.Lock()
+			live.h.Merge(wake)
+			live.mu.Unlock()
+			if task == len(o.CPUs)-1 {
+				report(o, res, "mkrt", block, live)
+			}
+		}}
+	e, err := executive.New(cfg, tab, func(string, *tag.Table) (executive.Program, error) { return idle{}, nil }, nil, nil, opts)
+	if err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	bctx := ctx
+	if o.Loops == 0 {
+		// Bounded by the cycle count; the timeout is a safety net for a
+		// starved thread.
+		var cancel context.CancelFunc
+		bctx, cancel = context.WithTimeout(ctx, 2*time.Duration(o.blockCycles())*o.Interval+10*time.Second)
+		defer cancel()
+	}
+	runErr := e.Run(bctx)
+	st := e.Status()
+	res.RT.Merge(st.RT)
+	for i, h := range e.Histograms() {
+		res.Threads[i].Wake.Merge(h.Wake)
+		res.Threads[i].Exec.Merge(h.Exec)
+		res.Threads[i].Overruns += st.Tasks[i].Overruns
+	}
+	if runErr != nil {
+		return fmt.Errorf("latency: block %d: %w", block, runErr)
+	}
+	return ctx.Err()
+}

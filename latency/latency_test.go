@@ -1,0 +1,239 @@
+package latency_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/mkrt/mkrt/latency"
+)
+
+func parseFile(t *testing.T, name string) []latency.Micros {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := latency.ParseCyclictest(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// The testdata files are recorded cyclictest runs:
+//
+//	cyclictest -m -p 80 -i 1000 -a 1 -t 1 -q -h 200 -l 2000
+//	cyclictest -m -p 80 -i 1000 -a 0,1 -t 2 -q -h 100 -l 500
+func TestParseCyclictest(t *testing.T) {
+	one := parseFile(t, "cyclictest-1thread.txt")
+	if len(one) != 1 {
+		t.Fatalf("%d threads, want 1", len(one))
+	}
+	m := one[0]
+	if len(m.Counts) != 200 || m.Samples() != 2000 || m.Overflows != 27 || m.MinUS != 12 || m.AvgUS != 75 || m.MaxUS != 1900 {
+		t.Fatalf("parsed %d buckets, %d samples, %d overflows, min %d avg %d max %d", len(m.Counts), m.Samples(), m.Overflows, m.MinUS, m.AvgUS, m.MaxUS)
+	}
+	if m.Counts[12] != 1 || m.Counts[51] != 20 {
+		t.Errorf("buckets 12, 51 = %d, %d; want 1, 20", m.Counts[12], m.Counts[51])
+	}
+	if p := m.Percentile(100); p != 1900 {
+		t.Errorf("p100 = %d, want the max 1900 (overflows)", p)
+	}
+	two := parseFile(t, "cyclictest-2threads.txt")
+	if len(two) != 2 || two[0].Samples() != 500 || two[1].Samples() != 500 || two[0].Overflows != 53 || two[1].MaxUS != 1052 {
+		t.Fatalf("two threads parsed as %+v", two)
+	}
+	for _, h := range append(one, two...) {
+		monotonic(t, latency.StatsOfMicros(h))
+	}
+}
+
+func TestParseCyclictestRejects(t *testing.T) {
+	for name, text := range map[string]string{
+		"empty":      "",
+		"no rows":    "# Histogram\n# Total: 000000000\n",
+		"garbage":    "# Histogram\n000000 abc\n",
+		"gap":        "# Histogram\n000000 000001\n000002 000001\n",
+		"columns":    "# Histogram\n000000 000001 000002\n000001 000001\n",
+		"max fields": "# Histogram\n000000 000001\n# Max Latencies: 00001 00002\n",
+	} {
+		if _, err := latency.ParseCyclictest(bytes.NewBufferString(text)); !errors.Is(err, latency.ErrHistogram) {
+			t.Errorf("%s: err = %v, want ErrHistogram", name, err)
+		}
+	}
+}
+
+func TestWriteCyclictestRoundTrip(t *testing.T) {
+	in := parseFile(t, "cyclictest-2threads.txt")
+	var buf bytes.Buffer
+	if err := latency.WriteCyclictest(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := latency.ParseCyclictest(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range in {
+		a, b := in[i], out[i]
+		if a.Samples() != b.Samples() || a.Overflows != b.Overflows || a.MinUS != b.MinUS || a.AvgUS != b.AvgUS || a.MaxUS != b.MaxUS || len(a.Counts) != len(b.Counts) {
+			t.Fatalf("thread %d: round trip %+v != %+v", i, b, a)
+		}
+	}
+}
+
+func TestMicrosOf(t *testing.T) {
+	h := hdrhistogram.New(1, int64(time.Second), 3)
+	for _, ns := range []int64{1500, 1999, 2000, 7000, 250_000, 50_000_000} {
+		_ = h.RecordValue(ns)
+	}
+	m := latency.MicrosOf(h, 1000)
+	if m.Counts[1] != 2 || m.Counts[2] != 1 || m.Counts[7] != 1 || m.Counts[250] != 1 || m.Overflows != 1 || m.Samples() != 6 {
+		t.Fatalf("binned = 1:%d 2:%d 7:%d 250:%d overflow %d", m.Counts[1], m.Counts[2], m.Counts[7], m.Counts[250], m.Overflows)
+	}
+	if m.MinUS != 1 || m.MaxUS < 49_900 || m.Percentile(50) != 2 {
+		t.Fatalf("min %d max %d p50 %d", m.MinUS, m.MaxUS, m.Percentile(50))
+	}
+	if hh := m.Histogram(); hh.TotalCount() != 6 {
+		t.Fatalf("as histogram: %d samples, want 6", hh.TotalCount())
+	}
+}
+
+func monotonic(t *testing.T, s latency.Stats) {
+	t.Helper()
+	v := []float64{s.MinUS, s.P50US, s.P90US, s.P99US, s.P999US, s.P9999US, s.MaxUS}
+	for i := 1; i < len(v); i++ {
+		if v[i] < v[i-1] {
+			t.Fatalf("figures not monotonic: %v", v)
+		}
+	}
+	if s.AvgUS < s.MinUS || s.AvgUS > s.MaxUS {
+		t.Fatalf("avg %v outside min/max %v/%v", s.AvgUS, s.MinUS, s.MaxUS)
+	}
+}
+
+// TestRun measures 300 cycles on the executive's loop for real (degraded
+// without root, which the summary says) and checks every output file.
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	var progress int
+	res, err := latency.Run(context.Background(), latency.Options{Loops: 300, Interval: 500 * time.Microsecond, OutDir: dir,
+		LogInterval: 50 * time.Millisecond, Progress: func(latency.Progress) { progress++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: p50 %.1fµs max %.1fµs", res.Summary.RT, res.Summary.Mkrt.Merged.P50US, res.Summary.Mkrt.Merged.MaxUS)
+	if n := res.Threads[0].Wake.TotalCount(); n != 300 || res.Merged.TotalCount() != 300 || res.Threads[0].Micros.Samples() != 300 {
+		t.Fatalf("samples = %d (merged %d, binned %d), want 300", n, res.Merged.TotalCount(), res.Threads[0].Micros.Samples())
+	}
+	monotonic(t, res.Summary.Mkrt.Merged)
+	if progress == 0 {
+		t.Error("no progress reported")
+	}
+	f, err := os.Open(filepath.Join(dir, latency.IntervalLogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := hdrhistogram.NewHistogramLogReader(f)
+	var logged int64
+	for {
+		h, err := r.NextIntervalHistogram()
+		if err != nil {
+			t.Fatalf("interval log: %v", err)
+		}
+		if h == nil {
+			break
+		}
+		if h.Tag() != "cpu0" {
+			t.Fatalf("interval tag %q, want cpu0", h.Tag())
+		}
+		logged += h.TotalCount()
+	}
+	if logged != 300 {
+		t.Fatalf("interval log holds %d samples, want 300", logged)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, latency.SummaryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum latency.Summary
+	if err := json.Unmarshal(b, &sum); err != nil || sum.Mkrt.Merged.Samples != 300 || sum.RT == "" {
+		t.Fatalf("summary.json: %v %+v", err, sum)
+	}
+	parsed := parseOut(t, dir, latency.HistogramFile)
+	if parsed[0].Samples() != 300 {
+		t.Fatalf("histogram.txt holds %d samples", parsed[0].Samples())
+	}
+}
+
+func parseOut(t *testing.T, dir, name string) []latency.Micros {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := latency.ParseCyclictest(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestRunRejects(t *testing.T) {
+	for _, o := range []latency.Options{{Priority: 100}, {Interval: 1500 * time.Nanosecond}, {CPUs: []int{1, 1}}, {Blocks: -1}} {
+		if _, err := latency.Run(context.Background(), o); !errors.Is(err, latency.ErrOptions) {
+			t.Errorf("%+v: err = %v, want ErrOptions", o, err)
+		}
+	}
+	if _, err := latency.Run(context.Background(), latency.Options{VsCyclictest: true, Cyclictest: "/nonexistent/cyclictest", Loops: 1}); !errors.Is(err, latency.ErrNoCyclictest) {
+		t.Errorf("missing cyclictest: %v", err)
+	}
+}
+
+// TestVsCyclictest is an integration test against the real cyclictest.
+func TestVsCyclictest(t *testing.T) {
+	if _, err := exec.LookPath("cyclictest"); err != nil {
+		t.Skip("cyclictest not installed (Debian package rt-tests): ", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("cyclictest -m -p needs root")
+	}
+	const loops = 400
+	dir := t.TempDir()
+	res, err := latency.Run(context.Background(), latency.Options{VsCyclictest: true, Loops: loops, Blocks: 2, CPUs: []int{0}, OutDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Summary
+	if s.Cyclictest == nil || s.MkrtMicros == nil || len(s.Comparison) != 4 {
+		t.Fatalf("summary without both sides: %+v", s)
+	}
+	if s.Mkrt.Merged.Samples != loops || s.Cyclictest.Merged.Samples != loops || s.MkrtMicros.Merged.Samples != loops {
+		t.Fatalf("samples mkrt %d (binned %d), cyclictest %d; want %d each", s.Mkrt.Merged.Samples, s.MkrtMicros.Merged.Samples, s.Cyclictest.Merged.Samples, loops)
+	}
+	for _, st := range []latency.Stats{s.Mkrt.Merged, s.MkrtMicros.Merged, s.Cyclictest.Merged} {
+		monotonic(t, st)
+	}
+	for _, r := range s.Comparison {
+		if r.CyclictestUS > 0 && r.Ratio != r.MkrtUS/r.CyclictestUS {
+			t.Errorf("ratio %+v inconsistent", r)
+		}
+	}
+	if ct := parseOut(t, dir, latency.CyclictestFile); ct[0].Samples() != loops {
+		t.Fatalf("cyclictest.txt holds %d samples, want %d", ct[0].Samples(), loops)
+	}
+	var out bytes.Buffer
+	latency.FormatSummary(&out, s)
+	t.Log("\n" + out.String())
+}
