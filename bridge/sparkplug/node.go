@@ -355,9 +355,11 @@ func (n *Node) Run(ctx context.Context) error {
 			n.st.Sync()
 			return nil
 		case c := <-sessions:
+			// The host's last known STATE carries over: its retained STATE may
+			// reach the inbox before this session does; a newer offline STATE
+			// ends the session again.
 			n.conn, n.born, n.seq = c, false, 0
-			n.hostOnline = n.topics.state == ""
-			if n.hostOnline {
+			if n.topics.state == "" || n.hostOnline {
 				n.birth(ctx)
 			}
 		case <-lost:
