@@ -278,7 +278,8 @@ func (s *Server) unit(u uint8) error {
 	return nil
 }
 
-func (s *Server) readBits(ar configs.Area, unit uint8, addr, qty uint16) ([]bool, error) {
+// read copies addr..addr+qty of an area's bits or registers from the image.
+func read[T bool | uint16](s *Server, ar configs.Area, unit uint8, addr, qty uint16, of func(*area) []T) ([]T, error) {
 	if err := s.unit(unit); err != nil {
 		return nil, err
 	}
@@ -289,21 +290,18 @@ func (s *Server) readBits(ar configs.Area, unit uint8, addr, qty uint16) ([]bool
 		return nil, err
 	}
 	s.count.Published.Add(1)
-	return append([]bool(nil), a.bits[addr:int(addr)+int(qty)]...), nil
+	return append([]T(nil), of(a)[addr:int(addr)+int(qty)]...), nil
+}
+
+func bits(a *area) []bool   { return a.bits }
+func regs(a *area) []uint16 { return a.regs }
+
+func (s *Server) readBits(ar configs.Area, unit uint8, addr, qty uint16) ([]bool, error) {
+	return read(s, ar, unit, addr, qty, bits)
 }
 
 func (s *Server) readRegs(ar configs.Area, unit uint8, addr, qty uint16) ([]uint16, error) {
-	if err := s.unit(unit); err != nil {
-		return nil, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	a, err := s.span(ar, addr, qty)
-	if err != nil {
-		return nil, err
-	}
-	s.count.Published.Add(1)
-	return append([]uint16(nil), a.regs[addr:int(addr)+int(qty)]...), nil
+	return read(s, ar, unit, addr, qty, regs)
 }
 
 // HandleCoils implements modbus.RequestHandler.

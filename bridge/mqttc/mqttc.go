@@ -143,6 +143,16 @@ func (c *Conn) wait(ctx context.Context, t paho.Token) error {
 	}
 }
 
+// Hold blocks until the session ends (returning why) or ctx ends.
+func (c *Conn) Hold(ctx context.Context) error {
+	select {
+	case <-c.lost:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Lost is closed when the session ends; Err then says why.
 func (c *Conn) Lost() <-chan struct{} { return c.lost }
 

@@ -142,12 +142,7 @@ func (j *Publisher) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			select {
-			case <-c.Lost():
-				return c.Err()
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return c.Hold(ctx)
 		})
 	}()
 	var conn *mqttc.Conn

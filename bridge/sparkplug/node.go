@@ -315,12 +315,7 @@ func (n *Node) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			select {
-			case <-c.Lost():
-				return c.Err()
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return c.Hold(ctx)
 		})
 	}()
 	defer wg.Wait()
