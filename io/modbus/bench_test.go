@@ -16,7 +16,7 @@ import (
 )
 
 // buildC compiles testdata/<name>.c against libmodbus into dir.
-func buildC(b *testing.B, dir, name string) string {
+func buildC(b testing.TB, dir, name string) string {
 	b.Helper()
 	cc, err := exec.LookPath("cc")
 	if err != nil {
