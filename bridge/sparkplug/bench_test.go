@@ -24,6 +24,12 @@ import (
 // Reports the latency percentiles and the delivered fraction (1 = no
 // backlog, nothing lost).
 func BenchmarkImageToSubscriber(b *testing.B) {
+	for _, qos := range []byte{0, 1} {
+		b.Run(fmt.Sprintf("qos%d", qos), func(b *testing.B) { benchImage(b, qos) })
+	}
+}
+
+func benchImage(b *testing.B, qos byte) {
 	const nTags, nChange, period = 10000, 1000, 10 * time.Millisecond
 	br := bridgetest.Mosquitto(b)
 	cfg := &configs.Config{}
@@ -43,7 +49,7 @@ func BenchmarkImageToSubscriber(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer sub.Close()
-	sub.Subscribe(context.Background(), "spBv1.0/bench/NDATA/#", 0, func(_ string, payload []byte) {
+	sub.Subscribe(context.Background(), "spBv1.0/bench/NDATA/#", qos, func(_ string, payload []byte) {
 		now := time.Since(base)
 		pl := &sproto.Payload{}
 		if proto.Unmarshal(payload, pl) != nil {
@@ -58,7 +64,7 @@ func BenchmarkImageToSubscriber(b *testing.B) {
 		}
 		mu.Unlock()
 	})
-	n, err := sparkplug.New(sparkplug.Config{Group: "bench", Node: "n1", QoS: 0, StoreDir: b.TempDir(), Poll: period, HealthPeriod: time.Hour,
+	n, err := sparkplug.New(sparkplug.Config{Group: "bench", Node: "n1", QoS: qos, StoreDir: b.TempDir(), Poll: period, HealthPeriod: time.Hour,
 		MQTT: mqttc.Options{Broker: br.URL(false), ClientID: "bench-node"}}, p)
 	if err != nil {
 		b.Fatal(err)
