@@ -108,6 +108,24 @@ func knownTags() ([]configs.IOTag, map[string]float64) {
 	return tags, want
 }
 
+// checkKnown waits until the known tags are good and checks their values.
+func checkKnown(t *testing.T, s *Scanner, tab *tag.Table, want map[string]float64) {
+	t.Helper()
+	names := []string{"txt"}
+	for n := range want {
+		names = append(names, n)
+	}
+	waitFor(t, s, tab, "known tags good", allGood(tab, names...))
+	for n, v := range want {
+		if got := sample(tab, n).Value; got != v {
+			t.Errorf("%s = %v, want %v", n, got, v)
+		}
+	}
+	if id, _ := tab.Lookup("txt"); tab.Text[id] != "ABC" {
+		t.Errorf("txt = %q, want ABC", tab.Text[id])
+	}
+}
+
 // TestPymodbusAllOrders polls an independent server (pymodbus) holding
 // known registers, over Modbus TCP and over RTU frames on TCP.
 func TestPymodbusAllOrders(t *testing.T) {
@@ -126,19 +144,7 @@ func TestPymodbusAllOrders(t *testing.T) {
 			dev.Driver = c.driver
 			tab := newTable(t, dev)
 			s := startScanner(t, dev, tab)
-			names := []string{"txt"}
-			for n := range want {
-				names = append(names, n)
-			}
-			waitFor(t, s, tab, "all good", allGood(tab, names...))
-			for n, v := range want {
-				if got := sample(tab, n).Value; got != v {
-					t.Errorf("%s = %v, want %v", n, got, v)
-				}
-			}
-			if id, _ := tab.Lookup("txt"); tab.Text[id] != "ABC" {
-				t.Errorf("txt = %q, want ABC", tab.Text[id])
-			}
+			checkKnown(t, s, tab, want)
 			// Writes: FC16 of a word-swapped float, FC22 of one bit; read back.
 			for n, v := range map[string]float64{"out": -2.5, "flag": 1} {
 				id, _ := tab.Lookup(n)

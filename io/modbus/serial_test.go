@@ -53,15 +53,5 @@ func TestRTUSerial(t *testing.T) {
 	dev := configs.Device{Name: "rtu", Driver: configs.DriverModbusRTU, Address: b, Timeout: configs.Duration(time.Second),
 		Poll: configs.Duration(20 * time.Millisecond), Serial: configs.Serial{BaudRate: 19200, Parity: "E"}, Tags: tags}
 	tab := newTable(t, dev)
-	s := startScanner(t, dev, tab)
-	names := []string{"txt"}
-	for n := range want {
-		names = append(names, n)
-	}
-	waitFor(t, s, tab, "all good over RTU", allGood(tab, names...))
-	for n, v := range want {
-		if got := sample(tab, n).Value; got != v {
-			t.Errorf("%s = %v, want %v", n, got, v)
-		}
-	}
+	checkKnown(t, startScanner(t, dev, tab), tab, want)
 }
