@@ -1,0 +1,183 @@
+// Package app is the control program of a partition as one unit: it binds
+// the executive (rtkernel/executive) to the compiled block program
+// (rtkernel/blocks), the field devices' scanners (io/modbus) and the writer
+// side of the shared-memory channel (bridge/shm). The same Run serves the
+// process backend (`mkrt executive`, a pinned child of the supervisor) and
+// the application kernel's PID 1 (cmd/mkrt-init).
+//
+// Running for real needs what the executive needs (SCHED_FIFO, mlockall,
+// /dev/cpu_dma_latency: root or CAP_SYS_NICE/CAP_IPC_LOCK) and a mapped
+// shared region; without privileges it runs degraded and says so.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/mkrt/mkrt/bridge/shm"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/io/modbus"
+	"github.com/mkrt/mkrt/rtkernel/blocks"
+	"github.com/mkrt/mkrt/rtkernel/executive"
+	"github.com/mkrt/mkrt/rtkernel/rt"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/supervisor/retain"
+)
+
+// ErrConfig wraps every error that restarting will not fix (the config does
+// not compile, the region belongs to another config); the process exits
+// with supervisor.ExitDoNotRestart for it.
+var ErrConfig = errors.New("app: config cannot run")
+
+// Options are one run of the control program.
+type Options struct {
+	Config *configs.Config
+	// Shm is where the shared region is.
+	Shm shm.Location
+	// Retained are the values of retain tags to start from.
+	Retained []retain.Value
+	// Force takes the region over from a writer that still looks alive.
+	Force bool
+	Log   *slog.Logger
+	// Executive options (tests: fake clock, no real-time).
+	Executive executive.Options
+}
+
+// Run runs the control program until ctx ends, a halt command stops it, or
+// it faults. A halt or a cancelled ctx returns nil.
+func Run(ctx context.Context, o Options) error {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := o.Config
+	tab, err := tag.NewTable(cfg)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if n, skipped := retain.Restore(tab, o.Retained); n > 0 || len(skipped) > 0 {
+		log.Info("retained values restored", "applied", n, "skipped", skipped)
+	}
+	if _, err := blocks.Compile(cfg, tab); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	programs := func(task string, t *tag.Table) (executive.Program, error) {
+		p, err := blocks.Compile(cfg, t)
+		if err != nil {
+			return nil, err
+		}
+		tp := p.Task(task)
+		if tp == nil {
+			return nil, fmt.Errorf("app: no program for task %q", task)
+		}
+		p.SetEpoch(epoch())
+		return blocks.Dotted{TaskProgram: tp}, nil
+	}
+
+	region, err := shm.Open(o.Shm)
+	if err != nil {
+		return err
+	}
+	defer region.Close()
+	layout, err := shm.NewLayout(shm.ParamsFor(cfg, tab, cfg.Hash()))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	w, err := shm.AttachWriter(ctx, region, layout, shm.WriterOptions{Force: o.Force, Logger: log})
+	if err != nil {
+		if errors.Is(err, shm.ErrConfigHash) || errors.Is(err, shm.ErrLayout) || errors.Is(err, shm.ErrSize) {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		return err
+	}
+	defer w.Close()
+
+	fio := &fieldIO{}
+	ioctx, stopIO := context.WithCancel(context.Background())
+	defer stopIO()
+	for _, dev := range cfg.Devices {
+		s, err := modbus.NewScanner(dev, tab, modbus.WithLogger(log))
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if err := s.Start(ioctx); err != nil {
+			return err
+		}
+		defer s.Stop()
+		fio.scanners = append(fio.scanners, s)
+	}
+
+	ch := newChannel(w)
+	eo := o.Executive
+	if eo.Logger == nil {
+		eo.Logger = log
+	}
+	e, err := executive.New(cfg, tab, programs, fio, ch, eo)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	w.SetState(shm.StateBooting, 0)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go reportRT(runCtx, e, w)
+	go stopOnHalt(runCtx, e, stopRun)
+	err = e.Run(runCtx)
+	st := e.Status()
+	w.SetState(State(st.State), uint32(st.Code))
+	switch {
+	case err == nil:
+		log.Info("control program stopped", "state", st.State, "reason", st.Reason)
+		return nil
+	case errors.Is(err, executive.ErrConfig):
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	default:
+		return err
+	}
+}
+
+// reportRT publishes the real-time outcome once the task threads have set
+// themselves up (so `mkrt status` shows "rt: degraded (why)").
+func reportRT(ctx context.Context, e *executive.Executive, w *shm.Writer) {
+	t := time.NewTimer(200 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	st := e.Status().RT
+	if st.Degraded() {
+		w.SetRTMode(shm.RTDegraded, strings.Join(st.Reasons(), "; "))
+		return
+	}
+	w.SetRTMode(shm.RTFull, "")
+}
+
+// stopOnHalt ends the run once a halt command has driven the outputs to
+// their safe state: the executive holds them there, and the caller (the
+// process or PID 1) exits or powers off.
+func stopOnHalt(ctx context.Context, e *executive.Executive, stop context.CancelFunc) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if s, code, _ := e.State(); s == executive.Safe && code == executive.FaultHalt {
+				stop()
+				return
+			}
+		}
+	}
+}
+
+// epoch is the Unix time in ns at monotonic zero, so block outputs carry
+// wall-clock source timestamps.
+func epoch() int64 {
+	return time.Now().UnixNano() - int64(rt.Monotonic{}.Now())
+}

@@ -1,0 +1,126 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mkrt/mkrt/bridge/shm"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/io/sim"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/supervisor/retain"
+)
+
+// TestControlLoopOverSharedMemory runs the tank example against the tank
+// simulator served over Modbus TCP on loopback, with the region in a file:
+// the general side sees the level, writes the setpoint through the command
+// ring, gets the cycle it was applied at, and halts the program.
+func TestControlLoopOverSharedMemory(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, err := sim.Start(ctx, sim.NewTank(), sim.Config{Listen: "127.0.0.1:0", Speed: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+
+	cfg, err := configs.Load("../../configs/examples/tank-level.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Devices[0].Address = srv.Addr()
+	tab, err := tag.NewTable(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout, err := shm.NewLayout(shm.ParamsFor(cfg, tab, cfg.Hash()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "region")
+	loc := shm.File(path, layout.Size(), true)
+
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Config: cfg, Shm: loc, Retained: []retain.Value{{Name: "level_sp", Value: 1.5}}})
+	}()
+
+	region, err := openWhenFormatted(ctx, loc, layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer region.Close()
+	r, err := shm.AttachReader(region, layout, shm.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	level, _ := tab.Lookup("level")
+	sp, _ := tab.Lookup("level_sp")
+	var img shm.Image
+	var hb shm.Heartbeat
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		hb = r.Heartbeat()
+		if err := r.Snapshot(ctx, &img); err != nil {
+			t.Fatal(err)
+		}
+		if hb.State == shm.StateRunning && img.Samples[level].Quality == tag.Good {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no good level within 20s: state %v, level %+v", hb.State, img.Samples[level])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := img.Samples[sp].Value; got != 1.5 {
+		t.Errorf("level_sp = %v, want the retained 1.5", got)
+	}
+	res, err := r.Do(ctx, shm.Command{Kind: shm.CmdWriteTag, Tag: sp, Value: 2.0, Origin: shm.NewOrigin("test")})
+	if err != nil {
+		t.Fatalf("write setpoint: %v", err)
+	}
+	if res.Status != shm.StatusAccepted || res.Cycle == 0 || res.Old != 1.5 {
+		t.Errorf("result %+v, want accepted at a cycle with old value 1.5", res)
+	}
+	res, err = r.Do(ctx, shm.Command{Kind: shm.CmdWriteTag, Tag: sp, Value: 99, Origin: shm.NewOrigin("test")})
+	if !errors.Is(err, shm.ErrOutOfRange) && res.Status != shm.StatusOutOfRange {
+		t.Errorf("out-of-range write: %+v, %v", res, err)
+	}
+	if _, err := r.Submit(shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("test")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after halt: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Run did not return after a halt command")
+	}
+	if st := r.Heartbeat().State; st != shm.StateSafe && st != shm.StateStopping {
+		t.Errorf("state after halt %v, want safe or stopping", st)
+	}
+}
+
+func openWhenFormatted(ctx context.Context, loc shm.Location, l *shm.Layout) (*shm.Region, error) {
+	for {
+		if _, err := os.Stat(loc.Path); err == nil {
+			reg, err := shm.Open(shm.File(loc.Path, l.Size(), false))
+			if err == nil {
+				if _, err := shm.AttachReader(reg, l, shm.ReaderOptions{}); err == nil {
+					return reg, nil
+				}
+				reg.Close()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
