@@ -330,6 +330,14 @@ func (s *Store) Replay(send func(rec []byte) error) error {
 		for {
 			s.mu.Lock()
 			end := s.segs[0].size
+			if len(s.segs) == 1 && s.w != nil && s.bw.Buffered() > 0 {
+				// records appended meanwhile sit in the write buffer: make them readable
+				if err := s.bw.Flush(); err != nil {
+					s.mu.Unlock()
+					f.Close()
+					return fmt.Errorf("store: write %s: %w", s.w.Name(), err)
+				}
+			}
 			s.mu.Unlock()
 			if off >= end {
 				break

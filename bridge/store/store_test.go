@@ -137,3 +137,37 @@ func TestReplayStopsOnErrorAndResumes(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendDuringReplay(t *testing.T) {
+	s, _ := store.Open(t.TempDir(), 0, nil)
+	for i := 0; i < 5; i++ {
+		s.Append([]byte{byte(i)})
+	}
+	var sent []byte
+	next := byte(5)
+	err := s.Replay(func(rec []byte) error {
+		sent = append(sent, rec[0])
+		if next < 20 {
+			// new changes keep arriving while the backlog is sent
+			if err := s.Append([]byte{next}); err != nil {
+				return err
+			}
+			next++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != 20 {
+		t.Fatalf("sent %v", sent)
+	}
+	for i, b := range sent {
+		if int(b) != i {
+			t.Fatalf("out of order: %v", sent)
+		}
+	}
+	if r, _ := s.Len(); r != 0 {
+		t.Fatalf("%d left", r)
+	}
+}
