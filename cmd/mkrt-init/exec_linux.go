@@ -4,12 +4,72 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+	"path/filepath"
 
+	"github.com/mkrt/mkrt/bridge/shm"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/app"
+	"github.com/mkrt/mkrt/rtkernel/image"
 	"github.com/mkrt/mkrt/rtkernel/pid1"
+	"github.com/mkrt/mkrt/rtkernel/tag"
 )
 
-func runExecutive(ctx context.Context, log *slog.Logger, boot *pid1.Boot, shm pid1.ShmLocation) error {
-	return errors.New("executive not linked into this mkrt-init build")
+// runExecutive loads the config from the initramfs, brings up the
+// dedicated NIC and runs the control program on the shared region.
+func runExecutive(ctx context.Context, log *slog.Logger, boot *pid1.Boot, loc pid1.ShmLocation) error {
+	cfg, err := configs.Load("/" + image.ConfigPath)
+	if err != nil {
+		return err
+	}
+	region := shmLocation(loc)
+	if nics := cfg.Partition.NICs; len(nics) > 0 {
+		name, err := pid1.UpNIC(nics[0].Address, nics[0].Gateway)
+		if err != nil {
+			reportFault(cfg, region, err)
+			return err
+		}
+		log.Info("dedicated NIC up", "link", name, "address", nics[0].Address)
+	} else if _, err := pid1.UpNIC("", ""); err != nil {
+		log.Warn("loopback", "err", err)
+	}
+	err = app.Run(ctx, app.Options{Config: cfg, Shm: region, Log: log})
+	if err != nil {
+		reportFault(cfg, region, err)
+	}
+	return err
+}
+
+func shmLocation(loc pid1.ShmLocation) shm.Location {
+	if loc.BAR != "" {
+		return shm.PCI(filepath.Base(filepath.Dir(loc.BAR)))
+	}
+	return shm.Phys(loc.Phys, int64(loc.Size))
+}
+
+// reportFault writes the reason of a fatal error into the shared region
+// (state faulted and a fault event) so the supervisor can show it.
+func reportFault(cfg *configs.Config, loc shm.Location, cause error) {
+	tab, err := tag.NewTable(cfg)
+	if err != nil {
+		return
+	}
+	l, err := shm.NewLayout(shm.ParamsFor(cfg, tab, cfg.Hash()))
+	if err != nil {
+		return
+	}
+	r, err := shm.Open(loc)
+	if err != nil {
+		return
+	}
+	defer r.Close()
+	w, err := shm.AttachWriter(context.Background(), r, l, shm.WriterOptions{Force: true})
+	if err != nil {
+		return
+	}
+	w.SetState(shm.StateFaulted, 1)
+	w.PushEvent(shm.Event{Kind: shm.EventFault, Task: -1, Tag: -1, Text: fmt.Sprint(cause)})
+	// Leave the writer attached: Close would mark the region free, and the
+	// faulted state is what the supervisor must read.
 }

@@ -14,5 +14,6 @@ func commands() []*cobra.Command {
 		newSetCmd(),
 		newApplyCmd(),
 		newLatencyCmd(),
+		newExecutiveCmd(),
 	}
 }

@@ -327,3 +327,15 @@ func (r *ring) lines() []string {
 	}
 	return append(append([]string(nil), r.buf[r.next:]...), r.buf[:r.next]...)
 }
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

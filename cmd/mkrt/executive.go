@@ -1,0 +1,65 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mkrt/mkrt/bridge/shm"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/app"
+	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/retain"
+)
+
+// newExecutiveCmd is `mkrt executive`: the control program of a process
+// partition, started by the supervisor (not by hand).
+func newExecutiveCmd() *cobra.Command {
+	var cfgPath, shmLoc, retainPath string
+	var force bool
+	cmd := &cobra.Command{
+		Use:    "executive --config FILE --shm LOCATION",
+		Short:  "run the control program on a shared region (started by mkrt run)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)).With("partition", os.Getenv("MKRT_PARTITION"))
+			if shmLoc == "" {
+				shmLoc = os.Getenv("MKRT_SHM")
+			}
+			cfg, err := configs.Load(cfgPath)
+			if err != nil {
+				return &exitError{supervisor.ExitDoNotRestart, err}
+			}
+			loc, err := shm.ParseLocation(shmLoc)
+			if err != nil {
+				return &exitError{supervisor.ExitDoNotRestart, fmt.Errorf("--shm: %w", err)}
+			}
+			var vals []retain.Value
+			if retainPath != "" {
+				vals, err = retain.New(retainPath, log).Load()
+				if err != nil && !errors.Is(err, os.ErrNotExist) {
+					log.Warn("retained values not restored", "err", err)
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			err = app.Run(ctx, app.Options{Config: cfg, Shm: loc, Retained: vals, Force: force, Log: log})
+			if errors.Is(err, app.ErrConfig) {
+				return &exitError{supervisor.ExitDoNotRestart, err}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "control config")
+	cmd.Flags().StringVar(&shmLoc, "shm", "", "shared region: /dev/shm/NAME, pci:BDF or mem:ADDR+SIZE (default $MKRT_SHM)")
+	cmd.Flags().StringVar(&retainPath, "retain", "", "retained-values file to start from")
+	cmd.Flags().BoolVar(&force, "force", false, "take the region over from a writer that still looks alive")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
