@@ -63,7 +63,10 @@ type Config struct {
 	IntegrityPeriod time.Duration
 	// HealthPeriod is how often health figures are compared and published; default 1s.
 	HealthPeriod time.Duration
-	// QoS of data messages (births, deaths and commands always use 1).
+	// QoS of live NDATA/DDATA. Births and DDEATH use QoS 0 and NDEATH
+	// QoS 1 as the specification requires; buffered (historical) data is
+	// replayed with QoS 1 so a record leaves the buffer only once the
+	// broker has it.
 	QoS byte
 	// MQTT is the session template; the node sets the will.
 	MQTT mqttc.Options
@@ -411,7 +414,7 @@ func (n *Node) birth(ctx context.Context) {
 		figureMetric(m, &n.figs[i], n.figureAlias(n.figs[i].Name), ts, true)
 		pl.Metrics = append(pl.Metrics, m)
 	}
-	if !n.send(ctx, n.topics.nbirth, pl, 1) {
+	if !n.send(ctx, n.topics.nbirth, pl, 0) {
 		return
 	}
 	n.born = true
@@ -444,7 +447,7 @@ func (n *Node) dbirth(ctx context.Context, d int) bool {
 		pl.Metrics = append(pl.Metrics, m)
 		n.pub[id], n.pubText[id] = n.cur[id], n.curText[id]
 	}
-	if !n.send(ctx, n.deviceTopic("DBIRTH", n.devs[d].name), pl, 1) {
+	if !n.send(ctx, n.deviceTopic("DBIRTH", n.devs[d].name), pl, 0) {
 		return false
 	}
 	n.devs[d].born = true
@@ -454,7 +457,7 @@ func (n *Node) dbirth(ctx context.Context, d int) bool {
 func (n *Node) ddeath(ctx context.Context, d int) {
 	ts := uint64(n.now().UnixMilli())
 	n.devs[d].born = false
-	n.send(ctx, n.deviceTopic("DDEATH", n.devs[d].name), &sproto.Payload{Timestamp: &ts}, 1)
+	n.send(ctx, n.deviceTopic("DDEATH", n.devs[d].name), &sproto.Payload{Timestamp: &ts}, 0)
 }
 
 // send publishes a payload with the next seq. On failure the session is
