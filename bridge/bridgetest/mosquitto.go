@@ -76,7 +76,7 @@ func MosquittoWith(t testing.TB, o MosquittoOptions) *Broker {
 		text += "user root\n"
 	}
 	if o.Persist {
-		text = strings.Replace(text, "persistence false", "persistence true\npersistence_location "+dir+"/", 1)
+		text = strings.Replace(text, "persistence false", "persistence true\nqueue_qos0_messages true\npersistence_location "+dir+"/", 1)
 	}
 	if o.CertFile != "" {
 		text += fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\n", o.CAFile, o.CertFile, o.KeyFile)
