@@ -218,10 +218,11 @@ func New(cfg *configs.Config, p Plant, o Options) (*Bridge, error) {
 		b.mqttOpts = mo
 	}
 	b.mqttOpts.KeepAlive = m.KeepAlive.D()
-	qos := byte(1)
-	if m.QoS > 1 {
+	// configs.Defaults makes an unwritten qos 1; a written 0 stays 0.
+	if m.QoS < 0 || m.QoS > 1 {
 		return nil, fmt.Errorf("bridge: %s: mqtt.qos %d: use 0 or 1", m.Pos, m.QoS)
 	}
+	qos := byte(m.QoS)
 	backoff := mqttc.Backoff{Min: 250 * time.Millisecond, Max: 30 * time.Second}
 	if bc.Sparkplug.Enabled == nil || *bc.Sparkplug.Enabled {
 		k := new(metrics.Counters)
@@ -260,9 +261,6 @@ func New(cfg *configs.Config, p Plant, o Options) (*Bridge, error) {
 		b.counters["modbus"] = k
 		mc := modbusserver.Config{Listen: ms.Listen, MaxClients: ms.MaxClients, IdleTimeout: ms.IdleTimeout.D(), UnitID: ms.UnitID,
 			Map: ms.Map, Poll: o.Poll, Log: o.Log, Counters: k}
-		if mc.UnitID == 0 && ms.UnitID == 0 {
-			mc.UnitID = 1
-		}
 		if ms.TLS.Cert != "" {
 			kp, err := tls.LoadX509KeyPair(ms.TLS.Cert, ms.TLS.Key)
 			if err != nil {
