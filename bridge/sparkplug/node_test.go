@@ -430,3 +430,17 @@ func TestPrimaryHostGatesBirth(t *testing.T) {
 		t.Fatalf("new session bdSeq %d want %d", got, bd+1)
 	}
 }
+
+func TestIntegrityPeriodRepublishes(t *testing.T) {
+	b := bridgetest.Mosquitto(t)
+	ch := subscribe(t, b.URL(false), mqttc.Options{})
+	startNode(t, b.URL(false), t.TempDir(), func(c *sparkplug.Config) { c.IntegrityPeriod = 300 * time.Millisecond })
+	expect(t, ch, "NBIRTH")
+	// nothing changes, yet every node metric is reported again
+	nd := expect(t, ch, "NDATA")
+	for _, id := range []tag.ID{idSetpoint, idMode, idAlarm} {
+		if metric(nd.pl, "", uint64(id)) == nil {
+			t.Fatalf("integrity NDATA lacks alias %d: %v", id, nd.pl)
+		}
+	}
+}
