@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/latency"
 	"github.com/mkrt/mkrt/latency/report"
+	"github.com/mkrt/mkrt/rtkernel/rt"
 )
 
 // newLatencyCmd is `mkrt latency`: run, report, compare.
@@ -52,7 +54,16 @@ func latencyRunCmd() *cobra.Command {
 	cmd.Flags().StringVar(&board, "board", "", "board of the --report verdict")
 	cmd.Flags().StringVar(&load, "load", "idle", "load description for the --report")
 	rep := addLatencyReportFlags(cmd)
+	var keepPreempt bool
+	cmd.Flags().BoolVar(&keepPreempt, "keep-async-preempt", false, "do not restart with GODEBUG=asyncpreemptoff=1")
+	_ = cmd.Flags().MarkHidden("keep-async-preempt")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if !keepPreempt && !rt.AsyncPreemptOff() {
+			// The runtime reads asyncpreemptoff only at start: restart with it.
+			if err := reexecNoPreempt(); err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "mkrt: async preemption stays on:", err)
+			}
+		}
 		var err error
 		if all {
 			o.CPUs = make([]int, runtime.NumCPU())
@@ -111,4 +122,19 @@ func latencySeries(res *latency.Result) []report.Series {
 		s = append(s, report.Series{Label: fmt.Sprintf("cyclictest cpu%d", res.Options.CPUs[i]), Source: "cyclictest", Hist: m.Histogram(), Unit: time.Microsecond})
 	}
 	return s
+}
+
+// reexecNoPreempt replaces the process with itself under
+// GODEBUG=asyncpreemptoff=1; it returns only on failure.
+func reexecNoPreempt() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	godebug := "asyncpreemptoff=1"
+	if v := os.Getenv("GODEBUG"); v != "" {
+		godebug = v + "," + godebug
+	}
+	env := append(os.Environ(), "GODEBUG="+godebug)
+	return syscall.Exec(exe, os.Args, env)
 }

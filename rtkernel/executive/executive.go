@@ -399,7 +399,8 @@ func (e *Executive) Run(ctx context.Context) error {
 	var held *rt.Held
 	if !e.opts.NoRealtime {
 		var pst rt.Status
-		held, pst = rt.Process{LockMemory: true, DMALatency: true, GCOff: !e.opts.KeepGC}.Setup()
+		held, pst = rt.Process{LockMemory: true, DMALatency: true, GCOff: !e.opts.KeepGC,
+			MinProcs: len(e.tasks) + 1}.Setup()
 		e.mu.Lock()
 		e.rtst = pst
 		e.mu.Unlock()

@@ -27,6 +27,8 @@ const (
 	FacilityDMALatency = "cpu_dma_latency"
 	FacilityTimerSlack = "timerslack"
 	FacilityGC         = "gc"
+	FacilityProcs      = "procs"
+	FacilityPreempt    = "asyncpreempt"
 )
 
 // Facility is the outcome of one real-time facility.
@@ -166,4 +168,9 @@ type Process struct {
 	GCOff bool
 	// GCHeadroom is the heap growth allowed before GC runs; default 64 MiB.
 	GCHeadroom int64
+	// MinProcs raises GOMAXPROCS to at least this many: each real-time task
+	// holds a P while it sleeps (see Monotonic.SleepUntil), so the executive
+	// asks for one per task plus one for the general side. Restored by
+	// Release.
+	MinProcs int
 }
