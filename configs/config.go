@@ -75,6 +75,8 @@ type NIC struct {
 	PCI       string `yaml:"pci" doc:"PCI address, e.g. 0000:03:00.0 (one of interface or pci)"`
 	Address   string `yaml:"address" doc:"address inside the partition in CIDR form, e.g. 10.10.0.2/24"`
 	Gateway   string `yaml:"gateway" doc:"default gateway inside the partition"`
+	// HostAddress is the host end of a vm partition's tap NIC.
+	HostAddress string `yaml:"host_address" doc:"vm backend with an interface that is not a host NIC: a tap of that name is created with this address (CIDR), e.g. 10.213.0.1/30"`
 }
 
 // Kernel is the application kernel image and its command line.

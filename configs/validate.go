@@ -191,6 +191,11 @@ func (k *checker) partition() {
 				k.add(k.at(&n.Address, n.Pos), "nic: address %q is not in CIDR form; write e.g. 10.10.0.2/24", n.Address)
 			}
 		}
+		if n.HostAddress != "" {
+			if _, err := netip.ParsePrefix(n.HostAddress); err != nil {
+				k.add(k.at(&n.HostAddress, n.Pos), "nic: host_address %q is not in CIDR form; write e.g. 10.213.0.1/30", n.HostAddress)
+			}
+		}
 		if n.Gateway != "" {
 			if _, err := netip.ParseAddr(n.Gateway); err != nil {
 				k.add(k.at(&n.Gateway, n.Pos), "nic: gateway %q is not an IP address; write e.g. 10.10.0.1", n.Gateway)

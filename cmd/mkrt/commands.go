@@ -15,5 +15,6 @@ func commands() []*cobra.Command {
 		newApplyCmd(),
 		newLatencyCmd(),
 		newExecutiveCmd(),
+		newRunCmd(),
 	}
 }

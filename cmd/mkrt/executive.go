@@ -20,7 +20,7 @@ import (
 // newExecutiveCmd is `mkrt executive`: the control program of a process
 // partition, started by the supervisor (not by hand).
 func newExecutiveCmd() *cobra.Command {
-	var cfgPath, shmLoc, retainPath string
+	var cfgPath, shmLoc, retainPath, backend string
 	var force bool
 	cmd := &cobra.Command{
 		Use:    "executive --config FILE --shm LOCATION",
@@ -35,6 +35,9 @@ func newExecutiveCmd() *cobra.Command {
 			cfg, err := configs.Load(cfgPath)
 			if err != nil {
 				return &exitError{supervisor.ExitDoNotRestart, err}
+			}
+			if backend != "" {
+				cfg.Partition.Backend = configs.Backend(backend)
 			}
 			loc, err := shm.ParseLocation(shmLoc)
 			if err != nil {
@@ -59,6 +62,7 @@ func newExecutiveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cfgPath, "config", "", "control config")
 	cmd.Flags().StringVar(&shmLoc, "shm", "", "shared region: /dev/shm/NAME, pci:BDF or mem:ADDR+SIZE (default $MKRT_SHM)")
 	cmd.Flags().StringVar(&retainPath, "retain", "", "retained-values file to start from")
+	cmd.Flags().StringVar(&backend, "backend", "", "the backend mkrt run was told to use (keeps the config hash equal on both sides)")
 	cmd.Flags().BoolVar(&force, "force", false, "take the region over from a writer that still looks alive")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd

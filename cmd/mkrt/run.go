@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/supervisor/control"
+	"github.com/mkrt/mkrt/supervisor/deploy"
+)
+
+// newRunCmd is `mkrt run CONFIG`: supervisor, partition, bridge and
+// (embedded) broker in the foreground until Ctrl-C.
+func newRunCmd() *cobra.Command {
+	var o deploy.Options
+	var backend string
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "run CONFIG",
+		Short: "run a control config: supervisor, partition, bridge and broker (Ctrl-C stops it cleanly)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			level := slog.LevelInfo
+			if !verbose {
+				level = slog.LevelWarn
+			}
+			o.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			o.ConfigPath = args[0]
+			o.Backend = configs.Backend(backend)
+			out := cmd.OutOrStdout()
+			o.Ready = func(r deploy.Ready) { printReady(out, r) }
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			fmt.Fprintf(out, "mkrt: starting %s (Ctrl-C stops it)\n", args[0])
+			if err := deploy.Run(ctx, o); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "mkrt: stopped; partition, region and socket released")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&backend, "backend", "", "override partition.backend (process or vm)")
+	cmd.Flags().StringVar(&o.StateDir, "state-dir", "", "retained values, store-and-forward buffer and audit log (default /var/lib/mkrt/NAME as root)")
+	cmd.Flags().StringVar(&o.Socket, "socket", "", "control socket (default "+control.Dir+"/NAME.sock as root)")
+	cmd.Flags().StringVar(&o.Kernel, "kernel", "", "vm backend: kernel image (default partition.kernel.image, else the newest /boot/vmlinuz-*-rt-*)")
+	cmd.Flags().StringVar(&o.Init, "init", "", "vm backend: static mkrt-init binary (default: next to mkrt)")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log every component's progress")
+	return cmd
+}
+
+// printReady prints what is running and ready-to-paste commands, each alone
+// on its own line.
+func printReady(w io.Writer, r deploy.Ready) {
+	cfg := r.Config
+	p := r.Partition
+	rt := "rt: full"
+	if !p.RT {
+		rt = "rt: degraded (" + p.RTWhy + ")"
+	}
+	fmt.Fprintf(w, "mkrt: %s is running: backend %s, cpus %s, %s\n", cfg.Metadata.Name, p.Backend, p.Isolation.CPUs, rt)
+	for _, d := range p.Isolation.Degradations {
+		fmt.Fprintf(w, "mkrt:   not isolated: %s\n", d)
+	}
+	fmt.Fprintf(w, "mkrt: shared region %s, state in %s\n\n", r.Region, r.StateDir)
+	fmt.Fprintln(w, "Watch, read and command the plant:")
+	mq := cfg.Bridge.MQTT
+	host, port := splitHostPort(mq.Listen)
+	if mq.Broker != "embedded" {
+		host, port = brokerHostPort(mq.Broker)
+	}
+	user, pass := mq.Username, mq.Password
+	for _, u := range mq.Users {
+		if !u.ReadOnly {
+			continue
+		}
+		user, pass = u.Username, u.Password
+		break
+	}
+	auth := ""
+	if user != "" {
+		auth = fmt.Sprintf(" -u %s -P %s", user, pass)
+	}
+	var topics []string
+	if cfg.Bridge.Sparkplug.Enabled == nil || *cfg.Bridge.Sparkplug.Enabled {
+		topics = append(topics, fmt.Sprintf("-t 'spBv1.0/%s/#'", cfg.Bridge.Sparkplug.Group))
+	}
+	if cfg.Bridge.JSON.Enabled == nil || *cfg.Bridge.JSON.Enabled {
+		topics = append(topics, fmt.Sprintf("-t '%s/%s/#'", cfg.Bridge.JSON.Prefix, cfg.Bridge.Sparkplug.Node))
+	}
+	if len(topics) > 0 {
+		fmt.Fprintf(w, "mosquitto_sub -h %s -p %s%s -v %s\n", host, port, auth, strings.Join(topics, " "))
+	}
+	if ms := cfg.Bridge.Modbus; ms.Listen != "" && len(ms.Map) > 0 {
+		mh, mp := splitHostPort(ms.Listen)
+		if area, first, n := firstRegisters(ms.Map); n > 0 {
+			fmt.Fprintf(w, "mbpoll -m tcp -a %d -t %s -r %d -c %d -1 -p %s %s\n", max(ms.UnitID, 1), area, first+1, n, mp, mh)
+		}
+	}
+	sock := ""
+	if filepath.Dir(r.Socket) != control.Dir {
+		sock = " --socket " + r.Socket
+	}
+	fmt.Fprintf(w, "mkrt status%s\n", sock)
+	fmt.Fprintf(w, "mkrt tags --watch%s\n\n", sock)
+}
+
+// firstRegisters picks the register area with the most mapped float
+// registers for an mbpoll line: mbpoll's type (3:float input registers,
+// 4:float holding), first address and count.
+func firstRegisters(m []configs.RegisterMap) (area string, first, n int) {
+	for _, want := range []configs.Area{configs.AreaInput, configs.AreaHolding} {
+		lo, hi := -1, -1
+		for _, e := range m {
+			if e.Area != want || (e.Type != "" && e.Type != configs.Float32) {
+				continue
+			}
+			if lo < 0 || e.Address < lo {
+				lo = e.Address
+			}
+			hi = max(hi, e.Address+2)
+		}
+		if lo >= 0 {
+			a := "3:float"
+			if want == configs.AreaHolding {
+				a = "4:float"
+			}
+			return a, lo, (hi - lo) / 2
+		}
+	}
+	return "", 0, 0
+}
+
+func splitHostPort(a string) (string, string) {
+	i := strings.LastIndex(a, ":")
+	if i < 0 {
+		return a, ""
+	}
+	return a[:i], a[i+1:]
+}
+
+func brokerHostPort(url string) (string, string) {
+	if i := strings.Index(url, "://"); i >= 0 {
+		url = url[i+3:]
+	}
+	return splitHostPort(strings.TrimSuffix(url, "/"))
+}

@@ -1,0 +1,162 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mkrt/mkrt/bridge"
+	"github.com/mkrt/mkrt/bridge/shm"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/control"
+)
+
+// controller serves the control socket: status, tags, writes and
+// parameter changes of the running deployment.
+type controller struct {
+	ch  *channel
+	sup *supervisor.Supervisor
+
+	mu  sync.Mutex
+	cfg *configs.Config // the config running now (after applied parameters)
+}
+
+func (c *controller) Status() supervisor.Status { return c.sup.Status() }
+
+func (c *controller) Tags() []control.TagValue {
+	img, err := c.ch.image()
+	infos := c.ch.Tags()
+	out := make([]control.TagValue, len(infos))
+	for i, in := range infos {
+		tv := control.TagValue{Name: in.Name, Type: string(in.Type), Unit: in.Unit, Writable: in.Writable, Device: in.Device, Quality: tag.Bad.String()}
+		if err == nil && i < len(img.Samples) {
+			s := img.Samples[i]
+			tv.Value, tv.Text, tv.Quality = s.Value, img.Text[i], s.Quality.String()
+			if s.Reason != tag.NoReason {
+				tv.Reason = s.Reason.String()
+			}
+			if s.Time != 0 {
+				tv.Time = time.Unix(0, s.Time)
+			}
+		}
+		out[i] = tv
+	}
+	return out
+}
+
+func (c *controller) Set(ctx context.Context, name, value string) (control.Result, error) {
+	res := control.Result{Tag: name, Value: value}
+	infos := c.ch.Tags()
+	id := tag.ID(-1)
+	for i, in := range infos {
+		if in.Name == name {
+			id = tag.ID(i)
+		}
+	}
+	if id < 0 {
+		return res, fmt.Errorf("%w: no tag %q (mkrt tags lists them)", control.ErrNotFound, name)
+	}
+	w := bridge.Write{ID: id, Source: "cli", Who: "mkrt set"}
+	switch infos[id].Type {
+	case configs.String:
+		w.Text = value
+	case configs.Bool:
+		v, err := (configs.Value{Raw: value}).Bool()
+		if err != nil {
+			return res, fmt.Errorf("%w: %s is a bool: %v", control.ErrInvalid, name, err)
+		}
+		if v {
+			w.Value = 1
+		}
+	default:
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return res, fmt.Errorf("%w: %s is a number: %q is not one", control.ErrInvalid, name, value)
+		}
+		w.Value = v
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r, err := c.ch.Write(ctx, w)
+	if err != nil {
+		switch {
+		case errors.Is(err, bridge.ErrReadOnly):
+			return res, fmt.Errorf("%w: %s is not writable", control.ErrForbidden, name)
+		case errors.Is(err, bridge.ErrUnknownTag):
+			return res, fmt.Errorf("%w: %s", control.ErrNotFound, name)
+		case errors.Is(err, bridge.ErrOutOfRange), errors.Is(err, bridge.ErrBadValue):
+			return res, fmt.Errorf("%w: %s = %s: %v", control.ErrInvalid, name, value, err)
+		default:
+			return res, fmt.Errorf("%w: %v", control.ErrUnavailable, err)
+		}
+	}
+	res.Applied = true
+	res.Message = fmt.Sprintf("applied at cycle %d (was %s)", r.Cycle, strconv.FormatFloat(r.Old.Value, 'g', -1, 64))
+	return res, nil
+}
+
+// Apply applies a changed config whose only differences are function-block
+// parameters, each through the command ring at a cycle boundary; anything
+// else is refused and the running plant is left as it is.
+func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResult, error) {
+	var out control.ApplyResult
+	nc, err := configs.LoadBytes("applied config", text)
+	if err != nil {
+		return out, fmt.Errorf("%w: the config does not validate; nothing was changed:\n%v", control.ErrInvalid, err)
+	}
+	tab, err := tag.NewTable(nc)
+	if err == nil {
+		_, err = blocks.Compile(nc, tab)
+	}
+	if err != nil {
+		return out, fmt.Errorf("%w: the config does not compile; nothing was changed:\n%v", control.ErrInvalid, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changes, err := ParamChanges(c.cfg, nc)
+	if err != nil {
+		return out, fmt.Errorf("%w: %v", control.ErrInvalid, err)
+	}
+	if len(changes) == 0 {
+		out.Applied, out.Message = true, "no parameter changed"
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, p := range changes {
+		name := p.Name()
+		res, err := c.ch.r.Do(ctx, shm.Command{Kind: shm.CmdSetParam, Tag: -1, Value: p.Value, Text: []byte(name), Origin: shm.NewOrigin("cli:mkrt apply")})
+		if err == nil {
+			err = res.Err()
+		}
+		if err != nil {
+			out.Message = fmt.Sprintf("%s rejected: %v (changes before it were applied)", name, err)
+			return out, fmt.Errorf("%w: %s", control.ErrInvalid, out.Message)
+		}
+		out.Changes = append(out.Changes, fmt.Sprintf("%s: %s -> %s (cycle %d)", name, p.Old, p.New, res.Cycle))
+		setParam(c.cfg, p.Block, p.Param, p.New)
+	}
+	out.Applied = true
+	out.Message = fmt.Sprintf("%d parameter(s) applied live; they last until the partition restarts (put them in the config file to keep them)", len(changes))
+	return out, nil
+}
+
+func setParam(cfg *configs.Config, block, param, raw string) {
+	for i := range cfg.Tasks {
+		for j := range cfg.Tasks[i].Blocks {
+			b := &cfg.Tasks[i].Blocks[j]
+			if b.Name == block {
+				v := b.Params[param]
+				v.Raw = strings.TrimSpace(raw)
+				b.Params[param] = v
+			}
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/mkrt/mkrt/bridge/shm"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/image"
+	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/process"
+	"github.com/mkrt/mkrt/supervisor/vm"
+)
+
+// newPartition builds the partition for the config's backend.
+func newPartition(ctx context.Context, cfg *configs.Config, o Options, region string, size int64, retainPath string, ch *channel, log *slog.Logger) (supervisor.Partition, error) {
+	switch cfg.Partition.Backend {
+	case configs.BackendProcess, "":
+		return processPartition(cfg, o, region, retainPath, log)
+	case configs.BackendVM:
+		return vmPartition(ctx, cfg, o, region, size, ch, log)
+	default:
+		return nil, fmt.Errorf("deploy: the %s backend runs only on a kernel with its support (see mkrt board check); use backend process or vm here", cfg.Partition.Backend)
+	}
+}
+
+func processPartition(cfg *configs.Config, o Options, region, retainPath string, log *slog.Logger) (supervisor.Partition, error) {
+	exe := o.Executable
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("deploy: finding the mkrt binary: %w", err)
+		}
+	}
+	cfgPath, err := filepath.Abs(o.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	var nics []process.NIC
+	for _, n := range cfg.Partition.NICs {
+		nics = append(nics, process.NIC{Interface: n.Interface, PCI: n.PCI, Address: n.Address, Gateway: n.Gateway})
+	}
+	prio := 0
+	for _, t := range cfg.Tasks {
+		prio = max(prio, t.Priority)
+	}
+	args := []string{exe, "executive", "--config", cfgPath, "--shm", region, "--retain", retainPath}
+	if o.Backend != "" {
+		// The executive must see the same config (and hash) as this side.
+		args = append(args, "--backend", string(o.Backend))
+	}
+	return process.New(process.Config{
+		Name:     cfg.Metadata.Name,
+		Command:  args,
+		CPUs:     cfg.Partition.CPUs,
+		Priority: prio,
+		NICs:     nics,
+		Log:      log.With("component", "process"),
+	})
+}
+
+func vmPartition(ctx context.Context, cfg *configs.Config, o Options, region string, size int64, ch *channel, log *slog.Logger) (supervisor.Partition, error) {
+	kernel := o.Kernel
+	if kernel == "" {
+		kernel = cfg.ResolvePath(cfg.Partition.Kernel.Image)
+	}
+	if kernel == "" {
+		ks, _ := filepath.Glob("/boot/vmlinuz-*-rt-*")
+		if len(ks) == 0 {
+			return nil, fmt.Errorf("deploy: vm backend: no kernel: set partition.kernel.image or install Debian's linux-image-rt-amd64")
+		}
+		sort.Strings(ks)
+		kernel = ks[len(ks)-1]
+	}
+	init := o.Init
+	if init == "" {
+		exe, _ := os.Executable()
+		init = filepath.Join(filepath.Dir(exe), "mkrt-init")
+	}
+	text, err := os.ReadFile(o.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	if o.Backend != "" {
+		// The guest loads the config as this side runs it.
+		if text, err = cfg.Marshal(); err != nil {
+			return nil, err
+		}
+	}
+	rtCPUs := make([]int, len(cfg.Partition.CPUs))
+	for i := range rtCPUs {
+		rtCPUs[i] = i + 1
+	}
+	cmdline := image.Cmdline(image.CmdlineOptions{RTCPUs: rtCPUs, Housekeeping: []int{0}, MaxCState: -1, Extra: cfg.Partition.Kernel.Cmdline})
+	initrd, m, err := image.Build(image.Options{Init: init, Config: text, Kernel: kernel, Cmdline: cmdline, Modules: moduleList(cfg)})
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(o.StateDir, "image")
+	if err := image.WriteDir(dir, initrd, m); err != nil {
+		return nil, err
+	}
+	log.Info("application kernel image built", "kernel", kernel, "initramfs_bytes", m.Initramfs.Size, "dir", dir)
+
+	qemu := vm.Config{Kernel: kernel, Initrd: filepath.Join(dir, "initramfs.cpio.gz"), Cmdline: cmdline,
+		MemoryMiB: int(cfg.Partition.Memory >> 20), VCPUs: len(rtCPUs) + 1, ShmPath: region, ShmSize: size}
+	acc := vm.DetectAccel(ctx, qemu, 30*time.Second, "/run/mkrt/accel")
+	qemu.Accel = acc.Name
+	log.Info("accelerator", "accel", acc.Name, "why", acc.Why)
+	opts := vm.Options{Name: cfg.Metadata.Name, QEMU: qemu, HostCPUs: append([]int{0}, cfg.Partition.CPUs...), RunDir: o.StateDir, Log: log,
+		ConsoleLog: consoleLog{log},
+		Halt: func(ctx context.Context) error {
+			_, err := ch.r.Submit(shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("supervisor")})
+			return err
+		}}
+	if nics := cfg.Partition.NICs; len(nics) > 0 {
+		n := nics[0]
+		switch {
+		case n.PCI != "":
+			opts.QEMU.NIC = vm.NIC{Kind: "vfio", PCI: n.PCI}
+		case n.HostAddress != "":
+			opts.Tap, opts.HostAddress = n.Interface, n.HostAddress
+		default:
+			return nil, fmt.Errorf("deploy: vm backend: nic %q: give its pci address (vfio passthrough) or a host_address for a tap", n.Interface)
+		}
+	}
+	return vm.New(opts), nil
+}
+
+// moduleList is image.DefaultModules plus the partition's extra modules.
+func moduleList(cfg *configs.Config) []string {
+	return append(append([]string(nil), image.DefaultModules...), cfg.Partition.Kernel.Modules...)
+}
+
+// consoleLog writes the guest's serial console to the log.
+type consoleLog struct{ log *slog.Logger }
+
+func (c consoleLog) Write(p []byte) (int, error) {
+	c.log.Info("console", "line", string(trimNL(p)))
+	return len(p), nil
+}
+
+func trimNL(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}
