@@ -61,20 +61,24 @@ func FormatSummary(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "%s; interval %dµs, priority %d, CPUs %v, %.1fs\n", s.RT, s.IntervalUS, s.Priority, s.CPUs, s.DurationS)
 	head := fmt.Sprintf("%-16s %9s %8s %8s %8s %8s %8s %8s %8s %9s %8s\n", "", "samples", "min", "avg", "p50", "p90", "p99", "p99.9", "p99.99", "max", "overruns")
 	io.WriteString(w, head)
-	row := func(name string, st Stats) {
-		fmt.Fprintf(w, "%-16s %9d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %9.1f %8d\n", name, st.Samples, st.MinUS, st.AvgUS, st.P50US, st.P90US, st.P99US, st.P999US, st.P9999US, st.MaxUS, st.Overruns)
+	row := func(name string, st Stats, overruns bool) {
+		o := "-" // cyclictest does not count overruns
+		if overruns {
+			o = fmt.Sprint(st.Overruns)
+		}
+		fmt.Fprintf(w, "%-16s %9d %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %9.1f %8s\n", name, st.Samples, st.MinUS, st.AvgUS, st.P50US, st.P90US, st.P99US, st.P999US, st.P9999US, st.MaxUS, o)
 	}
-	side := func(name string, sd *Side) {
+	side := func(name string, sd *Side, overruns bool) {
 		for _, t := range sd.Threads {
-			row(fmt.Sprintf("%s cpu%d", name, t.CPU), t.Stats)
+			row(fmt.Sprintf("%s cpu%d", name, t.CPU), t.Stats, overruns)
 		}
 		if len(sd.Threads) > 1 {
-			row(name+" all", sd.Merged)
+			row(name+" all", sd.Merged, overruns)
 		}
 	}
-	side("mkrt", &s.Mkrt)
+	side("mkrt", &s.Mkrt, true)
 	if s.Cyclictest != nil {
-		side("cyclictest", s.Cyclictest)
+		side("cyclictest", s.Cyclictest, false)
 		fmt.Fprintln(w, "(µs; comparison with both binned to whole µs as cyclictest counts)")
 		fmt.Fprintf(w, "%-8s %10s %12s %8s\n", "", "mkrt", "cyclictest", "ratio")
 		for _, r := range s.Comparison {

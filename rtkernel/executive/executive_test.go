@@ -22,7 +22,7 @@ func f64(v float64) *float64 { return &v }
 
 // plant is a small config: a remote I/O with a level input and a valve
 // output, setpoints of each type, and the valve's safe state.
-func plant(t *testing.T, tasks ...configs.Task) (*configs.Config, *tag.Table) {
+func plant(t testing.TB, tasks ...configs.Task) (*configs.Config, *tag.Table) {
 	t.Helper()
 	cfg := &configs.Config{
 		Devices: []configs.Device{{Name: "rio", Tags: []configs.IOTag{
@@ -50,7 +50,7 @@ func plant(t *testing.T, tasks ...configs.Task) (*configs.Config, *tag.Table) {
 	return cfg, tab
 }
 
-func id(t *testing.T, tab *tag.Table, name string) tag.ID {
+func id(t testing.TB, tab *tag.Table, name string) tag.ID {
 	t.Helper()
 	i, ok := tab.Lookup(name)
 	if !ok {
@@ -70,7 +70,7 @@ type rig struct {
 	tab   *tag.Table
 }
 
-func newRig(t *testing.T, policy configs.OverrunPolicy, exec func(n uint64) time.Duration) *rig {
+func newRig(t testing.TB, policy configs.OverrunPolicy, exec func(n uint64) time.Duration) *rig {
 	t.Helper()
 	cfg, tab := plant(t, configs.Task{Name: "main", Period: configs.Duration(period), Overrun: policy})
 	r := &rig{clock: executivetest.NewClock(time.Second), io: executivetest.NewIO(tab.Len()), ch: executivetest.NewChannel(1), tab: tab}

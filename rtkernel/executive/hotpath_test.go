@@ -29,10 +29,17 @@ func TestCycleAllocatesNothing(t *testing.T) {
 // twoTasks is an executive of a fast task writing "mirror" and a slow one
 // writing "valve" from it, each on its own table.
 func twoTasks(t *testing.T, opts executive.Options) (*executive.Executive, *tag.Table, *float64) {
+	return twoTasksTB(t, opts, 4*period)
+}
+
+// twoTasksTB is twoTasks with the slow task's period given: stepping both
+// tasks in turn on one fake clock makes the fast task overrun unless the
+// periods are equal.
+func twoTasksTB(t testing.TB, opts executive.Options, slow time.Duration) (*executive.Executive, *tag.Table, *float64) {
 	t.Helper()
 	cfg, tab := plant(t,
 		configs.Task{Name: "fast", Period: configs.Duration(period)},
-		configs.Task{Name: "slow", Period: configs.Duration(4 * period)})
+		configs.Task{Name: "slow", Period: configs.Duration(slow)})
 	mirror, valve, level := id(t, tab, "mirror"), id(t, tab, "valve"), id(t, tab, "level")
 	io := executivetest.NewIO(tab.Len())
 	io.SetInput(level, 2)
@@ -60,7 +67,7 @@ func twoTasks(t *testing.T, opts executive.Options) (*executive.Executive, *tag.
 }
 
 func TestMultiTaskCycleAllocatesNothing(t *testing.T) {
-	e, _, _ := twoTasks(t, executive.Options{Clock: executivetest.NewClock(0), NoRealtime: true})
+	e, _, _ := twoTasksTB(t, executive.Options{Clock: executivetest.NewClock(0), NoRealtime: true}, period)
 	e.StartForTest()
 	if n := testing.AllocsPerRun(1000, func() { e.CycleForTest(0); e.CycleForTest(1) }); n != 0 {
 		t.Fatalf("a cycle of two tasks allocates %v times, want 0", n)
@@ -151,11 +158,23 @@ func TestDegradedIsReported(t *testing.T) {
 	}
 }
 
+// BenchmarkCycle is one cycle of the executive over fakes: commands,
+// inputs, a two-output program, outputs, image, heartbeat, histograms.
 func BenchmarkCycle(b *testing.B) {
-	t := &testing.T{}
-	r := newRig(t, configs.OverrunSkip, nil)
+	r := newRig(b, configs.OverrunSkip, nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		r.exec.CycleForTest(0)
+	}
+}
+
+// BenchmarkCycleTwoTasks adds the seqlock exchange between two tasks.
+func BenchmarkCycleTwoTasks(b *testing.B) {
+	e, _, _ := twoTasksTB(b, executive.Options{Clock: executivetest.NewClock(0), NoRealtime: true}, period)
+	e.StartForTest()
+	b.ReportAllocs()
+	for b.Loop() {
+		e.CycleForTest(0)
+		e.CycleForTest(1)
 	}
 }
