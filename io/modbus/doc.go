@@ -21,7 +21,8 @@
 // answer arrived; Modbus carries none): good; stale once a request failed
 // and is being retried; bad with the reason (timeout, connection failure,
 // protocol exception, malformed frame, not connected) once the retries are
-// spent. A failed device is reconnected with exponential backoff.
+// spent. A failed device is reconnected with exponential backoff, and its
+// outputs are written again once it is back (it may have restarted).
 //
 // The control cycle calls Latest and SetOutputs: both are wait-free and
 // allocation-free (triple buffers, one atomic swap each way), so a slow or

@@ -175,6 +175,7 @@ func (s *Scanner) writeMask(ctx context.Context, o *outputs, i int) error {
 // send runs one write request on a connected device and counts it.
 func (s *Scanner) send(ctx context.Context, op func(c gb.Client) ([]byte, error), what func() string) error {
 	if err := s.ensureConnected(ctx); err != nil {
+		s.record(err)
 		return err
 	}
 	s.mu.Lock()

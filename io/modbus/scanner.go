@@ -73,22 +73,24 @@ type Scanner struct {
 	// Cycle-side state (owned by the goroutine calling Latest/SetOutputs).
 	delivered     []float64
 	deliveredText []string
+	seen          []bool // Latest delivered the tag at least once
 	req           outputs
 
 	// I/O-goroutine state.
-	cur       inputs
-	tr        *transport
-	client    gb.Client
-	pk        gb.Packager
-	written   []bool
-	lastOut   []float64
-	lastText  []string
-	lastFull  time.Time
-	wire      [2 * maxWriteRegisters]byte
-	bits      [maxWriteBits / 8]byte
-	failures  int
-	noMask    bool // the device answered FC22 with illegal function
-	connected bool
+	cur           inputs
+	tr            *transport
+	client        gb.Client
+	pk            gb.Packager
+	written       []bool
+	lastOut       []float64
+	lastText      []string
+	lastFull      time.Time
+	wire          [2 * maxWriteRegisters]byte
+	bits          [maxWriteBits / 8]byte
+	failures      int
+	noMask        bool // the device answered FC22 with illegal function
+	connected     bool
+	everConnected bool
 
 	started atomic.Bool
 	cancel  context.CancelFunc
@@ -153,11 +155,8 @@ func NewScanner(dev configs.Device, tab *tag.Table, opts ...Option) (*Scanner, e
 	s.in.init(mkIn)
 	s.out.init(mkOut)
 	s.cur, s.req = mkIn(), mkOut()
-	s.delivered, s.deliveredText = make([]float64, n), make([]string, n)
+	s.delivered, s.deliveredText, s.seen = make([]float64, n), make([]string, n), make([]bool, n)
 	s.written, s.lastOut, s.lastText = make([]bool, n), make([]float64, n), make([]string, n)
-	for i := range s.delivered {
-		s.delivered[i] = math.NaN()
-	}
 	s.stats.Device = dev.Name
 	s.pk = packager(&dev)
 	return s, nil
@@ -207,7 +206,7 @@ func (s *Scanner) Latest(samples []tag.Sample, text []string) bool {
 			continue
 		}
 		samples[id] = f.samples[i]
-		s.delivered[i] = f.samples[i].Value
+		s.delivered[i], s.seen[i] = f.samples[i].Value, true
 		if id < len(text) {
 			text[id] = f.text[i]
 			s.deliveredText[i] = f.text[i]
@@ -219,9 +218,11 @@ func (s *Scanner) Latest(samples []tag.Sample, text []string) bool {
 // SetOutputs hands the values of the device's writable tags in samples and
 // text (indexed by tag ID; text may be nil) to the I/O goroutine, which
 // writes those that changed at its next poll. A read_write tag is written
-// when the cycle changed it from the value Latest delivered; a write-only tag
-// once the executive gave it a value (any sample but the table's initial
-// bad/not-connected one). Values are clamped to the tag's min and max.
+// when the cycle changed it from the value Latest last delivered (so what
+// was read is never written back, and nothing before the first Latest); a
+// write-only tag once the executive gave it a value (any sample but the
+// table's initial bad/not-connected one). Values are clamped to the tag's
+// min and max. After a reconnect every output is written again.
 //
 // Hot path (cycle): wait-free, allocation-free.
 func (s *Scanner) SetOutputs(samples []tag.Sample, text []string) {
@@ -247,6 +248,9 @@ func (s *Scanner) request(i int, samples []tag.Sample, text []string) {
 		return
 	}
 	smp := samples[id]
+	if b.read && !s.seen[i] {
+		return // never write back a read_write tag the cycle has not read yet
+	}
 	if b.typ == configs.String {
 		if id < len(text) && (!b.read || text[id] != s.deliveredText[i]) {
 			s.req.text[i], s.req.armed[i] = text[id], true
@@ -254,7 +258,7 @@ func (s *Scanner) request(i int, samples []tag.Sample, text []string) {
 		return
 	}
 	switch {
-	case b.read && smp.Value == s.delivered[i]:
+	case b.read && math.Float64bits(smp.Value) == math.Float64bits(s.delivered[i]):
 		return
 	case !b.read && smp.Quality == tag.Bad && smp.Reason == tag.NotConnected:
 		return
@@ -373,9 +377,9 @@ func (s *Scanner) scan(ctx context.Context) error {
 	return nil
 }
 
-// fail marks every tag bad after the device could not be reached.
+// fail marks every tag bad after the device could not be reached; err was
+// recorded where it happened.
 func (s *Scanner) fail(err error) error {
-	s.record(err)
 	s.disconnect()
 	s.markAll(tag.Bad, Reason(err))
 	s.publish()
@@ -406,10 +410,14 @@ func (s *Scanner) ensureConnected(ctx context.Context) error {
 		return &RequestError{Device: s.dev.Name, Op: "connect", Err: err}
 	}
 	s.tr, s.client = tr, gb.NewClient2(s.pk, tr)
+	// A device that was away may have restarted with its outputs reset:
+	// every output is written again.
+	clear(s.written)
 	s.mu.Lock()
-	if s.stats.Connected || s.stats.Polls > 0 || s.stats.Errors > 0 {
+	if s.everConnected {
 		s.stats.Reconnects++
 	}
+	s.everConnected = true
 	s.stats.Connected = true
 	s.mu.Unlock()
 	if !s.connected {

@@ -219,3 +219,55 @@ func TestNewScannerConfigErrors(t *testing.T) {
 		t.Fatalf("err = %v, want 6 tag errors", err)
 	}
 }
+
+// TestReadWriteNotWrittenBack runs cycles that read a read_write register
+// and hand the table back unchanged: nothing is written until the cycle
+// changes the value.
+func TestReadWriteNotWrittenBack(t *testing.T) {
+	rec, addr := serveBank(t, 8)
+	rec.Update(func(m *sim.Memory) { m.Holding[3] = 7 })
+	dev := tcpDevice("rw", addr, configs.IOTag{Name: "sp", Area: configs.AreaHolding, Address: 3})
+	tab := newTable(t, dev)
+	s := startScanner(t, dev, tab)
+	s.SetOutputs(tab.Samples, tab.Text) // before any Latest: table holds 0
+	waitFor(t, s, tab, "sp read", allGood(tab, "sp"))
+	polls := s.Stats().Polls
+	waitFor(t, s, tab, "cycles with the value handed back", func() bool {
+		s.SetOutputs(tab.Samples, tab.Text)
+		return s.Stats().Polls > polls+5
+	})
+	if w := writesOf(rec.take()); len(w) != 0 || rec.Snapshot().Holding[3] != 7 {
+		t.Fatalf("read value written back: %v", w)
+	}
+	id, _ := tab.Lookup("sp")
+	tab.Samples[id].Value = 9
+	s.SetOutputs(tab.Samples, tab.Text)
+	waitFor(t, s, tab, "changed value written", func() bool { return rec.Snapshot().Holding[3] == 9 })
+}
+
+// TestOutputsRewrittenAfterReconnect restarts the device (a new server with
+// zeroed memory on the same port): the unchanged outputs are written again.
+func TestOutputsRewrittenAfterReconnect(t *testing.T) {
+	bank := sim.NewBank(4, 4, 4, 4)
+	srv, err := sim.Serve(t.Context(), bank, sim.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := tcpDevice("re", srv.Addr(), configs.IOTag{Name: "o", Area: configs.AreaHolding, Address: 1, Access: configs.Write},
+		configs.IOTag{Name: "i", Area: configs.AreaInput, Address: 0})
+	tab := newTable(t, dev)
+	s := startScanner(t, dev, tab, WithBackoff(5*time.Millisecond, 20*time.Millisecond))
+	id, _ := tab.Lookup("o")
+	tab.Samples[id] = tag.Sample{Value: 5, Quality: tag.Good}
+	s.SetOutputs(tab.Samples, tab.Text)
+	waitFor(t, s, tab, "output written", func() bool { return bank.Snapshot().Holding[1] == 5 })
+	srv.Close()
+	waitFor(t, s, tab, "device lost", func() bool { return sample(tab, "i").Quality == tag.Bad })
+	restarted := sim.NewBank(4, 4, 4, 4)
+	srv2, err := sim.Serve(t.Context(), restarted, sim.Config{Listen: srv.Addr()})
+	if err != nil {
+		t.Skipf("cannot listen again on %s: %v", srv.Addr(), err)
+	}
+	defer srv2.Close()
+	waitFor(t, s, tab, "output written again after reconnect", func() bool { return restarted.Snapshot().Holding[1] == 5 })
+}
