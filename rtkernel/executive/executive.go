@@ -427,9 +427,23 @@ func (e *Executive) Run(ctx context.Context) error {
 		}
 	}
 	e.mu.Lock()
+	var rtCPUs, tids []int
 	for _, t := range e.tasks {
 		e.rtst.Merge(t.rtst)
+		if t.cpu >= 0 {
+			rtCPUs = append(rtCPUs, t.cpu)
+		}
+		tids = append(tids, t.tid)
 	}
+	e.mu.Unlock()
+	if !e.opts.NoRealtime {
+		hk, hst := rt.Housekeeping(rtCPUs, tids)
+		defer hk.Release()
+		e.mu.Lock()
+		e.rtst.Merge(hst)
+		e.mu.Unlock()
+	}
+	e.mu.Lock()
 	rst := e.rtst
 	e.mu.Unlock()
 	if !e.opts.NoRealtime {

@@ -60,6 +60,7 @@ type task struct {
 	rec    *recorder
 	events ring // to the first task
 
+	tid   int           // thread id, set before ready
 	first time.Duration // first deadline
 	sched time.Duration // current cycle's deadline
 	dt    time.Duration
@@ -77,6 +78,7 @@ func (t *task) run(ctx context.Context, ready chan<- struct{}, start <-chan stru
 	}
 	e.mu.Lock()
 	t.rtst = st
+	t.tid = rt.Tid()
 	e.mu.Unlock()
 	t.counters = make([]TaskCounters, len(e.tasks))
 	ready <- struct{}{}

@@ -21,14 +21,15 @@ import (
 
 // The facility names used in a Status.
 const (
-	FacilitySchedFIFO  = "SCHED_FIFO"
-	FacilityAffinity   = "affinity"
-	FacilityMlockall   = "mlockall"
-	FacilityDMALatency = "cpu_dma_latency"
-	FacilityTimerSlack = "timerslack"
-	FacilityGC         = "gc"
-	FacilityProcs      = "procs"
-	FacilityPreempt    = "asyncpreempt"
+	FacilitySchedFIFO    = "SCHED_FIFO"
+	FacilityAffinity     = "affinity"
+	FacilityMlockall     = "mlockall"
+	FacilityDMALatency   = "cpu_dma_latency"
+	FacilityTimerSlack   = "timerslack"
+	FacilityGC           = "gc"
+	FacilityProcs        = "procs"
+	FacilityPreempt      = "asyncpreempt"
+	FacilityHousekeeping = "housekeeping"
 )
 
 // Facility is the outcome of one real-time facility.

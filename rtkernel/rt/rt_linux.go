@@ -3,7 +3,11 @@ package rt
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -51,10 +55,71 @@ func setAffinity(cpu int) error {
 }
 
 func setFIFO(prio int) error {
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(prio)}
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Flags: schedResetOnFork, Priority: uint32(prio)}
 	return sysErr("sched_setattr", "", unix.SchedSetAttr(0, &attr, 0))
 }
 
 func setTimerSlack() error {
 	return sysErr("prctl", "PR_SET_TIMERSLACK", unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0))
+}
+
+// schedResetOnFork keeps threads the Go runtime clones from a real-time
+// thread from inheriting SCHED_FIFO (SCHED_FLAG_RESET_ON_FORK).
+const schedResetOnFork = 0x01
+
+// Tid is the calling thread's id.
+func Tid() int { return unix.Gettid() }
+
+// housekeep pins every thread of the process except keep to the online
+// CPUs not in exclude.
+// The returned function gives every thread the affinity the caller had.
+func housekeep(exclude []int, keep []int) (string, func(), error) {
+	var set, orig unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return "", nil, sysErr("sched_getaffinity", "", err)
+	}
+	orig = set
+	for _, c := range exclude {
+		set.Clear(c)
+	}
+	if set.Count() == 0 {
+		return "", nil, errNoHousekeeping
+	}
+	n, err := setAllThreads(&set, keep)
+	restore := func() { _, _ = setAllThreads(&orig, keep) }
+	if err != nil {
+		restore()
+		return "", nil, err
+	}
+	return fmt.Sprintf("%d general threads on %s", n, cpuList(&set)), restore, nil
+}
+
+// setAllThreads sets the affinity of every thread but keep.
+func setAllThreads(set *unix.CPUSet, keep []int) (int, error) {
+	entries, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return 0, pathErr("readdir", err)
+	}
+	n := 0
+	for _, e := range entries {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil || slices.Contains(keep, tid) {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
+			return n, sysErr("sched_setaffinity", "tid "+e.Name(), err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+func cpuList(set *unix.CPUSet) string {
+	var cpus []string
+	for c := 0; c < 1024; c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, strconv.Itoa(c))
+		}
+	}
+	return "CPUs " + strings.Join(cpus, ",")
 }

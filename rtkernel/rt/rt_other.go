@@ -8,3 +8,8 @@ func holdDMALatency() (func(), error) { return nil, ErrNotSupported }
 func setAffinity(int) error           { return ErrNotSupported }
 func setFIFO(int) error               { return ErrNotSupported }
 func setTimerSlack() error            { return ErrNotSupported }
+
+// Tid is 0 where threads have no id.
+func Tid() int { return 0 }
+
+func housekeep([]int, []int) (string, func(), error) { return "", nil, ErrNotSupported }

@@ -132,3 +132,22 @@ func AsyncPreemptOff() bool {
 	i := strings.LastIndex(v, "asyncpreemptoff=")
 	return i >= 0 && strings.HasPrefix(v[i:], "asyncpreemptoff=1")
 }
+
+// errNoHousekeeping: every CPU runs a real-time task.
+var errNoHousekeeping = errors.New("no CPU left for the general side")
+
+// Housekeeping moves every thread of the process except the real-time ones
+// (keep, thread ids from Tid) off the real-time tasks' CPUs, as isolating
+// those cores would; threads the runtime creates later inherit that. The
+// outcome is an optional facility: nothing is moved when every CPU runs a
+// task. Release gives the threads their affinity back.
+func Housekeeping(rtCPUs []int, keep []int) (*Held, Status) {
+	var st Status
+	detail, restore, err := housekeep(rtCPUs, keep)
+	st.Add(FacilityHousekeeping, false, detail, err)
+	h := &Held{}
+	if restore != nil {
+		h.release = append(h.release, restore)
+	}
+	return h, st
+}
