@@ -8,13 +8,13 @@ DEMO      ?= configs/examples/tank-level.yaml
 TESTFLAGS ?= -count=1 -timeout 25m
 STATICCHECK_VERSION ?= 2025.1.1
 
-.PHONY: all build run test bench lint fmt clean
+.PHONY: all build run test bench lint fmt clean kernel
 
 all: build
 
 build:
 	$(GO) build -o $(MKRT) ./cmd/mkrt
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/mkrt-init ./cmd/mkrt-init
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/mkrt-init ./cmd/mkrt-init
 
 # The demo plant: tank simulator, process backend, embedded broker, Modbus server.
 # The tank simulator stands in for the field device (remote I/O on the
@@ -39,6 +39,21 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# A minimal PREEMPT_RT application kernel from a kernel source tree, e.g.
+#   apt-get install linux-source-6.1 && tar -C /usr/src -xf /usr/src/linux-source-6.1.tar.xz
+#   make kernel KERNEL_SRC=/usr/src/linux-source-6.1
+# Debian's linux-image-rt-amd64 works as shipped; this is the lean variant.
+KERNEL_SRC ?=
+KERNEL_OUT ?= $(CURDIR)/out/kernel
+kernel:
+	@test -n "$(KERNEL_SRC)" || { echo "make kernel: set KERNEL_SRC to a kernel source tree"; exit 1; }
+	mkdir -p $(KERNEL_OUT)
+	$(MAKE) -C $(KERNEL_SRC) O=$(KERNEL_OUT) x86_64_defconfig
+	cd $(KERNEL_SRC) && scripts/kconfig/merge_config.sh -m -O $(KERNEL_OUT) $(KERNEL_OUT)/.config $(CURDIR)/rtkernel/image/mkrt-rt.config
+	$(MAKE) -C $(KERNEL_SRC) O=$(KERNEL_OUT) olddefconfig
+	$(MAKE) -C $(KERNEL_SRC) O=$(KERNEL_OUT) -j$$(nproc) bzImage
+	@echo "kernel: $(KERNEL_OUT)/arch/x86/boot/bzImage"
 
 clean:
 	rm -rf $(BIN)

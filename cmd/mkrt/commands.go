@@ -16,5 +16,6 @@ func commands() []*cobra.Command {
 		newLatencyCmd(),
 		newExecutiveCmd(),
 		newRunCmd(),
+		newImageCmd(),
 	}
 }
