@@ -57,7 +57,12 @@ func TestValidateRunsChecks(t *testing.T) {
 	if err := cmd.Execute(); exitCode(err) != 1 {
 		t.Fatalf("exit %v", err)
 	}
-	if !strings.Contains(out.String(), "tank-level.yaml:118:9: block check failed") || !strings.Contains(out.String(), "not positioned") {
+	cfg, err := configs.Load(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cfg.Tasks[0].Blocks[0].Pos.String() + ": block check failed"
+	if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "not positioned") {
 		t.Fatalf("output %q", out.String())
 	}
 }
