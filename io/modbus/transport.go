@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	gb "github.com/goburrow/modbus"
@@ -31,7 +32,8 @@ const (
 // transport is one open connection to a device. It implements goburrow's
 // Transporter: goburrow encodes the request and checks the answer with its
 // packager, this type moves the frames. Compared with goburrow's own TCP
-// transporter it reads a whole answer with one read in the common case,
+// transporter it waits for an answer in poll(2) and then reads all of it
+// with one read in the common case (see waitReadable),
 // rejects a wrong transaction id, protocol id or function before goburrow
 // sees the frame (goburrow v0.1.0 does compare transaction ids, but keeps
 // the connection, so one late answer shifts every later answer by one), tells
@@ -40,7 +42,10 @@ const (
 // never set) and binds to the dedicated NIC.
 type transport struct {
 	rw       io.ReadWriteCloser
-	conn     net.Conn // nil for a serial port
+	conn     net.Conn        // nil for a serial port
+	raw      syscall.RawConn // conn's descriptor, for waitReadable
+	pfd      pollFds
+	pollFn   func(fd uintptr)
 	rtu      bool
 	deadline time.Time
 	buf      [maxADU]byte
@@ -70,6 +75,7 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 func (t *transport) readTCP(req []byte) ([]byte, error) {
 	n, need := 0, tcpHeader
 	for n < need {
+		t.waitReadable()
 		m, err := t.rw.Read(t.buf[n:])
 		n += m
 		if n >= tcpHeader && need == tcpHeader {
@@ -147,6 +153,7 @@ func rtuLength(fc byte, head []byte) (int, error) {
 func (t *transport) readRTU(req []byte) ([]byte, error) {
 	n, need := 0, 0
 	for need == 0 || n < need {
+		t.waitReadable()
 		m, err := t.rw.Read(t.buf[n:])
 		n += m
 		if need == 0 {
@@ -203,7 +210,7 @@ func open(ctx context.Context, dev *configs.Device, d Dialer) (*transport, error
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	return &transport{rw: c, conn: c, rtu: dev.Driver == configs.DriverModbusRTUOverTCP}, nil
+	return &transport{rw: c, conn: c, raw: rawConn(c), rtu: dev.Driver == configs.DriverModbusRTUOverTCP}, nil
 }
 
 // newDialer is the default dialer: bound to iface when one is named.
