@@ -18,10 +18,12 @@
 // max_gap means no gaps (only back-to-back tags share a request).
 //
 // Every sample carries a quality and a source timestamp (the time the
-// answer arrived; Modbus carries none): good; stale once a request failed
-// and is being retried; bad with the reason (timeout, connection failure,
-// protocol exception, malformed frame, not connected) once the retries are
-// spent. A failed device is reconnected with exponential backoff, and its
+// answer arrived; Modbus carries none): good; uncertain (out of range) for a
+// value outside the tag's min/max or a NaN; stale while a request whose
+// answer was garbled is retried; bad with the reason (timeout, connection
+// failure, protocol exception, malformed frame, not connected). A device
+// that does not answer turns all its tags bad after one timeout, before any
+// retry. A failed device is reconnected with exponential backoff, and its
 // outputs are written again once it is back (it may have restarted).
 //
 // The control cycle calls Latest and SetOutputs: both are wait-free and

@@ -191,3 +191,52 @@ func FuzzAnswers(f *testing.F) {
 		_ = classify(err)
 	})
 }
+
+// TestBadWithinOneTimeout: a device that stops answering turns bad after
+// its first timed-out request, before the retries are spent.
+func TestBadWithinOneTimeout(t *testing.T) {
+	var mu sync.Mutex
+	answered := 0
+	srv, err := modbustest.NewRawServer(func(req []byte) modbustest.Reply {
+		mu.Lock()
+		defer mu.Unlock()
+		if answered < 3 {
+			answered++
+			return modbustest.Reply{Bytes: modbustest.Registers(req, []uint16{7})}
+		}
+		return modbustest.Reply{} // silent from now on
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	dev := tcpDevice("mute", srv.Addr(), configs.IOTag{Name: "v", Area: configs.AreaHolding, Address: 0})
+	dev.Timeout, dev.Retries = configs.Duration(300*time.Millisecond), 5
+	tab := newTable(t, dev)
+	s := startScanner(t, dev, tab)
+	waitFor(t, s, tab, "good", allGood(tab, "v"))
+	waitFor(t, s, tab, "bad", func() bool { return sample(tab, "v").Quality == tag.Bad })
+	if st := s.Stats(); st.Timeouts > 2 || sample(tab, "v").Reason != tag.Timeout {
+		t.Errorf("bad only after %d timeouts (reason %v); want after the first", st.Timeouts, sample(tab, "v").Reason)
+	}
+}
+
+// TestOutOfRangeIsUncertain: a value outside the tag's min/max is delivered
+// with uncertain quality.
+func TestOutOfRangeIsUncertain(t *testing.T) {
+	srv, err := modbustest.NewRawServer(func(req []byte) modbustest.Reply {
+		return modbustest.Reply{Bytes: modbustest.Registers(req, []uint16{20, 5})}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	dev := tcpDevice("range", srv.Addr(), configs.IOTag{Name: "hi", Area: configs.AreaHolding, Address: 0, Max: ptr(10.0)},
+		configs.IOTag{Name: "ok", Area: configs.AreaHolding, Address: 1, Max: ptr(10.0)})
+	tab := newTable(t, dev)
+	s := startScanner(t, dev, tab)
+	waitFor(t, s, tab, "ok good", allGood(tab, "ok"))
+	if smp := sample(tab, "hi"); smp.Quality != tag.Uncertain || smp.Reason != tag.OutOfRange || smp.Value != 20 {
+		t.Errorf("hi = %+v, want 20 uncertain out of range", smp)
+	}
+}

@@ -358,7 +358,15 @@ func (s *Scanner) scan(ctx context.Context) error {
 			}
 			s.record(err)
 			s.disconnect()
-			s.markRead(r.Tags, tag.Stale, Reason(err))
+			if errors.Is(err, ErrBadFrame) {
+				// A garbled answer (noise on a serial line): the values stay,
+				// stale, while the request is retried.
+				s.markRead(r.Tags, tag.Stale, Reason(err))
+			} else {
+				// The device does not answer: every tag is bad now, within
+				// one timeout, whatever the retries bring.
+				s.markAll(tag.Bad, Reason(err))
+			}
 			s.publish()
 		}
 		if err != nil && dropsConnection(err) {
@@ -493,7 +501,11 @@ func (s *Scanner) read(r *Request) error {
 		if b.typ.Numeric() {
 			v = raw*b.scale + b.offset
 		}
-		s.cur.samples[i] = tag.Sample{Value: v, Quality: tag.Good, Time: now}
+		smp := tag.Sample{Value: v, Quality: tag.Good, Time: now}
+		if v < b.min || v > b.max || math.IsNaN(v) {
+			smp.Quality, smp.Reason = tag.Uncertain, tag.OutOfRange
+		}
+		s.cur.samples[i] = smp
 	}
 	return nil
 }
