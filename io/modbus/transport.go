@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"syscall"
 	"time"
 
 	gb "github.com/goburrow/modbus"
@@ -29,11 +28,19 @@ const (
 	maxADU    = 260 // largest Modbus TCP frame; RTU frames are at most 256
 )
 
+// deadlineConn is a stream connection with a deadline for every read and
+// write: a net.Conn, or on Linux a socket out of the runtime's poller.
+type deadlineConn interface {
+	io.ReadWriteCloser
+	SetDeadline(t time.Time) error
+}
+
 // transport is one open connection to a device. It implements goburrow's
 // Transporter: goburrow encodes the request and checks the answer with its
 // packager, this type moves the frames. Compared with goburrow's own TCP
-// transporter it waits for an answer in poll(2) and then reads all of it
-// with one read in the common case (see waitReadable),
+// transporter it waits for an answer in poll(2) outside the runtime's
+// network poller and reads all of it with one read in the common case
+// (see fdConn),
 // rejects a wrong transaction id, protocol id or function before goburrow
 // sees the frame (goburrow v0.1.0 does compare transaction ids, but keeps
 // the connection, so one late answer shifts every later answer by one), tells
@@ -42,10 +49,7 @@ const (
 // never set) and binds to the dedicated NIC.
 type transport struct {
 	rw       io.ReadWriteCloser
-	conn     net.Conn        // nil for a serial port
-	raw      syscall.RawConn // conn's descriptor, for waitReadable
-	pfd      pollFds
-	pollFn   func(fd uintptr)
+	conn     deadlineConn // nil for a serial port
 	rtu      bool
 	deadline time.Time
 	buf      [maxADU]byte
@@ -75,7 +79,6 @@ func (t *transport) Send(req []byte) ([]byte, error) {
 func (t *transport) readTCP(req []byte) ([]byte, error) {
 	n, need := 0, tcpHeader
 	for n < need {
-		t.waitReadable()
 		m, err := t.rw.Read(t.buf[n:])
 		n += m
 		if n >= tcpHeader && need == tcpHeader {
@@ -153,7 +156,6 @@ func rtuLength(fc byte, head []byte) (int, error) {
 func (t *transport) readRTU(req []byte) ([]byte, error) {
 	n, need := 0, 0
 	for need == 0 || n < need {
-		t.waitReadable()
 		m, err := t.rw.Read(t.buf[n:])
 		n += m
 		if need == 0 {
@@ -210,7 +212,11 @@ func open(ctx context.Context, dev *configs.Device, d Dialer) (*transport, error
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	return &transport{rw: c, conn: c, raw: rawConn(c), rtu: dev.Driver == configs.DriverModbusRTUOverTCP}, nil
+	dc, err := detach(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConnect, err)
+	}
+	return &transport{rw: dc, conn: dc, rtu: dev.Driver == configs.DriverModbusRTUOverTCP}, nil
 }
 
 // newDialer is the default dialer: bound to iface when one is named.
