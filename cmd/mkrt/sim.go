@@ -28,6 +28,9 @@ func newSimCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if speed <= 0 {
+				return fmt.Errorf("sim: --speed %g must be positive", speed)
+			}
 			if listen == "" {
 				listen = m.DefaultListen()
 			}
