@@ -10,8 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mkrt/mkrt/boards"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/latency"
+	"github.com/mkrt/mkrt/latency/load"
 	"github.com/mkrt/mkrt/latency/report"
 	"github.com/mkrt/mkrt/rtkernel/rt"
 )
@@ -27,7 +29,7 @@ func newLatencyCmd() *cobra.Command {
 // on the executive's own task loop.
 func latencyRunCmd() *cobra.Command {
 	var o latency.Options
-	var cpus, board, load string
+	var cpus, board, loadName string
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -51,8 +53,8 @@ func latencyRunCmd() *cobra.Command {
 	cmd.Flags().IntVar(&o.Blocks, "blocks", 0, "alternating blocks (default 10 with --vs-cyclictest, else 1)")
 	cmd.Flags().IntVar(&o.MaxUS, "histogram", latency.DefaultMaxUS, "1 µs buckets of the histograms (cyclictest -h)")
 	cmd.Flags().StringVar(&o.OutDir, "out", "", "write mkrt.hlog, histogram.txt, cyclictest.txt and summary.json to DIR")
-	cmd.Flags().StringVar(&board, "board", "", "board of the --report verdict")
-	cmd.Flags().StringVar(&load, "load", "idle", "load description for the --report")
+	cmd.Flags().StringVar(&board, "board", "", "reference board: its partition cores are measured (unless --cpus) and its budget judges the report")
+	cmd.Flags().StringVar(&loadName, "load", "idle", "background load during the run: idle, cpu, memory, io or network (stress-ng, loopback flood)")
 	rep := addLatencyReportFlags(cmd)
 	var keepPreempt bool
 	cmd.Flags().BoolVar(&keepPreempt, "keep-async-preempt", false, "do not restart with GODEBUG=asyncpreemptoff=1")
@@ -70,8 +72,21 @@ func latencyRunCmd() *cobra.Command {
 			for i := range o.CPUs {
 				o.CPUs[i] = i
 			}
+		} else if board != "" && !cmd.Flags().Changed("cpus") {
+			b, err := boards.Catalog{Dirs: boards.SearchDirs(os.Getenv)}.Lookup(board)
+			if err != nil {
+				return err
+			}
+			o.CPUs = b.PartitionCPUs
 		} else if o.CPUs, err = configs.ParseCPUList(cpus); err != nil {
 			return err
+		}
+		kind, err := load.ParseKind(loadName)
+		if err != nil {
+			return err
+		}
+		if rep.Dir == "" && o.OutDir != "" {
+			rep.Dir = o.OutDir // --out gets the whole report folder
 		}
 		if !cmd.Flags().Changed("duration") && o.Loops > 0 {
 			o.Duration = 0
@@ -87,8 +102,19 @@ func latencyRunCmd() *cobra.Command {
 		o.Progress = progress
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 		defer stop()
+		var bg *load.Load
+		if kind != load.Idle {
+			if bg, err = load.Start(ctx, kind, load.Options{}); err != nil {
+				return fmt.Errorf("latency run: load %s: %w", kind, err)
+			}
+			fmt.Fprintf(stderr, "mkrt: load %s running (%s)\n", kind, bg)
+			defer bg.Stop()
+		}
 		res, err := latency.Run(ctx, o)
 		finish()
+		if bg != nil {
+			_ = bg.Stop()
+		}
 		if res != nil {
 			latency.FormatSummary(cmd.OutOrStdout(), res.Summary)
 		}
@@ -96,7 +122,7 @@ func latencyRunCmd() *cobra.Command {
 			return fmt.Errorf("latency run: %w", err)
 		}
 		if rep.Dir != "" {
-			meta, err := latencyReportMeta(os.DirFS("/"), board, load)
+			meta, err := latencyReportMeta(os.DirFS("/"), board, loadDesc(kind, bg))
 			if err != nil {
 				return err
 			}
@@ -137,4 +163,12 @@ func reexecNoPreempt() error {
 	}
 	env := append(os.Environ(), "GODEBUG="+godebug)
 	return syscall.Exec(exe, os.Args, env)
+}
+
+// loadDesc names the load for the report.
+func loadDesc(k load.Kind, l *load.Load) string {
+	if l == nil {
+		return string(k)
+	}
+	return l.String()
 }

@@ -61,6 +61,9 @@ func Cmdline(o CmdlineOptions) string {
 	if o.Mitigations != "" {
 		add("mitigations=%s", o.Mitigations)
 	}
+	// The kernel hands unknown key=value parameters to init as environment:
+	// keep Go's asynchronous preemption signals out of the latency tail.
+	a = append(a, "GODEBUG=asyncpreemptoff=1")
 	// A kernel panic reboots at once; the supervisor treats it as a fault.
 	a = append(a, "panic=-1", "oops=panic", "loglevel=4")
 	if o.Shm != "" {

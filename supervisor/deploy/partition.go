@@ -55,8 +55,11 @@ func processPartition(cfg *configs.Config, o Options, region, retainPath string,
 		args = append(args, "--backend", string(o.Backend))
 	}
 	return process.New(process.Config{
-		Name:     cfg.Metadata.Name,
-		Command:  args,
+		Name:    cfg.Metadata.Name,
+		Command: args,
+		// Go's asynchronous preemption signals show up in the latency tail;
+		// the runtime reads this only at start.
+		Env:      []string{"GODEBUG=asyncpreemptoff=1"},
 		CPUs:     cfg.Partition.CPUs,
 		Priority: prio,
 		NICs:     nics,
