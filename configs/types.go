@@ -213,6 +213,25 @@ func (t DataType) Registers(length int) int {
 	return 0
 }
 
+// IntRange is the range of values an integer type holds exactly as a
+// float64 tag value (int64 is capped at ±2^53); ok is false for bool,
+// floats and strings.
+func (t DataType) IntRange() (lo, hi float64, ok bool) {
+	switch t {
+	case Int16:
+		return math.MinInt16, math.MaxInt16, true
+	case Uint16:
+		return 0, math.MaxUint16, true
+	case Int32:
+		return math.MinInt32, math.MaxInt32, true
+	case Uint32:
+		return 0, math.MaxUint32, true
+	case Int64:
+		return -(1 << 53), 1 << 53, true
+	}
+	return 0, 0, false
+}
+
 // Numeric reports whether the type holds a number (bool and string do not).
 func (t DataType) Numeric() bool { return t != Bool && t != String && t != "" }
 

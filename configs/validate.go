@@ -458,7 +458,7 @@ func (k *checker) value(v Value, t TagInfo, what string) {
 		k.add(pos, "%s: %v; tag %s is %s", what, err, t.Name, t.Type)
 		return
 	}
-	if lo, hi, ok := intRange(t.Type); ok {
+	if lo, hi, ok := t.Type.IntRange(); ok {
 		if f != math.Trunc(f) {
 			k.add(pos, "%s: %s is not a whole number; tag %s is %s", what, v.Raw, t.Name, t.Type)
 			return
@@ -474,22 +474,6 @@ func (k *checker) value(v Value, t TagInfo, what string) {
 	if t.Max != nil && f > *t.Max {
 		k.add(pos, "%s: %s is above tag %s's max %g", what, v.Raw, t.Name, *t.Max)
 	}
-}
-
-func intRange(t DataType) (lo, hi float64, ok bool) {
-	switch t {
-	case Int16:
-		return math.MinInt16, math.MaxInt16, true
-	case Uint16:
-		return 0, math.MaxUint16, true
-	case Int32:
-		return math.MinInt32, math.MaxInt32, true
-	case Uint32:
-		return 0, math.MaxUint32, true
-	case Int64:
-		return -(1 << 53), 1 << 53, true
-	}
-	return 0, 0, false
 }
 
 func (k *checker) tasks() {

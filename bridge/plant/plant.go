@@ -168,7 +168,10 @@ func Validate(tags []tag.Info, w Write) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Errorf("plant: %s: %v: %w", in.Name, v, ErrBadValue)
 	}
-	if lo, hi, ok := TypeRange(in.Type); ok {
+	if lo, hi, ok := in.Type.IntRange(); ok || in.Type == configs.Bool {
+		if in.Type == configs.Bool {
+			lo, hi = 0, 1
+		}
 		if v < lo || v > hi {
 			return fmt.Errorf("plant: %s: %v outside %s range: %w", in.Name, v, in.Type, ErrBadValue)
 		}
@@ -180,26 +183,4 @@ func Validate(tags []tag.Info, w Write) error {
 		return fmt.Errorf("plant: %s: %v outside [%v, %v]: %w", in.Name, v, in.Min, in.Max, ErrOutOfRange)
 	}
 	return nil
-}
-
-// TypeRange is the range of an integer or bool type; ok is false for floats
-// and strings.
-func TypeRange(t configs.DataType) (lo, hi float64, ok bool) {
-	switch t {
-	case configs.Bool:
-		return 0, 1, true
-	case configs.Int16:
-		return math.MinInt16, math.MaxInt16, true
-	case configs.Uint16:
-		return 0, math.MaxUint16, true
-	case configs.Int32:
-		return math.MinInt32, math.MaxInt32, true
-	case configs.Uint32:
-		return 0, math.MaxUint32, true
-	case configs.Int64:
-		return -(1 << 53), 1 << 53, true
-	case configs.Float32:
-		return -math.MaxFloat32, math.MaxFloat32, false
-	}
-	return 0, 0, false
 }

@@ -218,24 +218,8 @@ func Check(tags []tag.Info, cmd *Command) Status {
 	if in.Type == configs.Bool && v != 0 && v != 1 {
 		return StatusType
 	}
-	if lo, hi, ok := intRange(in.Type); ok && (v != math.Trunc(v) || v < lo || v > hi) {
+	if lo, hi, ok := in.Type.IntRange(); ok && (v != math.Trunc(v) || v < lo || v > hi) {
 		return StatusOutOfRange
 	}
 	return StatusAccepted
-}
-
-func intRange(t configs.DataType) (lo, hi float64, ok bool) {
-	switch t {
-	case configs.Int16:
-		return math.MinInt16, math.MaxInt16, true
-	case configs.Uint16:
-		return 0, math.MaxUint16, true
-	case configs.Int32:
-		return math.MinInt32, math.MaxInt32, true
-	case configs.Uint32:
-		return 0, math.MaxUint32, true
-	case configs.Int64:
-		return -(1 << 53), 1 << 53, true
-	}
-	return 0, 0, false
 }

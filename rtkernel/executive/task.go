@@ -382,7 +382,7 @@ func validate(in *tag.Info, c Command) ResultStatus {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return WrongType
 	}
-	if lo, hi, integer := typeRange(in.Type); integer {
+	if lo, hi, integer := in.Type.IntRange(); integer {
 		if v != math.Trunc(v) {
 			return WrongType
 		}
@@ -397,21 +397,4 @@ func validate(in *tag.Info, c Command) ResultStatus {
 		return OutOfRange
 	}
 	return Applied
-}
-
-// typeRange is the range of an integer type; integer is false for floats.
-func typeRange(t configs.DataType) (lo, hi float64, integer bool) {
-	switch t {
-	case configs.Int16:
-		return math.MinInt16, math.MaxInt16, true
-	case configs.Uint16:
-		return 0, math.MaxUint16, true
-	case configs.Int32:
-		return math.MinInt32, math.MaxInt32, true
-	case configs.Uint32:
-		return 0, math.MaxUint32, true
-	case configs.Int64:
-		return -(1 << 53), 1 << 53, true
-	}
-	return 0, 0, false
 }
