@@ -17,12 +17,12 @@ func newSimCmd() *cobra.Command {
 	var speed float64
 	cmd := &cobra.Command{
 		Use:   "sim MODEL",
-		Short: "run a plant simulator (" + strings.Join(sim.Models, ", ") + ") as a Modbus TCP slave until Ctrl-C",
+		Short: "run a plant simulator (" + strings.Join(sim.Names(), ", ") + ") as a Modbus TCP slave until Ctrl-C",
 		Long: "Run a plant simulator as a Modbus TCP slave until interrupted.\n\n" +
 			"Models and their default addresses: tank 127.0.0.1:15020, heater 127.0.0.1:15030,\n" +
 			"conveyor 127.0.0.1:15040. The register maps are in `go doc github.com/mkrt/mkrt/io/sim`.",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: sim.Models,
+		ValidArgs: sim.Names(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := sim.New(args[0])
 			if err != nil {

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"encoding/binary"
 	"math"
 	"sync"
 
@@ -105,14 +104,4 @@ func handleArea[T any](b *Bank, area []T, addr, qty uint16, write bool, args []T
 		return nil, nil
 	}
 	return append([]T(nil), area[lo:hi]...), nil
-}
-
-// Registers returns regs as big-endian bytes (wire order), for tests that
-// compare raw register contents.
-func Registers(regs []uint16) []byte {
-	out := make([]byte, 2*len(regs))
-	for i, r := range regs {
-		binary.BigEndian.PutUint16(out[2*i:], r)
-	}
-	return out
 }

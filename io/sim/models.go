@@ -18,8 +18,8 @@ type Model interface {
 	Step(dt time.Duration, m *Memory)
 }
 
-// Models lists the model names.
-var Models = []string{"tank", "heater", "conveyor"}
+// Names lists the model names, as given to New.
+func Names() []string { return []string{"tank", "heater", "conveyor"} }
 
 // New returns the named model with its documented parameters.
 func New(name string) (Model, error) {
