@@ -784,7 +784,7 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 	}
 	// place lays out a block's parameters and state.
 	place := func(n *node) blockInfo {
-		b := blockInfo{name: n.b.Name, typ: n.typ, par: int32(len(tp.params)), st: int32(len(tp.state))}
+		b := blockInfo{name: n.b.Name, typ: n.typ, par: int32(len(tp.params)), st: int32(len(tp.state)), out: n.outReg}
 		tp.index[n.b.Name] = int32(len(tp.blocks))
 		tp.blocks = append(tp.blocks, b)
 		tp.params = append(tp.params, n.params...)

@@ -73,6 +73,7 @@ type blockInfo struct {
 	typ  *blockType
 	par  int32
 	st   int32
+	out  int32 // first output register
 }
 
 // TaskProgram is one task's compiled program. Run, SaveState, LoadState and
@@ -94,6 +95,7 @@ type TaskProgram struct {
 	index  map[string]int32 // block name -> blocks index
 	epoch  int64
 	print  float64 // fingerprint of the program's state layout
+	seen   []bool  // ImportState scratch, one per block
 }
 
 // Name is the task's name.
