@@ -6,7 +6,7 @@ BIN       := bin
 MKRT      := $(BIN)/mkrt
 DEMO      ?= configs/examples/tank-level.yaml
 TESTFLAGS ?= -count=1 -timeout 25m
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all build run test bench lint fmt clean kernel
 

@@ -88,8 +88,6 @@ type Server struct {
 	samples []tag.Sample
 	text    []string
 	fresh   bool
-
-	srv *modbus.ModbusServer
 }
 
 // New checks the map against the plant's tags and builds the server.

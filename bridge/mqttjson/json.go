@@ -107,11 +107,6 @@ func New(cfg Config, p plant.Plant) (*Publisher, error) {
 // Topic is the topic of a tag's value.
 func (j *Publisher) Topic(name string) string { return j.base + name }
 
-type setReq struct {
-	name    string
-	payload []byte
-}
-
 // Run serves until ctx ends.
 func (j *Publisher) Run(ctx context.Context) error {
 	sessions := make(chan *mqttc.Conn)

@@ -292,8 +292,7 @@ func TestPanicFaults(t *testing.T) {
 	prog := &executivetest.Program{Out: []tag.ID{valve}, Step: func(now, _ time.Duration) {
 		tab.Samples[valve].Value = 7
 		if now >= 20*period {
-			var m map[string]int
-			m["boom"]++
+			panic("program bug")
 		}
 	}}
 	e, err := executive.New(cfg, tab, func(string, *tag.Table) (executive.Program, error) { return prog, nil }, io, nil,
