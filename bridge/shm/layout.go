@@ -15,7 +15,7 @@ import (
 )
 
 // Version is the layout version this build writes and reads.
-const Version = 1
+const Version = 2
 
 // Magic starts every region.
 var magic = [8]byte{'m', 'k', 'r', 't', '-', 's', 'h', 'm'}
@@ -24,7 +24,7 @@ var magic = [8]byte{'m', 'k', 'r', 't', '-', 's', 'h', 'm'}
 const (
 	lineSize       = 64   // every hot counter sits alone on a line of this size
 	headerSize     = 1024 // static header (CRC-protected) + writer identity line
-	headerStatic   = 296  // bytes covered by the header CRC
+	headerStatic   = 308  // bytes covered by the header CRC
 	heartbeatSize  = 5 * lineSize
 	taskEntrySize  = 2 * lineSize // name/period line + hot counter line
 	dirEntrySize   = 128
@@ -45,6 +45,9 @@ const (
 	maxRing        = 1 << 16
 	maxText        = 4096
 	pageSize       = 4096
+	// paramNameMax is the command text every layout carries whatever its
+	// string tags: a CmdSetParam names its parameter "block.param" there.
+	paramNameMax = 128
 )
 
 // Default ring capacities (commands, results, events).
@@ -70,10 +73,11 @@ const (
 	secResults
 	secEvents
 	secHist
+	secHandOver
 	numSections
 )
 
-var sectionNames = [numSections]string{"heartbeat", "tasks", "tag directory", "process image", "string values", "command ring", "result ring", "event ring", "histograms"}
+var sectionNames = [numSections]string{"heartbeat", "tasks", "tag directory", "process image", "string values", "command ring", "result ring", "event ring", "histograms", "hand-over area"}
 
 type section struct{ Off, Len uint64 }
 
@@ -94,6 +98,7 @@ type geom struct {
 	HistHigh   int64
 	HistDigits uint32
 	TextBytes  uint32
+	HandOver   uint32 // hand-over blob capacity
 	Sec        [numSections]section
 }
 
@@ -123,6 +128,9 @@ type Params struct {
 	Partition string
 	// MinSize makes the region at least this big (partition.shared_memory).
 	MinSize int64
+	// HandOver is the capacity in bytes of the hand-over blob (the
+	// executive's exported state); zero: 64 KiB plus room for every tag.
+	HandOver int
 }
 
 // ParamsFor gathers Params from a config, its tag table and its hash.
@@ -131,8 +139,14 @@ func ParamsFor(cfg *configs.Config, tags *tag.Table, hash [32]byte) Params {
 	if tags != nil {
 		p.Tags = tags.Info
 	}
+	blocks := 0
 	for _, t := range cfg.Tasks {
 		p.Tasks = append(p.Tasks, Task{Name: t.Name, Period: t.Period.D()})
+		blocks += len(t.Blocks)
+	}
+	p.HandOver = defaultHandOver(len(p.Tags), 0) + blocks*handOverPerBlock
+	if tags != nil {
+		p.HandOver = defaultHandOver(len(tags.Info), textBytes(tags.Info)) + blocks*handOverPerBlock
 	}
 	return p
 }
@@ -204,6 +218,7 @@ func NewLayout(p Params) (*Layout, error) {
 		return nil, err
 	}
 	l := &Layout{tags: append([]tag.Info(nil), p.Tags...), tasks: append([]Task(nil), p.Tasks...), text: make([]uint32, len(p.Tags))}
+	g.CmdText = paramNameMax
 	for i, in := range p.Tags {
 		if len(in.Name) > nameMax {
 			return nil, fmt.Errorf("shm: %w: tag name %q is %d bytes; the tag directory holds at most %d", ErrInvalid, in.Name, len(in.Name), nameMax)
@@ -232,6 +247,14 @@ func NewLayout(p Params) (*Layout, error) {
 	}
 	l.hist = newHistGeom(g.HistLow, g.HistHigh, int(g.HistDigits))
 	g.HistCounts = uint32(l.hist.counts)
+	switch {
+	case p.HandOver == 0:
+		g.HandOver = uint32(defaultHandOver(len(p.Tags), int(g.TextBytes)))
+	case p.HandOver < 0 || p.HandOver > maxHandOver:
+		return nil, fmt.Errorf("shm: %w: hand-over area of %d bytes; at most %d", ErrInvalid, p.HandOver, maxHandOver)
+	default:
+		g.HandOver = uint32(roundUp(uint64(p.HandOver), 8))
+	}
 	minSize := uint64(0)
 	if p.MinSize > 0 {
 		minSize = uint64(p.MinSize)
@@ -272,6 +295,7 @@ func place(g *geom, minSize uint64) {
 		secResults:   ringHead + uint64(g.ResCap)*resultSlotSize,
 		secEvents:    ringHead + uint64(g.EvtCap)*eventSlotSize,
 		secHist:      uint64(g.Tasks) * 2 * histLen,
+		secHandOver:  handOverHead + uint64(g.HandOver),
 	}
 	off := uint64(headerSize)
 	for i, n := range lens {
@@ -303,8 +327,9 @@ const (
 	hHistLow    = 120
 	hHistHigh   = 128
 	hTextBytes  = 136
-	hSections   = 144 // numSections × (off u64, len u64) = 144 bytes
-	hCRC        = 288 // crc32c of bytes [0, hCRC)
+	hHandOver   = 140
+	hSections   = 144 // numSections × (off u64, len u64) = 160 bytes
+	hCRC        = 304 // crc32c of bytes [0, hCRC)
 	hBootID     = 512 // writer identity line: boot id [16], pid u32, claims u32
 	hPID        = 528
 	hClaims     = 532
@@ -334,6 +359,7 @@ func encodeHeader(b []byte, g *geom) {
 	le.PutUint64(b[hHistLow:], uint64(g.HistLow))
 	le.PutUint64(b[hHistHigh:], uint64(g.HistHigh))
 	le.PutUint32(b[hTextBytes:], g.TextBytes)
+	le.PutUint32(b[hHandOver:], g.HandOver)
 	for i, s := range g.Sec {
 		le.PutUint64(b[hSections+16*i:], s.Off)
 		le.PutUint64(b[hSections+16*i+8:], s.Len)
@@ -379,6 +405,7 @@ func decodeHeader(b []byte) (geom, error) {
 	g.HistLow = int64(le.Uint64(b[hHistLow:]))
 	g.HistHigh = int64(le.Uint64(b[hHistHigh:]))
 	g.TextBytes = le.Uint32(b[hTextBytes:])
+	g.HandOver = le.Uint32(b[hHandOver:])
 	for i := range g.Sec {
 		g.Sec[i] = section{Off: le.Uint64(b[hSections+16*i:]), Len: le.Uint64(b[hSections+16*i+8:])}
 	}
@@ -408,13 +435,14 @@ func decodeHeader(b []byte) (geom, error) {
 		bound("histogram digits", uint64(g.HistDigits), 1, 5),
 		bound("histogram lowest", uint64(g.HistLow), 1, 1),
 		bound("histogram highest", uint64(g.HistHigh), 2, math.MaxInt64/4),
+		bound("hand-over area size", uint64(g.HandOver), 0, maxHandOver),
 	} {
 		if err != nil {
 			return g, err
 		}
 	}
-	if g.CmdText%8 != 0 || g.TextBytes%8 != 0 {
-		return g, mismatch(ErrCorrupt, "string sizes", "multiples of 8", fmt.Sprintf("%d and %d", g.CmdText, g.TextBytes))
+	if g.CmdText%8 != 0 || g.TextBytes%8 != 0 || g.HandOver%8 != 0 {
+		return g, mismatch(ErrCorrupt, "string and hand-over sizes", "multiples of 8", fmt.Sprintf("%d, %d and %d", g.CmdText, g.TextBytes, g.HandOver))
 	}
 	if want := newHistGeom(g.HistLow, g.HistHigh, int(g.HistDigits)).counts; uint64(g.HistCounts) != uint64(want) {
 		return g, mismatch(ErrCorrupt, "histogram counts length", want, g.HistCounts)
@@ -454,7 +482,7 @@ func compare(want, got *geom) error {
 		{"command ring capacity", want.CmdCap, got.CmdCap}, {"result ring capacity", want.ResCap, got.ResCap},
 		{"event ring capacity", want.EvtCap, got.EvtCap}, {"command text size", want.CmdText, got.CmdText},
 		{"histogram highest", want.HistHigh, got.HistHigh}, {"histogram digits", want.HistDigits, got.HistDigits},
-		{"string area size", want.TextBytes, got.TextBytes},
+		{"string area size", want.TextBytes, got.TextBytes}, {"hand-over area size", want.HandOver, got.HandOver},
 	} {
 		if f.want != f.got {
 			return mismatch(ErrLayout, f.name, f.want, f.got)

@@ -69,7 +69,7 @@ func TestLayoutDeterministic(t *testing.T) {
 	if l, _ := NewLayout(p); l.Size() != 4<<20 {
 		t.Errorf("MinSize ignored: %d", l.Size())
 	}
-	if a.CommandCapacity() != DefaultCommands || a.EventCapacity() != DefaultEvents || a.CommandTextMax() != 24 || a.Partition() != "line1" {
+	if a.CommandCapacity() != DefaultCommands || a.EventCapacity() != DefaultEvents || a.CommandTextMax() != paramNameMax || a.Partition() != "line1" {
 		t.Errorf("accessors: %d %d %d %q", a.CommandCapacity(), a.EventCapacity(), a.CommandTextMax(), a.Partition())
 	}
 }
@@ -113,7 +113,7 @@ func TestAttachValidation(t *testing.T) {
 	}{
 		{name: "blank", corrupt: func(b []byte, _ *geom) { clear(b) }, want: ErrNotFormatted},
 		{name: "magic", corrupt: func(b []byte, _ *geom) { b[0] = 'X' }, want: ErrMagic, text: `"Xkrt-shm"`},
-		{name: "version", corrupt: func(b []byte, g *geom) { le.PutUint32(b[hVersion:], 9) }, want: ErrVersion, text: "region has 9, expected 1"},
+		{name: "version", corrupt: func(b []byte, g *geom) { le.PutUint32(b[hVersion:], 9) }, want: ErrVersion, text: "region has 9, expected 2"},
 		{name: "crc", corrupt: func(b []byte, _ *geom) { b[hTags]++ }, want: ErrCorrupt, text: "header checksum"},
 		{name: "header size", corrupt: resealed(func(b []byte) { le.PutUint32(b[hHeaderSize:], 4096) }), want: ErrCorrupt},
 		{name: "huge tag count", corrupt: resealed(func(b []byte) { le.PutUint32(b[hTags:], math.MaxUint32) }), want: ErrCorrupt},
@@ -123,7 +123,7 @@ func TestAttachValidation(t *testing.T) {
 		{name: "histogram counts", corrupt: resealed(func(b []byte) { le.PutUint32(b[hHistCounts:], 7) }), want: ErrCorrupt},
 		{name: "config hash", other: func(p *Params) { p.ConfigHash[0] = 2 }, want: ErrConfigHash, text: "0200000000"},
 		{name: "partition", other: func(p *Params) { p.Partition = "line2" }, want: ErrPartition, text: `region has "line1", expected "line2"`},
-		{name: "size", other: func(p *Params) { p.MinSize = 1 << 20 }, want: ErrSize, text: "region has 471040, expected 1048576"},
+		{name: "size", other: func(p *Params) { p.MinSize = 1 << 20 }, want: ErrSize, text: "region has 552960, expected 1048576"},
 		{name: "tag count", other: func(p *Params) { p.Tags = p.Tags[:1] }, want: ErrLayout},
 		{name: "event ring", other: func(p *Params) { p.Events = 16 }, want: ErrLayout, text: "event ring capacity: region has 1024, expected 16"},
 		{name: "directory text slot", corrupt: func(b []byte, g *geom) {

@@ -276,6 +276,8 @@ func (w *Writer) claim(pid uint32) {
 		m.store(w.img+imSeq, s+1) // the previous writer died mid-publish
 	}
 	clear(m[w.hist : w.hist+int(w.l.g.Sec[secHist].Len)])
+	ho := int(w.l.g.Sec[secHandOver].Off)
+	clear(m[ho : ho+handOverHead]) // no baton, grid or counters of the previous writer
 	for i := 0; i < int(w.l.g.Tasks); i++ {
 		clear(m[w.tasks+i*taskEntrySize+lineSize : w.tasks+(i+1)*taskEntrySize])
 	}
