@@ -255,7 +255,7 @@ func (r *Reader) trySnapshot(dst *Image) bool {
 // is ErrBusy (counted in Heartbeat.CommandsBusy); the executive is never
 // waited for. Text longer than the layout's CommandTextMax is ErrInvalid.
 func (r *Reader) Submit(c Command) (uint64, error) {
-	if c.IsText && len(c.Text) > int(r.l.g.CmdText) {
+	if len(c.Text) > int(r.l.g.CmdText) {
 		return 0, fmt.Errorf("shm: submit: %w: text of %d bytes; commands carry at most %d", ErrInvalid, len(c.Text), r.l.g.CmdText)
 	}
 	r.cmdMu.Lock()

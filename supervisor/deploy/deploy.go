@@ -122,7 +122,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	ch := newChannel(reader)
+	ch := newChannel(reader, tab.Info)
 
 	store := retain.New(filepath.Join(o.StateDir, "retain.json"), log)
 	part, err := newPartition(ctx, cfg, o, regionPath, size, store.Path(), ch, log)
@@ -192,7 +192,9 @@ func Run(ctx context.Context, o Options) (err error) {
 }
 
 // keepRetained saves the retain tags' values when they change (at most once
-// a second) and when the deployment stops.
+// a second) and when the deployment stops. Only good values are taken: a
+// tag that is not good (a stale image while the partition is down, a
+// failed write) keeps the value last saved for it.
 func keepRetained(ctx context.Context, ch *channel, store *retain.Store, log *slog.Logger) error {
 	infos := ch.Tags()
 	var ids []tag.ID
@@ -209,7 +211,8 @@ func keepRetained(ctx context.Context, ch *channel, store *retain.Store, log *sl
 	go func() { done <- saver.Run(ctx) }()
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	var last []retain.Value
+	latest := make([]retain.Value, len(ids))
+	have := make([]bool, len(ids))
 	for {
 		select {
 		case <-ctx.Done():
@@ -220,31 +223,42 @@ func keepRetained(ctx context.Context, ch *channel, store *retain.Store, log *sl
 		if err != nil || img.Cycle == 0 {
 			continue
 		}
-		vals := make([]retain.Value, 0, len(ids))
-		for _, id := range ids {
-			s := img.Samples[id]
-			if s.Quality != tag.Good {
-				continue
+		if updateRetained(latest, have, ids, infos, &img) {
+			vals := make([]retain.Value, 0, len(ids))
+			for i := range latest {
+				if have[i] {
+					vals = append(vals, latest[i])
+				}
 			}
-			vals = append(vals, retain.Value{Name: infos[id].Name, Value: s.Value, Text: img.Text[id]})
-		}
-		if !equalValues(vals, last) {
 			saver.Update(vals)
-			last = vals
 		}
 	}
 }
 
-func equalValues(a, b []retain.Value) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] && !(a[i].Value != a[i].Value && b[i].Value != b[i].Value) {
-			return false
+// updateRetained takes the good values of the retain tags ids from img into
+// latest (have marks the ones known) and reports whether any changed.
+func updateRetained(latest []retain.Value, have []bool, ids []tag.ID, infos []tag.Info, img *shm.Image) bool {
+	changed := false
+	for i, id := range ids {
+		if int(id) >= len(img.Samples) {
+			continue
 		}
+		s := img.Samples[id]
+		if s.Quality != tag.Good {
+			continue
+		}
+		v := retain.Value{Name: infos[id].Name, Value: s.Value, Text: img.Text[id]}
+		if have[i] && sameValue(latest[i], v) {
+			continue
+		}
+		latest[i], have[i], changed = v, true, true
 	}
-	return true
+	return changed
+}
+
+// sameValue is a == b, with NaN equal to NaN.
+func sameValue(a, b retain.Value) bool {
+	return a == b || (a.Name == b.Name && a.Text == b.Text && a.Value != a.Value && b.Value != b.Value)
 }
 
 type bridgeLinks struct{ b *bridge.Bridge }

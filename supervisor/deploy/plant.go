@@ -18,6 +18,7 @@ import (
 type channel struct {
 	r     *shm.Reader
 	tasks []shm.Task
+	tags  []tag.Info
 
 	mu   sync.Mutex
 	img  shm.Image
@@ -25,14 +26,33 @@ type channel struct {
 	down string
 }
 
-func newChannel(r *shm.Reader) *channel {
-	return &channel{r: r, tasks: r.Tasks()}
+// newChannel reads the region through r; cfgTags are the tags of the
+// config the region was formatted for.
+func newChannel(r *shm.Reader, cfgTags []tag.Info) *channel {
+	return &channel{r: r, tasks: r.Tasks(), tags: directory(r.Tags(), cfgTags)}
+}
+
+// directory is the region's tag directory completed from the config: the
+// region does not store a tag's device, and without it the Sparkplug node
+// would publish field tags as node metrics and never birth or kill the
+// device.
+func directory(region, cfgTags []tag.Info) []tag.Info {
+	out := append([]tag.Info(nil), region...)
+	for i := range out {
+		if i < len(cfgTags) && cfgTags[i].Name == out[i].Name {
+			out[i].Device = cfgTags[i].Device
+		}
+	}
+	return out
 }
 
 // Tags is the tag directory.
-func (c *channel) Tags() []tag.Info { return c.r.Tags() }
+func (c *channel) Tags() []tag.Info { return c.tags }
 
-// Snapshot copies a consistent image.
+// Snapshot copies a consistent image. While the supervisor has the
+// partition down, the values it last wrote are stale (see markStale).
+//
+// Hot path: the bridge calls it every scan; it allocates nothing.
 func (c *channel) Snapshot(dst []tag.Sample, text []string) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -41,20 +61,44 @@ func (c *channel) Snapshot(dst []tag.Sample, text []string) (uint64, error) {
 	if err := c.r.Snapshot(ctx, &c.img); err != nil {
 		return 0, err
 	}
-	copy(dst, c.img.Samples)
+	n := copy(dst, c.img.Samples)
+	if !c.up {
+		markStale(dst[:n])
+	}
 	if text != nil {
 		copy(text, c.img.Text)
 	}
 	return c.img.Seq, nil
 }
 
-// image returns a copy of the latest image for the CLI.
+// image returns a copy of the latest image for the CLI, stale while the
+// partition is down.
 func (c *channel) image() (shm.Image, error) {
 	var img shm.Image
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	err := c.r.Snapshot(ctx, &img)
+	c.mu.Lock()
+	up := c.up
+	c.mu.Unlock()
+	if !up {
+		markStale(img.Samples)
+	}
 	return img, err
+}
+
+// markStale turns the good and uncertain values of an executive that is not
+// running into stale ones (reason: partition not running): the region keeps
+// the last image after the executive died, and SCADA must not take it for
+// live data. The Sparkplug node reports a device whose values all went
+// stale with DDEATH, and births it again once the restarted executive
+// writes good values. Bad values stay bad with their own reason.
+func markStale(s []tag.Sample) {
+	for i := range s {
+		if q := s[i].Quality; q == tag.Good || q == tag.Uncertain {
+			s[i].Quality, s[i].Reason = tag.Stale, tag.NotRunning
+		}
+	}
 }
 
 func (c *channel) setUp(up bool, why string) {
@@ -116,7 +160,7 @@ func plantState(s shm.State) bridge.State {
 // Write sends a tag write through the command ring and waits for the
 // executive's answer.
 func (c *channel) Write(ctx context.Context, w bridge.Write) (bridge.Result, error) {
-	infos := c.r.Tags()
+	infos := c.tags
 	if w.ID < 0 || int(w.ID) >= len(infos) {
 		return bridge.Result{}, bridge.ErrUnknownTag
 	}
