@@ -1,0 +1,352 @@
+package jailhouse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/supervisor"
+)
+
+// PartitionOptions configure a jailhouse partition.
+type PartitionOptions struct {
+	// Plan is the generated cell (Generate).
+	Plan *Plan
+	// Loader, Kernel and Initrd are file paths: Jailhouse's
+	// linux-loader.bin, the bzImage and the mkrt initramfs.
+	Loader, Kernel, Initrd string
+	// Cmdline is the cell kernel's command line.
+	Cmdline string
+	// SystemConfig is the root-cell config (.cell, "JHSYST") that enables
+	// the hypervisor when it is not enabled yet; "" requires it enabled.
+	SystemConfig string
+	// Open opens /dev/jailhouse; default OpenDevice("").
+	Open func() (Device, error)
+	// Sys is sysfs rooted at /sys; default os.DirFS("/sys").
+	Sys fs.FS
+	// ReadFile reads the image files; default os.ReadFile.
+	ReadFile func(string) ([]byte, error)
+	// Halt asks the executive to stop (the cell's Linux then powers off).
+	Halt  func(ctx context.Context) error
+	Log   *slog.Logger
+	Clock supervisor.Clock
+	// Poll is how often the cell's state is read; default 100ms.
+	Poll time.Duration
+}
+
+// Partition is a control program in a Jailhouse cell; it implements
+// supervisor.Partition.
+type Partition struct {
+	o    PartitionOptions
+	name string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	dev     Device
+	enabled bool // we enabled the hypervisor and disable it on stop
+	runner  *supervisor.Runner
+	done    chan struct{}
+	cancel  context.CancelFunc
+	exit    supervisor.Exit
+	info    supervisor.Info
+}
+
+var _ supervisor.Partition = (*Partition)(nil)
+
+// NewPartition returns a partition; nothing happens until Start.
+func NewPartition(o PartitionOptions) (*Partition, error) {
+	if o.Plan == nil || o.Plan.Cell == nil {
+		return nil, fmt.Errorf("%w: no cell plan", ErrConfig)
+	}
+	if o.Open == nil {
+		o.Open = func() (Device, error) { return OpenDevice("") }
+	}
+	if o.Sys == nil {
+		o.Sys = os.DirFS("/sys")
+	}
+	if o.ReadFile == nil {
+		o.ReadFile = os.ReadFile
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = supervisor.RealClock{}
+	}
+	if o.Poll <= 0 {
+		o.Poll = 100 * time.Millisecond
+	}
+	name := o.Plan.Cell.Name
+	return &Partition{o: o, name: name, log: o.Log.With("partition", name, "backend", "jailhouse")}, nil
+}
+
+// Backend is "jailhouse".
+func (p *Partition) Backend() string { return "jailhouse" }
+
+// Steps are the bring-up of the cell, each undone in reverse:
+//
+//	open /dev/jailhouse   (undo: close)
+//	enable hypervisor     (only when not enabled; undo: disable)
+//	create cell           (undo: destroy)
+//	load cell             (loader, kernel, initramfs, boot parameters)
+//	start cell
+func (p *Partition) Steps() []supervisor.Step {
+	cell := p.o.Plan.Cell
+	return []supervisor.Step{
+		{Name: "open /dev/jailhouse",
+			Do: func(context.Context) error {
+				d, err := p.o.Open()
+				if err != nil {
+					return err
+				}
+				p.dev = d
+				return nil
+			},
+			Undo: func(context.Context) error {
+				err := p.dev.Close()
+				p.dev = nil
+				return err
+			}},
+		{Name: "enable hypervisor",
+			Do: func(context.Context) error {
+				p.enabled = false
+				if on, _ := fs.ReadFile(p.o.Sys, "devices/jailhouse/enabled"); strings.TrimSpace(string(on)) == "1" {
+					p.log.Info("hypervisor already enabled")
+					return nil
+				}
+				if p.o.SystemConfig == "" {
+					return fmt.Errorf("jailhouse: the hypervisor is not enabled and no root-cell config was given (--system-config, or run jailhouse enable)")
+				}
+				sys, err := p.o.ReadFile(p.o.SystemConfig)
+				if err != nil {
+					return fmt.Errorf("jailhouse: root-cell config: %w", err)
+				}
+				if err := p.dev.Ioctl(Enable(sys)); err != nil {
+					return err
+				}
+				p.enabled = true
+				return nil
+			},
+			Undo: func(context.Context) error {
+				if !p.enabled {
+					return nil
+				}
+				p.enabled = false
+				return p.dev.Ioctl(Disable())
+			}},
+		{Name: "create cell",
+			Do: func(context.Context) error {
+				b, err := Encode(cell)
+				if err != nil {
+					return err
+				}
+				return p.dev.Ioctl(CellCreate(b))
+			},
+			Undo: func(context.Context) error { return p.dev.Ioctl(CellDestroy(cell.Name)) }},
+		{Name: "load cell",
+			Do: func(context.Context) error {
+				var in LinuxBoot
+				for _, f := range []struct {
+					path string
+					dst  *[]byte
+					what string
+				}{{p.o.Loader, &in.Loader, "linux-loader.bin"}, {p.o.Kernel, &in.Kernel, "kernel"}, {p.o.Initrd, &in.Initrd, "initramfs"}} {
+					if f.path == "" {
+						return fmt.Errorf("%w: no %s given", ErrKernel, f.what)
+					}
+					b, err := p.o.ReadFile(f.path)
+					if err != nil {
+						return fmt.Errorf("jailhouse: %s: %w", f.what, err)
+					}
+					*f.dst = b
+				}
+				in.Cmdline = p.o.Cmdline
+				imgs, err := LinuxImages(cell, in)
+				if err != nil {
+					return err
+				}
+				return p.dev.Ioctl(CellLoad(cell.Name, imgs))
+			}},
+		{Name: "start cell",
+			Do: func(context.Context) error { return p.dev.Ioctl(CellStart(cell.Name)) }},
+	}
+}
+
+// Start brings the cell up and watches its state.
+func (p *Partition) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done != nil {
+		select {
+		case <-p.done:
+		default:
+			return errors.New("jailhouse: partition already running")
+		}
+	}
+	p.info = supervisor.Info{RT: true, Isolation: supervisor.Isolation{
+		CPUs: configs.CPUList(p.o.Plan.Cell.CPUs).String(), CPUSet: "jailhouse cell",
+	}}
+	for _, n := range p.o.Plan.NICs {
+		p.info.NICs = append(p.info.NICs, n.Addr)
+	}
+	r := supervisor.NewRunner(p.Steps(), p.log, p.o.Clock)
+	if err := r.Run(ctx); err != nil {
+		return err
+	}
+	p.runner = r
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.cancel, p.done = cancel, make(chan struct{})
+	go p.watch(wctx, p.done)
+	return nil
+}
+
+// watch polls the cell's sysfs state until it shuts down or fails.
+func (p *Partition) watch(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	for {
+		st, err := CellState(p.o.Sys, p.name)
+		e := supervisor.Exit{Code: -1, Time: p.o.Clock.Now()}
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			e.Signal = "cell destroyed"
+		case err != nil:
+			p.log.Warn("cell state unreadable", "err", err)
+		case st == "shut down":
+			e.Code = 0
+		case strings.HasPrefix(st, "failed"):
+			e.Signal = "cell " + st
+		}
+		if e.Code == 0 || e.Signal != "" {
+			p.mu.Lock()
+			p.exit = e
+			p.mu.Unlock()
+			p.log.Info("cell ended", "exit", e.String())
+			return
+		}
+		t := p.o.Clock.NewTimer(p.o.Poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			p.mu.Lock()
+			p.exit = supervisor.Exit{Code: -1, Signal: "stopped", Time: p.o.Clock.Now()}
+			p.mu.Unlock()
+			return
+		case <-t.C():
+		}
+	}
+}
+
+// CellState reads the state of the named cell from the driver's sysfs
+// (devices/jailhouse/cells/<id>/name and state): "running",
+// "running/locked", "shut down", "failed" or "failed/commrev".
+func CellState(sys fs.FS, name string) (string, error) {
+	ents, err := fs.ReadDir(sys, "devices/jailhouse/cells")
+	if err != nil {
+		return "", fmt.Errorf("jailhouse: cell %s: %w", name, err)
+	}
+	for _, e := range ents {
+		dir := path.Join("devices/jailhouse/cells", e.Name())
+		n, err := fs.ReadFile(sys, path.Join(dir, "name"))
+		if err != nil || strings.TrimSpace(string(n)) != name {
+			continue
+		}
+		st, err := fs.ReadFile(sys, path.Join(dir, "state"))
+		if err != nil {
+			return "", fmt.Errorf("jailhouse: cell %s: %w", name, err)
+		}
+		return strings.TrimSpace(string(st)), nil
+	}
+	return "", fmt.Errorf("jailhouse: cell %s: %w", name, fs.ErrNotExist)
+}
+
+// Wait returns when the cell shut down, failed or was destroyed.
+func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return supervisor.Exit{}, errors.New("jailhouse: not started")
+	}
+	select {
+	case <-done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.exit, nil
+	case <-ctx.Done():
+		return supervisor.Exit{}, ctx.Err()
+	}
+}
+
+// Stop asks the executive to halt and waits (bounded by ctx) for the cell
+// to shut down, then destroys the cell and undoes the bring-up.
+func (p *Partition) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	done, r := p.done, p.runner
+	p.mu.Unlock()
+	if done != nil && p.o.Halt != nil {
+		if err := p.o.Halt(ctx); err != nil {
+			p.log.Warn("halt request failed", "err", err)
+		} else {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				p.log.Warn("cell did not shut down in time; destroying it")
+			}
+		}
+	}
+	if p.cancel != nil {
+		p.cancel()
+		<-done
+	}
+	if r == nil {
+		return nil
+	}
+	return r.Unwind(context.WithoutCancel(ctx))
+}
+
+// Kill destroys the cell at once, leaving the hypervisor enabled.
+func (p *Partition) Kill() error {
+	p.mu.Lock()
+	dev := p.dev
+	p.mu.Unlock()
+	if dev == nil {
+		return errors.New("jailhouse: not started")
+	}
+	return dev.Ioctl(CellDestroy(p.name))
+}
+
+// Info reports the cell's CPUs and NICs.
+func (p *Partition) Info() supervisor.Info {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := p.info
+	i.NICs = append([]string(nil), p.info.NICs...)
+	return i
+}
+
+// Console returns the hypervisor console's latest lines (cells with a
+// permitted virtual console write there; the cell's 8250 goes to the
+// host's serial port and is not visible here).
+func (p *Partition) Console() []string {
+	b, err := fs.ReadFile(p.o.Sys, "devices/jailhouse/console")
+	if err != nil {
+		return nil
+	}
+	lines := strings.Split(strings.TrimRight(string(bytes.ReplaceAll(b, []byte{0}, nil)), "\n"), "\n")
+	if len(lines) > 500 {
+		lines = lines[len(lines)-500:]
+	}
+	if len(lines) == 1 && lines[0] == "" {
+		return nil
+	}
+	return lines
+}
