@@ -63,6 +63,15 @@ type Options struct {
 	// StartDelay is the time between the threads being ready and the first
 	// deadline; default 10ms.
 	StartDelay time.Duration
+	// HandOver is this executive's own hand-over area (its region's): its
+	// cycle grid is published there, and a Release command offers its state
+	// through it. Nil: Release is unsupported.
+	HandOver Baton
+	// TakeFrom is the hand-over area of the executive this one replaces:
+	// this one starts on standby, its deadlines on that one's cycle grid,
+	// and drives the outputs only once a Take command's time has come and
+	// the other has offered its state. One task only.
+	TakeFrom Baton
 }
 
 // TaskStatus is one task's configuration, real-time setup and counters.
@@ -86,6 +95,8 @@ type Status struct {
 	Tasks []TaskStatus
 	// DroppedEvents counts events lost because a task's ring was full.
 	DroppedEvents uint64
+	// HandOver are the hand-over counters (zero without a hand-over area).
+	HandOver HandOverStatus
 }
 
 // TaskHistograms are one task's cumulative histograms (nanoseconds).
@@ -219,6 +230,12 @@ func New(cfg *configs.Config, tab *tag.Table, programs Programs, io IO, ch Chann
 	}
 	for _, t := range e.tasks {
 		t.owner = owner
+	}
+	if opts.TakeFrom != nil && len(e.tasks) > 1 {
+		return nil, fmt.Errorf("%w: a hand-over takes over one task; the config has %d", ErrConfig, len(e.tasks))
+	}
+	if opts.HandOver != nil || opts.TakeFrom != nil {
+		e.tasks[0].ho = newHandover(opts.HandOver, opts.TakeFrom)
 	}
 	e.setState(Booting, NoFault, "")
 	return e, nil
@@ -372,6 +389,9 @@ func (e *Executive) Status() Status {
 		st.Tasks = append(st.Tasks, ts)
 		st.DroppedEvents += t.events.dropped.Load()
 	}
+	if h := e.tasks[0].ho; h != nil {
+		st.HandOver = h.status()
+	}
 	return st
 }
 
@@ -455,6 +475,7 @@ func (e *Executive) Run(ctx context.Context) error {
 	}
 	monoAtStart, wallAtStart := e.clock.Now(), e.wall()
 	first := monoAtStart + e.opts.StartDelay
+	first = e.alignFirst(first)
 	for _, t := range e.tasks {
 		t.first = first
 	}

@@ -66,6 +66,14 @@ const (
 	SetParam
 	// Halt drives the outputs to the safe state and stops the control program.
 	Halt
+	// Release hands the outputs over to the executive that takes over: it
+	// drives the cycles that start before Value (monotonic ns), then offers
+	// its state and stops driving once it is taken (see Baton).
+	Release
+	// Take arms the take-over of a standby executive: from its first cycle
+	// starting at or after Value (monotonic ns) it takes the outputs and the
+	// released state.
+	Take
 )
 
 // Command is a request from the general kernel (SCADA, the CLI).

@@ -54,6 +54,7 @@ type task struct {
 	apply      func(Command) Result
 	one        [1]tag.ID
 	counters   []TaskCounters // heartbeat scratch, first task only
+	ho         *handover      // first task only; nil without hand-over
 
 	rtst   rt.Status // guarded by e.mu
 	stats  stats
@@ -133,6 +134,9 @@ func (t *task) cycleOnce() {
 		e.share.collect(t.idx, t.tab)
 	}
 	e.io.ReadInputs(t.tab, e.wall())
+	if t.ho != nil {
+		t.takeOver()
+	}
 	writes := t.outputs
 	if State(e.state.Load()) == Running {
 		t.prog.Run(t.sched, t.dt)
@@ -140,11 +144,17 @@ func (t *task) cycleOnce() {
 		t.driveSafe()
 		writes = t.safeWrites
 	}
-	e.io.WriteOutputs(t.tab, writes)
+	if t.ho != nil {
+		t.claim()
+	}
+	t.write(writes)
 	if e.share != nil {
 		e.share.publish(t.idx, t.tab)
 	}
 	t.cycle++
+	if t.ho != nil {
+		t.offer()
+	}
 	if t.idx == 0 {
 		e.ch.Publish(t.tab, t.cycle)
 	}
@@ -258,7 +268,7 @@ func (t *task) stop(s State, code FaultCode) {
 		}
 	}
 	t.driveSafe()
-	e.io.WriteOutputs(t.tab, t.safeWrites)
+	t.write(t.safeWrites)
 	if e.share != nil {
 		e.share.publish(t.idx, t.tab)
 	}
@@ -325,6 +335,12 @@ func (t *task) applyCommand(c Command) Result {
 			res.Status = BadParam
 		}
 		return res
+	case Release:
+		res.Status = t.release(time.Duration(c.Value))
+		return res
+	case Take:
+		res.Status = t.take(time.Duration(c.Value))
+		return res
 	case WriteTag:
 	default:
 		res.Status = Unsupported
@@ -356,7 +372,7 @@ func (t *task) applyCommand(c Command) Result {
 	}
 	if in.Device != "" {
 		t.one[0] = c.Tag
-		e.io.WriteOutputs(t.tab, t.one[:])
+		t.write(t.one[:])
 	}
 	return res
 }
