@@ -63,19 +63,15 @@ func params(c *configs.Config) map[[2]string]configs.Value {
 	return m
 }
 
-// stripParams returns a copy of c without block parameter values.
+// stripParams returns a copy of c without block parameters: writing out a
+// parameter that was left at its default is a parameter change too.
 func stripParams(c *configs.Config) *configs.Config {
 	cp := *c
 	cp.Tasks = append([]configs.Task(nil), c.Tasks...)
 	for i := range cp.Tasks {
 		cp.Tasks[i].Blocks = append([]configs.Block(nil), c.Tasks[i].Blocks...)
 		for j := range cp.Tasks[i].Blocks {
-			b := &cp.Tasks[i].Blocks[j]
-			stripped := map[string]configs.Value{}
-			for k := range b.Params {
-				stripped[k] = configs.Value{}
-			}
-			b.Params = stripped
+			cp.Tasks[i].Blocks[j].Params = nil
 		}
 	}
 	return &cp

@@ -140,7 +140,11 @@ func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResul
 			out.Message = fmt.Sprintf("%s rejected: %v (changes before it were applied)", name, err)
 			return out, fmt.Errorf("%w: %s", control.ErrInvalid, out.Message)
 		}
-		out.Changes = append(out.Changes, fmt.Sprintf("%s: %s -> %s (cycle %d)", name, p.Old, p.New, res.Cycle))
+		was := p.Old
+		if was == "" {
+			was = "default"
+		}
+		out.Changes = append(out.Changes, fmt.Sprintf("%s: %s -> %s (cycle %d)", name, was, p.New, res.Cycle))
 		setParam(c.cfg, p.Block, p.Param, p.New)
 	}
 	out.Applied = true

@@ -1,0 +1,168 @@
+package deploy
+
+import (
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/mkrt/mkrt/bridge/shm"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/supervisor/retain"
+)
+
+func loadExample(t *testing.T, replace ...string) *configs.Config {
+	t.Helper()
+	b, err := os.ReadFile("../../configs/examples/tank-level.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	for i := 0; i+1 < len(replace); i += 2 {
+		if strings.Count(text, replace[i]) != 1 {
+			t.Fatalf("%q is not once in the example", replace[i])
+		}
+		text = strings.Replace(text, replace[i], replace[i+1], 1)
+	}
+	cfg, err := configs.LoadBytes("tank-level.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestParamChanges(t *testing.T) {
+	old := loadExample(t)
+	for _, tc := range []struct {
+		name    string
+		replace []string
+		want    []ParamChange
+		err     string
+	}{
+		{name: "same config"},
+		{name: "gain", replace: []string{"kp: 100", "kp: 120"},
+			want: []ParamChange{{Block: "level_pid", Param: "kp", Old: "100", New: "120", Value: 120}}},
+		{name: "duration and alarm limit", replace: []string{"ti: 40s", "ti: 1m", "hi: 2.6", "hi: 2.55"},
+			want: []ParamChange{{Block: "level_alarms", Param: "hi", Old: "2.6", New: "2.55", Value: 2.55}, {Block: "level_pid", Param: "ti", Old: "40s", New: "1m", Value: 60}}},
+		{name: "period", replace: []string{"period: 20ms", "period: 10ms"}, err: "structural"},
+		{name: "wiring", replace: []string{"in: high_switch", "in: low_switch"}, err: "structural"},
+		{name: "bridge", replace: []string{"node: tank-1", "node: tank-2"}, err: "structural"},
+		{name: "parameter added", replace: []string{"td: 0s", "td: 0s\n          bias: 10"},
+			want: []ParamChange{{Block: "level_pid", Param: "bias", Old: "", New: "10", Value: 10}}},
+		{name: "parameter removed", replace: []string{"          td: 0s\n", ""}, err: "removed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParamChanges(old, loadExample(t, tc.replace...))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("ParamChanges = %v, %v; want an error containing %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("ParamChanges = %+v, want %+v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("change %d = %+v, want %+v", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestParamValue(t *testing.T) {
+	for raw, want := range map[string]float64{"1.5": 1.5, "250ms": 0.25, "2m": 120, "lt": 2, "ne": 5} {
+		name := "k"
+		if raw == "lt" || raw == "ne" {
+			name = "op"
+		}
+		if got, err := paramValue(name, configs.Value{Raw: raw}); err != nil || got != want {
+			t.Errorf("paramValue(%s, %q) = %v, %v; want %v", name, raw, got, err, want)
+		}
+	}
+	for _, c := range [][2]string{{"op", "gte"}, {"k", "fast"}} {
+		if _, err := paramValue(c[0], configs.Value{Raw: c[1]}); err == nil {
+			t.Errorf("paramValue(%s, %q) accepted", c[0], c[1])
+		}
+	}
+}
+
+func TestMarkStale(t *testing.T) {
+	s := []tag.Sample{
+		{Value: 1, Quality: tag.Good},
+		{Value: 2, Quality: tag.Uncertain},
+		{Value: 3, Quality: tag.Bad, Reason: tag.Timeout},
+		{Value: 4, Quality: tag.Stale, Reason: tag.CommFailure},
+	}
+	markStale(s)
+	want := []tag.Sample{
+		{Value: 1, Quality: tag.Stale, Reason: tag.NotRunning},
+		{Value: 2, Quality: tag.Stale, Reason: tag.NotRunning},
+		{Value: 3, Quality: tag.Bad, Reason: tag.Timeout},
+		{Value: 4, Quality: tag.Stale, Reason: tag.CommFailure},
+	}
+	for i := range s {
+		if s[i] != want[i] {
+			t.Errorf("sample %d = %+v, want %+v", i, s[i], want[i])
+		}
+	}
+	// Hot path: the bridge's scan calls it through Snapshot.
+	big := make([]tag.Sample, 1000)
+	if n := testing.AllocsPerRun(100, func() { markStale(big) }); n != 0 {
+		t.Errorf("markStale allocates %v times", n)
+	}
+}
+
+func TestDirectoryTakesDevicesFromConfig(t *testing.T) {
+	cfg := loadExample(t)
+	tab, err := tag.NewTable(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	region := append([]tag.Info(nil), tab.Info...)
+	for i := range region {
+		region[i].Device = "" // the region does not store it
+	}
+	got := directory(region, tab.Info)
+	for i := range got {
+		if got[i].Device != tab.Info[i].Device {
+			t.Errorf("tag %s: device %q, want %q", got[i].Name, got[i].Device, tab.Info[i].Device)
+		}
+	}
+	if got[0].Device != "tank" {
+		t.Errorf("level's device %q, want tank", got[0].Device)
+	}
+	// A directory that does not match the config keeps what it has.
+	other := directory(region[:2], []tag.Info{{Name: "x", Device: "d"}})
+	if other[0].Device != "" {
+		t.Errorf("device taken from a different tag: %+v", other[0])
+	}
+}
+
+func TestUpdateRetainedKeepsLastGoodValue(t *testing.T) {
+	infos := []tag.Info{{Name: "a", Retain: true}, {Name: "b"}, {Name: "c", Retain: true}}
+	ids := []tag.ID{0, 2}
+	latest, have := make([]retain.Value, 2), make([]bool, 2)
+	img := &shm.Image{Samples: []tag.Sample{{Value: 1, Quality: tag.Good}, {}, {Value: math.NaN(), Quality: tag.Good}}, Text: make([]string, 3)}
+	if !updateRetained(latest, have, ids, infos, img) || !have[0] || !have[1] || latest[0].Value != 1 {
+		t.Fatalf("first image: %v %v", latest, have)
+	}
+	if updateRetained(latest, have, ids, infos, img) {
+		t.Error("unchanged image (NaN included) reported as a change")
+	}
+	// The partition went down: stale values do not replace the saved ones.
+	markStale(img.Samples)
+	img.Samples[0].Value = 7
+	if updateRetained(latest, have, ids, infos, img) || latest[0].Value != 1 {
+		t.Errorf("stale image changed the retained values: %v", latest)
+	}
+	img.Samples[0] = tag.Sample{Value: 2, Quality: tag.Good}
+	if !updateRetained(latest, have, ids, infos, img) || latest[0].Value != 2 {
+		t.Errorf("good new value not taken: %v", latest)
+	}
+}
