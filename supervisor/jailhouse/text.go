@@ -155,7 +155,7 @@ func (c *Cell) WriteText(w io.Writer) error {
 	}
 	p("  pio regions (%d):\n", len(c.PIO))
 	for i, r := range c.PIO {
-		p("    [%d] %#06x-%#06x\n", i, r.Base, uint32(r.Base)+uint32(r.Length)-1)
+		p("    [%d] 0x%04x-0x%04x\n", i, r.Base, uint32(r.Base)+uint32(r.Length)-1)
 	}
 	p("  pci devices (%d):\n", len(c.PCIDevices))
 	for i, d := range c.PCIDevices {
@@ -168,7 +168,7 @@ func (c *Cell) WriteText(w io.Writer) error {
 		p("        caps %d+%d msi %d (64bit %v, maskable %v) msix %d at %#x size %#x\n", d.CapsStart, d.NumCaps,
 			d.NumMSIVectors, d.MSI64Bits, d.MSIMaskable, d.NumMSIXVectors, d.MSIXAddress, d.MSIXRegionSize)
 		if d.Type == PCITypeIVSHMEM {
-			p("        shmem regions from %d, dev id %d of %d peers, protocol %#06x\n", d.ShmemRegions, d.ShmemDevID, d.ShmemPeers, d.ShmemProtocol)
+			p("        shmem regions from %d, dev id %d of %d peers, protocol 0x%04x\n", d.ShmemRegions, d.ShmemDevID, d.ShmemPeers, d.ShmemProtocol)
 		}
 	}
 	if len(c.PCICaps) > 0 {
