@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -331,12 +332,16 @@ func (s *Scanner) run(ctx context.Context) {
 	}
 }
 
+// backoff is the wait before reconnecting after the n-th failure in a row:
+// min doubling up to max, less up to a fifth at random so that devices
+// lost together (a switch, a NIC) do not all reconnect in the same instant.
 func (s *Scanner) backoff() time.Duration {
 	d := s.minBackoff
 	for i := 1; i < s.failures && d < s.maxBackoff; i++ {
 		d *= 2
 	}
-	return min(d, s.maxBackoff)
+	d = min(d, s.maxBackoff)
+	return d - time.Duration(rand.Int64N(int64(d)/5+1))
 }
 
 // scan writes changed outputs and reads every group once. It returns an
