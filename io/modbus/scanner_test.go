@@ -271,3 +271,20 @@ func TestOutputsRewrittenAfterReconnect(t *testing.T) {
 	defer srv2.Close()
 	waitFor(t, s, tab, "output written again after reconnect", func() bool { return restarted.Snapshot().Holding[1] == 5 })
 }
+
+func TestBackoffDoublesToMaxWithJitter(t *testing.T) {
+	dev := tcpDevice("b", "127.0.0.1:1", configs.IOTag{Name: "v", Area: configs.AreaInput, Address: 0})
+	s, err := NewScanner(dev, newTable(t, dev), WithBackoff(100*time.Millisecond, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, want := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		s.failures = n + 1
+		for i := 0; i < 50; i++ {
+			d, w := s.backoff(), want*time.Millisecond
+			if d > w || d < w*4/5 {
+				t.Fatalf("failure %d: backoff %v outside [%v, %v]", n+1, d, w*4/5, w)
+			}
+		}
+	}
+}
