@@ -20,7 +20,7 @@ import (
 // newExecutiveCmd is `mkrt executive`: the control program of a process
 // partition, started by the supervisor (not by hand).
 func newExecutiveCmd() *cobra.Command {
-	var cfgPath, shmLoc, retainPath, backend string
+	var cfgPath, shmLoc, retainPath, backend, takeFrom string
 	var force bool
 	cmd := &cobra.Command{
 		Use:    "executive --config FILE --shm LOCATION",
@@ -50,9 +50,15 @@ func newExecutiveCmd() *cobra.Command {
 					log.Warn("retained values not restored", "err", err)
 				}
 			}
+			var from shm.Location
+			if takeFrom != "" {
+				if from, err = shm.ParseLocation(takeFrom); err != nil {
+					return &exitError{supervisor.ExitDoNotRestart, fmt.Errorf("--take-from: %w", err)}
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			err = app.Run(ctx, app.Options{Config: cfg, Shm: loc, Retained: vals, Force: force, Log: log})
+			err = app.Run(ctx, app.Options{Config: cfg, Shm: loc, Retained: vals, Force: force, Log: log, TakeFrom: from})
 			if errors.Is(err, app.ErrConfig) {
 				return &exitError{supervisor.ExitDoNotRestart, err}
 			}
@@ -63,6 +69,7 @@ func newExecutiveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&shmLoc, "shm", "", "shared region: /dev/shm/NAME, pci:BDF or mem:ADDR+SIZE (default $MKRT_SHM)")
 	cmd.Flags().StringVar(&retainPath, "retain", "", "retained-values file to start from")
 	cmd.Flags().StringVar(&backend, "backend", "", "the backend mkrt run was told to use (keeps the config hash equal on both sides)")
+	cmd.Flags().StringVar(&takeFrom, "take-from", "", "region of the running partition to take over from (hand-over): start on standby")
 	cmd.Flags().BoolVar(&force, "force", false, "take the region over from a writer that still looks alive")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd

@@ -42,7 +42,12 @@ type Options struct {
 	Retained []retain.Value
 	// Force takes the region over from a writer that still looks alive.
 	Force bool
-	Log   *slog.Logger
+	// TakeFrom is the region of the running partition this one replaces
+	// (hand-over): the control program starts on standby on that
+	// partition's cycle grid and takes the outputs and the controller state
+	// when the supervisor sends the take command. Zero: a normal start.
+	TakeFrom shm.Location
+	Log      *slog.Logger
 	// Executive options (tests: fake clock, no real-time).
 	Executive executive.Options
 }
@@ -116,6 +121,21 @@ func Run(ctx context.Context, o Options) error {
 	if eo.Logger == nil {
 		eo.Logger = log
 	}
+	own := w.HandOver()
+	eo.HandOver = own
+	if o.TakeFrom.Path != "" {
+		from, err := shm.Open(o.TakeFrom)
+		if err != nil {
+			return fmt.Errorf("app: hand-over: %w", err)
+		}
+		defer from.Close()
+		area, err := shm.OpenHandOver(from)
+		if err != nil {
+			return fmt.Errorf("app: hand-over: %w", err)
+		}
+		eo.TakeFrom = area
+		log.Info("starting on standby to take over", "from", o.TakeFrom.String())
+	}
 	e, err := executive.New(cfg, tab, programs, fio, ch, eo)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
@@ -124,6 +144,8 @@ func Run(ctx context.Context, o Options) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	go reportRT(runCtx, e, w)
+	go reportHandOver(runCtx, e, own)
+	defer func() { own.SetCounters(handOverCounters(e.Status().HandOver)) }()
 	go stopOnHalt(runCtx, e, stopRun)
 	err = e.Run(runCtx)
 	st := e.Status()

@@ -44,6 +44,16 @@ func (c *channel) DrainCommands(max int, apply func(executive.Command) executive
 			cmd.Text = string(in.Text)
 		case shm.CmdHalt:
 			cmd.Kind = executive.Halt
+		case shm.CmdHandOver:
+			switch string(in.Text) {
+			case HandOverRelease:
+				cmd.Kind = executive.Release
+			case HandOverTake:
+				cmd.Kind = executive.Take
+			default:
+				c.w.Reply(shm.Result{ID: in.ID, Status: shm.StatusRejected})
+				continue
+			}
 		default:
 			c.w.Reply(shm.Result{ID: in.ID, Status: shm.StatusRejected})
 			continue
