@@ -10,6 +10,7 @@
 package pid1
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"path"
@@ -66,8 +67,19 @@ const (
 	ivshmemDevice = "0x1110"
 )
 
+// The ivshmem-v2 PCI identity of a Jailhouse cell (Siemens AG), and the
+// class code of mkrt's channel on it (class 0xff, protocol 0x4d4b).
+const (
+	ivshmem2Vendor = "0x110a"
+	ivshmem2Device = "0x4106"
+	ivshmem2Class  = "0xff4d4b"
+)
+
 // FindShm locates the shared region: a "phys:<addr>,<size>" parameter, or
-// else the first ivshmem PCI device under sys (rooted at /sys).
+// else the first ivshmem PCI device under sys (rooted at /sys): an
+// ivshmem-plain device (its BAR 2), or in a Jailhouse cell an ivshmem-v2
+// device of mkrt's protocol, whose read-write section is physical memory
+// named by its vendor capability.
 func FindShm(sys fs.FS, param string) (ShmLocation, error) {
 	if rest, ok := strings.CutPrefix(param, "phys:"); ok {
 		a, s, ok := strings.Cut(rest, ",")
@@ -89,6 +101,54 @@ func FindShm(sys fs.FS, param string) (ShmLocation, error) {
 		if strings.TrimSpace(string(v)) == ivshmemVendor && strings.TrimSpace(string(id)) == ivshmemDevice {
 			return ShmLocation{BAR: "/sys/" + path.Join(dir, "resource2"), Enable: "/sys/" + path.Join(dir, "enable")}, nil
 		}
+		if strings.TrimSpace(string(v)) == ivshmem2Vendor && strings.TrimSpace(string(id)) == ivshmem2Device {
+			if c, err := fs.ReadFile(sys, path.Join(dir, "class")); err == nil && strings.TrimSpace(string(c)) != ivshmem2Class {
+				continue // another protocol's ivshmem-v2 device (virtual network, virtio)
+			}
+			cfg, err := fs.ReadFile(sys, path.Join(dir, "config"))
+			if err != nil {
+				return ShmLocation{}, fmt.Errorf("pid1: ivshmem-v2 device %s: %w", d.Name(), err)
+			}
+			loc, err := ivshmem2Region(cfg)
+			if err != nil {
+				return ShmLocation{}, fmt.Errorf("pid1: ivshmem-v2 device %s: %w", d.Name(), err)
+			}
+			loc.Enable = "/sys/" + path.Join(dir, "enable")
+			return loc, nil
+		}
 	}
-	return ShmLocation{}, fmt.Errorf("pid1: no ivshmem PCI device (vendor %s device %s) and no mkrt.shm=phys:… parameter", ivshmemVendor, ivshmemDevice)
+	return ShmLocation{}, fmt.Errorf("pid1: no ivshmem PCI device (vendor %s device %s, or ivshmem-v2 %s:%s) and no mkrt.shm=phys:… parameter", ivshmemVendor, ivshmemDevice, ivshmem2Vendor, ivshmem2Device)
+}
+
+// ivshmem2Region reads the ivshmem-v2 vendor capability (ivshmem-v2
+// specification of Jailhouse v0.12): state table size at +4, read-write
+// section size at +8, output section size at +16 and, when BAR 2 is not
+// implemented, the shared memory's address at +24. The read-write section
+// follows the state table.
+func ivshmem2Region(cfg []byte) (ShmLocation, error) {
+	if len(cfg) < 0x40 || cfg[0x06]&0x10 == 0 {
+		return ShmLocation{}, fmt.Errorf("config space has no capability list (read it as root)")
+	}
+	seen := map[int]bool{}
+	for off := int(cfg[0x34] & 0xfc); off != 0; off = int(cfg[off+1] & 0xfc) {
+		if off < 0x40 || off+2 > len(cfg) || seen[off] {
+			return ShmLocation{}, fmt.Errorf("capability list is corrupt at %#x", off)
+		}
+		seen[off] = true
+		if cfg[off] != 0x09 {
+			continue
+		}
+		if cfg[off+2] < 0x20 || off+0x20 > len(cfg) {
+			return ShmLocation{}, fmt.Errorf("vendor capability of %d bytes has no shared memory address (memory behind BAR 2 is not supported)", cfg[off+2])
+		}
+		le := binary.LittleEndian
+		state := uint64(le.Uint32(cfg[off+4:]))
+		rw := le.Uint64(cfg[off+8:])
+		addr := le.Uint64(cfg[off+24:])
+		if rw == 0 {
+			return ShmLocation{}, fmt.Errorf("read-write section is empty")
+		}
+		return ShmLocation{Phys: addr + state, Size: rw}, nil
+	}
+	return ShmLocation{}, fmt.Errorf("no vendor capability")
 }

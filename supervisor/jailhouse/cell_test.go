@@ -107,10 +107,10 @@ func TestTankCellBytes(t *testing.T) {
 		want.u64(o+16, size)
 		want.u64(o+24, flags)
 	}
-	region(0, 0x3a000000, 0, 0x100000, 0x4f)         // low RAM: R W X DMA LOADABLE
-	region(1, 0, 0x100000, 0x1000, 0x23)             // comm region: R W COMM_REGION
+	region(0, 0x3a000000, 0, 0x100000, 0x4f)          // low RAM: R W X DMA LOADABLE
+	region(1, 0, 0x100000, 0x1000, 0x23)              // comm region: R W COMM_REGION
 	region(2, 0x3a100000, 0x200000, 0x0ff00000, 0x4f) // high RAM: 256Mi - 1Mi
-	region(3, 0x4a000000, 0x4a000000, 0x1000, 0x81)  // state table: R ROOTSHARED
+	region(3, 0x4a000000, 0x4a000000, 0x1000, 0x81)   // state table: R ROOTSHARED
 	region(4, 0x4a001000, 0x4a001000, 0x400000, 0x83) // read-write: R W ROOTSHARED, 4Mi
 	// regions 5 and 6: empty output sections
 	want.u16(364, 0x3f8) // pio base
