@@ -42,7 +42,8 @@ func detach(c net.Conn) (deadlineConn, error) {
 	}
 	nfd, derr := -1, error(nil)
 	if err := raw.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
+		_ = c.Close()
+		return nil, fmt.Errorf("modbus: socket of %s: %w", c.RemoteAddr(), err)
 	}
 	// Closing c deregisters the socket from epoll; the duplicate keeps it open.
 	_ = c.Close()
