@@ -1,0 +1,288 @@
+package multikernel_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/kexec"
+	"github.com/mkrt/mkrt/supervisor/multikernel"
+	"github.com/mkrt/mkrt/supervisor/multikernel/multikerneltest"
+)
+
+var baselineSpec = multikerneltest.BaselineSpec{
+	CPUs: []uint64{4, 6}, MemoryBase: 0x80000000, MemoryBytes: 0x40000000,
+	Devices: []multikerneltest.Device{{Label: "eth0", PCI: "0000:01:00.0"}},
+}
+
+type rig struct {
+	k      *multikerneltest.Kernel
+	o      multikernel.Options
+	devmem string
+}
+
+func newRig(t *testing.T, supported bool) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "vmlinux")
+	if err := os.WriteFile(kernel, append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 4089)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A sparse file stands in for /dev/mem; it covers the pool.
+	devmem := filepath.Join(dir, "mem")
+	f, err := os.Create(devmem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(0xc0000000); err != nil {
+		t.Skipf("no sparse file of 3 GiB for /dev/mem here: %v", err)
+	}
+	f.Close()
+	k := multikerneltest.New(supported, map[string]string{"/proc/cpuinfo": cpuinfo, "/proc/iomem": iomem, "/proc/filesystems": "nodev\tsysfs\n"}, nil)
+	return &rig{k: k, devmem: devmem, o: multikernel.Options{
+		Config: config(), Kernel: kernel, Baseline: multikerneltest.Baseline(baselineSpec),
+		FS: k, Sys: k, DevMem: devmem, TempDir: dir, Poll: time.Millisecond, BootTimeout: time.Second, HaltTimeout: time.Second,
+	}}
+}
+
+func (r *rig) partition(t *testing.T) *multikernel.Partition {
+	t.Helper()
+	p, err := multikernel.New(r.o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// initial is the fake's state before any start: the baseline the first
+// start writes stays (it is the host's, written once).
+const initial = "mounted=false baseline=0"
+
+func TestLifecycle(t *testing.T) {
+	r := newRig(t, true)
+	// A stale header at the shared region must not survive the start.
+	f, _ := os.OpenFile(r.devmem, os.O_WRONLY, 0)
+	f.WriteAt([]byte("stale header"), 0x8fc00000)
+	f.Close()
+	p := r.partition(t)
+	if err := p.Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	plan := p.Plan()
+	st, cmdline := r.k.Status("tank")
+	if st != multikerneltest.StatusActive || !strings.Contains(cmdline, "mkrt.shm=phys:0x8fc00000,0x400000") {
+		t.Fatalf("status %q cmdline %q", st, cmdline)
+	}
+	if v := r.k.Violations(); len(v) > 0 {
+		t.Fatalf("argument layouts the kernel refuses: %v", v)
+	}
+	var calls []string
+	for _, c := range r.k.Calls() {
+		calls = append(calls, c.Syscall)
+		switch c.Syscall {
+		case "mount":
+			if c.Source != "none" || c.Target != "/sys/fs/multikernel" || c.FSType != "multikernel" || c.MountFlags != 0 {
+				t.Errorf("mount %v", c)
+			}
+		case "kexec_file_load":
+			if want := kexec.Multikernel | kexec.MKID(plan.ID) | kexec.FileNoInitramfs; c.Flags != want || c.ID() != plan.ID {
+				t.Errorf("load flags %#x, want %#x", c.Flags, want)
+			}
+			if c.CmdlineString() != plan.Cmdline || int(c.CmdlineLen) != len(plan.Cmdline)+1 {
+				t.Errorf("cmdline %q (len %d)", c.CmdlineString(), c.CmdlineLen)
+			}
+		case "reboot":
+			if c.Cmd != kexec.CmdStart || c.ID() != plan.ID {
+				t.Errorf("reboot %v", c)
+			}
+		}
+	}
+	if strings.Join(calls, ",") != "mount,kexec_file_load,reboot" {
+		t.Errorf("calls %v", calls)
+	}
+	got := make([]byte, 64)
+	if f, err := os.Open(r.devmem); err == nil {
+		f.ReadAt(got, 0x8fc00000)
+		f.Close()
+	}
+	if strings.Contains(string(got), "stale") {
+		t.Error("the shared region was not cleared")
+	}
+	if loc := p.SharedMemory(); loc.Addr != 0x8fc00000 || loc.Size != 4<<20 || loc.Path != r.devmem {
+		t.Errorf("shared memory %v", loc)
+	}
+	in := p.Info()
+	if in.CPUs != "2-3" || len(in.NICs) != 1 || in.NICs[0] != "eth0" || len(in.Degradations) != 1 {
+		t.Errorf("info %+v", in)
+	}
+
+	done := make(chan supervisor.Exit, 1)
+	go func() {
+		e, err := p.Wait(ctx(t))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- e
+	}()
+	r.k.Exit("tank", multikerneltest.StatusFailed)
+	if e := <-done; e.Code != -1 || e.Signal != "failed" {
+		t.Errorf("exit %v", e)
+	}
+	if err := p.Stop(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.k.State(); s != "mounted=false baseline="+strconv.Itoa(len(r.o.Baseline)) {
+		t.Errorf("after stop: %s", s)
+	}
+	// A second start on the same partition works from where the first left.
+	if err := p.Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.k.State(); s != "mounted=false baseline="+strconv.Itoa(len(r.o.Baseline)) {
+		t.Errorf("after second stop: %s", s)
+	}
+}
+
+func TestStopHaltsActiveInstance(t *testing.T) {
+	r := newRig(t, true)
+	p := r.partition(t)
+	if err := p.Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	halted := false
+	r.o.Halt = nil
+	if err := p.Stop(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.k.Calls() {
+		if c.Syscall == "reboot" && c.Cmd == kexec.CmdHalt {
+			halted = true
+		}
+	}
+	if !halted {
+		t.Error("Stop did not halt the instance")
+	}
+	if r.k.Mounted() {
+		t.Error("kernfs left mounted")
+	}
+}
+
+func TestKillForceHalts(t *testing.T) {
+	r := newRig(t, true)
+	p := r.partition(t)
+	if err := p.Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := r.k.Status("tank"); st != multikerneltest.StatusReady {
+		t.Errorf("after kill: %s", st)
+	}
+	e, err := p.Wait(ctx(t))
+	if err != nil || e.Code != 0 {
+		t.Errorf("wait after kill: %v %v", e, err)
+	}
+	if err := p.Stop(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailureAtEveryStep injects a failure into each step and checks the
+// fake kernel ends exactly as it began.
+func TestFailureAtEveryStep(t *testing.T) {
+	steps := map[string]func(r *rig){
+		"check":           func(r *rig) { r.k.Fail("read", "/proc/filesystems", syscall.EIO) },
+		"mount":           func(r *rig) { r.k.Recorder.Fail("mount", syscall.EPERM) },
+		"baseline":        func(r *rig) { r.k.Fail("write", multikerneltest.Path("device_tree"), syscall.EINVAL) },
+		"create-instance": func(r *rig) { r.k.Fail("write", multikerneltest.Path("overlays", "new"), syscall.EBUSY) },
+		"shared-memory":   func(r *rig) { r.o.DevMem = filepath.Join(filepath.Dir(r.devmem), "missing") },
+		"load":            func(r *rig) { r.k.Recorder.Fail("kexec_file_load", syscall.ENOEXEC) },
+		"start":           func(r *rig) { r.k.Recorder.Fail("reboot", syscall.EINVAL) },
+	}
+	for _, s := range (&multikernel.Partition{}).Steps() {
+		inject, ok := steps[s.Name]
+		if !ok {
+			t.Errorf("no injection for step %s", s.Name)
+			continue
+		}
+		t.Run(s.Name, func(t *testing.T) {
+			r := newRig(t, true)
+			r.o.Baseline = nil
+			r.k = multikerneltest.New(true, map[string]string{"/proc/cpuinfo": cpuinfo, "/proc/iomem": iomem, "/proc/filesystems": ""},
+				multikerneltest.Baseline(baselineSpec))
+			r.o.FS, r.o.Sys = r.k, r.k
+			if s.Name == "baseline" {
+				r.k = multikerneltest.New(true, map[string]string{"/proc/cpuinfo": cpuinfo, "/proc/iomem": iomem}, nil)
+				r.o.FS, r.o.Sys, r.o.Baseline = r.k, r.k, multikerneltest.Baseline(baselineSpec)
+			}
+			inject(r)
+			before := r.k.State()
+			err := r.partition(t).Start(ctx(t))
+			var se *supervisor.StepError
+			if !errors.As(err, &se) || se.Step != s.Name || se.Action != "do" {
+				t.Fatalf("err = %v, want a failure of step %s", err, s.Name)
+			}
+			if after := r.k.State(); after != before {
+				t.Errorf("state after unwinding %q, before %q", after, before)
+			}
+			if v := r.k.Violations(); len(v) > 0 {
+				t.Errorf("layout violations: %v", v)
+			}
+		})
+	}
+}
+
+func TestUnsupportedKernel(t *testing.T) {
+	r := newRig(t, false)
+	err := r.partition(t).Start(ctx(t))
+	if !errors.Is(err, multikernel.ErrUnsupported) || !strings.Contains(err.Error(), "kerf") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestUnprivileged(t *testing.T) {
+	r := newRig(t, true)
+	r.k.Recorder.Unprivileged = true
+	err := r.partition(t).Start(ctx(t))
+	var ke *kexec.Error
+	if !errors.Is(err, syscall.EPERM) || !errors.As(err, &ke) || ke.Syscall != "mount" {
+		t.Errorf("err = %v", err)
+	}
+	if r.k.State() != initial {
+		t.Errorf("state %s", r.k.State())
+	}
+}
+
+func TestSecondInstanceSameCPU(t *testing.T) {
+	r := newRig(t, true)
+	if err := r.partition(t).Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	o := r.o
+	o.Config = config()
+	o.Config.Metadata.Name = "boiler"
+	o.Config.Partition.Memory = 128 << 20
+	o.Config.Partition.NICs = nil
+	p2, _ := multikernel.New(o)
+	err := p2.Start(ctx(t))
+	if !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("second instance on the same CPUs: %v, want EBUSY", err)
+	}
+}
