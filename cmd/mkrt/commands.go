@@ -17,5 +17,6 @@ func commands() []*cobra.Command {
 		newExecutiveCmd(),
 		newRunCmd(),
 		newImageCmd(),
+		newPartitionCmd(),
 	}
 }

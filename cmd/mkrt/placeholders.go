@@ -14,7 +14,6 @@ var errNotAvailable = errors.New("not available yet")
 // exits non-zero. Remove a line here when its subcommand file lands.
 func placeholders() []*cobra.Command {
 	return []*cobra.Command{
-		placeholder("partition", "partition configs for the kexec-family backends"),
 	}
 }
 
