@@ -13,8 +13,7 @@ var errNotAvailable = errors.New("not available yet")
 // placeholders are subcommands announced but not built yet: each says so and
 // exits non-zero. Remove a line here when its subcommand file lands.
 func placeholders() []*cobra.Command {
-	return []*cobra.Command{
-	}
+	return []*cobra.Command{}
 }
 
 func placeholder(use, short string) *cobra.Command {
