@@ -30,39 +30,31 @@ func ParseBDF(s string) (domain, bdf uint16, err error) {
 	return uint16(d), uint16(b<<8 | dev<<3 | fn), nil
 }
 
-var memFlagNames = []struct {
+type flagName struct {
 	bit  uint64
 	name string
-}{
+}
+
+var memFlagNames = []flagName{
 	{MemRead, "READ"}, {MemWrite, "WRITE"}, {MemExecute, "EXECUTE"}, {MemDMA, "DMA"}, {MemIO, "IO"},
 	{MemCommRegion, "COMM_REGION"}, {MemLoadable, "LOADABLE"}, {MemRootShared, "ROOTSHARED"},
 	{MemIOUnaligned, "IO_UNALIGNED"}, {MemIO8, "IO_8"}, {MemIO16, "IO_16"}, {MemIO32, "IO_32"}, {MemIO64, "IO_64"},
 }
 
-// MemFlagString names the flags of a memory region ("READ|WRITE|DMA").
-func MemFlagString(f uint64) string {
-	var n []string
-	for _, x := range memFlagNames {
-		if f&x.bit != 0 {
-			n = append(n, x.name)
-			f &^= x.bit
-		}
-	}
-	if f != 0 {
-		n = append(n, fmt.Sprintf("%#x", f))
-	}
-	if len(n) == 0 {
-		return "0"
-	}
-	return strings.Join(n, "|")
+var cellFlagNames = []flagName{
+	{CellPassiveCommReg, "PASSIVE_COMMREG"}, {CellTestDevice, "TEST_DEVICE"},
+	{CellVirtualConsolePermitted, "VIRTUAL_CONSOLE_PERMITTED"}, {CellVirtualConsoleActive, "VIRTUAL_CONSOLE_ACTIVE"},
 }
 
-func cellFlagString(f uint32) string {
+// MemFlagString names the flags of a memory region ("READ|WRITE|DMA").
+func MemFlagString(f uint64) string { return flagString(f, memFlagNames) }
+
+func cellFlagString(f uint32) string { return flagString(uint64(f), cellFlagNames) }
+
+// flagString names the set bits of f, unknown ones in hex.
+func flagString(f uint64, names []flagName) string {
 	var n []string
-	for _, x := range []struct {
-		bit  uint32
-		name string
-	}{{CellPassiveCommReg, "PASSIVE_COMMREG"}, {CellTestDevice, "TEST_DEVICE"}, {CellVirtualConsolePermitted, "VIRTUAL_CONSOLE_PERMITTED"}, {CellVirtualConsoleActive, "VIRTUAL_CONSOLE_ACTIVE"}} {
+	for _, x := range names {
 		if f&x.bit != 0 {
 			n = append(n, x.name)
 			f &^= x.bit
