@@ -95,11 +95,11 @@ func (p *Plan) HostCmdline() string {
 func Generate(cfg *configs.Config, o Options) (*Plan, error) {
 	p := cfg.Partition
 	name := cfg.Metadata.Name
-	if len(name) > NameMaxLen {
-		name = name[:NameMaxLen]
-	}
 	var errs []error
 	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf("%w: "+f, append([]any{ErrConfig}, a...)...)) }
+	if name == "" || len(name) > NameMaxLen {
+		bad("metadata.name %q names the cell and must be 1-%d bytes", name, NameMaxLen)
+	}
 	cpus := slices.Clone([]int(p.CPUs))
 	slices.Sort(cpus)
 	cpus = slices.Compact(cpus)

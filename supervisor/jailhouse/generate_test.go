@@ -126,6 +126,7 @@ func TestGenerateRefuses(t *testing.T) {
 		"missing nic":   func(c *configs.Config, _ *jailhouse.Options) { c.Partition.NICs[0].PCI = "0000:04:00.0" },
 		"bad address":   func(c *configs.Config, _ *jailhouse.Options) { c.Partition.NICs[0].PCI = "eth0" },
 		"overlap":       func(_ *configs.Config, o *jailhouse.Options) { o.MemoryBase = 0xfeb00000 },
+		"long name":     func(c *configs.Config, _ *jailhouse.Options) { c.Metadata.Name = strings.Repeat("n", 32) },
 		"interface nic": func(c *configs.Config, _ *jailhouse.Options) { c.Partition.NICs[0] = configs.NIC{Interface: "eth1"} },
 	}
 	for name, f := range cases {
