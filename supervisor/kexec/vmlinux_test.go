@@ -157,3 +157,22 @@ func FuzzVmlinux(f *testing.F) {
 		_, _ = kexec.Vmlinux(img)
 	})
 }
+
+// BenchmarkDebianRTKernel measures extracting the vmlinux of Debian's
+// PREEMPT_RT kernel (xz, BCJ), the cost paid once per partition start.
+func BenchmarkDebianRTKernel(b *testing.B) {
+	ks, _ := filepath.Glob("/boot/vmlinuz-*-rt-amd64")
+	if len(ks) == 0 {
+		b.Skip("no /boot/vmlinuz-*-rt-amd64")
+	}
+	img, err := os.ReadFile(ks[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(img)))
+	for b.Loop() {
+		if _, err := kexec.Vmlinux(img); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

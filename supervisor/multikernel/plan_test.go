@@ -39,7 +39,7 @@ const iomem = `00000000-00000fff : Reserved
   80000000-8fffffff : mk-instance
 `
 
-func host(t *testing.T) multikernel.Host {
+func host(t testing.TB) multikernel.Host {
 	t.Helper()
 	fsys := fstest.MapFS{
 		"proc/cpuinfo": {Data: []byte(cpuinfo)},
@@ -318,5 +318,19 @@ func TestDTSCompiles(t *testing.T) {
 	}
 	if f.RootNode.String() != g.RootNode.String() {
 		t.Errorf("dtc tree\n%s\ndiffers from Overlay's\n%s", f.RootNode, g.RootNode)
+	}
+}
+
+func BenchmarkGenerateOverlay(b *testing.B) {
+	h := host(b)
+	c := config()
+	for b.Loop() {
+		p, err := multikernel.Generate(c, h)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Overlay(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
