@@ -101,7 +101,7 @@ func printReady(w io.Writer, r deploy.Ready) {
 	if ms := cfg.Bridge.Modbus; ms.Listen != "" && len(ms.Map) > 0 {
 		mh, mp := splitHostPort(ms.Listen)
 		if area, first, n := firstRegisters(ms.Map); n > 0 {
-			fmt.Fprintf(w, "mbpoll -m tcp -a %d -t %s -r %d -c %d -1 -p %s %s\n", max(ms.UnitID, 1), area, first+1, n, mp, mh)
+			fmt.Fprintf(w, "mbpoll -m tcp -a %d -t %s -B -r %d -c %d -1 -p %s %s\n", max(ms.UnitID, 1), area, first+1, n, mp, mh)
 		}
 	}
 	sock := ""
