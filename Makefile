@@ -5,7 +5,8 @@ GO        ?= go
 BIN       := bin
 MKRT      := $(BIN)/mkrt
 DEMO      ?= configs/examples/tank-level.yaml
-TESTFLAGS ?= -count=1 -timeout 25m
+# -p 1: several packages take CPU 1 exclusively (cpusets) or boot QEMU; one at a time.
+TESTFLAGS ?= -count=1 -timeout 25m -p 1
 STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all build run test bench lint fmt clean kernel
