@@ -10,6 +10,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"crypto/tls"
 	"errors"
@@ -57,7 +58,7 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = 64 * 1024
-	srv := mqtt.New(&mqtt.Options{Logger: cfg.Log.With("component", "broker"), Capabilities: caps})
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(quietClose{cfg.Log.Handler()}).With("component", "broker"), Capabilities: caps})
 	if err := srv.AddHook(&authHook{users: cfg.Users, anon: cfg.AllowAnonymous}, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -142,3 +143,27 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	return false
 }
+
+// quietClose passes the broker's log records on, except the warnings about
+// reading from connections the broker itself closed while shutting down.
+type quietClose struct{ slog.Handler }
+
+func (q quietClose) Handle(ctx context.Context, r slog.Record) error {
+	closed := false
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && errors.Is(err, net.ErrClosed) {
+			closed = true
+			return false
+		}
+		return true
+	})
+	if closed {
+		return nil
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietClose) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietClose{q.Handler.WithAttrs(as)}
+}
+func (q quietClose) WithGroup(name string) slog.Handler { return quietClose{q.Handler.WithGroup(name)} }
