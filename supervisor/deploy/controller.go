@@ -28,7 +28,7 @@ type controller struct {
 	cfg *configs.Config // the config running now (after applied parameters)
 }
 
-func (c *controller) Status() supervisor.Status { return c.sup.Status() }
+func (c *controller) Status() supervisor.Status { return c.ch.withRT(c.sup.Status()) }
 
 func (c *controller) Tags() []control.TagValue {
 	img, err := c.ch.image()

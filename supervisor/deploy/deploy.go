@@ -146,7 +146,10 @@ func Run(ctx context.Context, o Options) (err error) {
 				ch.setUp(true, "")
 				if o.Ready != nil {
 					readyOnce.Do(func() {
-						go o.Ready(Ready{Config: cfg, Socket: o.Socket, Region: regionPath, StateDir: o.StateDir, Bridge: br.Status(), Partition: sup.Status()})
+						go func() {
+							ch.awaitRT(time.Second)
+							o.Ready(Ready{Config: cfg, Socket: o.Socket, Region: regionPath, StateDir: o.StateDir, Bridge: br.Status(), Partition: ch.withRT(sup.Status())})
+						}()
 					})
 				}
 			},

@@ -239,3 +239,26 @@ func (c *channel) TaskStats() []supervisor.TaskStats {
 	}
 	return out
 }
+
+// withRT takes the real-time outcome from the executive's heartbeat: only
+// the executive knows what it got (in a VM or a second kernel the backend
+// cannot see it).
+func (c *channel) withRT(s supervisor.Status) supervisor.Status {
+	hb := c.r.Heartbeat()
+	switch hb.RTMode {
+	case shm.RTFull:
+		s.RT, s.RTWhy = true, ""
+	case shm.RTDegraded:
+		s.RT, s.RTWhy = false, hb.RTReason
+	}
+	return s
+}
+
+// awaitRT waits, at most d, until the executive has reported its
+// real-time outcome.
+func (c *channel) awaitRT(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for c.r.Heartbeat().RTMode == shm.RTUnknown && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
