@@ -25,7 +25,10 @@ func newPartition(ctx context.Context, cfg *configs.Config, o Options, region st
 	case configs.BackendVM:
 		return vmPartition(ctx, cfg, o, region, size, ch, log)
 	default:
-		return nil, fmt.Errorf("deploy: the %s backend runs only on a kernel with its support (see mkrt board check); use backend process or vm here", cfg.Partition.Backend)
+		// The multikernel, parker and jailhouse backends (supervisor/multikernel,
+		// supervisor/parker, supervisor/jailhouse) are built and tested against
+		// fakes of their kernel interfaces only; mkrt run does not drive them yet.
+		return nil, fmt.Errorf("deploy: mkrt run does not drive the %s backend yet: review what it would load with `mkrt partition config --backend %s`, and run the plant with backend process or vm", cfg.Partition.Backend, cfg.Partition.Backend)
 	}
 }
 
