@@ -28,7 +28,11 @@ func newPartition(ctx context.Context, cfg *configs.Config, o Options, region st
 		// The multikernel, parker and jailhouse backends (supervisor/multikernel,
 		// supervisor/parker, supervisor/jailhouse) are built and tested against
 		// fakes of their kernel interfaces only; mkrt run does not drive them yet.
-		return nil, fmt.Errorf("deploy: mkrt run does not drive the %s backend yet: review what it would load with `mkrt partition config --backend %s`, and run the plant with backend process or vm", cfg.Partition.Backend, cfg.Partition.Backend)
+		hint := ""
+		if b := cfg.Partition.Backend; b == configs.BackendMultikernel || b == configs.BackendJailhouse {
+			hint = fmt.Sprintf("review what it would load with `mkrt partition config --backend %s`, and ", b)
+		}
+		return nil, fmt.Errorf("deploy: mkrt run does not drive the %s backend yet: %srun the plant with backend process or vm", cfg.Partition.Backend, hint)
 	}
 }
 
