@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
@@ -82,6 +85,9 @@ var strs = func() [256]string {
 func child(role, path string) int {
 	unpin, _ := pin(1)
 	defer unpin()
+	if role == "raw" {
+		return rawChild(path)
+	}
 	params := map[string]func() shm.Params{"hammer": hammerParams, "latency": latencyParams, "drain": drainParams}[role]
 	if params == nil {
 		fmt.Fprintln(os.Stderr, "unknown role", role)
@@ -352,4 +358,98 @@ func BenchmarkCommandRing(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "commands/s")
 	b.Logf("%s", how)
+}
+
+// Offsets in the reference benchmark's page: a sequence, the time it was
+// stored, and a stop flag, each on its own cache line.
+const rawSeq, rawTime, rawStop = 0, 64, 128
+
+// rawChild stores the time into a plain shared page every 20µs, with
+// nothing of the channel around it, until told to stop.
+func rawChild(path string) int {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 2
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return 2
+	}
+	seq := (*atomic.Uint64)(unsafe.Pointer(&mem[rawSeq]))
+	at := (*atomic.Int64)(unsafe.Pointer(&mem[rawTime]))
+	stop := (*atomic.Uint64)(unsafe.Pointer(&mem[rawStop]))
+	giveUp := time.Now().Add(10 * time.Minute)
+	for next := monoNow(); stop.Load() == 0; {
+		now := monoNow()
+		if now < next {
+			continue
+		}
+		at.Store(monoNow())
+		seq.Add(1)
+		next = now + 20_000
+		if time.Now().After(giveUp) {
+			return 3
+		}
+	}
+	return 0
+}
+
+// BenchmarkRawCacheLineReference is the floor BenchmarkPublishObserve is
+// measured against in the same run: the same two pinned processes passing
+// a timestamp through one cache line of a shared page, with no seqlock,
+// directory or image around it. On a virtual machine whose vCPUs share
+// host cores, both figures are dominated by the hypervisor's scheduling.
+func BenchmarkRawCacheLineReference(b *testing.B) {
+	shmtest.Skip(b)
+	unpin, how := pin(0)
+	defer unpin()
+	path := filepath.Join(b.TempDir(), "page")
+	if err := os.WriteFile(path, make([]byte, 4096), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	mem, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	seq := (*atomic.Uint64)(unsafe.Pointer(&mem[rawSeq]))
+	at := (*atomic.Int64)(unsafe.Pointer(&mem[rawTime]))
+	stop := (*atomic.Uint64)(unsafe.Pointer(&mem[rawStop]))
+	exe, err := os.Executable()
+	if err != nil {
+		b.Skipf("cannot re-execute the test binary: %v", err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envRole+"=raw", envPath+"="+path)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { stop.Store(1); cmd.Wait() }()
+	h := hdrhistogram.New(1, int64(time.Second), 3)
+	last := seq.Load()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for spins := 0; ; spins++ {
+			if s := seq.Load(); s != last {
+				last = s
+				break
+			}
+			if spins%(1<<24) == (1<<24)-1 && cmd.ProcessState != nil {
+				b.Fatal("child exited")
+			}
+		}
+		h.RecordValue(monoNow() - at.Load())
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(h.ValueAtQuantile(50)), "p50-ns")
+	b.ReportMetric(float64(h.ValueAtQuantile(99)), "p99-ns")
+	b.ReportMetric(float64(h.ValueAtQuantile(99.9)), "p999-ns")
+	b.ReportMetric(float64(h.Max()), "max-ns")
+	b.Logf("%s; %d observations", how, h.TotalCount())
 }
