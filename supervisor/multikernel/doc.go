@@ -3,9 +3,8 @@
 // the multikernel patch set (github.com/multikernel/linux).
 //
 // The interface is private to that patch set and has changed between
-// releases. This package speaks the version pinned in
-// /work/shared/reference/MULTIKERNEL.md: the kernel as driven by its own
-// management tool kerf 0.3.x (github.com/multikernel/kerf, commit 210659e,
+// releases. This package speaks one pinned version: the kernel as driven
+// by its own management tool kerf 0.3.x (github.com/multikernel/kerf, commit 210659e,
 // 2026-08-19). Pin names it in code.
 //
 // Two halves:
