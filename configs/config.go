@@ -61,9 +61,13 @@ type Partition struct {
 	Board   string  `yaml:"board" doc:"reference board name (mkrt board list) or path to a board file; default generic-x86_64"`
 	Backend Backend `yaml:"backend" doc:"process (default), vm, multikernel, parker or jailhouse" enum:"process,vm,multikernel,parker,jailhouse"`
 	CPUs    CPUList `yaml:"cpus" doc:"host CPUs given to the partition, as a cpulist (\"2-3\", \"1,3\") or a list of numbers"`
-	Memory  Size    `yaml:"memory" doc:"memory for the partition (vm and kexec backends): 256Mi, 1Gi; default 256Mi"`
-	NICs    []NIC   `yaml:"nics" doc:"dedicated NICs moved into the partition"`
-	Kernel  Kernel  `yaml:"kernel" doc:"the application kernel (vm and kexec backends)"`
+	// StandbyCPUs are where the next generation of the partition starts on
+	// standby during a hand-over (mkrt apply of a structural change); the
+	// generation after it returns to CPUs.
+	StandbyCPUs CPUList `yaml:"standby_cpus" doc:"host CPUs where a hand-over (mkrt apply of a structural change) starts the new control program on standby, as many as cpus and none of them; without it the new program starts on cpus, which works only while the running partition holds no cpuset (not root)"`
+	Memory      Size    `yaml:"memory" doc:"memory for the partition (vm and kexec backends): 256Mi, 1Gi; default 256Mi"`
+	NICs        []NIC   `yaml:"nics" doc:"dedicated NICs moved into the partition"`
+	Kernel      Kernel  `yaml:"kernel" doc:"the application kernel (vm and kexec backends)"`
 	// SharedMemory is the size of the shared-memory channel; default 4Mi.
 	SharedMemory Size `yaml:"shared_memory" doc:"size of the shared-memory channel region; default 4Mi"`
 }

@@ -170,6 +170,7 @@ func (k *checker) partition() {
 	if k.known && len(p.CPUs) > 0 && len(p.CPUs) >= b.CPUs {
 		k.add(cpuPos, "partition.cpus: the partition takes all %d CPUs of board %s; leave at least CPU 0 to the general kernel", b.CPUs, b.Name)
 	}
+	k.standbyCPUs(p, b)
 	names := map[string]Pos{}
 	for i := range p.NICs {
 		n := &p.NICs[i]
@@ -880,4 +881,29 @@ func UnitsMatch(a, b string) bool {
 		b = x
 	}
 	return a == b
+}
+
+// standbyCPUs checks partition.standby_cpus: as many CPUs as the partition
+// has, none of them, each once and on the board.
+func (k *checker) standbyCPUs(p *Partition, b boards.Board) {
+	if len(p.StandbyCPUs) == 0 {
+		return
+	}
+	pos := k.at(&p.StandbyCPUs, p.Pos)
+	seen := map[int]bool{}
+	for _, cpu := range p.StandbyCPUs {
+		if seen[cpu] {
+			k.add(pos, "partition.standby_cpus: CPU %d is listed twice; list each CPU once", cpu)
+		}
+		seen[cpu] = true
+		if k.known && cpu >= b.CPUs {
+			k.add(pos, "partition.standby_cpus: CPU %d is outside board %s, which has CPUs 0-%d; pick CPUs below %d", cpu, b.Name, b.CPUs-1, b.CPUs)
+		}
+		if slices.Contains(k.cpus, cpu) {
+			k.add(pos, "partition.standby_cpus: CPU %d is also in partition.cpus (%s); the standby CPUs must be others, where the new program runs while the old one still holds cpus", cpu, k.cpus)
+		}
+	}
+	if len(k.cpus) > 0 && len(p.StandbyCPUs) != len(k.cpus) {
+		k.add(pos, "partition.standby_cpus: %d CPUs (%s) for a partition of %d (%s); give as many standby CPUs as the partition has", len(p.StandbyCPUs), p.StandbyCPUs, len(k.cpus), k.cpus)
+	}
 }
