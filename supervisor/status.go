@@ -109,6 +109,38 @@ type Status struct {
 	Uptime time.Duration `json:"uptime"`
 	Tasks  []TaskStats   `json:"tasks,omitempty"`
 	Links  []Link        `json:"links,omitempty"`
+	// HandOver is the last hand-over to a new generation of the partition
+	// (mkrt apply of a structural change); nil before the first.
+	HandOver *HandOver `json:"hand_over,omitempty"`
+}
+
+// HandOver is how the running generation of a partition took the outputs
+// over from the one before it.
+type HandOver struct {
+	// Generation counts the partition's generations: 1 is the one mkrt run
+	// started, each hand-over adds one.
+	Generation int `json:"generation"`
+	// Cycle is the first cycle the generation drove (numbered on the
+	// running partition's cycle counter); the one before drove up to Cycle-1.
+	Cycle uint64    `json:"cycle"`
+	Time  time.Time `json:"time"`
+	// Missed counts cycles neither generation drove; Retries cycles the new
+	// one found no state offered yet (the old one kept driving them).
+	Missed  uint64 `json:"missed"`
+	Retries uint64 `json:"retries"`
+	// Carried, Fresh and Dropped count blocks whose state carried over, new
+	// blocks that started fresh, and blocks of the old program left out.
+	Carried int `json:"carried"`
+	Fresh   int `json:"fresh"`
+	Dropped int `json:"dropped"`
+	// Took is the time from the apply request to the confirmed switch.
+	Took time.Duration `json:"took"`
+	// Mode and Driven are the running generation's hand-over counters now:
+	// its mode ("driving") and the cycles it drove since the switch.
+	Mode   string `json:"mode,omitempty"`
+	Driven uint64 `json:"driven"`
+	// CPUs the generation runs on.
+	CPUs string `json:"cpus,omitempty"`
 }
 
 // TaskStats is one cyclic task's timing, from the executive's histograms.

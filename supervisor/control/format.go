@@ -39,6 +39,9 @@ func WriteStatus(w io.Writer, st supervisor.Status) error {
 	if f := st.LastFault; f != nil {
 		row("last fault", "%s (%s)", f.Reason, f.Time.Format(time.RFC3339))
 	}
+	if h := st.HandOver; h != nil {
+		row("hand-over", "%s", HandOverLine(*h))
+	}
 	for _, d := range iso.Degradations {
 		row("degraded", "%s", d)
 	}
@@ -91,4 +94,12 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// HandOverLine is the hand-over summary `mkrt status` prints: "generation
+// 2 at cycle 1234, 0 missed cycles, 0 retries, carried 3 blocks (2 fresh,
+// 0 dropped), 240ms from apply to switch".
+func HandOverLine(h supervisor.HandOver) string {
+	return fmt.Sprintf("generation %d at cycle %d, %d missed cycles, %d retries, carried %d blocks (%d fresh, %d dropped), %v from apply to switch",
+		h.Generation, h.Cycle, h.Missed, h.Retries, h.Carried, h.Fresh, h.Dropped, h.Took.Round(time.Millisecond))
 }
