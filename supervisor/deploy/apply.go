@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -22,12 +23,15 @@ func (p ParamChange) Name() string { return p.Block + "." + p.Param }
 
 var compareOps = []string{"gt", "ge", "lt", "le", "eq", "ne"}
 
+// ErrStructural is a change beyond function-block parameters.
+var ErrStructural = errors.New("the change is structural (devices, tags, tasks, wiring, limits or bridge differ): only function-block parameters can be applied to a running partition as they are; anything else needs a hand-over to a new partition")
+
 // ParamChanges compares two validated configs. When they differ only in
 // function-block parameters it returns those changes; any other
 // difference is structural and returned as an error naming what differs.
 func ParamChanges(old, new *configs.Config) ([]ParamChange, error) {
 	if stripParams(old).Hash() != stripParams(new).Hash() {
-		return nil, fmt.Errorf("the change is structural (devices, tags, tasks, wiring, limits or bridge differ): only function-block parameters can be applied to a running partition; stop and start it with the new config")
+		return nil, ErrStructural
 	}
 	oldParams := params(old)
 	var out []ParamChange

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mkrt/mkrt/bridge"
@@ -18,21 +17,23 @@ import (
 	"github.com/mkrt/mkrt/supervisor/control"
 )
 
-// controller serves the control socket: status, tags, writes and
-// parameter changes of the running deployment.
+// controller serves the control socket: status, tags, writes, parameter
+// changes and hand-overs of the running deployment.
 type controller struct {
-	ch  *channel
-	sup *supervisor.Supervisor
-
-	mu  sync.Mutex
-	cfg *configs.Config // the config running now (after applied parameters)
+	d *deployment
 }
 
-func (c *controller) Status() supervisor.Status { return c.ch.withRT(c.sup.Status()) }
+func (c *controller) Status() supervisor.Status {
+	g := c.d.current()
+	st := g.ch.withRT(g.sup.Status())
+	st.HandOver = c.d.handOverStatus(g)
+	return st
+}
 
 func (c *controller) Tags() []control.TagValue {
-	img, err := c.ch.image()
-	infos := c.ch.Tags()
+	ch := c.d.current().ch
+	img, err := ch.image()
+	infos := ch.Tags()
 	out := make([]control.TagValue, len(infos))
 	for i, in := range infos {
 		tv := control.TagValue{Name: in.Name, Type: string(in.Type), Unit: in.Unit, Writable: in.Writable, Device: in.Device, Quality: tag.Bad.String()}
@@ -53,7 +54,8 @@ func (c *controller) Tags() []control.TagValue {
 
 func (c *controller) Set(ctx context.Context, name, value string) (control.Result, error) {
 	res := control.Result{Tag: name, Value: value}
-	infos := c.ch.Tags()
+	ch := c.d.current().ch
+	infos := ch.Tags()
 	id := tag.ID(-1)
 	for i, in := range infos {
 		if in.Name == name {
@@ -84,7 +86,7 @@ func (c *controller) Set(ctx context.Context, name, value string) (control.Resul
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	r, err := c.ch.Write(ctx, w)
+	r, err := ch.Write(ctx, w)
 	if err != nil {
 		switch {
 		case errors.Is(err, bridge.ErrReadOnly):
@@ -102,9 +104,10 @@ func (c *controller) Set(ctx context.Context, name, value string) (control.Resul
 	return res, nil
 }
 
-// Apply applies a changed config whose only differences are function-block
-// parameters, each through the command ring at a cycle boundary; anything
-// else is refused and the running plant is left as it is.
+// Apply applies a changed config. Function-block parameters go through the
+// command ring at a cycle boundary; a structural change is handed over to
+// a new generation of the partition (see handOver) when it can be, and
+// refused with the reason otherwise, the running plant left as it is.
 func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResult, error) {
 	var out control.ApplyResult
 	nc, err := configs.LoadBytes("applied config", text)
@@ -118,9 +121,16 @@ func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResul
 	if err != nil {
 		return out, fmt.Errorf("%w: the config does not compile; nothing was changed:\n%v", control.ErrInvalid, err)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	changes, err := ParamChanges(c.cfg, nc)
+	c.d.applyMu.Lock()
+	defer c.d.applyMu.Unlock()
+	if c.d.ctx.Err() != nil {
+		return out, fmt.Errorf("%w: the deployment is stopping", control.ErrUnavailable)
+	}
+	g := c.d.current()
+	changes, err := ParamChanges(g.applied, nc)
+	if errors.Is(err, ErrStructural) {
+		return c.d.handOver(ctx, nc)
+	}
 	if err != nil {
 		return out, fmt.Errorf("%w: %v", control.ErrInvalid, err)
 	}
@@ -132,7 +142,7 @@ func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResul
 	defer cancel()
 	for _, p := range changes {
 		name := p.Name()
-		res, err := c.ch.r.Do(ctx, shm.Command{Kind: shm.CmdSetParam, Tag: -1, Value: p.Value, Text: []byte(name), Origin: shm.NewOrigin("cli:mkrt apply")})
+		res, err := g.ch.r.Do(ctx, shm.Command{Kind: shm.CmdSetParam, Tag: -1, Value: p.Value, Text: []byte(name), Origin: shm.NewOrigin("cli:mkrt apply")})
 		if err == nil {
 			err = res.Err()
 		}
@@ -145,7 +155,7 @@ func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResul
 			was = "default"
 		}
 		out.Changes = append(out.Changes, fmt.Sprintf("%s: %s -> %s (cycle %d)", name, was, p.New, res.Cycle))
-		setParam(c.cfg, p.Block, p.Param, p.New)
+		setParam(g.applied, p.Block, p.Param, p.New)
 	}
 	out.Applied = true
 	out.Message = fmt.Sprintf("%d parameter(s) applied live; they last until the partition restarts (put them in the config file to keep them)", len(changes))

@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/mkrt/mkrt/bridge"
@@ -54,6 +53,14 @@ type Options struct {
 	Log          *slog.Logger
 	// Ready is called once, after the partition's first heartbeat.
 	Ready func(Ready)
+	// HandOverTimeout bounds the switch of a hand-over (mkrt apply of a
+	// structural change) once the new control program is on standby;
+	// default 10s. When it passes, the running partition keeps the outputs.
+	HandOverTimeout time.Duration
+
+	// Set per generation by a hand-over: the process partition's name (its
+	// cgroup; default metadata.name) and the region to take over from.
+	instance, takeFrom string
 }
 
 // Ready describes a deployment that is up.
@@ -99,99 +106,74 @@ func Run(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("deploy: state directory: %w", err)
 	}
 
-	// The region lives as long as the deployment: it survives partition
-	// restarts, so the bridge keeps the last image while the partition is down.
-	layout, err := shm.NewLayout(shm.ParamsFor(cfg, tab, cfg.Hash()))
-	if err != nil {
-		return err
-	}
-	regionPath := "/dev/shm/mkrt-" + name
-	size := pow2(layout.Size()) // an ivshmem BAR is a power of two
-	region, err := shm.Open(shm.File(regionPath, size, true))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		region.Close()
-		os.Remove(regionPath)
-	}()
-	if err := shm.Format(region, layout); err != nil {
-		return err
-	}
-	reader, err := shm.AttachReader(region, layout, shm.ReaderOptions{})
-	if err != nil {
-		return err
-	}
-	ch := newChannel(reader, tab.Info)
-
-	store := retain.New(filepath.Join(o.StateDir, "retain.json"), log)
-	part, err := newPartition(ctx, cfg, o, regionPath, size, store.Path(), ch, log)
-	if err != nil {
-		return err
-	}
-
-	br, err := bridge.New(cfg, ch, bridge.Options{Log: log.With("component", "bridge"), StateDir: o.StateDir, AuditPath: filepath.Join(o.StateDir, "audit.jsonl")})
-	if err != nil {
-		return err
-	}
-	period, missed := supervisor.HeartbeatFromConfig(cfg)
-	var readyOnce sync.Once
-	var sup *supervisor.Supervisor
-	sup, err = supervisor.New(supervisor.Options{
-		Name: name, Partition: part, Heartbeat: ch, Period: period, Missed: missed,
-		StartTimeout: startTimeout(cfg), ExitOnGiveUp: true,
-		Tasks: ch, Links: bridgeLinks{br}, Log: log.With("component", "supervisor"),
-		Listeners: []supervisor.Listener{supervisor.ListenerFuncs{
-			Up: func(string) {
-				ch.setUp(true, "")
-				if o.Ready != nil {
-					readyOnce.Do(func() {
-						go func() {
-							ch.awaitRT(time.Second)
-							o.Ready(Ready{Config: cfg, Socket: o.Socket, Region: regionPath, StateDir: o.StateDir, Bridge: br.Status(), Partition: ch.withRT(sup.Status())})
-						}()
-					})
-				}
-			},
-			Down: func(_ string, f supervisor.Fault) { ch.setUp(false, f.Reason) },
-		}},
-	})
-	if err != nil {
-		return err
-	}
-	srv, err := control.Listen(o.Socket, &controller{ch: ch, sup: sup, cfg: cfg}, control.Options{Log: log})
-	if err != nil {
-		return err
-	}
-
+	d := &deployment{o: o, name: name, log: log, store: retain.New(filepath.Join(o.StateDir, "retain.json"), log),
+		events: make(chan event, 4), quit: make(chan struct{})}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	run := func(what string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				errs <- fmt.Errorf("%s: %w", what, err)
-				cancel()
-			}
-		}()
+	d.ctx = ctx
+	ready := func(g *generation) {
+		if o.Ready != nil {
+			go func() {
+				g.ch.awaitRT(time.Second)
+				o.Ready(Ready{Config: cfg, Socket: o.Socket, Region: g.regionPath, StateDir: o.StateDir, Bridge: g.bridgeStatus(), Partition: g.ch.withRT(g.sup.Status())})
+			}()
+		}
 	}
-	run("control socket", srv.Serve)
-	run("bridge", br.Run)
-	run("retain", func(ctx context.Context) error { return keepRetained(ctx, ch, store, log) })
-	supErr := sup.Run(ctx)
+	g, err := d.newGeneration(1, cfg, cfg, "", "", ready)
+	if err != nil {
+		return err
+	}
+	d.cur, d.n = g, 1
+	g.start()
+	if err := g.serve(); err != nil {
+		g.stop()
+		return err
+	}
+	srv, err := control.Listen(o.Socket, &controller{d: d}, control.Options{Log: log})
+	if err != nil {
+		g.stop()
+		return err
+	}
+	srvDone := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		if err := srv.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			d.report(event{what: "control socket", err: err})
+		}
+	}()
+	err = d.wait(ctx)
 	cancel()
-	wg.Wait()
-	close(errs)
-	if supErr != nil {
-		return supErr
+	<-srvDone
+	// A hand-over in progress ends with ctx; then whichever generation
+	// serves stops.
+	d.applyMu.Lock()
+	d.current().stop()
+	d.applyMu.Unlock()
+	close(d.quit)
+	return err
+}
+
+// wait returns when ctx ends (nil) or the serving generation's supervisor
+// gives up or its bridge or the control socket fails. Generations a
+// hand-over stopped or abandoned end quietly.
+func (d *deployment) wait(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-d.events:
+			if ev.g != nil && ev.g != d.current() {
+				continue
+			}
+			if ev.err == nil {
+				return fmt.Errorf("deploy: %s ended", ev.what)
+			}
+			if ev.what == "partition" {
+				return ev.err // the supervisor's own error (crash loop, do not restart)
+			}
+			return fmt.Errorf("%s: %w", ev.what, ev.err)
+		}
 	}
-	for e := range errs {
-		return e
-	}
-	return nil
 }
 
 // keepRetained saves the retain tags' values when they change (at most once

@@ -222,8 +222,8 @@ func TestRunApply(t *testing.T) {
 		name, text string
 		want       *regexp.Regexp
 	}{
-		{"structural: task period", replaceOnce(t, applied, "period: 20ms", "period: 10ms"), regexp.MustCompile(`structural`)},
-		{"structural: new tag", replaceOnce(t, applied, "tags:\n  - name: level_sp", "tags:\n  - name: extra\n  - name: level_sp"), regexp.MustCompile(`structural`)},
+		{"structural: task period", replaceOnce(t, applied, "period: 20ms", "period: 10ms"), regexp.MustCompile(`cannot be handed over: the task period changes from 20ms to 10ms`)},
+		{"structural: another partition", replaceOnce(t, applied, "name: "+p.name, "name: other"), regexp.MustCompile(`cannot be handed over: metadata.name changes`)},
 		{"invalid value", replaceOnce(t, applied, "ti: 40s", "ti: soon"), regexp.MustCompile(`applied config:\d+:\d+`)},
 		{"unknown key", replaceOnce(t, applied, "td: 0s", "td: 0s\n          kd: 3"), regexp.MustCompile(`applied config:\d+:\d+`)},
 		{"not yaml", "metadata: [", regexp.MustCompile(`does not validate`)},

@@ -105,9 +105,15 @@ func handOverTank(t *testing.T, addr string, changed bool) *configs.Config {
 	}
 	cfg.Devices[0].Address = addr
 	cfg.Bridge = configs.Bridge{}
-	if !changed {
-		return cfg
+	if changed {
+		changeStructure(cfg)
 	}
+	return cfg
+}
+
+// changeStructure puts the PID's pv through a lag filter and adds an alarm
+// (new tags level_filtered and level_very_high) to the tank example.
+func changeStructure(cfg *configs.Config) {
 	cfg.Tags = append(cfg.Tags, configs.Tag{Name: "level_filtered", Unit: "m"}, configs.Tag{Name: "level_very_high", Type: configs.Bool})
 	b := &cfg.Tasks[0].Blocks
 	for i := range *b {
@@ -120,7 +126,6 @@ func handOverTank(t *testing.T, addr string, changed bool) *configs.Config {
 			Outputs: map[string]string{"out": "level_filtered"}, Params: map[string]configs.Value{"tau": {Raw: "0s", Set: true}}},
 		configs.Block{Name: "level_very_high", Type: "alarm", Inputs: map[string]configs.Ref{"in": {Raw: "level"}},
 			Outputs: map[string]string{"hi": "level_very_high"}, Params: map[string]configs.Value{"hi": {Raw: "2.9", Set: true}}})
-	return cfg
 }
 
 // TestHandOverProcesses hands the running tank loop from one `mkrt

@@ -93,6 +93,10 @@ type plantOptions struct {
 	nic     *configNIC
 	// noRun: write the config and start the simulator only.
 	noRun bool
+	// standbyCPUs is partition.standby_cpus ("" leaves it out).
+	standbyCPUs string
+	// handOverTimeout is deploy.Options.HandOverTimeout.
+	handOverTimeout time.Duration
 }
 
 type configNIC struct{ iface, address string }
@@ -100,6 +104,7 @@ type configNIC struct{ iface, address string }
 // testPlant is one running deployment of the tank example.
 type testPlant struct {
 	t                *testing.T
+	opts             plantOptions
 	name, dir        string
 	cfgPath, sock    string
 	stateDir, region string
@@ -124,7 +129,7 @@ func newPlant(t *testing.T, o plantOptions) *testPlant {
 	if o.simHost == "" {
 		o.simHost = "127.0.0.1"
 	}
-	p := &testPlant{t: t, name: "e2e-" + randHex(t, 3), dir: t.TempDir(), log: &syncBuffer{}}
+	p := &testPlant{t: t, opts: o, name: "e2e-" + randHex(t, 3), dir: t.TempDir(), log: &syncBuffer{}}
 	p.sock = filepath.Join(p.dir, "ctl.sock")
 	p.stateDir = filepath.Join(p.dir, "state")
 	p.region = "/dev/shm/mkrt-" + p.name
@@ -170,6 +175,9 @@ func newPlant(t *testing.T, o plantOptions) *testPlant {
 		cfg = replaceOnce(t, cfg, "    listen: "+p.mqttAddr+"\n", "")
 		p.mqttAddr = strings.TrimPrefix(o.broker, "tcp://")
 	}
+	if o.standbyCPUs != "" {
+		cfg = replaceOnce(t, cfg, `  cpus: "1"`+"\n", fmt.Sprintf("  cpus: \"1\"\n  standby_cpus: %q\n", o.standbyCPUs))
+	}
 	if o.nic != nil {
 		cfg = replaceOnce(t, cfg, `  cpus: "1"`+"\n", fmt.Sprintf("  cpus: \"1\"\n  nics:\n    - interface: %s\n      address: %s\n", o.nic.iface, o.nic.address))
 	}
@@ -199,7 +207,7 @@ func (p *testPlant) start() {
 	p.cancel, p.done, p.stopped = cancel, make(chan error, 1), false
 	readyc := make(chan deploy.Ready, 1)
 	o := deploy.Options{
-		ConfigPath: p.cfgPath, StateDir: p.stateDir, Socket: p.sock, Executable: bin,
+		ConfigPath: p.cfgPath, StateDir: p.stateDir, Socket: p.sock, Executable: bin, HandOverTimeout: p.opts.handOverTimeout,
 		Log:   slog.New(slog.NewTextHandler(p.log, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Ready: func(r deploy.Ready) { readyc <- r },
 	}
@@ -290,7 +298,13 @@ func (p *testPlant) waitSettled(sp, tol float64, hold, within time.Duration) {
 // regionReader maps the deployment's region read-only for heartbeats.
 func (p *testPlant) regionReader() *shm.Reader {
 	p.t.Helper()
-	reg, err := shm.Open(shm.File(p.region, 0, false))
+	return p.regionAt(p.region)
+}
+
+// regionAt maps the region at path read-only.
+func (p *testPlant) regionAt(path string) *shm.Reader {
+	p.t.Helper()
+	reg, err := shm.Open(shm.File(path, 0, false))
 	if err != nil {
 		p.t.Fatalf("open region: %v", err)
 	}

@@ -57,12 +57,19 @@ func processPartition(cfg *configs.Config, o Options, region, retainPath string,
 		prio = max(prio, t.Priority)
 	}
 	args := []string{exe, "executive", "--config", cfgPath, "--shm", region, "--retain", retainPath}
+	if o.takeFrom != "" {
+		args = append(args, "--take-from", o.takeFrom) // start on standby (hand-over)
+	}
+	name := cfg.Metadata.Name
+	if o.instance != "" {
+		name = o.instance
+	}
 	if o.Backend != "" {
 		// The executive must see the same config (and hash) as this side.
 		args = append(args, "--backend", string(o.Backend))
 	}
 	return process.New(process.Config{
-		Name:    cfg.Metadata.Name,
+		Name:    name,
 		Command: args,
 		// Go's asynchronous preemption signals show up in the latency tail;
 		// the runtime reads this only at start.

@@ -1,0 +1,320 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mkrt/mkrt/bridge"
+	"github.com/mkrt/mkrt/bridge/shm"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/retain"
+)
+
+// deployment is what Run manages: the generation serving now (region,
+// partition under its supervisor, bridge, retain saver) and, during a
+// hand-over, the one replacing it.
+type deployment struct {
+	o     Options // resolved: StateDir and Socket set
+	name  string
+	log   *slog.Logger
+	store *retain.Store
+	// ctx is Run's: it ends every generation.
+	ctx context.Context
+	// events carries a generation's supervisor or serving ending by itself.
+	events chan event
+	// quit closes when Run stops listening to events.
+	quit chan struct{}
+
+	// applyMu serialises applies, and Run's final clean-up with them.
+	applyMu sync.Mutex
+
+	mu   sync.Mutex
+	cur  *generation
+	n    int                  // generations made so far
+	last *supervisor.HandOver // the last hand-over, nil before one
+}
+
+// event is a generation's partition or serving that ended by itself.
+type event struct {
+	g    *generation
+	what string
+	err  error
+}
+
+func (d *deployment) report(ev event) {
+	select {
+	case d.events <- ev:
+	case <-d.quit:
+	}
+}
+
+// current is the generation serving now.
+func (d *deployment) current() *generation {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cur
+}
+
+// Links reports the current bridge's connections for mkrt status.
+func (d *deployment) Links() []supervisor.Link {
+	g := d.current()
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	br := g.br
+	g.mu.Unlock()
+	if br == nil {
+		return nil
+	}
+	return bridgeLinks{br}.Links()
+}
+
+// generation is one incarnation of the partition: the config its executive
+// runs, its shared region, the partition under its supervisor and, while
+// it is the generation serving, the bridge and the retain saver on its
+// channel. The first is what mkrt run starts; each hand-over makes the
+// next.
+type generation struct {
+	d *deployment
+	n int
+	// cfg is the config as the executive loads it; applied is the config
+	// as the engineer wrote it (the two differ in the CPUs of a generation
+	// on the standby CPUs), with the parameters applied since.
+	cfg, applied *configs.Config
+	cfgFile      string // written for this generation; "" for the first
+	regionPath   string
+	region       *shm.Region
+	reader       *shm.Reader
+	ch           *channel
+	part         supervisor.Partition
+	takeOver     *takeOverPartition // nil for a normal start
+	sup          *supervisor.Supervisor
+	up           chan struct{} // closed at the partition's first heartbeat
+	upOnce       sync.Once
+
+	stopSup context.CancelFunc
+	supDone chan struct{}
+
+	mu        sync.Mutex
+	br        *bridge.Bridge
+	stopServe context.CancelFunc
+	serveDone chan struct{}
+}
+
+// regionPath is the shared region of generation n: /dev/shm/mkrt-<name>
+// for the first, /dev/shm/mkrt-<name>-<n> after.
+func regionPath(name string, n int) string {
+	if n == 1 {
+		return "/dev/shm/mkrt-" + name
+	}
+	return fmt.Sprintf("/dev/shm/mkrt-%s-%d", name, n)
+}
+
+// newGeneration creates and formats generation n's region and builds its
+// partition and supervisor; nothing runs yet. takeFrom is the region of
+// the generation to take over from ("" for a normal start). On error
+// nothing is left behind.
+func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile, takeFrom string, ready func(*generation)) (g *generation, err error) {
+	tab, err := tag.NewTable(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g = &generation{d: d, n: n, cfg: cfg, applied: applied, cfgFile: cfgFile, regionPath: regionPath(d.name, n), up: make(chan struct{})}
+	log := d.log
+	if n > 1 {
+		log = log.With("generation", n)
+	}
+	// The region lives as long as the generation: it survives partition
+	// restarts, so the bridge keeps the last image while the partition is down.
+	layout, err := shm.NewLayout(shm.ParamsFor(cfg, tab, cfg.Hash()))
+	if err != nil {
+		return nil, err
+	}
+	size := pow2(layout.Size()) // an ivshmem BAR is a power of two
+	if g.region, err = shm.Open(shm.File(g.regionPath, size, true)); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			g.close()
+		}
+	}()
+	if err := shm.Format(g.region, layout); err != nil {
+		return nil, err
+	}
+	if g.reader, err = shm.AttachReader(g.region, layout, shm.ReaderOptions{}); err != nil {
+		return nil, err
+	}
+	g.ch = newChannel(g.reader, tab.Info)
+
+	o := d.o
+	if cfgFile != "" {
+		o.ConfigPath = cfgFile
+	}
+	if n > 1 {
+		// Its own cgroup: the one before still holds its CPUs until it stops.
+		o.instance = fmt.Sprintf("%s-%d", d.name, n)
+	}
+	if g.part, err = newPartition(d.ctx, cfg, o, g.regionPath, size, d.store.Path(), g.ch, log); err != nil {
+		return nil, err
+	}
+	if takeFrom != "" {
+		o.takeFrom = takeFrom
+		standby, err := newPartition(d.ctx, cfg, o, g.regionPath, size, d.store.Path(), g.ch, log)
+		if err != nil {
+			return nil, err
+		}
+		g.takeOver = &takeOverPartition{standby: standby, normal: g.part}
+		g.part = g.takeOver
+	}
+	period, missed := supervisor.HeartbeatFromConfig(cfg)
+	g.sup, err = supervisor.New(supervisor.Options{
+		Name: d.name, Partition: g.part, Heartbeat: g.ch, Period: period, Missed: missed,
+		StartTimeout: startTimeout(cfg), ExitOnGiveUp: true,
+		Tasks: g.ch, Links: d, Log: log.With("component", "supervisor"),
+		Listeners: []supervisor.Listener{supervisor.ListenerFuncs{
+			Up: func(string) {
+				g.ch.setUp(true, "")
+				g.upOnce.Do(func() {
+					close(g.up)
+					if ready != nil {
+						ready(g)
+					}
+				})
+			},
+			Down: func(_ string, f supervisor.Fault) { g.ch.setUp(false, f.Reason) },
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// start runs the generation's supervisor (which starts the partition)
+// until stopPartition or the deployment's end.
+func (g *generation) start() {
+	ctx, cancel := context.WithCancel(g.d.ctx)
+	g.stopSup, g.supDone = cancel, make(chan struct{})
+	go func() {
+		defer close(g.supDone)
+		err := g.sup.Run(ctx)
+		if ctx.Err() == nil || err != nil {
+			g.d.report(event{g: g, what: "partition", err: err})
+		}
+	}()
+}
+
+// awaitUp waits for the partition's first heartbeat, bounded by ctx and
+// the start timeout; it fails at once when the supervisor gives up.
+func (g *generation) awaitUp(ctx context.Context) error {
+	t := time.NewTimer(startTimeout(g.cfg) + 5*time.Second)
+	defer t.Stop()
+	select {
+	case <-g.up:
+		return nil
+	case <-g.supDone:
+		return fmt.Errorf("deploy: generation %d: the partition ended before its first heartbeat (%s)", g.n, faultOf(g.sup.Status()))
+	case <-t.C:
+		return fmt.Errorf("deploy: generation %d: no heartbeat (%s)", g.n, faultOf(g.sup.Status()))
+	case <-ctx.Done():
+		return fmt.Errorf("deploy: generation %d: waiting for its first heartbeat: %w", g.n, ctx.Err())
+	}
+}
+
+func faultOf(st supervisor.Status) string {
+	if st.LastFault != nil {
+		return st.State.String() + ": " + st.LastFault.Reason
+	}
+	return st.State.String()
+}
+
+// serve starts the bridge and the retain saver on the generation's channel.
+func (g *generation) serve() error {
+	d := g.d
+	br, err := bridge.New(g.cfg, g.ch, bridge.Options{Log: d.log.With("component", "bridge"), StateDir: d.o.StateDir, AuditPath: filepath.Join(d.o.StateDir, "audit.jsonl")})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	done := make(chan struct{})
+	g.mu.Lock()
+	g.br, g.stopServe, g.serveDone = br, cancel, done
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	run := func(what string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				d.report(event{g: g, what: what, err: err})
+			}
+		}()
+	}
+	run("bridge", br.Run)
+	run("retain", func(ctx context.Context) error { return keepRetained(ctx, g.ch, d.store, d.log) })
+	go func() { wg.Wait(); close(done) }()
+	return nil
+}
+
+// bridgeStatus is the generation's bridge's status (zero before serve).
+func (g *generation) bridgeStatus() bridge.Status {
+	g.mu.Lock()
+	br := g.br
+	g.mu.Unlock()
+	if br == nil {
+		return bridge.Status{}
+	}
+	return br.Status()
+}
+
+// stopServing stops the bridge (Sparkplug NDEATH, listeners closed) and
+// the retain saver (a last save), and waits for both.
+func (g *generation) stopServing() {
+	g.mu.Lock()
+	stop, done := g.stopServe, g.serveDone
+	g.stopServe = nil
+	g.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	stop()
+	<-done
+}
+
+// stopPartition stops the supervisor, which stops the partition
+// gracefully (bounded by its stop timeout), and waits for it.
+func (g *generation) stopPartition() {
+	if g.stopSup == nil {
+		return
+	}
+	g.stopSup()
+	<-g.supDone
+}
+
+// close unmaps and removes the region and the generation's config file.
+func (g *generation) close() {
+	if g.region != nil {
+		g.region.Close()
+		os.Remove(g.regionPath)
+	}
+	if g.cfgFile != "" {
+		os.Remove(g.cfgFile)
+	}
+}
+
+// stop ends everything of the generation, in reverse order of start.
+func (g *generation) stop() {
+	g.stopServing()
+	g.stopPartition()
+	g.close()
+}
