@@ -166,8 +166,16 @@ func TestHandOverProcesses(t *testing.T) {
 	}
 	// The old partition stops without touching the outputs.
 	before := nw.value(ctx, t, "inflow_valve")
+	// Bounded: a released executive that did not end on SIGTERM would
+	// otherwise hold the test until its context kills it.
 	_ = old.cmd.Process.Signal(syscall.SIGTERM)
-	_ = old.cmd.Wait()
+	exited := make(chan struct{})
+	go func() { _ = old.cmd.Wait(); close(exited) }()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the released executive did not exit within 10s of SIGTERM")
+	}
 	if st := nw.r.Heartbeat().State; st != shm.StateRunning {
 		t.Fatalf("new partition %v after the old one stopped", st)
 	}

@@ -1,0 +1,122 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/supervisor"
+)
+
+func TestPlanHandOver(t *testing.T) {
+	old := loadExample(t)
+	held := supervisor.Status{Isolation: supervisor.Isolation{CPUSet: "v1 exclusive"}}
+	free := supervisor.Status{Isolation: supervisor.Isolation{CPUSet: "none"}}
+	for _, tc := range []struct {
+		name    string
+		replace []string
+		st      supervisor.Status
+		backend configs.Backend
+		cpus    string
+		standby bool
+		err     string
+	}{
+		{name: "standby cpus", replace: []string{`cpus: "1"`, "cpus: \"1\"\n  standby_cpus: \"0\""}, st: held, cpus: "0", standby: true},
+		{name: "same cpus, none held", st: free, cpus: "1"},
+		{name: "same cpus, held", st: held, err: "standby_cpus"},
+		{name: "moved cpus", replace: []string{`cpus: "1"`, `cpus: "0"`}, st: held, cpus: "0"},
+		{name: "period", replace: []string{"period: 20ms", "period: 10ms"}, st: free, err: "period changes"},
+		{name: "name", replace: []string{"name: tank-level", "name: other"}, st: free, err: "metadata.name"},
+		{name: "backend override", st: free, backend: configs.BackendVM, err: "process backend only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc := loadExample(t, tc.replace...)
+			p, err := planHandOver(old, nc, old.Partition.CPUs, tc.st, tc.backend)
+			if tc.err != "" {
+				if err == nil || !errors.Is(err, ErrNoHandOver) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("plan = %+v, %v; want refused: %s", p, err, tc.err)
+				}
+				return
+			}
+			if err != nil || p.cpus.String() != tc.cpus || p.standby != tc.standby {
+				t.Fatalf("plan = %+v (cpus %s), %v; want cpus %s standby %v", p, p.cpus, err, tc.cpus, tc.standby)
+			}
+		})
+	}
+}
+
+func TestOnCPUsMovesTasks(t *testing.T) {
+	nc := loadExample(t, `cpus: "1"`, "cpus: \"1\"\n  standby_cpus: \"0\"")
+	c, err := onCPUs(nc, configs.CPUList{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Partition.CPUs.String() != "0" || c.Partition.StandbyCPUs.String() != "1" || c.Tasks[0].CPU == nil || *c.Tasks[0].CPU != 0 {
+		t.Fatalf("on cpu 0: cpus %s standby %s task cpu %v", c.Partition.CPUs, c.Partition.StandbyCPUs, c.Tasks[0].CPU)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("moved config does not validate: %v", err)
+	}
+	if nc.Partition.CPUs.String() != "1" || *nc.Tasks[0].CPU != 1 {
+		t.Fatalf("the applied config changed: cpus %s task cpu %d", nc.Partition.CPUs, *nc.Tasks[0].CPU)
+	}
+}
+
+func TestBlockChanges(t *testing.T) {
+	old := loadExample(t)
+	nc := loadExample(t)
+	b := &nc.Tasks[0].Blocks
+	*b = append(*b, configs.Block{Name: "extra", Type: "lag"})
+	(*b)[0].Type = "other-type" // same name, another type: not carried
+	first := old.Tasks[0].Blocks[0].Name
+	carried, fresh, dropped := blockChanges(old, nc)
+	if slices.Contains(carried, first) || !slices.Equal(fresh, []string{"extra", first}) && !slices.Equal(fresh, []string{first, "extra"}) || !slices.Equal(dropped, []string{first}) {
+		t.Fatalf("carried %v fresh %v dropped %v", carried, fresh, dropped)
+	}
+	if len(carried) != len(old.Tasks[0].Blocks)-1 {
+		t.Fatalf("carried %v, want every block but %s", carried, first)
+	}
+}
+
+// fakePartition records which of the two partitions was started.
+type fakePartition struct {
+	name    string
+	started *[]string
+}
+
+func (f fakePartition) Backend() string { return "process" }
+func (f fakePartition) Start(context.Context) error {
+	*f.started = append(*f.started, f.name)
+	return nil
+}
+func (f fakePartition) Wait(ctx context.Context) (supervisor.Exit, error) {
+	<-ctx.Done()
+	return supervisor.Exit{}, ctx.Err()
+}
+func (f fakePartition) Stop(context.Context) error { return nil }
+func (f fakePartition) Kill() error                { return nil }
+func (f fakePartition) Info() supervisor.Info      { return supervisor.Info{RTWhy: f.name} }
+func (f fakePartition) Console() []string          { return nil }
+
+// A generation restarted after its switch starts ordinarily: the region it
+// took over from is gone.
+func TestTakeOverPartitionRestartsOrdinarily(t *testing.T) {
+	var started []string
+	p := &takeOverPartition{standby: fakePartition{"standby", &started}, normal: fakePartition{"normal", &started}}
+	ctx := context.Background()
+	p.Start(ctx)
+	p.Stop(ctx)
+	p.Start(ctx) // a restart before the switch: still on standby
+	if p.Info().RTWhy != "standby" {
+		t.Fatalf("info from %q, want the standby partition", p.Info().RTWhy)
+	}
+	p.switched.Store(true)
+	p.Stop(ctx)
+	p.Start(ctx)
+	if !slices.Equal(started, []string{"standby", "standby", "normal"}) || p.Info().RTWhy != "normal" {
+		t.Fatalf("started %v, info from %q; want standby, standby, normal", started, p.Info().RTWhy)
+	}
+}
