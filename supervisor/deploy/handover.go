@@ -103,7 +103,7 @@ func SwitchOver(ctx context.Context, old, next *shm.Reader, o SwitchOptions) (Sw
 		nc, oc := nh.Counters(), oh.Counters()
 		if nc.Mode == shm.ModeDriving && oc.Mode == shm.ModeReleased {
 			s.Switch, s.Missed, s.Retries = nc.Switch, nc.Missed, nc.Retries
-			s.Transferred, s.Fresh, s.Dropped = int(nc.Blocks>>32), int(nc.Blocks>>16&0xffff), int(nc.Blocks&0xffff)
+			s.Transferred, s.Fresh, s.Dropped = blockCounts(nc.Blocks)
 			if oc.Switch != nc.Switch {
 				// Both sides saw the baton change hands at the same cycle, or
 				// the old one stopped driving earlier than the new one began.
@@ -120,4 +120,10 @@ func SwitchOver(ctx context.Context, old, next *shm.Reader, o SwitchOptions) (Sw
 		case <-time.After(o.Poll):
 		}
 	}
+}
+
+// blockCounts splits HandOverCounters.Blocks into transferred, fresh and
+// dropped block counts.
+func blockCounts(b uint64) (transferred, fresh, dropped int) {
+	return int(b >> 32), int(b >> 16 & 0xffff), int(b & 0xffff)
 }

@@ -262,7 +262,7 @@ func (d *deployment) switchTo(ctx context.Context, cur, next *generation) (Switc
 		if nc := nh.Counters(); nc.Mode == shm.ModeDriving && cur.reader.HandOver().Counters().Mode == shm.ModeReleased {
 			d.log.Warn("hand-over: the switch was confirmed after its deadline", "err", err)
 			sw.Switch, sw.Missed, sw.Retries = nc.Switch, nc.Missed, nc.Retries
-			sw.Transferred, sw.Fresh, sw.Dropped = int(nc.Blocks>>32), int(nc.Blocks>>16&0xffff), int(nc.Blocks&0xffff)
+			sw.Transferred, sw.Fresh, sw.Dropped = blockCounts(nc.Blocks)
 			_, per, _ := nh.Grid()
 			sw.Period = time.Duration(per)
 			return sw, nil
