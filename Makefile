@@ -9,7 +9,7 @@ DEMO      ?= configs/examples/tank-level.yaml
 TESTFLAGS ?= -count=1 -timeout 25m -p 1
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test bench lint fmt clean kernel
+.PHONY: all build run run-vm test bench lint fmt clean kernel
 
 all: build
 
@@ -40,6 +40,16 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# The same demo in a PREEMPT_RT guest (vm backend, root): the simulator
+# listens on the host end of the partition's tap once mkrt run created it.
+run-vm: build
+	@$(MKRT) run configs/examples/tank-level-vm.yaml & run=$$!; \
+	trap 'kill $$run 2>/dev/null; wait $$run' EXIT INT TERM; \
+	for i in $$(seq 1 100); do ip link show mkrt-tank0 >/dev/null 2>&1 && break; sleep 0.2; done; \
+	$(MKRT) sim tank --listen 10.213.0.1:15020 --speed 60 & sim=$$!; \
+	trap 'kill $$sim $$run 2>/dev/null; wait $$run' EXIT INT TERM; \
+	wait $$run
 
 # A minimal PREEMPT_RT application kernel from a kernel source tree, e.g.
 #   apt-get install linux-source-6.1 && tar -C /usr/src -xf /usr/src/linux-source-6.1.tar.xz

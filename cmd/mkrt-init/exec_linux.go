@@ -25,13 +25,13 @@ func runExecutive(ctx context.Context, log *slog.Logger, boot *pid1.Boot, loc pi
 	}
 	region := shmLocation(loc)
 	if nics := cfg.Partition.NICs; len(nics) > 0 {
-		name, err := pid1.UpNIC(nics[0].Address, nics[0].Gateway)
+		name, err := pid1.UpNIC(nics[0].Interface, nics[0].Address, nics[0].Gateway)
 		if err != nil {
 			reportFault(cfg, region, err)
 			return err
 		}
 		log.Info("dedicated NIC up", "link", name, "address", nics[0].Address)
-	} else if _, err := pid1.UpNIC("", ""); err != nil {
+	} else if _, err := pid1.UpNIC("", "", ""); err != nil {
 		log.Warn("loopback", "err", err)
 	}
 	err = app.Run(ctx, app.Options{Config: cfg, Shm: region, Log: log})

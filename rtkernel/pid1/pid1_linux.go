@@ -83,8 +83,11 @@ func loadModule(p string) error {
 }
 
 // UpNIC brings lo up and gives the first Ethernet link cidr (e.g.
-// "10.0.2.15/24") and, if set, a default gateway. It returns the link name.
-func UpNIC(cidr, gateway string) (string, error) {
+// "10.0.2.15/24") and, if set, a default gateway. When name is set the link
+// is renamed to it, so the dedicated NIC carries inside the partition the
+// name the config gives it (devices bind to it by that name). It returns
+// the link name.
+func UpNIC(name, cidr, gateway string) (string, error) {
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		_ = netlink.LinkSetUp(lo)
 	}
@@ -113,6 +116,14 @@ func UpNIC(cidr, gateway string) (string, error) {
 				return "", errors.New("pid1: no Ethernet link appeared within 5s (is the NIC driver in the image?)")
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if name != "" && name != link.Attrs().Name && len(name) < 16 {
+		if err := netlink.LinkSetName(link, name); err != nil {
+			return "", fmt.Errorf("pid1: rename %s to %s: %w", link.Attrs().Name, name, err)
+		}
+		if link, err = netlink.LinkByName(name); err != nil {
+			return "", fmt.Errorf("pid1: %s after rename: %w", name, err)
 		}
 	}
 	if err := netlink.AddrReplace(link, addr); err != nil {

@@ -27,7 +27,7 @@ func guestPlant(t *testing.T, simAddr, guestCIDR string) (*configs.Config, []byt
 	cfg.Partition.Backend = configs.BackendVM
 	cfg.Devices[0].Address = simAddr
 	cfg.Devices[0].Timeout = configs.Duration(time.Second)
-	cfg.Partition.NICs = []configs.NIC{{Interface: "eth0", Address: guestCIDR}}
+	cfg.Partition.NICs = []configs.NIC{{Interface: "field0", Address: guestCIDR}} // renamed inside the guest; the device binds to it by name
 	// Software emulation: a slower cycle than the example's.
 	cfg.Tasks[0].Period = configs.Duration(100 * time.Millisecond)
 	text, err := cfg.Marshal()
