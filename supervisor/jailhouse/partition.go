@@ -54,9 +54,8 @@ type Partition struct {
 	dev     Device
 	enabled bool // we enabled the hypervisor and disable it on stop
 	runner  *supervisor.Runner
-	done    chan struct{}
+	ended   *supervisor.Ending // of the cell's current run
 	cancel  context.CancelFunc
-	exit    supervisor.Exit
 	info    supervisor.Info
 }
 
@@ -185,9 +184,9 @@ func (p *Partition) Steps() []supervisor.Step {
 func (p *Partition) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.done != nil {
+	if p.ended != nil {
 		select {
-		case <-p.done:
+		case <-p.ended.Done():
 		default:
 			return errors.New("jailhouse: partition already running")
 		}
@@ -204,14 +203,13 @@ func (p *Partition) Start(ctx context.Context) error {
 	}
 	p.runner = r
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p.cancel, p.done = cancel, make(chan struct{})
-	go p.watch(wctx, p.done)
+	p.cancel, p.ended = cancel, supervisor.NewEnding()
+	go p.watch(wctx, p.ended)
 	return nil
 }
 
 // watch polls the cell's sysfs state until it shuts down or fails.
-func (p *Partition) watch(ctx context.Context, done chan struct{}) {
-	defer close(done)
+func (p *Partition) watch(ctx context.Context, ended *supervisor.Ending) {
 	for {
 		st, err := CellState(p.o.Sys, p.name)
 		e := supervisor.Exit{Code: -1, Time: p.o.Clock.Now()}
@@ -226,19 +224,15 @@ func (p *Partition) watch(ctx context.Context, done chan struct{}) {
 			e.Signal = "cell " + st
 		}
 		if e.Code == 0 || e.Signal != "" {
-			p.mu.Lock()
-			p.exit = e
-			p.mu.Unlock()
 			p.log.Info("cell ended", "exit", e.String())
+			ended.End(e)
 			return
 		}
 		t := p.o.Clock.NewTimer(p.o.Poll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			p.mu.Lock()
-			p.exit = supervisor.Exit{Code: -1, Signal: "stopped", Time: p.o.Clock.Now()}
-			p.mu.Unlock()
+			ended.End(supervisor.Exit{Code: -1, Signal: "stopped", Time: p.o.Clock.Now()})
 			return
 		case <-t.C():
 		}
@@ -271,27 +265,24 @@ func CellState(sys fs.FS, name string) (string, error) {
 // Wait returns when the cell shut down, failed or was destroyed.
 func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) {
 	p.mu.Lock()
-	done := p.done
+	ended := p.ended
 	p.mu.Unlock()
-	if done == nil {
+	if ended == nil {
 		return supervisor.Exit{}, errors.New("jailhouse: not started")
 	}
-	select {
-	case <-done:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.exit, nil
-	case <-ctx.Done():
-		return supervisor.Exit{}, ctx.Err()
-	}
+	return ended.Wait(ctx)
 }
 
 // Stop asks the executive to halt and waits (bounded by ctx) for the cell
 // to shut down, then destroys the cell and undoes the bring-up.
 func (p *Partition) Stop(ctx context.Context) error {
 	p.mu.Lock()
-	done, r := p.done, p.runner
+	ended, r := p.ended, p.runner
 	p.mu.Unlock()
+	var done <-chan struct{} // nil (never ready) when not started
+	if ended != nil {
+		done = ended.Done()
+	}
 	if done != nil && p.o.Halt != nil {
 		if err := p.o.Halt(ctx); err != nil {
 			p.log.Warn("halt request failed", "err", err)

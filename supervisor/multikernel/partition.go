@@ -76,8 +76,9 @@ type Partition struct {
 	o   Options
 	log *slog.Logger
 
+	life supervisor.Lifecycle
+
 	mu      sync.Mutex
-	runner  *supervisor.Runner
 	plan    *Plan
 	tx      string // overlays/tx_<n> of the instance
 	mounted bool   // we mounted the kernfs
@@ -123,7 +124,9 @@ func New(o Options) (*Partition, error) {
 	if o.Clock == nil {
 		o.Clock = supervisor.RealClock{}
 	}
-	return &Partition{o: o, log: o.Log.With("partition", o.Config.Metadata.Name, "backend", "multikernel")}, nil
+	p := &Partition{o: o, log: o.Log.With("partition", o.Config.Metadata.Name, "backend", "multikernel")}
+	p.life = supervisor.Lifecycle{Backend: "multikernel", Log: o.Log, Clock: o.Clock}
+	return p, nil
 }
 
 // Backend is "multikernel".
@@ -164,39 +167,20 @@ func (p *Partition) Steps() []supervisor.Step {
 
 // Start brings the instance up; on failure everything done is undone.
 func (p *Partition) Start(ctx context.Context) error {
-	p.mu.Lock()
-	if p.runner != nil {
-		p.mu.Unlock()
-		return errors.New("multikernel: already started")
-	}
-	r := supervisor.NewRunner(p.Steps(), p.o.Log, p.o.Clock)
-	p.runner = r
-	p.info = supervisor.Info{Isolation: supervisor.Isolation{
-		CPUs: p.o.Config.Partition.CPUs.String(), CPUSet: "multikernel instance",
-		Degradations: []string{"console: the multikernel interface offers no host-side console of the instance"},
-	}}
-	p.mu.Unlock()
-	if err := r.Run(ctx); err != nil {
+	return p.life.Start(ctx, func() []supervisor.Step {
 		p.mu.Lock()
-		p.runner = nil
-		p.mu.Unlock()
-		return err
-	}
-	return nil
+		defer p.mu.Unlock()
+		p.info = supervisor.Info{Isolation: supervisor.Isolation{
+			CPUs: p.o.Config.Partition.CPUs.String(), CPUSet: "multikernel instance",
+			Degradations: []string{"console: the multikernel interface offers no host-side console of the instance"},
+		}}
+		return p.Steps()
+	})
 }
 
 // Stop halts the instance (politely, then by force when ctx ends or the
 // halt timeout passes) and undoes the host preparation.
-func (p *Partition) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	r := p.runner
-	p.runner = nil
-	p.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	return r.Unwind(ctx)
-}
+func (p *Partition) Stop(ctx context.Context) error { return p.life.Stop(ctx) }
 
 // Kill force-halts the instance without undoing anything.
 func (p *Partition) Kill() error {

@@ -110,8 +110,9 @@ type Partition struct {
 	o   Options
 	log *slog.Logger
 
+	life supervisor.Lifecycle
+
 	mu      sync.Mutex
-	runner  *supervisor.Runner
 	mounted bool
 	region  *shm.Region
 	started bool
@@ -162,7 +163,9 @@ func New(o Options) (*Partition, error) {
 	if o.Clock == nil {
 		o.Clock = supervisor.RealClock{}
 	}
-	return &Partition{o: o, log: o.Log.With("partition", o.Config.Metadata.Name, "backend", "parker")}, nil
+	p := &Partition{o: o, log: o.Log.With("partition", o.Config.Metadata.Name, "backend", "parker")}
+	p.life = supervisor.Lifecycle{Backend: "parker", Log: o.Log, Clock: o.Clock}
+	return p, nil
 }
 
 // Backend is "parker".
@@ -215,43 +218,24 @@ func (p *Partition) Steps() []supervisor.Step {
 
 // Start brings the secondary up; on failure everything done is undone.
 func (p *Partition) Start(ctx context.Context) error {
-	p.mu.Lock()
-	if p.runner != nil {
-		p.mu.Unlock()
-		return errors.New("parker: already started")
-	}
-	r := supervisor.NewRunner(p.Steps(), p.o.Log, p.o.Clock)
-	p.runner = r
-	nics := make([]string, 0, len(p.o.Config.Partition.NICs))
-	for _, n := range p.o.Config.Partition.NICs {
-		nics = append(nics, n.PCI)
-	}
-	p.info = supervisor.Info{Isolation: supervisor.Isolation{
-		CPUs: p.o.Config.Partition.CPUs.String(), CPUSet: "parker (offlined)", NICs: nics,
-		Degradations: []string{"console: Parker offers no host-side console of the secondary kernel"},
-	}}
-	p.mu.Unlock()
-	if err := r.Run(ctx); err != nil {
+	return p.life.Start(ctx, func() []supervisor.Step {
+		nics := make([]string, 0, len(p.o.Config.Partition.NICs))
+		for _, n := range p.o.Config.Partition.NICs {
+			nics = append(nics, n.PCI)
+		}
 		p.mu.Lock()
-		p.runner = nil
-		p.mu.Unlock()
-		return err
-	}
-	return nil
+		defer p.mu.Unlock()
+		p.info = supervisor.Info{Isolation: supervisor.Isolation{
+			CPUs: p.o.Config.Partition.CPUs.String(), CPUSet: "parker (offlined)", NICs: nics,
+			Degradations: []string{"console: Parker offers no host-side console of the secondary kernel"},
+		}}
+		return p.Steps()
+	})
 }
 
 // Stop asks the executive to take its kernel offline and undoes the host
 // preparation; ErrNoHalt when the secondary stays online.
-func (p *Partition) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	r := p.runner
-	p.runner = nil
-	p.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	return r.Unwind(ctx)
-}
+func (p *Partition) Stop(ctx context.Context) error { return p.life.Stop(ctx) }
 
 // Kill is not possible: Parker has no way to halt a secondary.
 func (p *Partition) Kill() error { return ErrNoHalt }

@@ -96,17 +96,16 @@ type Partition struct {
 	log     *slog.Logger
 	console *supervisor.Console
 
-	mu     sync.Mutex
-	runner *supervisor.Runner
-	last   *supervisor.Runner // the runner of the last start, for Records
-	info   supervisor.Info
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when the child was reaped
-	exit   supervisor.Exit
-	cg     *cpuset
-	irqs   irqState
-	nics   []movedNIC
-	shm    *os.File
+	life supervisor.Lifecycle
+
+	mu    sync.Mutex
+	info  supervisor.Info
+	cmd   *exec.Cmd
+	ended *supervisor.Ending // of the child's current run
+	cg    *cpuset
+	irqs  irqState
+	nics  []movedNIC
+	shm   *os.File
 }
 
 var _ supervisor.Partition = (*Partition)(nil)
@@ -144,6 +143,7 @@ func New(cfg Config) (*Partition, error) {
 		cfg.Clock = supervisor.RealClock{}
 	}
 	p := &Partition{cfg: cfg, log: cfg.Log.With("partition", cfg.Name, "backend", "process")}
+	p.life = supervisor.Lifecycle{Backend: "process", Log: p.log, Clock: cfg.Clock}
 	p.console = supervisor.NewConsole(cfg.ConsoleLines)
 	p.console.OnLine = func(line string) { p.log.Info("partition console", "line", line) }
 	return p, nil
@@ -196,47 +196,20 @@ func (p *Partition) Steps() []supervisor.Step {
 // Start prepares the host and starts the child. On failure everything done
 // is undone.
 func (p *Partition) Start(ctx context.Context) error {
-	p.mu.Lock()
-	if p.runner != nil {
-		p.mu.Unlock()
-		return errors.New("process: partition already started (Stop it first)")
-	}
-	r := supervisor.NewRunner(p.Steps(), p.log, p.cfg.Clock)
-	p.runner, p.last = r, r
-	p.info = supervisor.Info{Isolation: supervisor.Isolation{CPUs: configs.CPUList(p.cfg.CPUs).String(), CPUSet: "none"}}
-	p.mu.Unlock()
-	if err := r.Run(ctx); err != nil {
+	return p.life.Start(ctx, func() []supervisor.Step {
 		p.mu.Lock()
-		p.runner = nil
-		p.mu.Unlock()
-		return err
-	}
-	return nil
+		defer p.mu.Unlock()
+		p.info = supervisor.Info{Isolation: supervisor.Isolation{CPUs: configs.CPUList(p.cfg.CPUs).String(), CPUSet: "none"}}
+		return p.Steps()
+	})
 }
 
 // Stop ends the child (SIGTERM to its group, SIGKILL after KillGrace or
 // when ctx ends) and undoes host preparation in reverse.
-func (p *Partition) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	r := p.runner
-	p.runner = nil
-	p.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	return r.Unwind(ctx)
-}
+func (p *Partition) Stop(ctx context.Context) error { return p.life.Stop(ctx) }
 
 // Records is what the last start and stop ran.
-func (p *Partition) Records() []supervisor.StepRecord {
-	p.mu.Lock()
-	r := p.last
-	p.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	return r.Records()
-}
+func (p *Partition) Records() []supervisor.StepRecord { return p.life.Records() }
 
 func (p *Partition) check(ctx context.Context) error {
 	if !p.privileged() {
@@ -485,9 +458,9 @@ func (p *Partition) startChild(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("process: start %s: %w", p.cfg.Command[0], err)
 	}
-	done := make(chan struct{})
+	ended := supervisor.NewEnding()
 	p.mu.Lock()
-	p.cmd, p.done = cmd, done
+	p.cmd, p.ended = cmd, ended
 	p.info.PID = cmd.Process.Pid
 	p.info.RT = p.privileged()
 	p.info.RTWhy = ""
@@ -499,17 +472,16 @@ func (p *Partition) startChild(ctx context.Context) error {
 		werr := cmd.Wait()
 		e := exitOf(cmd, werr, p.cfg.Clock.Now())
 		p.mu.Lock()
-		p.exit = e
 		p.info.PID = 0
 		p.mu.Unlock()
 		p.log.Info("partition program ended", "how", e.String())
-		close(done)
+		ended.End(e)
 	}()
 	if cg != nil {
 		if err := cg.attach(cmd.Process.Pid); err != nil {
 			// The child runs unconfined; that is worse than not running.
 			p.signal(killSignal)
-			<-done
+			<-ended.Done()
 			return err
 		}
 	}
@@ -521,11 +493,12 @@ func (p *Partition) startChild(ctx context.Context) error {
 // KillGrace or when ctx ends, and waits for the child to be reaped.
 func (p *Partition) stopChild(ctx context.Context) error {
 	p.mu.Lock()
-	done := p.done
+	ended := p.ended
 	p.mu.Unlock()
-	if done == nil {
+	if ended == nil {
 		return nil
 	}
+	done := ended.Done()
 	select {
 	case <-done:
 		return nil
@@ -559,31 +532,24 @@ func (p *Partition) Kill() error { return p.signal(killSignal) }
 // Wait waits for the child to end.
 func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) {
 	p.mu.Lock()
-	done := p.done
+	ended := p.ended
 	p.mu.Unlock()
-	if done == nil {
+	if ended == nil {
 		return supervisor.Exit{}, errors.New("process: not started")
 	}
-	select {
-	case <-done:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.exit, nil
-	case <-ctx.Done():
-		return supervisor.Exit{}, ctx.Err()
-	}
+	return ended.Wait(ctx)
 }
 
 // signal sends sig to the child's process group (the child is its leader).
 func (p *Partition) signal(sig signal) error {
 	p.mu.Lock()
-	cmd, done := p.cmd, p.done
+	cmd, ended := p.cmd, p.ended
 	p.mu.Unlock()
 	if cmd == nil || cmd.Process == nil {
 		return nil
 	}
 	select {
-	case <-done:
+	case <-ended.Done():
 		return nil
 	default:
 	}

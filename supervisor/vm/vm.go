@@ -47,8 +47,7 @@ type VM struct {
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
-	done    chan struct{}
-	exit    supervisor.Exit
+	ended   *supervisor.Ending // of QEMU's current run
 	console *ring
 	info    supervisor.Info
 	undo    []func()
@@ -78,9 +77,9 @@ func (v *VM) Backend() string { return "vm" }
 func (v *VM) Start(ctx context.Context) (err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.cmd != nil && v.done != nil {
+	if v.cmd != nil && v.ended != nil {
 		select {
-		case <-v.done:
+		case <-v.ended.Done():
 		default:
 			return errors.New("vm: already running")
 		}
@@ -119,17 +118,13 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("vm: start %s: %w (install Debian qemu-system-x86)", bin, err)
 	}
-	v.cmd, v.done = cmd, make(chan struct{})
+	v.cmd, v.ended = cmd, supervisor.NewEnding()
 	v.info.PID = cmd.Process.Pid
 	v.log.Info("qemu started", "pid", cmd.Process.Pid, "accel", v.o.QEMU.Accel)
 	go v.capture(out)
-	go func(cmd *exec.Cmd, done chan struct{}) {
-		werr := cmd.Wait()
-		v.mu.Lock()
-		v.exit = exitOf(cmd, werr)
-		v.mu.Unlock()
-		close(done)
-	}(cmd, v.done)
+	go func(cmd *exec.Cmd, ended *supervisor.Ending) {
+		ended.End(exitOf(cmd, cmd.Wait()))
+	}(cmd, v.ended)
 	v.undo = append(v.undo, func() { _ = os.Remove(v.o.QEMU.QMP) })
 	if v.o.QEMU.Accel != "kvm" {
 		v.info.Degradations = append(v.info.Degradations, "accel: tcg (software emulation; latency figures are not representative)")
@@ -180,28 +175,22 @@ func (v *VM) capture(r io.Reader) {
 // Wait returns how QEMU ended (the guest powering off is exit status 0).
 func (v *VM) Wait(ctx context.Context) (supervisor.Exit, error) {
 	v.mu.Lock()
-	done := v.done
+	ended := v.ended
 	v.mu.Unlock()
-	if done == nil {
+	if ended == nil {
 		return supervisor.Exit{}, errors.New("vm: not started")
 	}
-	select {
-	case <-done:
-		v.mu.Lock()
-		defer v.mu.Unlock()
-		return v.exit, nil
-	case <-ctx.Done():
-		return supervisor.Exit{}, ctx.Err()
-	}
+	return ended.Wait(ctx)
 }
 
 // Stop asks the executive to halt (the guest powers off), then QMP quit,
 // then kills QEMU when ctx ends; it undoes the host preparation.
 func (v *VM) Stop(ctx context.Context) error {
 	v.mu.Lock()
-	done := v.done
+	ended := v.ended
 	v.mu.Unlock()
-	if done != nil {
+	if ended != nil {
+		done := ended.Done()
 		if v.o.Halt != nil {
 			if err := v.o.Halt(ctx); err != nil {
 				v.log.Warn("halt request failed", "err", err)
