@@ -15,6 +15,7 @@ import (
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/multikernel"
 	"github.com/mkrt/mkrt/supervisor/multikernel/multikerneltest"
+	"github.com/mkrt/mkrt/supervisor/supervisortest"
 )
 
 var baselineSpec = multikerneltest.BaselineSpec{
@@ -31,20 +32,8 @@ type rig struct {
 func newRig(t *testing.T, supported bool) *rig {
 	t.Helper()
 	dir := t.TempDir()
-	kernel := filepath.Join(dir, "vmlinux")
-	if err := os.WriteFile(kernel, append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 4089)...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// A sparse file stands in for /dev/mem; it covers the pool.
-	devmem := filepath.Join(dir, "mem")
-	f, err := os.Create(devmem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(0xc0000000); err != nil {
-		t.Skipf("no sparse file of 3 GiB for /dev/mem here: %v", err)
-	}
-	f.Close()
+	// The /dev/mem file covers the pool.
+	kernel, devmem := supervisortest.KexecFiles(t, dir, 0xc0000000)
 	k := multikerneltest.New(supported, map[string]string{"/proc/cpuinfo": cpuinfo, "/proc/iomem": iomem, "/proc/filesystems": "nodev\tsysfs\n"}, nil)
 	return &rig{k: k, devmem: devmem, o: multikernel.Options{
 		Config: config(), Kernel: kernel, Baseline: multikerneltest.Baseline(baselineSpec),
@@ -61,11 +50,7 @@ func (r *rig) partition(t *testing.T) *multikernel.Partition {
 	return p
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t *testing.T) context.Context { return supervisortest.Context(t, 30*time.Second) }
 
 // initial is the fake's state before any start: the baseline the first
 // start writes stays (it is the host's, written once).

@@ -3,7 +3,6 @@ package parker_test
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/parker"
 	"github.com/mkrt/mkrt/supervisor/parker/parkertest"
+	"github.com/mkrt/mkrt/supervisor/supervisortest"
 )
 
 const shmAddr = 0x3f000000
@@ -32,19 +32,7 @@ type rig struct {
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	dir := t.TempDir()
-	kernel := filepath.Join(dir, "vmlinux")
-	if err := os.WriteFile(kernel, append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 4089)...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	devmem := filepath.Join(dir, "mem")
-	f, err := os.Create(devmem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(shmAddr + 4<<20); err != nil {
-		t.Skipf("no sparse file for /dev/mem here: %v", err)
-	}
-	f.Close()
+	kernel, devmem := supervisortest.KexecFiles(t, dir, shmAddr+4<<20)
 	k := parkertest.New(true, 4, 1<<30, []string{"0000:03:00.0"}, map[string]string{"/proc/iomem": iomem})
 	cfg := &configs.Config{Metadata: configs.Metadata{Name: "tank"}, Partition: configs.Partition{
 		Backend: configs.BackendParker, CPUs: configs.CPUList{2, 3}, Memory: 256 << 20, SharedMemory: 4 << 20,
@@ -65,11 +53,7 @@ func (r *rig) partition(t *testing.T) *parker.Partition {
 	return p
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t *testing.T) context.Context { return supervisortest.Context(t, 30*time.Second) }
 
 const initial = "mounted=false loaded=false"
 

@@ -86,11 +86,7 @@ func newPartition(t *testing.T, fs *supervisortest.FS, net *supervisortest.Net, 
 	return p, hb
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t *testing.T) context.Context { return supervisortest.Context(t, 20*time.Second) }
 
 func TestProcessIsolatesOnV1HostAndUndoesOnStop(t *testing.T) {
 	fs, net := v1Host(), supervisortest.NewNet(map[string]string{"eth1": "192.168.7.1/24"})

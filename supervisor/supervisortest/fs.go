@@ -16,17 +16,16 @@ import (
 // with EBUSY while it has subdirectories. Fail injects errors per operation
 // and path. It implements process.FS. Safe for concurrent use.
 type FS struct {
-	mu    sync.Mutex
-	files map[string]string
-	dirs  map[string]bool
-	// fail maps "op path" ("write /proc/irq/7/smp_affinity_list") to an errno.
-	fail map[string]error
-	log  []string
+	mu     sync.Mutex
+	files  map[string]string
+	dirs   map[string]bool
+	faults Faults
+	log    []string
 }
 
 // NewFS returns a tree holding files (path → content); their directories exist.
 func NewFS(files map[string]string) *FS {
-	f := &FS{files: map[string]string{}, dirs: map[string]bool{"/": true}, fail: map[string]error{}}
+	f := &FS{files: map[string]string{}, dirs: map[string]bool{"/": true}}
 	for p, c := range files {
 		f.files[p] = c
 		f.mkdirAll(path.Dir(p))
@@ -42,22 +41,11 @@ func (f *FS) mkdirAll(d string) {
 
 // Fail makes the operation op ("read", "write", "mkdir", "rmdir",
 // "readdir") on name fail with err (a syscall.Errno, usually).
-func (f *FS) Fail(op, name string, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err == nil {
-		delete(f.fail, op+" "+name)
-		return
-	}
-	f.fail[op+" "+name] = err
-}
+func (f *FS) Fail(op, name string, err error) { f.faults.Fail(op, name, err) }
 
 func (f *FS) check(op, name string) error {
 	f.log = append(f.log, op+" "+name)
-	if err, ok := f.fail[op+" "+name]; ok {
-		return &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	return nil
+	return f.faults.Check(op, name)
 }
 
 // Log returns every operation so far ("write /path").

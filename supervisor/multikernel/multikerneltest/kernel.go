@@ -15,6 +15,7 @@ import (
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/kexec/kexectest"
 	"github.com/mkrt/mkrt/supervisor/multikernel"
+	"github.com/mkrt/mkrt/supervisor/supervisortest"
 )
 
 // Root is where the kernfs is mounted.
@@ -72,7 +73,7 @@ type Kernel struct {
 	instances map[string]*instance
 	nextTx    int
 	files     map[string]string
-	fail      map[string]error
+	faults    supervisortest.Faults
 }
 
 // New returns a kernel with the multikernel patch set (supported) or
@@ -80,7 +81,7 @@ type Kernel struct {
 // when baseline is not nil, a baseline already written.
 func New(supported bool, host map[string]string, baseline []byte) *Kernel {
 	k := &Kernel{Recorder: &kexectest.Recorder{}, supported: supported, instances: map[string]*instance{},
-		files: map[string]string{}, fail: map[string]error{}, nextTx: 1}
+		files: map[string]string{}, nextTx: 1}
 	for p, c := range host {
 		k.files[p] = c
 	}
@@ -99,15 +100,7 @@ func New(supported bool, host map[string]string, baseline []byte) *Kernel {
 
 // Fail makes op ("read", "write", "readdir", "rmdir", "mkdir") on name
 // fail with err; nil clears it.
-func (k *Kernel) Fail(op, name string, err error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err == nil {
-		delete(k.fail, op+" "+name)
-		return
-	}
-	k.fail[op+" "+name] = err
-}
+func (k *Kernel) Fail(op, name string, err error) { k.faults.Fail(op, name, err) }
 
 // State is a summary of everything the kernel holds, to compare before and
 // after a sequence.
@@ -156,12 +149,7 @@ func (k *Kernel) Exit(name, status string) {
 	}
 }
 
-func (k *Kernel) check(op, name string) error {
-	if err, ok := k.fail[op+" "+name]; ok {
-		return &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	return nil
-}
+func (k *Kernel) check(op, name string) error { return k.faults.Check(op, name) }
 
 // rel returns name relative to Root and whether it is inside the mounted kernfs.
 func (k *Kernel) rel(name string) (string, bool) {

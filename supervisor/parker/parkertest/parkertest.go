@@ -19,6 +19,7 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/kexec/kexectest"
+	"github.com/mkrt/mkrt/supervisor/supervisortest"
 )
 
 // Root is where the kernfs is mounted.
@@ -67,14 +68,14 @@ type Kernel struct {
 	image     string // the loaded image's command line, "" when none
 	loaded    bool
 	files     map[string]string
-	fail      map[string]error
+	faults    supervisortest.Faults
 }
 
 // New returns a boot kernel with (supported) or without Parker, hostCPUs
 // CPUs, a CMA pool of cma bytes, the PCI devices pci, and host files.
 func New(supported bool, hostCPUs int, cma uint64, pci []string, host map[string]string) *Kernel {
 	k := &Kernel{Recorder: &kexectest.Recorder{}, supported: supported, hostCPUs: hostCPUs, cma: cma,
-		pci: pci, kernels: map[string]*kernel{}, nextID: 1, files: map[string]string{}, fail: map[string]error{}}
+		pci: pci, kernels: map[string]*kernel{}, nextID: 1, files: map[string]string{}}
 	for p, c := range host {
 		k.files[p] = c
 	}
@@ -86,15 +87,7 @@ func New(supported bool, hostCPUs int, cma uint64, pci []string, host map[string
 }
 
 // Fail makes op ("read", "write", "mkdir", "rmdir", "readdir") on name fail.
-func (k *Kernel) Fail(op, name string, err error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err == nil {
-		delete(k.fail, op+" "+name)
-		return
-	}
-	k.fail[op+" "+name] = err
-}
+func (k *Kernel) Fail(op, name string, err error) { k.faults.Fail(op, name, err) }
 
 // State summarises what the kernel holds.
 func (k *Kernel) State() string {
@@ -149,8 +142,8 @@ func (k *Kernel) entry(name string) (*kernel, string, bool) {
 func (k *Kernel) ReadFile(name string) ([]byte, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err, ok := k.fail["read "+name]; ok {
-		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+	if err := k.faults.Check("read", name); err != nil {
+		return nil, err
 	}
 	if c, ok := k.files[name]; ok {
 		return []byte(c), nil
@@ -201,8 +194,8 @@ func memparse(s string) (uint64, bool) {
 func (k *Kernel) WriteFile(name string, data []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err, ok := k.fail["write "+name]; ok {
-		return &fs.PathError{Op: "write", Path: name, Err: err}
+	if err := k.faults.Check("write", name); err != nil {
+		return err
 	}
 	e, file, ok := k.entry(name)
 	if !ok {
@@ -268,8 +261,8 @@ func (k *Kernel) WriteFile(name string, data []byte) error {
 func (k *Kernel) Mkdir(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err, ok := k.fail["mkdir "+name]; ok {
-		return &fs.PathError{Op: "mkdir", Path: name, Err: err}
+	if err := k.faults.Check("mkdir", name); err != nil {
+		return err
 	}
 	rest, ok := strings.CutPrefix(name, Root+"/")
 	if !ok || !k.mounted {
@@ -290,8 +283,8 @@ func (k *Kernel) Mkdir(name string) error {
 func (k *Kernel) Rmdir(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err, ok := k.fail["rmdir "+name]; ok {
-		return &fs.PathError{Op: "rmdir", Path: name, Err: err}
+	if err := k.faults.Check("rmdir", name); err != nil {
+		return err
 	}
 	e, file, ok := k.entry(name)
 	if !ok || file != "" {
