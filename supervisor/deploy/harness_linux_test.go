@@ -150,6 +150,7 @@ func newPlant(t *testing.T, o plantOptions) *testPlant {
 	if err != nil {
 		t.Fatal(err)
 	}
+	text = []byte(deploy.WithoutStandby(string(text)))
 	p.mqttAddr = fmt.Sprintf("127.0.0.1:%d", bridgetest.FreePort(t))
 	p.modbus = fmt.Sprintf("127.0.0.1:%d", bridgetest.FreePort(t))
 	metrics := fmt.Sprintf("127.0.0.1:%d", bridgetest.FreePort(t))

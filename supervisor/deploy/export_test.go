@@ -1,0 +1,4 @@
+package deploy
+
+// WithoutStandby is withoutStandby for the package's external tests.
+var WithoutStandby = withoutStandby
