@@ -25,7 +25,6 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(commands()...)
-	root.AddCommand(placeholders()...)
 	return root
 }
 

@@ -118,9 +118,7 @@ func ParseOverlay(b []byte) (Instance, error) {
 		*x.dst = binary.BigEndian.Uint64(p.Value)
 	}
 	if d, ok := res.LookProperty("device-names"); ok {
-		for _, s := range strings.Split(strings.TrimRight(string(d.Value), "\x00"), "\x00") {
-			in.Devices = append(in.Devices, s)
-		}
+		in.Devices = append(in.Devices, strings.Split(strings.TrimRight(string(d.Value), "\x00"), "\x00")...)
 	}
 	return in, nil
 }
