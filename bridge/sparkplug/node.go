@@ -344,8 +344,9 @@ func (n *Node) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			if n.conn != nil {
-				// A clean stop says goodbye the way the will would.
-				pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				// A clean stop says goodbye the way the will would; a loaded
+				// broker gets a few seconds to acknowledge it.
+				pctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				n.conn.Publish(pctx, mqttc.Message{Topic: n.topics.ndeath, QoS: 1, Payload: n.deathPayload(n.bdSeq.Load())})
 				cancel()
 				n.conn.Close()

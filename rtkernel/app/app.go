@@ -100,6 +100,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer w.Close()
+	if n := restoreFromRegion(ctx, region, layout, tab); n > 0 {
+		log.Info("retained values restored from the shared region", "tags", n)
+	}
 
 	fio := &fieldIO{}
 	ioctx, stopIO := context.WithCancel(context.Background())
@@ -202,4 +205,33 @@ func stopOnHalt(ctx context.Context, e *executive.Executive, stop context.Cancel
 // wall-clock source timestamps.
 func epoch() int64 {
 	return time.Now().UnixNano() - int64(rt.Monotonic{}.Now())
+}
+
+// restoreFromRegion takes the values of retain tags from the image already
+// in the region: the last values of the executive that ran before (a
+// restart), or the values the supervisor seeded from its retained-values
+// file before the start. They are newer than any file the partition could
+// read, and reach a guest kernel that has no file at all. Only good samples
+// count; a fresh region holds none.
+func restoreFromRegion(ctx context.Context, region *shm.Region, l *shm.Layout, tab *tag.Table) int {
+	r, err := shm.AttachReader(region, l, shm.ReaderOptions{})
+	if err != nil {
+		return 0
+	}
+	var img shm.Image
+	sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := r.Snapshot(sctx, &img); err != nil {
+		return 0
+	}
+	n := 0
+	for i, in := range tab.Info {
+		if !in.Retain || i >= len(img.Samples) || img.Samples[i].Quality != tag.Good {
+			continue
+		}
+		tab.Samples[i].Value = img.Samples[i].Value
+		tab.Text[i] = img.Text[i]
+		n++
+	}
+	return n
 }

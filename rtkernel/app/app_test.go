@@ -104,6 +104,33 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 	if st := r.Heartbeat().State; st != shm.StateSafe && st != shm.StateStopping {
 		t.Errorf("state after halt %v, want safe or stopping", st)
 	}
+
+	// A restart on the same region (as after a crash, or in a guest that
+	// has no retained-values file) starts from the setpoint it left there.
+	claims := r.Heartbeat().Claims
+	go func() { done <- Run(ctx, Options{Config: cfg, Shm: loc}) }()
+	for {
+		// The new executive has attached and published a few cycles of its own.
+		if hb := r.Heartbeat(); hb.Claims > claims && hb.State == shm.StateRunning && hb.Cycle >= 3 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("restarted program never ran")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := r.Snapshot(ctx, &img); err != nil {
+		t.Fatal(err)
+	}
+	if got := img.Samples[sp].Value; got != 2.0 {
+		t.Errorf("after a restart level_sp = %v, want 2.0 taken from the region", got)
+	}
+	if _, err := r.Submit(shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("test")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("second Run: %v", err)
+	}
 }
 
 func openWhenFormatted(ctx context.Context, loc shm.Location, l *shm.Layout) (*shm.Region, error) {

@@ -176,6 +176,32 @@ func (d *deployment) wait(ctx context.Context) error {
 	}
 }
 
+// seedRetained writes the retained values from the store into the freshly
+// formatted region's image, where the executive takes them from when it
+// starts (rtkernel/app): the same path for a child process, a VM guest or a
+// second kernel, none of which need to read the file.
+func seedRetained(ctx context.Context, region *shm.Region, l *shm.Layout, cfg *configs.Config, store *retain.Store, log *slog.Logger) error {
+	vals, err := store.Load()
+	if err != nil || len(vals) == 0 {
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+		return err
+	}
+	tab, err := tag.NewTable(cfg)
+	if err != nil {
+		return err
+	}
+	n, skipped := retain.Restore(tab, vals)
+	w, err := shm.AttachWriter(ctx, region, l, shm.WriterOptions{Force: true, Logger: log})
+	if err != nil {
+		return err
+	}
+	w.PublishAll(0, tab.Samples, tab.Text)
+	log.Info("retained values seeded", "tags", n, "skipped", skipped)
+	return w.Close()
+}
+
 // keepRetained saves the retain tags' values when they change (at most once
 // a second) and when the deployment stops. Only good values are taken: a
 // tag that is not good (a stale image while the partition is down, a

@@ -151,6 +151,11 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 	if err := shm.Format(g.region, layout); err != nil {
 		return nil, err
 	}
+	if takeFrom == "" {
+		if err := seedRetained(d.ctx, g.region, layout, cfg, d.store, log); err != nil {
+			log.Warn("retained values not seeded into the shared region", "err", err)
+		}
+	}
 	if g.reader, err = shm.AttachReader(g.region, layout, shm.ReaderOptions{}); err != nil {
 		return nil, err
 	}
