@@ -52,23 +52,8 @@ type Options struct {
 	// region's command ring) before the instance is halted.
 	Halt func(ctx context.Context) error
 
-	// Root is the kernfs mount point; default DefaultRoot.
-	Root string
-	// FS reaches kernfs and /proc files; default process.OSFS.
-	FS process.FS
-	// Sys makes the system calls; default kexec.Linux.
-	Sys kexec.Syscalls
-	// DevMem is the physical memory device; default /dev/mem.
-	DevMem string
-	// TempDir holds a vmlinux extracted from a bzImage; default os.TempDir().
-	TempDir string
-	// Poll is the status polling period (default 100ms); BootTimeout bounds
-	// the wait for active after start (default 30s); HaltTimeout the wait
-	// for a halt before a force halt (default 10s).
-	Poll, BootTimeout, HaltTimeout time.Duration
-
-	Log   *slog.Logger
-	Clock supervisor.Clock
+	// Host is the kernel seams and waits; zero is the real host.
+	kexec.Host
 }
 
 // Partition is a multikernel instance; it implements supervisor.Partition.
@@ -97,33 +82,7 @@ func New(o Options) (*Partition, error) {
 	if o.Kernel == "" {
 		return nil, errors.New("multikernel: no application kernel (partition.kernel.image)")
 	}
-	if o.Root == "" {
-		o.Root = DefaultRoot
-	}
-	if o.FS == nil {
-		o.FS = process.OSFS{}
-	}
-	if o.Sys == nil {
-		o.Sys = kexec.Linux{}
-	}
-	if o.DevMem == "" {
-		o.DevMem = "/dev/mem"
-	}
-	if o.Poll <= 0 {
-		o.Poll = 100 * time.Millisecond
-	}
-	if o.BootTimeout <= 0 {
-		o.BootTimeout = 30 * time.Second
-	}
-	if o.HaltTimeout <= 0 {
-		o.HaltTimeout = 10 * time.Second
-	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.Clock == nil {
-		o.Clock = supervisor.RealClock{}
-	}
+	o.Host.Defaults(DefaultRoot)
 	p := &Partition{o: o, log: o.Log.With("partition", o.Config.Metadata.Name, "backend", "multikernel")}
 	p.life = supervisor.Lifecycle{Backend: "multikernel", Log: o.Log, Clock: o.Clock}
 	return p, nil

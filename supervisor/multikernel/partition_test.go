@@ -37,7 +37,7 @@ func newRig(t *testing.T, supported bool) *rig {
 	k := multikerneltest.New(supported, map[string]string{"/proc/cpuinfo": cpuinfo, "/proc/iomem": iomem, "/proc/filesystems": "nodev\tsysfs\n"}, nil)
 	return &rig{k: k, devmem: devmem, o: multikernel.Options{
 		Config: config(), Kernel: kernel, Baseline: multikerneltest.Baseline(baselineSpec),
-		FS: k, Sys: k, DevMem: devmem, TempDir: dir, Poll: time.Millisecond, BootTimeout: time.Second, HaltTimeout: time.Second,
+		Host: kexec.Host{FS: k, Sys: k, DevMem: devmem, TempDir: dir, Poll: time.Millisecond, BootTimeout: time.Second, HaltTimeout: time.Second},
 	}}
 }
 

@@ -58,7 +58,6 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/image"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/kexec"
-	"github.com/mkrt/mkrt/supervisor/process"
 )
 
 // DefaultRoot is where the parker kernfs is mounted.
@@ -88,21 +87,8 @@ type Options struct {
 	// Halt asks the executive to stop and take its kernel offline.
 	Halt func(ctx context.Context) error
 
-	// Root is the kernfs mount point; default DefaultRoot.
-	Root string
-	// FS, Sys and DevMem are the seams (defaults: process.OSFS,
-	// kexec.Linux, /dev/mem); TempDir holds an extracted vmlinux.
-	FS      process.FS
-	Sys     kexec.Syscalls
-	DevMem  string
-	TempDir string
-	// Poll is the online polling period (default 100ms); BootTimeout bounds
-	// the wait for online to read 1 (default 30s); HaltTimeout the wait for
-	// it to read 0 on Stop (default 10s).
-	Poll, BootTimeout, HaltTimeout time.Duration
-
-	Log   *slog.Logger
-	Clock supervisor.Clock
+	// Host is the kernel seams and waits; zero is the real host.
+	kexec.Host
 }
 
 // Partition is a Parker secondary kernel; it implements supervisor.Partition.
@@ -136,33 +122,7 @@ func New(o Options) (*Partition, error) {
 	if len(o.Config.Partition.CPUs) == 0 {
 		return nil, errors.New("parker: partition.cpus is empty")
 	}
-	if o.Root == "" {
-		o.Root = DefaultRoot
-	}
-	if o.FS == nil {
-		o.FS = process.OSFS{}
-	}
-	if o.Sys == nil {
-		o.Sys = kexec.Linux{}
-	}
-	if o.DevMem == "" {
-		o.DevMem = "/dev/mem"
-	}
-	if o.Poll <= 0 {
-		o.Poll = 100 * time.Millisecond
-	}
-	if o.BootTimeout <= 0 {
-		o.BootTimeout = 30 * time.Second
-	}
-	if o.HaltTimeout <= 0 {
-		o.HaltTimeout = 10 * time.Second
-	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.Clock == nil {
-		o.Clock = supervisor.RealClock{}
-	}
+	o.Host.Defaults(DefaultRoot)
 	p := &Partition{o: o, log: o.Log.With("partition", o.Config.Metadata.Name, "backend", "parker")}
 	p.life = supervisor.Lifecycle{Backend: "parker", Log: o.Log, Clock: o.Clock}
 	return p, nil

@@ -38,8 +38,8 @@ func newRig(t *testing.T) *rig {
 		Backend: configs.BackendParker, CPUs: configs.CPUList{2, 3}, Memory: 256 << 20, SharedMemory: 4 << 20,
 		NICs: []configs.NIC{{PCI: "03:00.0"}}, Kernel: configs.Kernel{Cmdline: "ip=dhcp"}}}
 	r := &rig{k: k}
-	r.o = parker.Options{Config: cfg, Kernel: kernel, SharedMemory: shmAddr, FS: k, Sys: k, DevMem: devmem, TempDir: dir,
-		Poll: time.Millisecond, BootTimeout: time.Second, HaltTimeout: 200 * time.Millisecond,
+	r.o = parker.Options{Config: cfg, Kernel: kernel, SharedMemory: shmAddr,
+		Host: kexec.Host{FS: k, Sys: k, DevMem: devmem, TempDir: dir, Poll: time.Millisecond, BootTimeout: time.Second, HaltTimeout: 200 * time.Millisecond},
 		Halt: func(context.Context) error { k.Offline("tank"); return nil }}
 	return r
 }
