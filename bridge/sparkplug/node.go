@@ -318,7 +318,18 @@ func (n *Node) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			return c.Hold(ctx)
+			err := c.Hold(ctx)
+			if ctx.Err() != nil {
+				// A clean stop says goodbye the way the will would, here,
+				// before mqttc.Run closes the session (a DISCONNECT drops
+				// the will); a loaded broker gets a few seconds to ack it.
+				pctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				if perr := c.Publish(pctx, mqttc.Message{Topic: n.topics.ndeath, QoS: 1, Payload: n.deathPayload(n.bdSeq.Load())}); perr != nil {
+					n.log.Warn("sparkplug: NDEATH on stop not delivered", "err", perr)
+				}
+				cancel()
+			}
+			return err
 		})
 	}()
 	defer wg.Wait()
@@ -343,14 +354,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			if n.conn != nil {
-				// A clean stop says goodbye the way the will would; a loaded
-				// broker gets a few seconds to acknowledge it.
-				pctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-				n.conn.Publish(pctx, mqttc.Message{Topic: n.topics.ndeath, QoS: 1, Payload: n.deathPayload(n.bdSeq.Load())})
-				cancel()
-				n.conn.Close()
-			}
+			// The session goroutine publishes NDEATH and closes the session.
 			n.st.Sync()
 			return nil
 		case c := <-sessions:
