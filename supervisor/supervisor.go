@@ -285,10 +285,11 @@ func (s *Supervisor) runOnce(ctx context.Context) (d down) {
 	s.mu.Lock()
 	s.since = now
 	s.mu.Unlock()
+	// Running first: a listener told the partition is up sees it in Status.
+	s.setState(Running)
 	for _, l := range s.o.Listeners {
 		l.PartitionUp(s.o.Name)
 	}
-	s.setState(Running)
 	up := down{wasUp: true, since: now}
 	for {
 		t := s.clock.NewTimer(s.o.Period)
