@@ -1,7 +1,9 @@
 package shm
 
 import (
+	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync/atomic"
 
 	"github.com/mkrt/mkrt/configs"
@@ -15,7 +17,8 @@ import (
 // Layout (offsets in the section):
 //
 //	line 0  baton: one word, kind<<62 | scheduled start (monotonic ns) of a cycle
-//	line 1  grid: the first task's first deadline and period (monotonic ns)
+//	line 1  grid: the first task's first deadline and period (monotonic ns),
+//	        and the clock's identity (the writer kernel's boot ID)
 //	line 2  counters of the writer's hand-over (HandOverCounters)
 //	line 3  blob seqlock: sequence, length, scheduled start of the cycle it follows
 //	then    the blob (capacity from the header)
@@ -36,6 +39,7 @@ const (
 	hoBaton       = 0
 	hoGridOrigin  = 64
 	hoGridPeriod  = 72
+	hoClockID     = 80  // 16 bytes
 	hoCounters    = 128 // 8 words
 	hoBlobSeq     = 192
 	hoBlobLen     = 200
@@ -123,10 +127,11 @@ type HandOver struct {
 	m   mem
 	off int
 	cap int
+	hb  int // the heartbeat section
 }
 
 func newHandOver(m mem, g *geom) *HandOver {
-	return &HandOver{m: m, off: int(g.Sec[secHandOver].Off), cap: int(g.HandOver)}
+	return &HandOver{m: m, off: int(g.Sec[secHandOver].Off), cap: int(g.HandOver), hb: int(g.Sec[secHeartbeat].Off)}
 }
 
 // HandOver is the writer's hand-over area.
@@ -161,6 +166,50 @@ func (h *HandOver) Grid() (origin, period int64, ok bool) {
 	p := int64(h.m.load(h.off + hoGridPeriod))
 	return int64(h.m.load(h.off + hoGridOrigin)), p, p > 0
 }
+
+// ClockID names the clock the region's times are on: the boot ID of the
+// writer's kernel (/proc/sys/kernel/random/boot_id), whose CLOCK_MONOTONIC
+// they are. Two executives with the same ID share the clock; a hand-over
+// between kernels must translate times (rtkernel/app does).
+type ClockID [16]byte
+
+// IsZero reports an unpublished ID.
+func (c ClockID) IsZero() bool { return c == ClockID{} }
+
+func (c ClockID) String() string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", c[0:4], c[4:6], c[6:8], c[8:10], c[10:16])
+}
+
+// ParseClockID parses a boot ID as the kernel prints it.
+func ParseClockID(s string) (ClockID, error) {
+	var c ClockID
+	b, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(s), "-", ""))
+	if err != nil || len(b) != len(c) {
+		return c, fmt.Errorf("shm: %q is not a boot ID (a UUID)", strings.TrimSpace(s))
+	}
+	copy(c[:], b)
+	return c, nil
+}
+
+// SetClockID publishes the identity of the writer's clock.
+func (h *HandOver) SetClockID(c ClockID) {
+	h.m.store(h.off+hoClockID, le.Uint64(c[:8]))
+	h.m.store(h.off+hoClockID+8, le.Uint64(c[8:]))
+}
+
+// ClockID is the published identity of the writer's clock (zero when the
+// writer did not publish one).
+func (h *HandOver) ClockID() ClockID {
+	var c ClockID
+	le.PutUint64(c[:8], h.m.load(h.off+hoClockID))
+	le.PutUint64(c[8:], h.m.load(h.off+hoClockID+8))
+	return c
+}
+
+// Beat is the writer's clock (monotonic ns) when it finished the last
+// cycle of its first task: the heartbeat's time. An executive on another
+// kernel estimates the offset between the two clocks from it.
+func (h *HandOver) Beat() int64 { return int64(h.m.load(h.hb + hbMono)) }
 
 // Reset clears the baton (a release starts from it).
 func (h *HandOver) Reset() { h.m.store(h.off+hoBaton, 0) }

@@ -29,6 +29,41 @@ func newAreas(t *testing.T) (*shm.HandOver, *shm.HandOver) {
 	return w.HandOver(), h
 }
 
+// The clock identity and the heartbeat time reach an executive that maps
+// the region through OpenHandOver (the one taking over).
+func TestHandOverClock(t *testing.T) {
+	l := shmtest.Layout(t, shmtest.Params(4, 1, 1))
+	path := shmtest.File(t, l)
+	w, err := shm.AttachWriter(ctxT(t), shmtest.Map(t, path), l, shm.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	taker, err := shm.OpenHandOver(shmtest.Map(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !taker.ClockID().IsZero() {
+		t.Fatal("clock ID set before the writer published one")
+	}
+	id, err := shm.ParseClockID("3b1c6f0e-52a4-4d2f-9a7e-0c8d5e2f1a90\n")
+	if err != nil || id.String() != "3b1c6f0e-52a4-4d2f-9a7e-0c8d5e2f1a90" {
+		t.Fatalf("ParseClockID = %v, %v", id, err)
+	}
+	w.HandOver().SetClockID(id)
+	if got := taker.ClockID(); got != id {
+		t.Fatalf("ClockID = %v, want %v", got, id)
+	}
+	w.Beat(7, 123_456_789)
+	if b := taker.Beat(); b != 123_456_789 {
+		t.Fatalf("Beat = %d", b)
+	}
+	for _, bad := range []string{"", "3b1c6f0e", "zz1c6f0e-52a4-4d2f-9a7e-0c8d5e2f1a90"} {
+		if _, err := shm.ParseClockID(bad); err == nil {
+			t.Errorf("ParseClockID(%q): want an error", bad)
+		}
+	}
+}
+
 func TestHandOverGrid(t *testing.T) {
 	old, taker := newAreas(t)
 	if _, _, ok := taker.Grid(); ok {

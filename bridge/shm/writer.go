@@ -366,7 +366,8 @@ func (w *Writer) publish(cycle uint64, samples []tag.Sample, text []string, all 
 }
 
 // Beat publishes the heartbeat: the cycle counter and the monotonic time
-// (ns) of the cycle's start.
+// (ns) the executive reports with it (rtkernel/app: the end of the cycle,
+// read just before, which a hand-over between kernels relies on).
 //
 // Hot path: no allocation.
 func (w *Writer) Beat(cycle uint64, monoNs int64) {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mkrt/mkrt/bridge/shm"
@@ -47,7 +48,10 @@ type Options struct {
 	// partition's cycle grid and takes the outputs and the controller state
 	// when the supervisor sends the take command. Zero: a normal start.
 	TakeFrom shm.Location
-	Log      *slog.Logger
+	// ClockID names this kernel's CLOCK_MONOTONIC in the region; zero reads
+	// the kernel's boot ID (tests set it to stand for another kernel).
+	ClockID shm.ClockID
+	Log     *slog.Logger
 	// Executive options (tests: fake clock, no real-time).
 	Executive executive.Options
 }
@@ -126,6 +130,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	own := w.HandOver()
 	eo.HandOver = own
+	clockID := o.ClockID
+	if clockID.IsZero() {
+		clockID = ownClockID()
+	}
+	own.SetClockID(clockID)
+	var link *clockLink
 	if o.TakeFrom.Path != "" {
 		from, err := shm.Open(o.TakeFrom)
 		if err != nil {
@@ -136,8 +146,17 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return fmt.Errorf("app: hand-over: %w", err)
 		}
-		eo.TakeFrom = area
-		log.Info("starting on standby to take over", "from", o.TakeFrom.String())
+		clock := eo.Clock
+		if clock == nil {
+			clock = rt.Monotonic{}
+		}
+		l, err := linkClocks(ctx, area, clockID, func() int64 { return int64(clock.Now()) }, cfg.Tasks[0].Period.D())
+		if err != nil {
+			return err
+		}
+		link, ch.link = &l, l
+		eo.TakeFrom = linkedBaton{Baton: area, link: l}
+		log.Info("starting on standby to take over", "from", o.TakeFrom.String(), "clock", l.String())
 	}
 	e, err := executive.New(cfg, tab, programs, fio, ch, eo)
 	if err != nil {
@@ -145,11 +164,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	w.SetState(shm.StateBooting, 0)
 	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	go reportRT(runCtx, e, w)
-	go reportHandOver(runCtx, e, own)
-	defer func() { own.SetCounters(handOverCounters(e.Status().HandOver)) }()
-	go stopOnHalt(runCtx, e, stopRun)
+	// The reporters write into the region: they end before it is unmapped.
+	var reporters sync.WaitGroup
+	defer func() {
+		stopRun()
+		reporters.Wait()
+		own.SetCounters(handOverCounters(e.Status().HandOver, link))
+	}()
+	reporters.Go(func() { reportRT(runCtx, e, w) })
+	reporters.Go(func() { reportHandOver(runCtx, e, own, link) })
+	reporters.Go(func() { stopOnHalt(runCtx, e, stopRun) })
 	err = e.Run(runCtx)
 	st := e.Status()
 	w.SetState(State(st.State), uint32(st.Code))

@@ -20,6 +20,9 @@ type channel struct {
 	code   executive.FaultCode
 	first  bool // no image published yet
 	stated bool // no state published yet
+	// link translates a take command's time from the running executive's
+	// clock (hand-over between kernels).
+	link clockLink
 }
 
 func newChannel(w *shm.Writer) *channel {
@@ -50,6 +53,7 @@ func (c *channel) DrainCommands(max int, apply func(executive.Command) executive
 				cmd.Kind = executive.Release
 			case HandOverTake:
 				cmd.Kind = executive.Take
+				cmd.Value = float64(c.link.ours(int64(in.Value)))
 			default:
 				c.w.Reply(shm.Result{ID: in.ID, Status: shm.StatusRejected})
 				continue
