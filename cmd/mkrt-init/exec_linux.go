@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/mkrt/mkrt/bridge/shm"
@@ -17,7 +18,9 @@ import (
 )
 
 // runExecutive loads the config from the initramfs, brings up the
-// dedicated NIC and runs the control program on the shared region.
+// dedicated NIC and runs the control program on the shared region. With
+// mkrt.take=<where> (a hand-over) it starts on standby and takes over from
+// the partition whose region is there.
 func runExecutive(ctx context.Context, log *slog.Logger, boot *pid1.Boot, loc pid1.ShmLocation) error {
 	cfg, err := configs.Load("/" + image.ConfigPath)
 	if err != nil {
@@ -34,7 +37,21 @@ func runExecutive(ctx context.Context, log *slog.Logger, boot *pid1.Boot, loc pi
 	} else if _, err := pid1.UpNIC("", "", ""); err != nil {
 		log.Warn("loopback", "err", err)
 	}
-	err = app.Run(ctx, app.Options{Config: cfg, Shm: region, Log: log})
+	var from shm.Location
+	if take := boot.Params["take"]; take != "" {
+		tl, err := pid1.FindShm(os.DirFS("/sys"), take)
+		if err == nil {
+			err = pid1.EnableBAR(tl)
+		}
+		if err != nil {
+			err = fmt.Errorf("the region to take over from (mkrt.take=%s): %w", take, err)
+			reportFault(cfg, region, err)
+			return err
+		}
+		from = shmLocation(tl)
+		log.Info("taking over", "from", tl.String())
+	}
+	err = app.Run(ctx, app.Options{Config: cfg, Shm: region, Log: log, TakeFrom: from})
 	if err != nil {
 		reportFault(cfg, region, err)
 	}

@@ -15,7 +15,9 @@ import (
 // nobody drives them and without a bump in the controller state.
 //
 // The new executive starts in standby (Options.TakeFrom): its first
-// deadline is aligned to the old one's cycle grid (same CLOCK_MONOTONIC),
+// deadline is aligned to the old one's cycle grid (the Baton it takes from
+// gives the grid and takes cycles on this executive's clock; rtkernel/app
+// translates for an executive on another kernel),
 // and it runs its cycles — commands, inputs, blocks, image, heartbeat —
 // without handing outputs to the field I/O. The supervisor then picks a
 // time T on the grid a few periods ahead and sends Release(T) to the old

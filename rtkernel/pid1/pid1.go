@@ -75,8 +75,10 @@ const (
 	ivshmem2Class  = "0xff4d4b"
 )
 
-// FindShm locates the shared region: a "phys:<addr>,<size>" parameter, or
-// else the first ivshmem PCI device under sys (rooted at /sys): an
+// FindShm locates the shared region: a "phys:<addr>,<size>" parameter, the
+// ivshmem device at a PCI address ("pci:0000:00:10.0": a guest with two
+// regions, its own and the one it takes over from), or else the first
+// ivshmem PCI device under sys (rooted at /sys): an
 // ivshmem-plain device (its BAR 2), or in a Jailhouse cell an ivshmem-v2
 // device of mkrt's protocol, whose read-write section is physical memory
 // named by its vendor capability.
@@ -90,11 +92,18 @@ func FindShm(sys fs.FS, param string) (ShmLocation, error) {
 		}
 		return ShmLocation{Phys: addr, Size: size}, nil
 	}
+	at, byAddr := strings.CutPrefix(param, "pci:")
+	if !byAddr && param != "" {
+		return ShmLocation{}, fmt.Errorf("pid1: bad mkrt.shm=%q (want phys:<addr>,<size> or pci:<domain:bus:slot.fn>)", param)
+	}
 	devs, err := fs.ReadDir(sys, "bus/pci/devices")
 	if err != nil {
 		return ShmLocation{}, fmt.Errorf("pid1: listing PCI devices: %w", err)
 	}
 	for _, d := range devs {
+		if byAddr && d.Name() != at {
+			continue
+		}
 		dir := path.Join("bus/pci/devices", d.Name())
 		v, _ := fs.ReadFile(sys, path.Join(dir, "vendor"))
 		id, _ := fs.ReadFile(sys, path.Join(dir, "device"))
@@ -116,6 +125,9 @@ func FindShm(sys fs.FS, param string) (ShmLocation, error) {
 			loc.Enable = "/sys/" + path.Join(dir, "enable")
 			return loc, nil
 		}
+	}
+	if byAddr {
+		return ShmLocation{}, fmt.Errorf("pid1: no ivshmem device at PCI address %s (mkrt.shm/mkrt.take=%s)", at, param)
 	}
 	return ShmLocation{}, fmt.Errorf("pid1: no ivshmem PCI device (vendor %s device %s, or ivshmem-v2 %s:%s) and no mkrt.shm=phys:… parameter", ivshmemVendor, ivshmemDevice, ivshmem2Vendor, ivshmem2Device)
 }

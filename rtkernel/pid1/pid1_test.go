@@ -31,12 +31,23 @@ func TestFindShm(t *testing.T) {
 	if err != nil || loc.Phys != 0x80000000 || loc.Size != 0x400000 || loc.String() != "phys:0x80000000,0x400000" {
 		t.Fatalf("phys: %+v, %v", loc, err)
 	}
-	for _, bad := range []string{"phys:", "phys:0x10", "phys:zz,1", "phys:0x10,0"} {
+	// A guest taking over has two regions, named by PCI address.
+	sys["bus/pci/devices/0000:00:11.0/vendor"] = &fstest.MapFile{Data: []byte("0x1af4\n")}
+	sys["bus/pci/devices/0000:00:11.0/device"] = &fstest.MapFile{Data: []byte("0x1110\n")}
+	loc, err = FindShm(sys, "pci:0000:00:11.0")
+	if err != nil || loc.BAR != "/sys/bus/pci/devices/0000:00:11.0/resource2" {
+		t.Fatalf("pci: %+v, %v", loc, err)
+	}
+	if _, err := FindShm(sys, "pci:0000:00:02.0"); err == nil {
+		t.Error("pci address of a device that is no ivshmem: want an error")
+	}
+	for _, bad := range []string{"phys:", "phys:0x10", "phys:zz,1", "phys:0x10,0", "0000:00:04.0", "pci:0000:00:05.0"} {
 		if _, err := FindShm(sys, bad); err == nil {
 			t.Errorf("%q: want an error", bad)
 		}
 	}
 	delete(sys, "bus/pci/devices/0000:00:04.0/vendor")
+	delete(sys, "bus/pci/devices/0000:00:11.0/vendor")
 	if _, err := FindShm(sys, ""); err == nil {
 		t.Error("no ivshmem device: want an error")
 	}

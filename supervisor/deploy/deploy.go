@@ -58,8 +58,9 @@ type Options struct {
 	// default 10s. When it passes, the running partition keeps the outputs.
 	HandOverTimeout time.Duration
 
-	// Set per generation by a hand-over: the process partition's name (its
-	// cgroup; default metadata.name) and the region to take over from.
+	// Set per generation by a hand-over: the partition's instance name (a
+	// process partition's cgroup, a guest's QMP socket and image; default
+	// metadata.name) and the region to take over from.
 	instance, takeFrom string
 }
 

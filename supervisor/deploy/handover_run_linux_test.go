@@ -306,7 +306,7 @@ func TestRunHandOverFailsAndRefuses(t *testing.T) {
 				Blocks: []configs.Block{{Name: "slow_alarm", Type: "alarm", Inputs: map[string]configs.Ref{"in": {Raw: "level"}},
 					Params: map[string]configs.Value{"hi": {Raw: "2.95", Set: true}}}}})
 		}, "one cyclic task"},
-		{"vm backend", func(c *configs.Config) { c.Partition.Backend = configs.BackendVM }, "process backend only"},
+		{"vm backend", func(c *configs.Config) { c.Partition.Backend = configs.BackendVM }, "backend changes from process to vm"},
 	} {
 		res, err := p.apply(p.structuralChange(tc.edit))
 		if err == nil || res.Applied || !errors.Is(err, control.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mkrt/mkrt/bridge/shm"
@@ -113,23 +114,43 @@ func vmPartition(ctx context.Context, cfg *configs.Config, o Options, region str
 	for i := range rtCPUs {
 		rtCPUs[i] = i + 1
 	}
-	cmdline := image.Cmdline(image.CmdlineOptions{RTCPUs: rtCPUs, Housekeeping: []int{0}, MaxCState: -1, Extra: cfg.Partition.Kernel.Cmdline})
+	extra := cfg.Partition.Kernel.Cmdline
+	var takeSize int64
+	if o.takeFrom != "" {
+		// A hand-over: the guest maps the running partition's region too,
+		// and is told which region is which.
+		fi, err := os.Stat(o.takeFrom)
+		if err != nil {
+			return nil, fmt.Errorf("deploy: the region to take over from: %w", err)
+		}
+		takeSize = fi.Size()
+		extra = strings.TrimSpace(extra + " mkrt.shm=pci:" + vm.ShmPCI + " mkrt.take=pci:" + vm.TakeFromPCI)
+	}
+	cmdline := image.Cmdline(image.CmdlineOptions{RTCPUs: rtCPUs, Housekeeping: []int{0}, MaxCState: -1, Extra: extra})
 	initrd, m, err := image.Build(image.Options{Init: init, Config: text, Kernel: kernel, Cmdline: cmdline, Modules: moduleList(cfg)})
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(o.StateDir, "image")
+	name := cfg.Metadata.Name
+	if o.instance != "" {
+		name = o.instance // a later generation: its own image, QMP socket and console
+	}
+	dir := filepath.Join(o.StateDir, "image-"+name)
+	if o.takeFrom != "" {
+		dir += "-standby"
+	}
 	if err := image.WriteDir(dir, initrd, m); err != nil {
 		return nil, err
 	}
 	log.Info("application kernel image built", "kernel", kernel, "initramfs_bytes", m.Initramfs.Size, "dir", dir)
 
 	qemu := vm.Config{Kernel: kernel, Initrd: filepath.Join(dir, "initramfs.cpio.gz"), Cmdline: cmdline,
-		MemoryMiB: int(cfg.Partition.Memory >> 20), VCPUs: len(rtCPUs) + 1, ShmPath: region, ShmSize: size}
+		MemoryMiB: int(cfg.Partition.Memory >> 20), VCPUs: len(rtCPUs) + 1, ShmPath: region, ShmSize: size,
+		TakeFromPath: o.takeFrom, TakeFromSize: takeSize}
 	acc := vm.DetectAccel(ctx, qemu, 30*time.Second, "/run/mkrt/accel")
 	qemu.Accel = acc.Name
 	log.Info("accelerator", "accel", acc.Name, "why", acc.Why)
-	opts := vm.Options{Name: cfg.Metadata.Name, QEMU: qemu, HostCPUs: append([]int{0}, cfg.Partition.CPUs...), RunDir: o.StateDir, Log: log,
+	opts := vm.Options{Name: name, QEMU: qemu, HostCPUs: append([]int{0}, cfg.Partition.CPUs...), RunDir: o.StateDir, Log: log,
 		ConsoleLog: consoleLog{log},
 		Halt: func(ctx context.Context) error {
 			_, err := ch.r.Submit(shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("supervisor")})

@@ -22,7 +22,9 @@ import (
 // A hand-over replaces the running generation of the partition by one
 // built from a structurally changed config without stopping control: the
 // new generation's executive starts on standby on the running one's cycle
-// grid (mkrt executive --take-from), SwitchOver moves the outputs and the
+// grid (mkrt executive --take-from on the process backend; on the vm
+// backend a second guest that maps the running region as a second ivshmem
+// device, mkrt.take=), SwitchOver moves the outputs and the
 // controller state to it at a cycle boundary, then the deployment serves
 // the new region (a new bridge: Sparkplug NDEATH and NBIRTH with the new
 // metrics, JSON topics refreshed, the Modbus server on the same port) and
@@ -65,9 +67,11 @@ func planHandOver(old, nc *configs.Config, running []int, st supervisor.Status, 
 		}
 		return c.Partition.Backend
 	}
-	switch {
-	case be(old) != configs.BackendProcess || be(nc) != configs.BackendProcess:
-		return p, fmt.Errorf("%w: hand-over runs on the process backend only (running %s, new %s); stop and start the partition with the new config", ErrNoHandOver, be(old), be(nc))
+	switch ob, nb := be(old), be(nc); {
+	case ob != nb:
+		return p, fmt.Errorf("%w: the backend changes from %s to %s; stop and start the partition with the new config", ErrNoHandOver, ob, nb)
+	case ob != configs.BackendProcess && ob != configs.BackendVM:
+		return p, fmt.Errorf("%w: mkrt run hands over on the process and vm backends, not %s; stop and start the partition with the new config", ErrNoHandOver, ob)
 	case old.Metadata.Name != nc.Metadata.Name:
 		return p, fmt.Errorf("%w: metadata.name changes from %q to %q: that is another partition; stop this one and run the other", ErrNoHandOver, old.Metadata.Name, nc.Metadata.Name)
 	case len(old.Tasks) != 1 || len(nc.Tasks) != 1:
@@ -257,7 +261,7 @@ func (d *deployment) switchTo(ctx context.Context, cur, next *generation) (Switc
 	}
 	sctx, cancel := context.WithTimeout(ctx, d.o.handOverTimeout())
 	defer cancel()
-	sw, err := SwitchOver(sctx, cur.reader, next.reader, SwitchOptions{Mono: func() int64 { return int64(rt.Monotonic{}.Now()) }})
+	sw, err := SwitchOver(sctx, cur.reader, next.reader, SwitchOptions{Mono: partitionClock(cur)})
 	if err != nil {
 		if nc := nh.Counters(); nc.Mode == shm.ModeDriving && cur.reader.HandOver().Counters().Mode == shm.ModeReleased {
 			d.log.Warn("hand-over: the switch was confirmed after its deadline", "err", err)
@@ -270,6 +274,18 @@ func (d *deployment) switchTo(ctx context.Context, cur, next *generation) (Switc
 		return sw, err
 	}
 	return sw, nil
+}
+
+// partitionClock reads the clock g's executive schedules its cycles on,
+// where the switch time is chosen. A process partition shares this
+// kernel's CLOCK_MONOTONIC. A guest or second kernel has its own, so its
+// heartbeat time (the end of its last cycle, at most a period old) stands
+// in: SwitchOver places the switch many periods ahead of it.
+func partitionClock(g *generation) func() int64 {
+	if g.part.Backend() == string(configs.BackendProcess) {
+		return func() int64 { return int64(rt.Monotonic{}.Now()) }
+	}
+	return func() int64 { return g.reader.Heartbeat().MonoNs }
 }
 
 // blockChanges names the blocks whose state carries over from old to nc

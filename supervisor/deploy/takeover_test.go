@@ -30,7 +30,9 @@ func TestPlanHandOver(t *testing.T) {
 		{name: "moved cpus", replace: []string{`cpus: "1"`, `cpus: "0"`}, st: held, cpus: "0"},
 		{name: "period", replace: []string{"period: 20ms", "period: 10ms"}, st: free, err: "period changes"},
 		{name: "name", replace: []string{"name: tank-level", "name: other"}, st: free, err: "metadata.name"},
-		{name: "backend override", st: free, backend: configs.BackendVM, err: "process backend only"},
+		{name: "backend override", st: free, backend: configs.BackendVM, cpus: "1"},
+		{name: "backend change", replace: []string{"backend: process", "backend: vm"}, st: free, err: "backend changes from process to vm"},
+		{name: "kexec family", replace: []string{"backend: process", "backend: multikernel"}, st: free, backend: configs.BackendMultikernel, err: "process and vm backends, not multikernel"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nc := loadExample(t, tc.replace...)

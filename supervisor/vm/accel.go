@@ -51,7 +51,7 @@ func probeKVM(ctx context.Context, qemu Config, timeout time.Duration) Accel {
 	f.Close()
 	qemu.Accel = "kvm"
 	qemu.Cmdline += " mkrt.mode=probe"
-	qemu.ShmPath, qemu.QMP, qemu.NIC = "", "", NIC{}
+	qemu.ShmPath, qemu.TakeFromPath, qemu.QMP, qemu.NIC = "", "", "", NIC{}
 	args, err := qemu.Args()
 	if err != nil {
 		return Accel{"tcg", err.Error()}

@@ -28,6 +28,16 @@ type NIC struct {
 	PCI string
 }
 
+// The guest's ivshmem devices sit at fixed slots of the root bus, so a
+// guest with two regions tells them apart by address.
+const (
+	shmSlot      = "0x10"
+	takeFromSlot = "0x11"
+	// ShmPCI and TakeFromPCI are their PCI addresses inside the guest.
+	ShmPCI      = "0000:00:10.0"
+	TakeFromPCI = "0000:00:11.0"
+)
+
 // Config is one QEMU invocation.
 type Config struct {
 	// QEMU is the emulator binary; default qemu-system-x86_64.
@@ -42,7 +52,13 @@ type Config struct {
 	// ShmPath is the host file behind the guest's ivshmem-plain BAR2.
 	ShmPath string
 	ShmSize int64
-	NIC     NIC
+	// TakeFromPath is the host file of the running partition's region, for
+	// a guest that takes over from it (a hand-over): a second ivshmem-plain
+	// device. The guest finds its own region at ShmPCI and this one at
+	// TakeFromPCI (mkrt.shm= and mkrt.take= on its command line).
+	TakeFromPath string
+	TakeFromSize int64
+	NIC          NIC
 	// Accel is "kvm" or "tcg".
 	Accel string
 	// QMP is the path of the QMP unix socket.
@@ -83,13 +99,19 @@ func (c Config) Args() ([]string, error) {
 	default:
 		return nil, fmt.Errorf("vm: unknown accelerator %q (kvm or tcg)", c.Accel)
 	}
-	if c.ShmPath != "" {
-		if c.ShmSize <= 0 || c.ShmSize&(c.ShmSize-1) != 0 {
-			return nil, fmt.Errorf("vm: shared region size %d must be a power of two for an ivshmem BAR", c.ShmSize)
+	for _, r := range []struct {
+		id, path, slot string
+		size           int64
+	}{{"mkrtshm", c.ShmPath, shmSlot, c.ShmSize}, {"mkrttake", c.TakeFromPath, takeFromSlot, c.TakeFromSize}} {
+		if r.path == "" {
+			continue
+		}
+		if r.size <= 0 || r.size&(r.size-1) != 0 {
+			return nil, fmt.Errorf("vm: shared region %s: size %d must be a power of two for an ivshmem BAR", r.path, r.size)
 		}
 		a = append(a,
-			"-object", fmt.Sprintf("memory-backend-file,id=mkrtshm,share=on,mem-path=%s,size=%d", qemuEscape(c.ShmPath), c.ShmSize),
-			"-device", "ivshmem-plain,memdev=mkrtshm")
+			"-object", fmt.Sprintf("memory-backend-file,id=%s,share=on,mem-path=%s,size=%d", r.id, qemuEscape(r.path), r.size),
+			"-device", fmt.Sprintf("ivshmem-plain,memdev=%s,addr=%s", r.id, r.slot))
 	}
 	switch c.NIC.Kind {
 	case "", "none":

@@ -33,9 +33,14 @@ func TestArgs(t *testing.T) {
 	}
 	c.Accel = "kvm"
 	c.NIC = NIC{Kind: "vfio", PCI: "0000:03:00.0"}
+	// A guest taking over maps the running partition's region as a second
+	// device, at the address its command line names.
+	c.TakeFromPath, c.TakeFromSize = "/dev/shm/old", 2<<20
 	args, _ = c.Args()
 	line = strings.Join(args, " ")
-	for _, want := range []string{"-accel kvm", "-cpu host", "vfio-pci,host=0000:03:00.0"} {
+	for _, want := range []string{"-accel kvm", "-cpu host", "vfio-pci,host=0000:03:00.0",
+		"ivshmem-plain,memdev=mkrtshm,addr=0x10", "memory-backend-file,id=mkrttake,share=on,mem-path=/dev/shm/old,size=2097152",
+		"ivshmem-plain,memdev=mkrttake,addr=0x11"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("args lack %q:\n%s", want, line)
 		}
@@ -43,6 +48,7 @@ func TestArgs(t *testing.T) {
 	for _, bad := range []Config{
 		{Kernel: "/k"},
 		{Kernel: "/k", Initrd: "/i", ShmPath: "/x", ShmSize: 3 << 20},
+		{Kernel: "/k", Initrd: "/i", ShmPath: "/x", ShmSize: 4 << 20, TakeFromPath: "/y", TakeFromSize: 5 << 20},
 		{Kernel: "/k", Initrd: "/i", Accel: "hvf"},
 		{Kernel: "/k", Initrd: "/i", NIC: NIC{Kind: "tap"}},
 		{Kernel: "/k", Initrd: "/i", NIC: NIC{Kind: "bridge"}},
