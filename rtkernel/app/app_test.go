@@ -136,7 +136,11 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 func openWhenFormatted(ctx context.Context, loc shm.Location, l *shm.Layout) (*shm.Region, error) {
 	for {
 		if _, err := os.Stat(loc.Path); err == nil {
-			reg, err := shm.Open(shm.File(loc.Path, l.Size(), false))
+			at := loc
+			if at.Kind != shm.KindPhys {
+				at = shm.File(loc.Path, l.Size(), false)
+			}
+			reg, err := shm.Open(at)
 			if err == nil {
 				if _, err := shm.AttachReader(reg, l, shm.ReaderOptions{}); err == nil {
 					return reg, nil

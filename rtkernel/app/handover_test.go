@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/supervisor/deploy"
 )
 
 // changedTank is the tank example with a changed block structure: the
@@ -80,6 +82,12 @@ func startApp(ctx context.Context, t *testing.T, cfg *configs.Config, name strin
 }
 
 func startAppOn(ctx context.Context, t *testing.T, k kernel, cfg *configs.Config, name string, from shm.Location) *running {
+	return startAppAt(ctx, t, k, cfg, name, shm.Location{}, from)
+}
+
+// startAppAt runs cfg on kernel k with its region at loc (zero: a file
+// named name) and waits until the region is formatted.
+func startAppAt(ctx context.Context, t *testing.T, k kernel, cfg *configs.Config, name string, loc, from shm.Location) *running {
 	t.Helper()
 	tab, err := tag.NewTable(cfg)
 	if err != nil {
@@ -89,7 +97,10 @@ func startAppOn(ctx context.Context, t *testing.T, k kernel, cfg *configs.Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &running{cfg: cfg, tab: tab, layout: layout, loc: shm.File(filepath.Join(t.TempDir(), name), layout.Size(), true), done: make(chan error, 1)}
+	if loc.Path == "" {
+		loc = shm.File(filepath.Join(t.TempDir(), name), layout.Size(), true)
+	}
+	p := &running{cfg: cfg, tab: tab, layout: layout, loc: loc, done: make(chan error, 1)}
 	go func() {
 		p.done <- Run(ctx, Options{Config: cfg, Shm: p.loc, TakeFrom: from, ClockID: k.id,
 			Executive: executive.Options{NoRealtime: true, KeepGC: true, Clock: k.clock}})
@@ -243,4 +254,67 @@ func handOverTank(t *testing.T, k kernel) tankSwitch {
 		}
 	}
 	return tankSwitch{at: at, period: period, nc: nc, oc: oc}
+}
+
+// TestHandOverBetweenKernelsOverPhysicalMemory runs the hand-over as it
+// goes between two multikernel instances or Parker kernels: each control
+// program's region is a range of physical memory mapped through /dev/mem
+// (a sparse file stands in for it, at the addresses the instances' plans
+// reserve), the new program runs on another kernel's clock, and the
+// supervisor's SwitchOver picks the switch time from the running
+// program's heartbeat, as it must for a kernel whose clock it cannot read.
+func TestHandOverBetweenKernelsOverPhysicalMemory(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, err := sim.Start(ctx, sim.NewTank(), sim.Config{Listen: "127.0.0.1:0", Speed: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	devmem := filepath.Join(t.TempDir(), "mem")
+	if f, err := os.Create(devmem); err != nil {
+		t.Fatal(err)
+	} else {
+		err = f.Truncate(0xa0000000)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	phys := func(addr uint64) shm.Location {
+		l := shm.Phys(addr, 4<<20)
+		l.Path = devmem
+		return l
+	}
+	oldCfg, err := configs.Load("../../configs/examples/tank-level.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCfg.Devices[0].Address = srv.Addr()
+	old := startAppAt(ctx, t, hostKernel, oldCfg, "old", phys(0x8fc00000), shm.Location{})
+	waitFor(ctx, t, "old instance running", func() bool {
+		return old.r.Heartbeat().State == shm.StateRunning && old.r.Heartbeat().Cycle > 50
+	})
+	nw := startAppAt(ctx, t, otherKernel, changedTank(t, srv.Addr()), "new", phys(0x9fc00000), old.loc)
+	waitFor(ctx, t, "new instance on standby", func() bool {
+		return nw.r.Heartbeat().Cycle > 5 && nw.r.HandOver().Counters().Mode == shm.ModeStandby
+	})
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	sw, err := deploy.SwitchOver(sctx, old.r, nw.r, deploy.SwitchOptions{Mono: func() int64 { return old.r.Heartbeat().MonoNs }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("switched: %+v", sw)
+	fmt.Printf("hand-over between kernels over physical memory: missed cycles %d, retries %d, %d blocks carried, %v from request to switch\n",
+		sw.Missed, sw.Retries, sw.Transferred, sw.Took.Round(time.Millisecond))
+	if sw.Missed != 0 || sw.Transferred != 3 || sw.Fresh != 2 {
+		t.Fatalf("switch %+v: want 0 missed, 3 blocks carried, 2 fresh", sw)
+	}
+	cancel()
+	for _, p := range []*running{old, nw} {
+		if err := <-p.done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
