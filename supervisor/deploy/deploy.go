@@ -29,6 +29,8 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/tag"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
+	"github.com/mkrt/mkrt/supervisor/kexec"
+	"github.com/mkrt/mkrt/supervisor/multikernel"
 	"github.com/mkrt/mkrt/supervisor/retain"
 )
 
@@ -58,10 +60,17 @@ type Options struct {
 	// default 10s. When it passes, the running partition keeps the outputs.
 	HandOverTimeout time.Duration
 
+	// Kexec is how the multikernel backend reaches the kernel (kernfs,
+	// system calls, /dev/mem); zero is the real host. Tests put the fakes
+	// of supervisor/multikernel/multikerneltest in.
+	Kexec kexec.Host
+
 	// Set per generation by a hand-over: the partition's instance name (a
-	// process partition's cgroup, a guest's QMP socket and image; default
-	// metadata.name) and the region to take over from.
+	// process partition's cgroup, a guest's QMP socket and image, a second
+	// kernel's instance; default metadata.name), the region to take over
+	// from, and the memory the running second kernel holds.
 	instance, takeFrom string
+	beside             []multikernel.Range
 }
 
 // Ready describes a deployment that is up.
@@ -116,7 +125,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		if o.Ready != nil {
 			go func() {
 				g.ch.awaitRT(time.Second)
-				o.Ready(Ready{Config: cfg, Socket: o.Socket, Region: g.regionPath, StateDir: o.StateDir, Bridge: g.bridgeStatus(), Partition: g.ch.withRT(g.sup.Status())})
+				o.Ready(Ready{Config: cfg, Socket: o.Socket, Region: g.regionName(), StateDir: o.StateDir, Bridge: g.bridgeStatus(), Partition: g.ch.withRT(g.sup.Status())})
 			}()
 		}
 	}

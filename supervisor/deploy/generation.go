@@ -90,8 +90,9 @@ type generation struct {
 	// as the engineer wrote it (the two differ in the CPUs of a generation
 	// on the standby CPUs), with the parameters applied since.
 	cfg, applied *configs.Config
-	cfgFile      string // written for this generation; "" for the first
-	regionPath   string
+	cfgFile      string       // written for this generation; "" for the first
+	regionPath   string       // the region's file ("" for physical memory)
+	loc          shm.Location // where the region is
 	region       *shm.Region
 	reader       *shm.Reader
 	ch           *channel
@@ -140,7 +141,45 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 		return nil, err
 	}
 	size := pow2(layout.Size()) // an ivshmem BAR is a power of two
-	if g.region, err = shm.Open(shm.File(g.regionPath, size, true)); err != nil {
+
+	o := d.o
+	if cfgFile != "" {
+		o.ConfigPath = cfgFile
+	}
+	if n > 1 {
+		// Its own cgroup, guest or instance: the one before still holds its
+		// CPUs until it stops.
+		o.instance = fmt.Sprintf("%s-%d", d.name, n)
+	}
+	if takeFrom != "" {
+		o.beside = d.current().held()
+	}
+	if g.part, err = newPartition(d.ctx, cfg, o, g, size, log); err != nil {
+		return nil, err
+	}
+	g.loc = shm.File(g.regionPath, size, true)
+	if l, ok := g.part.(locator); ok {
+		// A second kernel's region is physical memory its plan reserves.
+		if g.loc, err = l.Locate(); err != nil {
+			return nil, err
+		}
+		g.regionPath = ""
+	}
+	if takeFrom != "" {
+		o.takeFrom = takeFrom
+		standby, err := newPartition(d.ctx, cfg, o, g, size, log)
+		if err != nil {
+			return nil, err
+		}
+		if l, ok := standby.(locator); ok {
+			if loc, err := l.Locate(); err != nil || loc != g.loc {
+				return nil, fmt.Errorf("deploy: generation %d: the standby start would place the shared region at %v, not %v (%v)", n, loc, g.loc, err)
+			}
+		}
+		g.takeOver = &takeOverPartition{standby: standby, normal: g.part}
+		g.part = g.takeOver
+	}
+	if g.region, err = shm.Open(g.loc); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -160,27 +199,6 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 		return nil, err
 	}
 	g.ch = newChannel(g.reader, tab.Info)
-
-	o := d.o
-	if cfgFile != "" {
-		o.ConfigPath = cfgFile
-	}
-	if n > 1 {
-		// Its own cgroup: the one before still holds its CPUs until it stops.
-		o.instance = fmt.Sprintf("%s-%d", d.name, n)
-	}
-	if g.part, err = newPartition(d.ctx, cfg, o, g.regionPath, size, d.store.Path(), g.ch, log); err != nil {
-		return nil, err
-	}
-	if takeFrom != "" {
-		o.takeFrom = takeFrom
-		standby, err := newPartition(d.ctx, cfg, o, g.regionPath, size, d.store.Path(), g.ch, log)
-		if err != nil {
-			return nil, err
-		}
-		g.takeOver = &takeOverPartition{standby: standby, normal: g.part}
-		g.part = g.takeOver
-	}
 	period, missed := supervisor.HeartbeatFromConfig(cfg)
 	g.sup, err = supervisor.New(supervisor.Options{
 		Name: d.name, Partition: g.part, Heartbeat: g.ch, Period: period, Missed: missed,
@@ -296,6 +314,33 @@ func (g *generation) stopServing() {
 	<-done
 }
 
+// regionName is the region's file, or where in physical memory it is.
+func (g *generation) regionName() string {
+	if g.regionPath != "" {
+		return g.regionPath
+	}
+	return g.loc.String()
+}
+
+// takeFromArg names the generation's region to the one taking over from
+// it: the file, or phys:<addr>,<size> of physical memory.
+func (g *generation) takeFromArg() string {
+	if g.loc.Kind == shm.KindPhys {
+		return fmt.Sprintf("phys:%#x,%#x", g.loc.Addr, g.loc.Size)
+	}
+	return g.regionPath
+}
+
+// halt asks the generation's executive to stop and drive its outputs to
+// their safe values (a guest or second kernel then powers off).
+func (g *generation) halt(context.Context) error {
+	if g.ch == nil {
+		return errors.New("deploy: no channel to the partition")
+	}
+	_, err := g.ch.r.Submit(shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("supervisor")})
+	return err
+}
+
 // stopPartition stops the supervisor, which stops the partition
 // gracefully (bounded by its stop timeout), and waits for it.
 func (g *generation) stopPartition() {
@@ -310,7 +355,9 @@ func (g *generation) stopPartition() {
 func (g *generation) close() {
 	if g.region != nil {
 		g.region.Close()
-		os.Remove(g.regionPath)
+		if g.regionPath != "" {
+			os.Remove(g.regionPath)
+		}
 	}
 	if g.cfgFile != "" {
 		os.Remove(g.cfgFile)

@@ -29,6 +29,7 @@ import (
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/deploy"
+	"github.com/mkrt/mkrt/supervisor/kexec"
 )
 
 // The end-to-end tests run the demo plant for real: the mkrt binary built
@@ -93,6 +94,10 @@ type plantOptions struct {
 	standbyCPUs string
 	// handOverTimeout is deploy.Options.HandOverTimeout.
 	handOverTimeout time.Duration
+	// edit rewrites the config text last (another backend).
+	edit func(cfg string) string
+	// kexec is deploy.Options.Kexec (a fake kernel).
+	kexec kexec.Host
 }
 
 type configNIC struct{ iface, address string }
@@ -178,6 +183,9 @@ func newPlant(t *testing.T, o plantOptions) *testPlant {
 	if o.nic != nil {
 		cfg = replaceOnce(t, cfg, `  cpus: "1"`+"\n", fmt.Sprintf("  cpus: \"1\"\n  nics:\n    - interface: %s\n      address: %s\n", o.nic.iface, o.nic.address))
 	}
+	if o.edit != nil {
+		cfg = o.edit(cfg)
+	}
 	p.cfgText = cfg
 	p.cfgPath = filepath.Join(p.dir, p.name+".yaml")
 	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o644); err != nil {
@@ -204,7 +212,7 @@ func (p *testPlant) start() {
 	p.cancel, p.done, p.stopped = cancel, make(chan error, 1), false
 	readyc := make(chan deploy.Ready, 1)
 	o := deploy.Options{
-		ConfigPath: p.cfgPath, StateDir: p.stateDir, Socket: p.sock, Executable: bin, HandOverTimeout: p.opts.handOverTimeout,
+		ConfigPath: p.cfgPath, StateDir: p.stateDir, Socket: p.sock, Executable: bin, HandOverTimeout: p.opts.handOverTimeout, Kexec: p.opts.kexec,
 		Log:   slog.New(slog.NewTextHandler(p.log, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Ready: func(r deploy.Ready) { readyc <- r },
 	}

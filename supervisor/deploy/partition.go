@@ -14,27 +14,92 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/image"
 	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/multikernel"
 	"github.com/mkrt/mkrt/supervisor/process"
 	"github.com/mkrt/mkrt/supervisor/vm"
 )
 
-// newPartition builds the partition for the config's backend.
-func newPartition(ctx context.Context, cfg *configs.Config, o Options, region string, size int64, retainPath string, ch *channel, log *slog.Logger) (supervisor.Partition, error) {
+// newPartition builds the partition of generation g for the config's
+// backend; size is its shared region's.
+func newPartition(ctx context.Context, cfg *configs.Config, o Options, g *generation, size int64, log *slog.Logger) (supervisor.Partition, error) {
 	switch cfg.Partition.Backend {
 	case configs.BackendProcess, "":
-		return processPartition(cfg, o, region, retainPath, log)
+		return processPartition(cfg, o, g.regionPath, g.d.store.Path(), log)
 	case configs.BackendVM:
-		return vmPartition(ctx, cfg, o, region, size, ch, log)
+		return vmPartition(ctx, cfg, o, g, size, log)
+	case configs.BackendMultikernel:
+		return multikernelPartition(cfg, o, g, log)
 	default:
-		// The multikernel, parker and jailhouse backends (supervisor/multikernel,
-		// supervisor/parker, supervisor/jailhouse) are built and tested against
-		// fakes of their kernel interfaces only; mkrt run does not drive them yet.
+		// The parker and jailhouse backends (supervisor/parker,
+		// supervisor/jailhouse) are built and tested against fakes of their
+		// kernel interfaces only; mkrt run does not drive them yet.
 		hint := ""
-		if b := cfg.Partition.Backend; b == configs.BackendMultikernel || b == configs.BackendJailhouse {
-			hint = fmt.Sprintf("review what it would load with `mkrt partition config --backend %s`, and ", b)
+		if cfg.Partition.Backend == configs.BackendJailhouse {
+			hint = "review what it would load with `mkrt partition config --backend jailhouse`, and "
 		}
-		return nil, fmt.Errorf("deploy: mkrt run does not drive the %s backend yet: %srun the plant with backend process or vm", cfg.Partition.Backend, hint)
+		return nil, fmt.Errorf("deploy: mkrt run does not drive the %s backend yet: %srun the plant with backend process, vm or multikernel", cfg.Partition.Backend, hint)
 	}
+}
+
+// locator is a partition whose shared region is memory its own plan
+// reserves (a second kernel's): it says where before the start, so the
+// region can be formatted first.
+type locator interface {
+	Locate() (shm.Location, error)
+}
+
+// held is the memory the generation's second kernel holds, which a
+// generation started beside it must keep clear of (nil for other backends).
+func (g *generation) held() []multikernel.Range {
+	if g == nil {
+		return nil
+	}
+	part := g.part
+	if t, ok := part.(*takeOverPartition); ok {
+		part = t.cur()
+	}
+	if mp, ok := part.(*multikernel.Partition); ok {
+		if plan := mp.Plan(); plan != nil {
+			return []multikernel.Range{{Base: plan.MemoryBase, Bytes: plan.MemoryBytes}}
+		}
+	}
+	return nil
+}
+
+// multikernelPartition runs the control program as PID 1 of a second
+// kernel spawned beside this one (supervisor/multikernel). Its shared
+// region is the top of the instance's memory, mapped through /dev/mem; a
+// generation taking over runs as a second instance, clear of the running
+// one's memory, and finds the running region through mkrt.take=phys:….
+func multikernelPartition(cfg *configs.Config, o Options, g *generation, log *slog.Logger) (supervisor.Partition, error) {
+	kernel := o.Kernel
+	if kernel == "" {
+		kernel = cfg.ResolvePath(cfg.Partition.Kernel.Image)
+	}
+	if kernel == "" {
+		return nil, fmt.Errorf("deploy: multikernel backend: set partition.kernel.image to the application kernel (bzImage or vmlinux) built from the multikernel tree")
+	}
+	name := cfg.Metadata.Name
+	if o.instance != "" {
+		name = o.instance
+	}
+	initrd := cfg.ResolvePath(cfg.Partition.Kernel.Initrd)
+	if initrd == "" {
+		var err error
+		if initrd, err = buildImage(cfg, o, kernel, name, "", log); err != nil {
+			return nil, err
+		}
+	}
+	pc := *cfg
+	if o.takeFrom != "" {
+		pc.Partition.Kernel.Cmdline = strings.TrimSpace(pc.Partition.Kernel.Cmdline + " mkrt.take=" + o.takeFrom)
+	}
+	host := o.Kexec
+	if host.Log == nil {
+		host.Log = log.With("component", "multikernel")
+	}
+	return multikernel.New(multikernel.Options{Config: &pc, Kernel: kernel, Initrd: initrd, Name: name, Beside: o.beside,
+		Formatted: true, Halt: g.halt, Host: host})
 }
 
 func processPartition(cfg *configs.Config, o Options, region, retainPath string, log *slog.Logger) (supervisor.Partition, error) {
@@ -82,7 +147,8 @@ func processPartition(cfg *configs.Config, o Options, region, retainPath string,
 	})
 }
 
-func vmPartition(ctx context.Context, cfg *configs.Config, o Options, region string, size int64, ch *channel, log *slog.Logger) (supervisor.Partition, error) {
+func vmPartition(ctx context.Context, cfg *configs.Config, o Options, g *generation, size int64, log *slog.Logger) (supervisor.Partition, error) {
+	region := g.regionPath
 	kernel := o.Kernel
 	if kernel == "" {
 		kernel = cfg.ResolvePath(cfg.Partition.Kernel.Image)
@@ -94,21 +160,6 @@ func vmPartition(ctx context.Context, cfg *configs.Config, o Options, region str
 		}
 		sort.Strings(ks)
 		kernel = ks[len(ks)-1]
-	}
-	init := o.Init
-	if init == "" {
-		exe, _ := os.Executable()
-		init = filepath.Join(filepath.Dir(exe), "mkrt-init")
-	}
-	text, err := os.ReadFile(o.ConfigPath)
-	if err != nil {
-		return nil, err
-	}
-	if o.Backend != "" {
-		// The guest loads the config as this side runs it.
-		if text, err = cfg.Marshal(); err != nil {
-			return nil, err
-		}
 	}
 	rtCPUs := make([]int, len(cfg.Partition.CPUs))
 	for i := range rtCPUs {
@@ -127,35 +178,23 @@ func vmPartition(ctx context.Context, cfg *configs.Config, o Options, region str
 		extra = strings.TrimSpace(extra + " mkrt.shm=pci:" + vm.ShmPCI + " mkrt.take=pci:" + vm.TakeFromPCI)
 	}
 	cmdline := image.Cmdline(image.CmdlineOptions{RTCPUs: rtCPUs, Housekeeping: []int{0}, MaxCState: -1, Extra: extra})
-	initrd, m, err := image.Build(image.Options{Init: init, Config: text, Kernel: kernel, Cmdline: cmdline, Modules: moduleList(cfg)})
-	if err != nil {
-		return nil, err
-	}
 	name := cfg.Metadata.Name
 	if o.instance != "" {
 		name = o.instance // a later generation: its own image, QMP socket and console
 	}
-	dir := filepath.Join(o.StateDir, "image-"+name)
-	if o.takeFrom != "" {
-		dir += "-standby"
-	}
-	if err := image.WriteDir(dir, initrd, m); err != nil {
+	initrd, err := buildImage(cfg, o, kernel, name, cmdline, log)
+	if err != nil {
 		return nil, err
 	}
-	log.Info("application kernel image built", "kernel", kernel, "initramfs_bytes", m.Initramfs.Size, "dir", dir)
 
-	qemu := vm.Config{Kernel: kernel, Initrd: filepath.Join(dir, "initramfs.cpio.gz"), Cmdline: cmdline,
+	qemu := vm.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
 		MemoryMiB: int(cfg.Partition.Memory >> 20), VCPUs: len(rtCPUs) + 1, ShmPath: region, ShmSize: size,
 		TakeFromPath: o.takeFrom, TakeFromSize: takeSize}
 	acc := vm.DetectAccel(ctx, qemu, 30*time.Second, "/run/mkrt/accel")
 	qemu.Accel = acc.Name
 	log.Info("accelerator", "accel", acc.Name, "why", acc.Why)
 	opts := vm.Options{Name: name, QEMU: qemu, HostCPUs: append([]int{0}, cfg.Partition.CPUs...), RunDir: o.StateDir, Log: log,
-		ConsoleLog: consoleLog{log},
-		Halt: func(ctx context.Context) error {
-			_, err := ch.r.Submit(shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("supervisor")})
-			return err
-		}}
+		ConsoleLog: consoleLog{log}, Halt: g.halt}
 	if nics := cfg.Partition.NICs; len(nics) > 0 {
 		n := nics[0]
 		switch {
@@ -168,6 +207,41 @@ func vmPartition(ctx context.Context, cfg *configs.Config, o Options, region str
 		}
 	}
 	return vm.New(opts), nil
+}
+
+// buildImage builds the application kernel's initramfs (mkrt-init, the
+// config as this side runs it, the kernel's modules) into the state
+// directory, one per partition instance and kind of start, and returns
+// its path; cmdline is recorded beside it.
+func buildImage(cfg *configs.Config, o Options, kernel, instance, cmdline string, log *slog.Logger) (string, error) {
+	init := o.Init
+	if init == "" {
+		exe, _ := os.Executable()
+		init = filepath.Join(filepath.Dir(exe), "mkrt-init")
+	}
+	text, err := os.ReadFile(o.ConfigPath)
+	if err != nil {
+		return "", err
+	}
+	if o.Backend != "" {
+		// The partition loads the config as this side runs it.
+		if text, err = cfg.Marshal(); err != nil {
+			return "", err
+		}
+	}
+	initrd, m, err := image.Build(image.Options{Init: init, Config: text, Kernel: kernel, Cmdline: cmdline, Modules: moduleList(cfg)})
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(o.StateDir, "image-"+instance)
+	if o.takeFrom != "" {
+		dir += "-standby"
+	}
+	if err := image.WriteDir(dir, initrd, m); err != nil {
+		return "", err
+	}
+	log.Info("application kernel image built", "kernel", kernel, "initramfs_bytes", m.Initramfs.Size, "dir", dir)
+	return filepath.Join(dir, "initramfs.cpio.gz"), nil
 }
 
 // moduleList is image.DefaultModules plus the partition's extra modules.

@@ -70,8 +70,8 @@ func planHandOver(old, nc *configs.Config, running []int, st supervisor.Status, 
 	switch ob, nb := be(old), be(nc); {
 	case ob != nb:
 		return p, fmt.Errorf("%w: the backend changes from %s to %s; stop and start the partition with the new config", ErrNoHandOver, ob, nb)
-	case ob != configs.BackendProcess && ob != configs.BackendVM:
-		return p, fmt.Errorf("%w: mkrt run hands over on the process and vm backends, not %s; stop and start the partition with the new config", ErrNoHandOver, ob)
+	case ob != configs.BackendProcess && ob != configs.BackendVM && ob != configs.BackendMultikernel:
+		return p, fmt.Errorf("%w: mkrt run hands over on the process, vm and multikernel backends, not %s; stop and start the partition with the new config", ErrNoHandOver, ob)
 	case old.Metadata.Name != nc.Metadata.Name:
 		return p, fmt.Errorf("%w: metadata.name changes from %q to %q: that is another partition; stop this one and run the other", ErrNoHandOver, old.Metadata.Name, nc.Metadata.Name)
 	case len(old.Tasks) != 1 || len(nc.Tasks) != 1:
@@ -157,13 +157,13 @@ func (d *deployment) handOver(ctx context.Context, nc *configs.Config) (control.
 	if err != nil {
 		return out, fmt.Errorf("%w: %v", control.ErrUnavailable, err)
 	}
-	next, err := d.newGeneration(n, gcfg, nc, cfgFile, cur.regionPath, nil)
+	next, err := d.newGeneration(n, gcfg, nc, cfgFile, cur.takeFromArg(), nil)
 	if err != nil {
 		os.Remove(cfgFile)
 		return out, fmt.Errorf("%w: generation %d: %v; the running partition is unchanged", control.ErrUnavailable, n, err)
 	}
 	log := d.log.With("generation", n)
-	log.Info("hand-over: starting the new control program on standby", "cpus", plan.cpus.String(), "region", next.regionPath)
+	log.Info("hand-over: starting the new control program on standby", "cpus", plan.cpus.String(), "region", next.loc.String())
 	next.start()
 	sw, err := d.switchTo(ctx, cur, next)
 	if err != nil {

@@ -15,6 +15,7 @@ func TestPlanHandOver(t *testing.T) {
 	old := loadExample(t)
 	held := supervisor.Status{Isolation: supervisor.Isolation{CPUSet: "v1 exclusive"}}
 	free := supervisor.Status{Isolation: supervisor.Isolation{CPUSet: "none"}}
+	kernelHeld := supervisor.Status{Isolation: supervisor.Isolation{CPUSet: "multikernel instance"}}
 	for _, tc := range []struct {
 		name    string
 		replace []string
@@ -32,7 +33,9 @@ func TestPlanHandOver(t *testing.T) {
 		{name: "name", replace: []string{"name: tank-level", "name: other"}, st: free, err: "metadata.name"},
 		{name: "backend override", st: free, backend: configs.BackendVM, cpus: "1"},
 		{name: "backend change", replace: []string{"backend: process", "backend: vm"}, st: free, err: "backend changes from process to vm"},
-		{name: "kexec family", replace: []string{"backend: process", "backend: multikernel"}, st: free, backend: configs.BackendMultikernel, err: "process and vm backends, not multikernel"},
+		{name: "second kernel, held", replace: []string{"backend: process", "backend: multikernel"}, st: kernelHeld, backend: configs.BackendMultikernel, err: "standby_cpus"},
+		{name: "second kernel, standby cpus", replace: []string{"backend: process", "backend: multikernel", `cpus: "1"`, "cpus: \"1\"\n  standby_cpus: \"0\""}, st: kernelHeld, backend: configs.BackendMultikernel, cpus: "0", standby: true},
+		{name: "parker", replace: []string{"backend: process", "backend: parker"}, st: free, backend: configs.BackendParker, err: "process, vm and multikernel backends, not parker"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nc := loadExample(t, tc.replace...)

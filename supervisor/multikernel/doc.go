@@ -26,6 +26,13 @@
 //     halts (force-halts when the context ends), unloads, removes the
 //     instance, unmaps and unmounts what it mounted.
 //
+// mkrt run (supervisor/deploy) uses Locate to learn where the shared region
+// will be before the start, formats it there (Formatted: the start then
+// does not clear it), and for a hand-over starts a second instance under
+// another Name, its memory placed clear of the running one's (Beside). The
+// kernfs mount is shared by the instances of one process: the last to stop
+// unmounts it.
+//
 // The shared-memory channel is the top partition.shared_memory bytes of the
 // instance's memory range. The application kernel is told to keep its hands
 // off it with memmap=<size>$<addr> on its command line and where to find it

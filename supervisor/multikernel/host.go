@@ -41,7 +41,16 @@ type Host struct {
 	Pool []uint64
 	// Baseline reports whether a baseline device tree was found.
 	Baseline bool
+	// Busy are memory ranges of the pool that instances this supervisor
+	// runs already hold (a hand-over starts a second instance beside the
+	// running one); Generate places an instance's memory clear of them.
+	Busy []Range
 }
+
+// Range is a range of physical memory.
+type Range struct{ Base, Bytes uint64 }
+
+func (r Range) overlaps(o Range) bool { return r.Base < o.Base+o.Bytes && o.Base < r.Base+r.Bytes }
 
 // Errors of the generator, for errors.Is.
 var (

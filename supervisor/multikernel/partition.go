@@ -51,6 +51,16 @@ type Options struct {
 	// Halt, when set, asks the executive to stop (through the shared
 	// region's command ring) before the instance is halted.
 	Halt func(ctx context.Context) error
+	// Name is the instance name; default metadata.name. A hand-over runs
+	// the new generation as a second instance beside the running one.
+	Name string
+	// Beside are the memory ranges of instances this supervisor runs; the
+	// instance's memory is placed clear of them.
+	Beside []Range
+	// Formatted says the caller formats the shared region before the start
+	// (mkrt run: it outlives restarts and carries retained values): the
+	// start maps it without clearing it.
+	Formatted bool
 
 	// Host is the kernel seams and waits; zero is the real host.
 	kexec.Host
@@ -62,6 +72,8 @@ type Partition struct {
 	log *slog.Logger
 
 	life supervisor.Lifecycle
+	// located is the plan Locate returned (nil without Locate).
+	located *Plan
 
 	mu      sync.Mutex
 	plan    *Plan
@@ -252,7 +264,29 @@ func (p *Partition) check(context.Context) error {
 	return fmt.Errorf("%w: /proc/filesystems lists no multikernel (boot a kernel built from github.com/multikernel/linux; interface pinned to %s)", ErrUnsupported, Pin)
 }
 
+// ourMounts counts, per kernel and mount point, the partitions of this
+// process using a kernfs mount this process made: the second instance of
+// a hand-over shares the first one's mount, and the last one to stop
+// unmounts it, so the host is left as it was found.
+var ourMounts = struct {
+	sync.Mutex
+	users map[mountKey]int
+}{users: map[mountKey]int{}}
+
+type mountKey struct {
+	sys  kexec.Syscalls
+	root string
+}
+
 func (p *Partition) mount(context.Context) error {
+	key := mountKey{p.o.Sys, p.o.Root}
+	ourMounts.Lock()
+	defer ourMounts.Unlock()
+	if ourMounts.users[key] > 0 {
+		ourMounts.users[key]++
+		p.setMounted(true)
+		return nil
+	}
 	_, err := p.o.FS.ReadFile(p.path("device_tree"))
 	if err == nil {
 		p.log.Info("kernfs already mounted", "root", p.o.Root)
@@ -264,10 +298,15 @@ func (p *Partition) mount(context.Context) error {
 	if err := kexec.Mount(p.o.Sys, "multikernel", p.o.Root); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	p.mounted = true
-	p.mu.Unlock()
+	ourMounts.users[key] = 1
+	p.setMounted(true)
 	return nil
+}
+
+func (p *Partition) setMounted(m bool) {
+	p.mu.Lock()
+	p.mounted = m
+	p.mu.Unlock()
 }
 
 func (p *Partition) unmount(context.Context) error {
@@ -278,6 +317,13 @@ func (p *Partition) unmount(context.Context) error {
 	if !mounted {
 		return nil
 	}
+	key := mountKey{p.o.Sys, p.o.Root}
+	ourMounts.Lock()
+	defer ourMounts.Unlock()
+	if ourMounts.users[key]--; ourMounts.users[key] > 0 {
+		return nil // another instance of this process still uses it
+	}
+	delete(ourMounts.users, key)
 	return kexec.Unmount(p.o.Sys, p.o.Root)
 }
 
@@ -304,19 +350,52 @@ func (p *Partition) baseline(context.Context) error {
 		}
 		p.log.Info("baseline device tree written", "bytes", len(p.o.Baseline))
 	}
-	host, err := ReadHost(hostFS{rootedFS{p.o.FS, p.o.Root}})
+	plan, err := p.generate(true)
 	if err != nil {
 		return err
 	}
-	plan, err := Generate(p.o.Config, host)
-	if err != nil {
-		return err
+	if loc := p.located; loc != nil && (loc.ShmBase != plan.ShmBase || loc.ShmBytes != plan.ShmBytes) {
+		return fmt.Errorf("%w: the shared region moved from %#x+%#x (where it was formatted) to %#x+%#x: the pool changed since", ErrNoPool,
+			loc.ShmBase, loc.ShmBytes, plan.ShmBase, plan.ShmBytes)
 	}
 	p.mu.Lock()
 	p.plan = plan
 	p.info.NICs = slices.Clone(plan.Devices)
 	p.mu.Unlock()
 	return nil
+}
+
+// generate plans the instance on the host as it is now. Without NICs it
+// plans only the placement: before the start the kernfs may not be
+// mounted, and the baseline that names the devices with it.
+func (p *Partition) generate(nics bool) (*Plan, error) {
+	host, err := ReadHost(hostFS{rootedFS{p.o.FS, p.o.Root}})
+	if err != nil {
+		return nil, err
+	}
+	host.Busy = p.o.Beside
+	cfg := *p.o.Config
+	if p.o.Name != "" {
+		cfg.Metadata.Name = p.o.Name
+	}
+	if !nics {
+		cfg.Partition.NICs = nil
+	}
+	return Generate(&cfg, host)
+}
+
+// Locate plans the instance before it starts and returns where its shared
+// region will be, for a caller that formats the region first (Formatted).
+// The start plans again and fails if the region would move.
+func (p *Partition) Locate() (shm.Location, error) {
+	plan, err := p.generate(false)
+	if err != nil {
+		return shm.Location{}, err
+	}
+	p.located = plan
+	l := shm.Phys(plan.ShmBase, int64(plan.ShmBytes))
+	l.Path = p.o.DevMem
+	return l, nil
 }
 
 // rootedFS serves the baseline from a kernfs mounted elsewhere than
@@ -407,8 +486,10 @@ func (p *Partition) mapShm(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("multikernel: mapping the shared region: %w", err)
 	}
-	// A header left by an earlier run must not look valid to the bridge.
-	clear(r.Bytes())
+	if !p.o.Formatted {
+		// A header left by an earlier run must not look valid to the bridge.
+		clear(r.Bytes())
+	}
 	p.mu.Lock()
 	p.region = r
 	p.mu.Unlock()

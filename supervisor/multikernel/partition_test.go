@@ -271,3 +271,75 @@ func TestSecondInstanceSameCPU(t *testing.T) {
 		t.Errorf("second instance on the same CPUs: %v, want EBUSY", err)
 	}
 }
+
+// A hand-over runs a second instance beside the first: another name, its
+// own CPU, memory placed clear of the first's, the kernfs mount shared. The
+// first to stop leaves the mount to the second, which unmounts it.
+func TestSecondInstanceBesideTheFirst(t *testing.T) {
+	r := newRig(t, true)
+	one := config()
+	one.Partition.CPUs, one.Partition.NICs = []int{2}, nil
+	r.o.Config = one
+	first := r.partition(t)
+	if err := first.Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	p1 := first.Plan()
+	two := config()
+	two.Partition.CPUs, two.Partition.NICs = []int{3}, nil
+	o := r.o
+	o.Config, o.Name = two, "tank-2"
+	o.Beside = []multikernel.Range{{Base: p1.MemoryBase, Bytes: p1.MemoryBytes}}
+	second, err := multikernel.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, err := second.Locate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := p1.MemoryBase + p1.MemoryBytes + p1.MemoryBytes - p1.ShmBytes; loc.Addr != want {
+		t.Fatalf("second region at %#x, want %#x (right after the first instance's memory)", loc.Addr, want)
+	}
+	if err := second.Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if p2 := second.Plan(); p2.Name != "tank-2" || p2.ID == p1.ID || p2.MemoryBase != p1.MemoryBase+p1.MemoryBytes {
+		t.Fatalf("second plan %+v beside %+v", p2, p1)
+	}
+	if err := first.Stop(ctx(t)); err != nil {
+		t.Fatalf("stopping the first: %v", err)
+	}
+	if !r.k.Mounted() {
+		t.Fatal("the first instance unmounted the kernfs the second still uses")
+	}
+	if err := second.Stop(ctx(t)); err != nil {
+		t.Fatalf("stopping the second: %v", err)
+	}
+	if st := r.k.State(); r.k.Mounted() || strings.Contains(st, "tank") {
+		t.Fatalf("after both stopped: %s", st)
+	}
+}
+
+// A pool that changed between Locate and the start would move the region
+// the caller formatted: the start refuses and unwinds. Here /proc/iomem
+// gives the pool at 2 GiB, but the baseline the start writes puts it at
+// 2.25 GiB.
+func TestStartRefusesAMovedRegion(t *testing.T) {
+	r := newRig(t, true)
+	spec := baselineSpec
+	spec.MemoryBase, spec.MemoryBytes = 0x90000000, 0x30000000
+	r.o.Baseline = multikerneltest.Baseline(spec)
+	p := r.partition(t)
+	loc, err := p.Locate()
+	if err != nil || loc.Addr != 0x8fc00000 {
+		t.Fatalf("Locate = %v, %v", loc, err)
+	}
+	err = p.Start(ctx(t))
+	if err == nil || !strings.Contains(err.Error(), "moved from 0x8fc00000") {
+		t.Fatalf("start = %v; want the moved region refused", err)
+	}
+	if st := r.k.State(); r.k.Mounted() || strings.Contains(st, "tank") {
+		t.Fatalf("after the refused start: %s", st)
+	}
+}

@@ -101,7 +101,7 @@ func Generate(cfg *configs.Config, host Host) (*Plan, error) {
 	}
 	p.ShmBytes = alignUp(shmBytes, PageSize)
 	p.MemoryBytes = alignUp(mem, MemoryAlign)
-	p.MemoryBase = alignUp(host.MemoryBase, MemoryAlign)
+	p.MemoryBase = place(alignUp(host.MemoryBase, MemoryAlign), p.MemoryBytes, host.Busy)
 	switch {
 	case p.MemoryBytes < p.ShmBytes+MinKernelMemory:
 		errs = append(errs, fmt.Errorf("%w: partition.memory %d MiB does not hold the shared region (%d KiB) and %d MiB for the kernel",
@@ -170,6 +170,20 @@ func NormalizeBDF(s string) string {
 }
 
 func alignUp(v, a uint64) uint64 { return (v + a - 1) &^ (a - 1) }
+
+// place is the lowest MemoryAlign-aligned base from base on where bytes
+// bytes overlap none of busy (the pool's end is checked by the caller).
+func place(base, bytes uint64, busy []Range) uint64 {
+	for moved := true; moved; {
+		moved = false
+		for _, b := range busy {
+			if (Range{base, bytes}).overlaps(b) {
+				base, moved = alignUp(b.Base+b.Bytes, MemoryAlign), true
+			}
+		}
+	}
+	return base
+}
 
 func sortedKeys(m map[string]string) []string {
 	k := make([]string, 0, len(m))

@@ -35,6 +35,7 @@ type instance struct {
 	status  string
 	tx      int
 	cmdline string
+	halt    func() // from Boot, while the instance runs
 }
 
 // Kernel is a fake multikernel host kernel: a kernfs tree (through the
@@ -74,6 +75,13 @@ type Kernel struct {
 	nextTx    int
 	files     map[string]string
 	faults    supervisortest.Faults
+
+	// Boot, when set, stands for the instance's kernel: a start calls it
+	// with the instance's name and command line (outside the kernel's
+	// lock), and a halt or force halt calls the function it returned.
+	// Tests run the control program there, on the region the command line
+	// names.
+	Boot func(name, cmdline string) (halt func())
 }
 
 // New returns a kernel with the multikernel patch set (supported) or
@@ -361,81 +369,116 @@ func (k *Kernel) byID(id int) *instance {
 	return nil
 }
 
-// syscall runs the state machine for a call the recorder accepted.
+// syscall runs the state machine for a call the recorder accepted, then
+// boots or halts the instance's stand-in kernel.
 func (k *Kernel) syscall(c kexectest.Call) error {
+	after, err := k.transition(c)
+	if after != nil {
+		after()
+	}
+	return err
+}
+
+// booted runs Boot for in and keeps its halt.
+func (k *Kernel) booted(in *instance) func() {
+	boot := k.Boot
+	if boot == nil {
+		return nil
+	}
+	name, cmdline := in.Name, in.cmdline
+	return func() {
+		halt := boot(name, cmdline)
+		k.mu.Lock()
+		in.halt = halt
+		k.mu.Unlock()
+	}
+}
+
+// halted takes in's halt to run.
+func halted(in *instance) func() {
+	h := in.halt
+	in.halt = nil
+	return h
+}
+
+func (k *Kernel) transition(c kexectest.Call) (func(), error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	var after func()
 	switch c.Syscall {
 	case "mount":
 		if c.FSType != "multikernel" || !k.supported {
-			return syscall.ENODEV
+			return nil, syscall.ENODEV
 		}
 		if c.Target != Root {
-			return syscall.ENOENT
+			return nil, syscall.ENOENT
 		}
 		if k.mounted {
-			return syscall.EBUSY
+			return nil, syscall.EBUSY
 		}
 		k.mounted = true
 	case "umount2":
 		if c.Target != Root || !k.mounted {
-			return syscall.EINVAL
+			return nil, syscall.EINVAL
 		}
 		if len(k.instances) > 0 {
-			return syscall.EBUSY
+			return nil, syscall.EBUSY
 		}
 		k.mounted = false
 	case "kexec_file_load":
 		if c.Flags&kexec.Multikernel == 0 {
-			return nil // an ordinary kexec image; no instance involved
+			return nil, nil // an ordinary kexec image; no instance involved
 		}
 		in := k.byID(c.ID())
 		if in == nil {
-			return syscall.EINVAL
+			return nil, syscall.EINVAL
 		}
 		if c.Flags&kexec.FileUnload != 0 {
 			switch in.status {
 			case StatusLoaded:
 				in.status, in.cmdline = StatusReady, ""
-				return nil
+				return nil, nil
 			case StatusActive:
-				return syscall.EBUSY
+				return nil, syscall.EBUSY
 			}
-			return syscall.ENOENT
+			return nil, syscall.ENOENT
 		}
 		if !bytes.HasPrefix(c.KernelHead, []byte("\x7fELF")) {
-			return syscall.ENOEXEC
+			return nil, syscall.ENOEXEC
 		}
 		if in.status != StatusReady {
-			return syscall.EBUSY
+			return nil, syscall.EBUSY
 		}
 		in.status, in.cmdline = StatusLoaded, c.CmdlineString()
 	case "reboot":
 		in := k.byID(c.ID())
 		if in == nil {
-			return syscall.ESRCH
+			return nil, syscall.ESRCH
 		}
 		switch c.Cmd {
 		case kexec.CmdStart:
 			if in.status != StatusLoaded {
-				return syscall.EINVAL
+				return nil, syscall.EINVAL
 			}
 			in.status = StatusActive
+			after = k.booted(in)
 		case kexec.CmdHalt:
 			if in.status != StatusActive {
-				return syscall.ESRCH
+				return nil, syscall.ESRCH
 			}
 			in.status = StatusReady
+			after = halted(in)
 		case kexec.CmdForceHalt:
 			if in.status != StatusActive && in.status != StatusLoaded {
-				return syscall.ESRCH
+				return nil, syscall.ESRCH
 			}
 			in.status = StatusReady
+			after = halted(in)
 		default:
-			return syscall.EINVAL
+			return nil, syscall.EINVAL
 		}
 	}
-	return nil
+	return after, nil
 }
 
 // Path joins Root and elems.
