@@ -30,7 +30,6 @@ import (
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/kexec"
-	"github.com/mkrt/mkrt/supervisor/multikernel"
 	"github.com/mkrt/mkrt/supervisor/retain"
 )
 
@@ -60,9 +59,9 @@ type Options struct {
 	// default 10s. When it passes, the running partition keeps the outputs.
 	HandOverTimeout time.Duration
 
-	// Kexec is how the multikernel backend reaches the kernel (kernfs,
-	// system calls, /dev/mem); zero is the real host. Tests put the fakes
-	// of supervisor/multikernel/multikerneltest in.
+	// Kexec is how the multikernel and parker backends reach the kernel
+	// (kernfs, /proc, system calls, /dev/mem); zero is the real host. Tests
+	// put the fakes of multikerneltest and parkertest in.
 	Kexec kexec.Host
 
 	// Set per generation by a hand-over: the partition's instance name (a
@@ -70,7 +69,7 @@ type Options struct {
 	// kernel's instance; default metadata.name), the region to take over
 	// from, and the memory the running second kernel holds.
 	instance, takeFrom string
-	beside             []multikernel.Range
+	beside             []kexec.Range
 }
 
 // Ready describes a deployment that is up.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,7 +15,9 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/image"
 	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/multikernel"
+	"github.com/mkrt/mkrt/supervisor/parker"
 	"github.com/mkrt/mkrt/supervisor/process"
 	"github.com/mkrt/mkrt/supervisor/vm"
 )
@@ -29,15 +32,12 @@ func newPartition(ctx context.Context, cfg *configs.Config, o Options, g *genera
 		return vmPartition(ctx, cfg, o, g, size, log)
 	case configs.BackendMultikernel:
 		return multikernelPartition(cfg, o, g, log)
+	case configs.BackendParker:
+		return parkerPartition(cfg, o, g, log)
 	default:
-		// The parker and jailhouse backends (supervisor/parker,
-		// supervisor/jailhouse) are built and tested against fakes of their
-		// kernel interfaces only; mkrt run does not drive them yet.
-		hint := ""
-		if cfg.Partition.Backend == configs.BackendJailhouse {
-			hint = "review what it would load with `mkrt partition config --backend jailhouse`, and "
-		}
-		return nil, fmt.Errorf("deploy: mkrt run does not drive the %s backend yet: %srun the plant with backend process, vm or multikernel", cfg.Partition.Backend, hint)
+		// The jailhouse backend (supervisor/jailhouse) is built and tested
+		// against fakes of its interface only; mkrt run does not drive it yet.
+		return nil, fmt.Errorf("deploy: mkrt run does not drive the %s backend yet: review what it would load with `mkrt partition config --backend jailhouse`, and run the plant with backend process, vm, multikernel or parker", cfg.Partition.Backend)
 	}
 }
 
@@ -50,7 +50,7 @@ type locator interface {
 
 // held is the memory the generation's second kernel holds, which a
 // generation started beside it must keep clear of (nil for other backends).
-func (g *generation) held() []multikernel.Range {
+func (g *generation) held() []kexec.Range {
 	if g == nil {
 		return nil
 	}
@@ -58,10 +58,14 @@ func (g *generation) held() []multikernel.Range {
 	if t, ok := part.(*takeOverPartition); ok {
 		part = t.cur()
 	}
-	if mp, ok := part.(*multikernel.Partition); ok {
-		if plan := mp.Plan(); plan != nil {
-			return []multikernel.Range{{Base: plan.MemoryBase, Bytes: plan.MemoryBytes}}
+	switch p := part.(type) {
+	case *multikernel.Partition:
+		if plan := p.Plan(); plan != nil {
+			return []kexec.Range{{Base: plan.MemoryBase, Bytes: plan.MemoryBytes}}
 		}
+	case *parker.Partition:
+		l := p.SharedMemory()
+		return []kexec.Range{{Base: l.Addr, Bytes: uint64(l.Size)}}
 	}
 	return nil
 }
@@ -72,34 +76,86 @@ func (g *generation) held() []multikernel.Range {
 // generation taking over runs as a second instance, clear of the running
 // one's memory, and finds the running region through mkrt.take=phys:….
 func multikernelPartition(cfg *configs.Config, o Options, g *generation, log *slog.Logger) (supervisor.Partition, error) {
-	kernel := o.Kernel
-	if kernel == "" {
-		kernel = cfg.ResolvePath(cfg.Partition.Kernel.Image)
-	}
-	if kernel == "" {
-		return nil, fmt.Errorf("deploy: multikernel backend: set partition.kernel.image to the application kernel (bzImage or vmlinux) built from the multikernel tree")
-	}
 	name := cfg.Metadata.Name
 	if o.instance != "" {
 		name = o.instance
 	}
-	initrd := cfg.ResolvePath(cfg.Partition.Kernel.Initrd)
+	kernel, initrd, pc, host, err := secondKernel(cfg, o, name, "multikernel", log)
+	if err != nil {
+		return nil, err
+	}
+	return multikernel.New(multikernel.Options{Config: pc, Kernel: kernel, Initrd: initrd, Name: name, Beside: o.beside,
+		Formatted: true, Halt: g.halt, Host: host})
+}
+
+// parkerPartition runs the control program as PID 1 of a Parker secondary
+// kernel (supervisor/parker). Its shared region is the first range the
+// host's command line reserves with memmap=<size>$<addr> that is large
+// enough and not the running generation's; a hand-over's second
+// secondary needs a second such range.
+func parkerPartition(cfg *configs.Config, o Options, g *generation, log *slog.Logger) (supervisor.Partition, error) {
+	name := cfg.Metadata.Name
+	if o.instance != "" {
+		name = o.instance
+	}
+	kernel, initrd, pc, host, err := secondKernel(cfg, o, name, "parker", log)
+	if err != nil {
+		return nil, err
+	}
+	pc.Metadata.Name = name // the kernel entry /sys/fs/parker/<name>
+	fsys := host.FS
+	if fsys == nil {
+		fsys = process.OSFS{}
+	}
+	cmdline, err := fsys.ReadFile("/proc/cmdline")
+	if err != nil {
+		return nil, fmt.Errorf("deploy: parker backend: %w", err)
+	}
+	size := uint64(cfg.Partition.SharedMemory)
+	if size == 0 {
+		size = 4 << 20
+	}
+	var addr uint64
+	res := parker.Reservations(string(cmdline))
+	for _, r := range res {
+		if r.Bytes < size || slices.ContainsFunc(o.beside, r.Overlaps) {
+			continue
+		}
+		addr = r.Base
+		break
+	}
+	if addr == 0 {
+		return nil, fmt.Errorf("deploy: parker backend: the host's command line reserves no free range of at least %d KiB for the shared region (memmap=<size>$<addr>; found %v): add memmap=%dK$<addr> (one more for a hand-over) and reboot", size>>10, res, size>>10)
+	}
+	return parker.New(parker.Options{Config: pc, Kernel: kernel, Initrd: initrd, SharedMemory: addr, Formatted: true, Halt: g.halt, Host: host})
+}
+
+// secondKernel resolves what a kexec-family backend loads: the kernel, the
+// initramfs (partition.kernel.initrd, else built), the config the backend
+// plans from (with mkrt.take= for a hand-over) and the host seams.
+func secondKernel(cfg *configs.Config, o Options, name, backend string, log *slog.Logger) (kernel, initrd string, pc *configs.Config, host kexec.Host, err error) {
+	kernel = o.Kernel
+	if kernel == "" {
+		kernel = cfg.ResolvePath(cfg.Partition.Kernel.Image)
+	}
+	if kernel == "" {
+		return "", "", nil, host, fmt.Errorf("deploy: %s backend: set partition.kernel.image to the application kernel (bzImage or vmlinux)", backend)
+	}
+	initrd = cfg.ResolvePath(cfg.Partition.Kernel.Initrd)
 	if initrd == "" {
-		var err error
 		if initrd, err = buildImage(cfg, o, kernel, name, "", log); err != nil {
-			return nil, err
+			return "", "", nil, host, err
 		}
 	}
-	pc := *cfg
+	c := *cfg
 	if o.takeFrom != "" {
-		pc.Partition.Kernel.Cmdline = strings.TrimSpace(pc.Partition.Kernel.Cmdline + " mkrt.take=" + o.takeFrom)
+		c.Partition.Kernel.Cmdline = strings.TrimSpace(c.Partition.Kernel.Cmdline + " mkrt.take=" + o.takeFrom)
 	}
-	host := o.Kexec
+	host = o.Kexec
 	if host.Log == nil {
-		host.Log = log.With("component", "multikernel")
+		host.Log = log.With("component", backend)
 	}
-	return multikernel.New(multikernel.Options{Config: &pc, Kernel: kernel, Initrd: initrd, Name: name, Beside: o.beside,
-		Formatted: true, Halt: g.halt, Host: host})
+	return kernel, initrd, &c, host, nil
 }
 
 func processPartition(cfg *configs.Config, o Options, region, retainPath string, log *slog.Logger) (supervisor.Partition, error) {

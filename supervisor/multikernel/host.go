@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/mkrt/mkrt/supervisor/kexec"
 	"io/fs"
 	"sort"
 	"strconv"
@@ -48,9 +49,7 @@ type Host struct {
 }
 
 // Range is a range of physical memory.
-type Range struct{ Base, Bytes uint64 }
-
-func (r Range) overlaps(o Range) bool { return r.Base < o.Base+o.Bytes && o.Base < r.Base+r.Bytes }
+type Range = kexec.Range
 
 // Errors of the generator, for errors.Is.
 var (

@@ -264,49 +264,22 @@ func (p *Partition) check(context.Context) error {
 	return fmt.Errorf("%w: /proc/filesystems lists no multikernel (boot a kernel built from github.com/multikernel/linux; interface pinned to %s)", ErrUnsupported, Pin)
 }
 
-// ourMounts counts, per kernel and mount point, the partitions of this
-// process using a kernfs mount this process made: the second instance of
-// a hand-over shares the first one's mount, and the last one to stop
-// unmounts it, so the host is left as it was found.
-var ourMounts = struct {
-	sync.Mutex
-	users map[mountKey]int
-}{users: map[mountKey]int{}}
-
-type mountKey struct {
-	sys  kexec.Syscalls
-	root string
-}
-
 func (p *Partition) mount(context.Context) error {
-	key := mountKey{p.o.Sys, p.o.Root}
-	ourMounts.Lock()
-	defer ourMounts.Unlock()
-	if ourMounts.users[key] > 0 {
-		ourMounts.users[key]++
-		p.setMounted(true)
-		return nil
-	}
-	_, err := p.o.FS.ReadFile(p.path("device_tree"))
-	if err == nil {
-		p.log.Info("kernfs already mounted", "root", p.o.Root)
-		return nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("multikernel: %w", err)
-	}
-	if err := kexec.Mount(p.o.Sys, "multikernel", p.o.Root); err != nil {
-		return err
-	}
-	ourMounts.users[key] = 1
-	p.setMounted(true)
-	return nil
-}
-
-func (p *Partition) setMounted(m bool) {
+	ours, err := kexec.SharedMount(p.o.Sys, "multikernel", p.o.Root, func() (bool, error) {
+		_, err := p.o.FS.ReadFile(p.path("device_tree"))
+		switch {
+		case err == nil:
+			p.log.Info("kernfs already mounted", "root", p.o.Root)
+			return true, nil
+		case errors.Is(err, fs.ErrNotExist):
+			return false, nil
+		}
+		return false, fmt.Errorf("multikernel: %w", err)
+	})
 	p.mu.Lock()
-	p.mounted = m
+	p.mounted = ours
 	p.mu.Unlock()
+	return err
 }
 
 func (p *Partition) unmount(context.Context) error {
@@ -317,14 +290,7 @@ func (p *Partition) unmount(context.Context) error {
 	if !mounted {
 		return nil
 	}
-	key := mountKey{p.o.Sys, p.o.Root}
-	ourMounts.Lock()
-	defer ourMounts.Unlock()
-	if ourMounts.users[key]--; ourMounts.users[key] > 0 {
-		return nil // another instance of this process still uses it
-	}
-	delete(ourMounts.users, key)
-	return kexec.Unmount(p.o.Sys, p.o.Root)
+	return kexec.SharedUnmount(p.o.Sys, p.o.Root)
 }
 
 // hostFS reads absolute paths through the FS seam for ReadHost.

@@ -177,7 +177,7 @@ func place(base, bytes uint64, busy []Range) uint64 {
 	for moved := true; moved; {
 		moved = false
 		for _, b := range busy {
-			if (Range{base, bytes}).overlaps(b) {
+			if (Range{Base: base, Bytes: bytes}).Overlaps(b) {
 				base, moved = alignUp(b.Base+b.Bytes, MemoryAlign), true
 			}
 		}

@@ -31,6 +31,12 @@
 // sides map it through /dev/mem, and the application kernel finds it
 // through mkrt.shm=phys:<addr>,<size> (and also reserves it with memmap=).
 //
+// mkrt run (supervisor/deploy) picks the shared region among the host's
+// memmap= reservations (Reservations), formats it before the start
+// (Formatted, Locate), and for a hand-over starts a second secondary in an
+// entry of another name over the next reservation. The kernfs mount is
+// shared by the secondaries of one process (kexec.SharedMount).
+//
 // Running for real needs root, a boot kernel built with the RFC
 // (CONFIG_PARKER, parker_cma= on its command line) and /dev/mem access to
 // the reserved range. No such kernel is on the development machines: every
@@ -86,6 +92,10 @@ type Options struct {
 	SharedMemory uint64
 	// Halt asks the executive to stop and take its kernel offline.
 	Halt func(ctx context.Context) error
+	// Formatted says the caller formats the shared region before the start
+	// (mkrt run: it outlives restarts and carries retained values): the
+	// start maps it without clearing it.
+	Formatted bool
 
 	// Host is the kernel seams and waits; zero is the real host.
 	kexec.Host
@@ -150,6 +160,63 @@ func (p *Partition) SharedMemory() shm.Location {
 	l := shm.Phys(p.o.SharedMemory, int64(p.shmBytes()))
 	l.Path = p.o.DevMem
 	return l
+}
+
+// Locate is where the shared region is, for a caller that formats it
+// before the start (Formatted).
+func (p *Partition) Locate() (shm.Location, error) {
+	if p.o.SharedMemory == 0 {
+		return shm.Location{}, fmt.Errorf("%w: no shared region address (reserve one with memmap=<size>$<addr> on the host's command line)", ErrSharedMemory)
+	}
+	return p.SharedMemory(), nil
+}
+
+// Reservations are the ranges the host's command line (/proc/cmdline)
+// keeps from the kernel with memmap=<size>$<addr>: where a shared region
+// can be.
+func Reservations(cmdline string) []kexec.Range {
+	var out []kexec.Range
+	for _, f := range strings.Fields(cmdline) {
+		v, ok := strings.CutPrefix(f, "memmap=")
+		if !ok {
+			continue
+		}
+		for _, m := range strings.Split(v, ",") {
+			size, addr, ok := strings.Cut(m, "$")
+			if !ok {
+				continue // another memmap kind (@ usable, # ACPI, ! persistent)
+			}
+			s, ok1 := memparse(size)
+			a, ok2 := memparse(addr)
+			if ok1 && ok2 && s > 0 {
+				out = append(out, kexec.Range{Base: a, Bytes: s})
+			}
+		}
+	}
+	return out
+}
+
+// memparse reads a size or address as the kernel's memparse does: a
+// number (0x for hex) with an optional K, M, G or T suffix.
+func memparse(s string) (uint64, bool) {
+	mult := uint64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k', 'K':
+			mult = 1 << 10
+		case 'm', 'M':
+			mult = 1 << 20
+		case 'g', 'G':
+			mult = 1 << 30
+		case 't', 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseUint(s, 0, 64)
+	return v * mult, err == nil
 }
 
 // Cmdline is the secondary's command line of the current start.
@@ -318,18 +385,20 @@ func reserved(iomem []byte, addr, size uint64) error {
 }
 
 func (p *Partition) mount(context.Context) error {
-	if _, err := p.o.FS.ReadDir(p.o.Root); err == nil {
-		return nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("parker: %w", err)
-	}
-	if err := kexec.Mount(p.o.Sys, "parker", p.o.Root); err != nil {
-		return err
-	}
+	ours, err := kexec.SharedMount(p.o.Sys, "parker", p.o.Root, func() (bool, error) {
+		_, err := p.o.FS.ReadDir(p.o.Root)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, fs.ErrNotExist):
+			return false, nil
+		}
+		return false, fmt.Errorf("parker: %w", err)
+	})
 	p.mu.Lock()
-	p.mounted = true
+	p.mounted = ours
 	p.mu.Unlock()
-	return nil
+	return err
 }
 
 func (p *Partition) unmount(context.Context) error {
@@ -340,7 +409,7 @@ func (p *Partition) unmount(context.Context) error {
 	if !mounted {
 		return nil
 	}
-	return kexec.Unmount(p.o.Sys, p.o.Root)
+	return kexec.SharedUnmount(p.o.Sys, p.o.Root)
 }
 
 func (p *Partition) mkdir(context.Context) error {
@@ -390,7 +459,9 @@ func (p *Partition) mapShm(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("parker: mapping the shared region: %w", err)
 	}
-	clear(r.Bytes()) // no stale header from an earlier run
+	if !p.o.Formatted {
+		clear(r.Bytes()) // no stale header from an earlier run
+	}
 	p.mu.Lock()
 	p.region = r
 	p.mu.Unlock()

@@ -9,6 +9,7 @@ package parkertest
 import (
 	"fmt"
 	"io/fs"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -69,6 +70,12 @@ type Kernel struct {
 	loaded    bool
 	files     map[string]string
 	faults    supervisortest.Faults
+
+	// Boot, when set, stands for the secondary kernel: writing online
+	// calls it with the entry's name and the loaded image's command line
+	// (outside the kernel's lock). Parker cannot halt a secondary; the
+	// stand-in goes offline on its own, through Offline.
+	Boot func(name, cmdline string)
 }
 
 // New returns a boot kernel with (supported) or without Parker, hostCPUs
@@ -190,8 +197,31 @@ func memparse(s string) (uint64, bool) {
 	return v * mult, err == nil
 }
 
-// WriteFile writes an entry's attribute.
+// WriteFile writes an entry's attribute; writing online boots the stand-in.
 func (k *Kernel) WriteFile(name string, data []byte) error {
+	boot, err := k.write(name, data)
+	if boot != nil {
+		boot()
+	}
+	return err
+}
+
+func (k *Kernel) write(name string, data []byte) (func(), error) {
+	if err := k.writeLocked(name, data); err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	_, file, ok := k.entry(name)
+	boot, cmdline := k.Boot, k.image
+	k.mu.Unlock()
+	if !ok || file != "online" || boot == nil {
+		return nil, nil
+	}
+	entry := path.Base(path.Dir(name))
+	return func() { boot(entry, cmdline) }, nil
+}
+
+func (k *Kernel) writeLocked(name string, data []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.faults.Check("write", name); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/multikernel/multikerneltest"
+	"github.com/mkrt/mkrt/supervisor/parker/parkertest"
 	"github.com/mkrt/mkrt/supervisor/supervisortest"
 )
 
@@ -48,16 +49,27 @@ type secondKernels struct {
 	t       *testing.T
 	devmem  string
 	configs func(instance string) string // the config file the instance's initramfs would carry
+	// exited, when set, tells the fake kernel the instance's kernel went
+	// down (a halted control program powers its kernel off).
+	exited func(instance string)
 
-	mu   sync.Mutex
-	n    int
-	runs map[string]error // instance -> how its control program ended
+	mu       sync.Mutex
+	n        int
+	runs     map[string]error  // instance -> how its control program ended
+	cmdlines map[string]string // instance -> the command line it booted with
+}
+
+func (s *secondKernels) cmdline(instance string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmdlines[instance]
 }
 
 func (s *secondKernels) boot(name, cmdline string) (halt func()) {
 	s.mu.Lock()
 	s.n++
 	k := s.n
+	s.cmdlines[name] = cmdline
 	s.mu.Unlock()
 	params := pid1.ParseCmdline(cmdline)
 	loc := func(p string) shm.Location {
@@ -89,8 +101,34 @@ func (s *secondKernels) boot(name, cmdline string) (halt func()) {
 		s.mu.Lock()
 		s.runs[name] = err
 		s.mu.Unlock()
+		if s.exited != nil {
+			s.exited(name)
+		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+func newSecondKernels(t *testing.T, devmem string, p **testPlant) *secondKernels {
+	return &secondKernels{t: t, devmem: devmem, runs: map[string]error{}, cmdlines: map[string]string{}, configs: func(instance string) string {
+		if n, ok := strings.CutPrefix(instance, (*p).name+"-"); ok {
+			return filepath.Join((*p).stateDir, "generation-"+n+".yaml")
+		}
+		return (*p).cfgPath
+	}}
+}
+
+// check reports control programs that ended with an error, and how many ran.
+func (s *secondKernels) check(want int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, err := range s.runs {
+		if err != nil {
+			s.t.Errorf("control program of %s: %v", name, err)
+		}
+	}
+	if len(s.runs) != want {
+		s.t.Errorf("%d second kernels ran a control program, want %d", len(s.runs), want)
+	}
 }
 
 // TestMultikernelRunAndHandOver runs the tank plant on the multikernel
@@ -111,12 +149,7 @@ func TestMultikernelRunAndHandOver(t *testing.T) {
 	k := multikerneltest.New(true, map[string]string{"/proc/cpuinfo": mkCPUInfo, "/proc/iomem": mkIOMem, "/proc/filesystems": "nodev\tsysfs\n"},
 		multikerneltest.Baseline(multikerneltest.BaselineSpec{CPUs: []uint64{4, 6}, MemoryBase: 0x80000000, MemoryBytes: 0x40000000}))
 	var p *testPlant
-	kernels := &secondKernels{t: t, devmem: devmem, runs: map[string]error{}, configs: func(instance string) string {
-		if n, ok := strings.CutPrefix(instance, p.name+"-"); ok {
-			return filepath.Join(p.stateDir, "generation-"+n+".yaml")
-		}
-		return p.cfgPath
-	}}
+	kernels := newSecondKernels(t, devmem, &p)
 	k.Boot = kernels.boot
 	p = newPlant(t, plantOptions{level: 2.0, sp: 2.0, standbyCPUs: "3", noRun: true,
 		kexec: kexec.Host{FS: k, Sys: k, DevMem: devmem, TempDir: dir, Poll: 5 * time.Millisecond, BootTimeout: 5 * time.Second, HaltTimeout: 5 * time.Second,
@@ -175,14 +208,84 @@ func TestMultikernelRunAndHandOver(t *testing.T) {
 	if v := k.Violations(); len(v) > 0 {
 		t.Errorf("argument layouts the kernel refuses: %v", v)
 	}
-	kernels.mu.Lock()
-	defer kernels.mu.Unlock()
-	for name, err := range kernels.runs {
-		if err != nil {
-			t.Errorf("control program of instance %s: %v", name, err)
-		}
+	kernels.check(2)
+}
+
+// TestParkerRunAndHandOver runs the tank plant on the Parker backend
+// against the fake boot kernel: the shared region is the first memmap=
+// reservation on the host's command line, the secondary's control program
+// runs on its own clock over it, and a structural apply starts a second
+// secondary on the standby CPU over the second reservation. Parker cannot
+// halt a secondary: the old control program halts on request and its
+// kernel goes offline by itself, after which its entry is removed.
+func TestParkerRunAndHandOver(t *testing.T) {
+	dir := t.TempDir()
+	kernel, devmem := supervisortest.KexecFiles(t, dir, 0xc0000000)
+	initrd := filepath.Join(dir, "initramfs.cpio.gz")
+	if err := os.WriteFile(initrd, []byte("stand-in: the fake kernel boots nothing from it"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if len(kernels.runs) != 2 {
-		t.Errorf("%d instances ran a control program, want 2", len(kernels.runs))
+	k := parkertest.New(true, 4, 1<<30, nil, map[string]string{
+		"/proc/filesystems": "nodev\tsysfs\nnodev\tparker\n",
+		"/proc/iomem":       "00100000-9fbfffff : System RAM\n9fc00000-a03fffff : Reserved\n",
+		"/proc/cmdline":     "BOOT_IMAGE=/vmlinuz ro parker_cma=1G memmap=4M$0x9fc00000 memmap=4M$0xa0000000 quiet",
+	})
+	var p *testPlant
+	kernels := newSecondKernels(t, devmem, &p)
+	kernels.exited = k.Offline
+	k.Boot = func(name, cmdline string) { kernels.boot(name, cmdline) }
+	p = newPlant(t, plantOptions{level: 2.0, sp: 2.0, standbyCPUs: "3", noRun: true,
+		kexec: kexec.Host{FS: k, Sys: k, DevMem: devmem, TempDir: dir, Poll: 5 * time.Millisecond, BootTimeout: 5 * time.Second, HaltTimeout: 5 * time.Second,
+			Log: slog.New(slog.DiscardHandler)},
+		edit: func(cfg string) string {
+			return replaceOnce(t, cfg,
+				"backend: process", "backend: parker",
+				`  cpus: "1"`+"\n", fmt.Sprintf("  cpus: \"2\"\n  memory: 256Mi\n  kernel:\n    image: %s\n    initrd: %s\n", kernel, initrd))
+		}})
+	p.start()
+
+	if st := p.status(); st.Backend != "parker" || !strings.Contains(p.ready.Region, "0x9fc00000") {
+		t.Fatalf("backend %q, region %q", st.Backend, p.ready.Region)
 	}
+	if img, _ := k.Loaded(); !strings.Contains(img, "mkrt.shm=phys:0x9fc00000,0x400000") {
+		t.Fatalf("loaded image's command line %q", img)
+	}
+	eventually(t, 20*time.Second, "level good through the secondary kernel", func() (bool, string) {
+		tv := p.tag("level")
+		return tv.Quality == "good", fmt.Sprintf("%+v", tv)
+	})
+
+	res, err := p.apply(p.structuralChange(nil))
+	if err != nil || !res.Applied {
+		t.Fatalf("apply: %+v, %v", res, err)
+	}
+	t.Logf("apply: %s", res.Message)
+	fmt.Printf("parker hand-over (fake kernel): %s\n", res.Message)
+	if !strings.Contains(res.Message, "on the standby CPUs 3") || !strings.Contains(res.Message, " 0 missed cycles") {
+		t.Errorf("apply message %q", res.Message)
+	}
+	if c := kernels.cmdline(p.name + "-2"); !strings.Contains(c, "mkrt.shm=phys:0xa0000000,0x400000") || !strings.Contains(c, "mkrt.take=phys:0x9fc00000,0x400000") {
+		t.Fatalf("second secondary's command line %q", c)
+	}
+	eventually(t, 10*time.Second, "the first secondary offline and its entry removed", func() (bool, string) {
+		st := k.State()
+		return !strings.Contains(st, p.name+"(") && strings.Contains(st, p.name+"-2("), st
+	})
+	if st := p.status(); st.HandOver == nil || st.HandOver.Missed != 0 || st.HandOver.Mode != "driving" {
+		t.Fatalf("status after the hand-over: %+v", st.HandOver)
+	}
+	eventually(t, 10*time.Second, "level good through the second secondary", func() (bool, string) {
+		tv := p.tag("level_filtered")
+		return tv.Quality == "good", fmt.Sprintf("%+v", tv)
+	})
+	if err := p.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if st := k.State(); strings.Contains(st, p.name) || strings.Contains(st, "mounted=true") {
+		t.Errorf("boot kernel after the stop: %s", st)
+	}
+	if v := k.Violations(); len(v) > 0 {
+		t.Errorf("argument layouts the kernel refuses: %v", v)
+	}
+	kernels.check(2)
 }
