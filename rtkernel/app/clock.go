@@ -26,8 +26,8 @@ import (
 // offset plus the shortest delay of a store reaching the other kernel, so
 // the estimate makes the new executive's clock run late by that delay.
 //
-// Either way the link puts the new executive a small lead (a twentieth of
-// the period, 20µs to 500µs) ahead of the grid. Both executives wake for
+// Either way the link puts the new executive a lead (a twentieth of the
+// period, at least 20µs) ahead of the grid. Both executives wake for
 // the same cycle; the new one takes the baton at the start of the cycle
 // and the old one tries to keep it only after running its blocks, so a new
 // executive that wakes even slightly late (a busy CPU, an estimate's
@@ -56,7 +56,10 @@ func ownClockID() shm.ClockID {
 // Lead is how far ahead of the running executive's cycle grid an
 // executive taking over from it runs, for a first task of period.
 func Lead(period time.Duration) time.Duration {
-	return min(max(period/20, 20*time.Microsecond), 500*time.Microsecond)
+	// Proportional: the jitter that can make it late (a busy CPU, a
+	// hypervisor's scheduling of two guests) grows with how long a
+	// platform's cycles are, not with a fixed bound.
+	return max(period/20, 20*time.Microsecond)
 }
 
 // clockLink maps this executive's clock to the clock of the executive it

@@ -167,6 +167,14 @@ func TestHandOverAcrossKernels(t *testing.T) {
 	}
 }
 
+// overruns counts the first task's overruns between two heartbeats.
+func overruns(now, before shm.Heartbeat) uint64 {
+	if len(now.Overruns) == 0 || len(before.Overruns) == 0 {
+		return 0
+	}
+	return now.Overruns[0] - before.Overruns[0]
+}
+
 type tankSwitch struct {
 	at, period int64
 	nc, oc     shm.HandOverCounters
@@ -188,11 +196,17 @@ func handOverTank(t *testing.T, k kernel) tankSwitch {
 		t.Fatal(err)
 	}
 	oldCfg.Devices[0].Address = srv.Addr()
+	// These executives run without real-time scheduling on a shared
+	// machine: a few overruns in a row must not put one in its safe state
+	// (which would make the comparison of outputs below meaningless).
+	oldCfg.Watchdog.Overruns = 10
+	newCfg := changedTank(t, srv.Addr())
+	newCfg.Watchdog.Overruns = 10
 	old := startApp(ctx, t, oldCfg, "old", shm.Location{})
 	waitFor(ctx, t, "old partition running", func() bool {
 		return old.r.Heartbeat().State == shm.StateRunning && old.r.Heartbeat().Cycle > 50
 	})
-	nw := startAppOn(ctx, t, k, changedTank(t, srv.Addr()), "new", old.loc)
+	nw := startAppOn(ctx, t, k, newCfg, "new", old.loc)
 	waitFor(ctx, t, "new partition on standby", func() bool {
 		return nw.r.Heartbeat().Cycle > 5 && nw.r.HandOver().Counters().Mode == shm.ModeStandby
 	})
@@ -205,7 +219,8 @@ func handOverTank(t *testing.T, k kernel) tankSwitch {
 	if lead := int64(Lead(time.Duration(period))); k == hostKernel && (np != period || ((origin-no)%period+period)%period != lead) {
 		t.Fatalf("new grid %d/%d is not %v ahead of the old one %d/%d", no, np, time.Duration(lead), origin, period)
 	}
-	now := old.r.Heartbeat().MonoNs
+	hbOld, hbNew := old.r.Heartbeat(), nw.r.Heartbeat()
+	now := hbOld.MonoNs
 	at := origin + ((now+int64(10*period)-origin)/period+1)*period
 	for _, c := range []struct {
 		r    *shm.Reader
@@ -224,8 +239,15 @@ func handOverTank(t *testing.T, k kernel) tankSwitch {
 	})
 	nc, oc := nw.r.HandOver().Counters(), old.r.HandOver().Counters()
 	t.Logf("switch at %+d periods from the chosen time; new: %+v; old: %+v", (oc.Switch-at)/period, nc, oc)
-	if nc.Missed != 0 || oc.Missed != 0 {
-		t.Fatalf("missed cycles: new %+v, old %+v", nc, oc)
+	// A cycle an executive skipped because the one before overran (the
+	// machine stalled it) is missed with or without a hand-over; every
+	// missed cycle must be one of those.
+	overran := overruns(old.r.Heartbeat(), hbOld) + overruns(nw.r.Heartbeat(), hbNew)
+	if nc.Missed+oc.Missed > overran {
+		t.Fatalf("missed cycles: new %+v, old %+v, with %d overruns meanwhile", nc, oc, overran)
+	}
+	if overran > 0 {
+		t.Logf("%d overruns during the hand-over (old %d, new %d; this machine is loaded); %d missed cycles", overran, overruns(old.r.Heartbeat(), hbOld), overruns(nw.r.Heartbeat(), hbNew), nc.Missed+oc.Missed)
 	}
 	if tr := nc.Blocks >> 32; tr != 3 {
 		t.Fatalf("%d blocks carried over, want 3 (pid, interlock, alarms)", tr)
@@ -234,6 +256,9 @@ func handOverTank(t *testing.T, k kernel) tankSwitch {
 	// new one's valve must match it (lag tau 0 passes the level through).
 	var worst float64
 	for range 20 {
+		if old.r.Heartbeat().State != shm.StateRunning || nw.r.Heartbeat().State != shm.StateRunning {
+			t.Fatalf("an executive left running: old %v, new %v", old.r.Heartbeat().State, nw.r.Heartbeat().State)
+		}
 		ov, _ := old.value(ctx, t, "inflow_valve")
 		nv, _ := nw.value(ctx, t, "inflow_valve")
 		if math.Abs(ov-nv) > 0.5 {
