@@ -47,11 +47,13 @@ func newRunCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&backend, "backend", "", "override partition.backend (process, vm, multikernel or parker)")
+	cmd.Flags().StringVar(&backend, "backend", "", "override partition.backend (process, vm, multikernel, parker or jailhouse)")
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", "", "retained values, store-and-forward buffer and audit log (default /var/lib/mkrt/NAME as root)")
 	cmd.Flags().StringVar(&o.Socket, "socket", "", "control socket (default "+control.Dir+"/NAME.sock as root)")
-	cmd.Flags().StringVar(&o.Kernel, "kernel", "", "vm, multikernel and parker backends: kernel image (default partition.kernel.image; vm: else the newest /boot/vmlinuz-*-rt-*)")
-	cmd.Flags().StringVar(&o.Init, "init", "", "vm, multikernel and parker backends: static mkrt-init binary for the initramfs (default: next to mkrt)")
+	cmd.Flags().StringVar(&o.Kernel, "kernel", "", "vm and second-kernel backends: kernel image (default partition.kernel.image; vm: else the newest /boot/vmlinuz-*-rt-*)")
+	cmd.Flags().StringVar(&o.Init, "init", "", "vm and second-kernel backends: static mkrt-init binary for the initramfs (default: next to mkrt)")
+	cmd.Flags().StringVar(&o.Jailhouse.Loader, "jailhouse-loader", "", "jailhouse backend: Jailhouse's linux-loader.bin (default: where make install puts it)")
+	cmd.Flags().StringVar(&o.Jailhouse.SystemConfig, "jailhouse-system-config", "", "jailhouse backend: root-cell config to enable the hypervisor with when it is not enabled")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log every component's progress")
 	return cmd
 }

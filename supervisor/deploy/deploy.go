@@ -63,6 +63,9 @@ type Options struct {
 	// (kernfs, /proc, system calls, /dev/mem); zero is the real host. Tests
 	// put the fakes of multikerneltest and parkertest in.
 	Kexec kexec.Host
+	// Jailhouse is how the jailhouse backend reaches the hypervisor; zero
+	// is the real host (tests put jailhousetest's device in).
+	Jailhouse JailhouseHost
 
 	// Set per generation by a hand-over: the partition's instance name (a
 	// process partition's cgroup, a guest's QMP socket and image, a second

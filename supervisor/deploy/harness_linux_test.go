@@ -96,8 +96,10 @@ type plantOptions struct {
 	handOverTimeout time.Duration
 	// edit rewrites the config text last (another backend).
 	edit func(cfg string) string
-	// kexec is deploy.Options.Kexec (a fake kernel).
-	kexec kexec.Host
+	// kexec is deploy.Options.Kexec (a fake kernel); jailhouse
+	// deploy.Options.Jailhouse (a fake hypervisor).
+	kexec     kexec.Host
+	jailhouse deploy.JailhouseHost
 }
 
 type configNIC struct{ iface, address string }
@@ -212,7 +214,7 @@ func (p *testPlant) start() {
 	p.cancel, p.done, p.stopped = cancel, make(chan error, 1), false
 	readyc := make(chan deploy.Ready, 1)
 	o := deploy.Options{
-		ConfigPath: p.cfgPath, StateDir: p.stateDir, Socket: p.sock, Executable: bin, HandOverTimeout: p.opts.handOverTimeout, Kexec: p.opts.kexec,
+		ConfigPath: p.cfgPath, StateDir: p.stateDir, Socket: p.sock, Executable: bin, HandOverTimeout: p.opts.handOverTimeout, Kexec: p.opts.kexec, Jailhouse: p.opts.jailhouse,
 		Log:   slog.New(slog.NewTextHandler(p.log, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Ready: func(r deploy.Ready) { readyc <- r },
 	}

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/image"
 	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/jailhouse"
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/multikernel"
 	"github.com/mkrt/mkrt/supervisor/parker"
@@ -34,10 +36,10 @@ func newPartition(ctx context.Context, cfg *configs.Config, o Options, g *genera
 		return multikernelPartition(cfg, o, g, log)
 	case configs.BackendParker:
 		return parkerPartition(cfg, o, g, log)
+	case configs.BackendJailhouse:
+		return jailhousePartition(cfg, o, g, log)
 	default:
-		// The jailhouse backend (supervisor/jailhouse) is built and tested
-		// against fakes of its interface only; mkrt run does not drive it yet.
-		return nil, fmt.Errorf("deploy: mkrt run does not drive the %s backend yet: review what it would load with `mkrt partition config --backend jailhouse`, and run the plant with backend process, vm, multikernel or parker", cfg.Partition.Backend)
+		return nil, fmt.Errorf("deploy: unknown backend %q (process, vm, multikernel, parker or jailhouse)", cfg.Partition.Backend)
 	}
 }
 
@@ -107,27 +109,129 @@ func parkerPartition(cfg *configs.Config, o Options, g *generation, log *slog.Lo
 	if fsys == nil {
 		fsys = process.OSFS{}
 	}
-	cmdline, err := fsys.ReadFile("/proc/cmdline")
+	size := uint64(cfg.Partition.SharedMemory)
+	if size == 0 {
+		size = uint64(configs.DefaultSharedMemory)
+	}
+	addr, err := reservation(fsys, size, o.beside, "the shared region")
 	if err != nil {
 		return nil, fmt.Errorf("deploy: parker backend: %w", err)
 	}
-	size := uint64(cfg.Partition.SharedMemory)
-	if size == 0 {
-		size = 4 << 20
+	return parker.New(parker.Options{Config: pc, Kernel: kernel, Initrd: initrd, SharedMemory: addr, Formatted: true, Halt: g.halt, Host: host})
+}
+
+// reservation is the first range of at least size bytes that the host's
+// command line keeps from its kernel (memmap=<size>$<addr>) and that is
+// not one of busy.
+func reservation(fsys process.FS, size uint64, busy []kexec.Range, what string) (uint64, error) {
+	cmdline, err := fsys.ReadFile("/proc/cmdline")
+	if err != nil {
+		return 0, err
 	}
-	var addr uint64
 	res := parker.Reservations(string(cmdline))
 	for _, r := range res {
-		if r.Bytes < size || slices.ContainsFunc(o.beside, r.Overlaps) {
-			continue
+		if r.Bytes >= size && !slices.ContainsFunc(busy, r.Overlaps) {
+			return r.Base, nil
 		}
-		addr = r.Base
-		break
 	}
-	if addr == 0 {
-		return nil, fmt.Errorf("deploy: parker backend: the host's command line reserves no free range of at least %d KiB for the shared region (memmap=<size>$<addr>; found %v): add memmap=%dK$<addr> (one more for a hand-over) and reboot", size>>10, res, size>>10)
+	return 0, fmt.Errorf("the host's command line reserves no free range of at least %d KiB for %s (memmap=<size>$<addr>; found %v): add memmap=%dK$<addr> (one more for a hand-over) and reboot", size>>10, what, res, size>>10)
+}
+
+// JailhouseHost is how the jailhouse backend reaches the hypervisor; the
+// zero value is the real host.
+type JailhouseHost struct {
+	// Open opens /dev/jailhouse; default jailhouse.OpenDevice.
+	Open func() (jailhouse.Device, error)
+	// Sys is sysfs (rooted at /sys); default os.DirFS("/sys").
+	Sys fs.FS
+	// Loader is Jailhouse's linux-loader.bin; default the first of
+	// jailhouseLoaders that exists.
+	Loader string
+	// SystemConfig is the root-cell config that enables the hypervisor
+	// when it is not enabled yet; "" needs it enabled (jailhouse enable).
+	SystemConfig string
+}
+
+// Where Jailhouse's installation puts linux-loader.bin.
+var jailhouseLoaders = []string{
+	"/usr/local/libexec/jailhouse/linux-loader.bin",
+	"/usr/libexec/jailhouse/linux-loader.bin",
+	"/usr/local/share/jailhouse/inmates/tools/x86/linux-loader.bin",
+	"/usr/share/jailhouse/inmates/tools/x86/linux-loader.bin",
+}
+
+// jailhouseCell is a jailhouse partition with the location of its region:
+// the ivshmem read-write section, which this side maps through /dev/mem.
+type jailhouseCell struct {
+	*jailhouse.Partition
+	loc shm.Location
+}
+
+// Locate is the cell's shared region.
+func (c jailhouseCell) Locate() (shm.Location, error) { return c.loc, nil }
+
+// jailhousePartition runs the control program in a non-root Linux cell
+// (supervisor/jailhouse). The cell's memory window is the first memmap=
+// reservation of the host's command line that holds it; its ivshmem
+// device carries the shared region. mkrt run does not hand over on
+// Jailhouse (a second cell would need the running one's region in its
+// config), so a generation is always a normal start.
+func jailhousePartition(cfg *configs.Config, o Options, g *generation, log *slog.Logger) (supervisor.Partition, error) {
+	kernel, initrd, pc, host, err := secondKernel(cfg, o, cfg.Metadata.Name, "jailhouse", log)
+	if err != nil {
+		return nil, err
 	}
-	return parker.New(parker.Options{Config: pc, Kernel: kernel, Initrd: initrd, SharedMemory: addr, Formatted: true, Halt: g.halt, Host: host})
+	jh := o.Jailhouse
+	if jh.Sys == nil {
+		jh.Sys = os.DirFS("/sys")
+	}
+	// The window's size does not depend on where it is: plan once to learn
+	// it, then at the reservation that holds it.
+	probe, err := jailhouse.Generate(pc, jailhouse.Options{MemoryBase: 1 << 32, Sys: jh.Sys})
+	if err != nil {
+		return nil, err
+	}
+	fsys := host.FS
+	if fsys == nil {
+		fsys = process.OSFS{}
+	}
+	base, err := reservation(fsys, probe.WindowSize, nil, "the cell's memory window")
+	if err != nil {
+		return nil, fmt.Errorf("deploy: jailhouse backend: %w", err)
+	}
+	plan, err := jailhouse.Generate(pc, jailhouse.Options{MemoryBase: base, Sys: jh.Sys})
+	if err != nil {
+		return nil, err
+	}
+	if jh.Loader == "" {
+		for _, l := range jailhouseLoaders {
+			if _, err := os.Stat(l); err == nil {
+				jh.Loader = l
+				break
+			}
+		}
+		if jh.Loader == "" {
+			return nil, fmt.Errorf("deploy: jailhouse backend: no linux-loader.bin in %v: install Jailhouse (make install) or give its path", jailhouseLoaders)
+		}
+	}
+	n := len(cfg.Partition.CPUs)
+	var rt []int
+	for i := 1; i < n; i++ {
+		rt = append(rt, i)
+	}
+	cmdline := image.Cmdline(image.CmdlineOptions{RTCPUs: rt, Housekeeping: []int{0}, MaxCState: -1,
+		Extra: strings.TrimSpace("console=ttyS0,115200 " + pc.Partition.Kernel.Cmdline)})
+	p, err := jailhouse.NewPartition(jailhouse.PartitionOptions{Plan: plan, Loader: jh.Loader, Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
+		SystemConfig: jh.SystemConfig, Open: jh.Open, Sys: jh.Sys, Halt: g.halt, Log: host.Log})
+	if err != nil {
+		return nil, err
+	}
+	loc := plan.ShmLocation()
+	if host.DevMem != "" {
+		loc.Path = host.DevMem
+	}
+	log.Info("jailhouse cell planned", "cell", plan.Cell.Name, "window", fmt.Sprintf("%#x+%#x", plan.WindowBase, plan.WindowSize), "shm", loc.String())
+	return jailhouseCell{Partition: p, loc: loc}, nil
 }
 
 // secondKernel resolves what a kexec-family backend loads: the kernel, the

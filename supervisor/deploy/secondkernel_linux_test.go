@@ -18,6 +18,9 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/pid1"
 	"github.com/mkrt/mkrt/rtkernel/rt"
+	"github.com/mkrt/mkrt/supervisor/deploy"
+	"github.com/mkrt/mkrt/supervisor/jailhouse"
+	"github.com/mkrt/mkrt/supervisor/jailhouse/jailhousetest"
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/multikernel/multikerneltest"
 	"github.com/mkrt/mkrt/supervisor/parker/parkertest"
@@ -288,4 +291,77 @@ func TestParkerRunAndHandOver(t *testing.T) {
 		t.Errorf("argument layouts the kernel refuses: %v", v)
 	}
 	kernels.check(2)
+}
+
+// TestJailhouseRun runs the tank plant in a Jailhouse cell against the fake
+// hypervisor: mkrt run plans the cell in the host's memmap= reservation,
+// formats the ivshmem read-write section through the /dev/mem stand-in,
+// creates, loads and starts the cell; the control program standing in for
+// the cell's Linux runs over that section. A structural change is refused
+// with the reason, and a stop halts the control program, which shuts its
+// cell down, and destroys the cell, leaving the hypervisor as it was.
+func TestJailhouseRun(t *testing.T) {
+	dir := t.TempDir()
+	_, devmem := supervisortest.KexecFiles(t, dir, 0x60000000)
+	files := map[string][]byte{"bzImage": jailhousetest.BzImage(4 << 20), "initramfs.cpio.gz": make([]byte, 1<<20), "linux-loader.bin": []byte("loader")}
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dev := &jailhousetest.Device{}
+	dev.SetEnabled(true) // the administrator enabled the hypervisor
+	host := map[string]string{"/proc/cmdline": "BOOT_IMAGE=/vmlinuz ro intel_iommu=off memmap=512M$0x40000000 quiet"}
+	var p *testPlant
+	kernels := newSecondKernels(t, devmem, &p)
+	kernels.exited = func(name string) { dev.SetState(name, "shut down") }
+	dev.Boot = func(c *jailhouse.Cell) {
+		cfg, err := configs.Load(p.cfgPath)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		plan, err := jailhouse.Generate(cfg, jailhouse.Options{MemoryBase: 0x40000000})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		kernels.boot(c.Name, fmt.Sprintf("console=ttyS0 mkrt.shm=phys:%#x,%#x", plan.Shm, plan.ShmSize))
+	}
+	p = newPlant(t, plantOptions{level: 2.0, sp: 2.0, noRun: true,
+		kexec: kexec.Host{FS: supervisortest.NewFS(host), DevMem: devmem},
+		jailhouse: deploy.JailhouseHost{Open: func() (jailhouse.Device, error) { return dev, nil }, Sys: dev.Sysfs(),
+			Loader: filepath.Join(dir, "linux-loader.bin")},
+		edit: func(cfg string) string {
+			return replaceOnce(t, cfg,
+				"backend: process", "backend: jailhouse",
+				`  cpus: "1"`+"\n", fmt.Sprintf("  cpus: \"1\"\n  memory: 256Mi\n  kernel:\n    image: %s\n    initrd: %s\n",
+					filepath.Join(dir, "bzImage"), filepath.Join(dir, "initramfs.cpio.gz")))
+		}})
+	p.start()
+
+	if st := p.status(); st.Backend != "jailhouse" || !strings.Contains(p.ready.Region, "mem:") {
+		t.Fatalf("backend %q, region %q", st.Backend, p.ready.Region)
+	}
+	if c := dev.Cell(p.name); c == nil || c.State != "running" {
+		t.Fatalf("cell %s: %+v", p.name, c)
+	}
+	eventually(t, 20*time.Second, "level good through the cell", func() (bool, string) {
+		tv := p.tag("level")
+		return tv.Quality == "good", fmt.Sprintf("%+v", tv)
+	})
+	if res, err := p.apply(p.structuralChange(nil)); err == nil || res.Applied || !strings.Contains(err.Error(), "does not hand over on jailhouse") {
+		t.Errorf("structural apply on jailhouse = %+v, %v; want refused with the reason", res, err)
+	}
+	if err := p.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if c := dev.Cell(p.name); c != nil || !dev.Enabled() {
+		t.Errorf("after the stop: cell %+v, hypervisor enabled %v; want no cell, still enabled", c, dev.Enabled())
+	}
+	names := strings.Join(dev.Names(), ",")
+	if !strings.Contains(names, "JAILHOUSE_CELL_CREATE,JAILHOUSE_CELL_LOAD,JAILHOUSE_CELL_START") || !strings.HasSuffix(names, "JAILHOUSE_CELL_DESTROY") {
+		t.Errorf("requests %s", names)
+	}
+	kernels.check(1)
 }

@@ -71,7 +71,7 @@ func planHandOver(old, nc *configs.Config, running []int, st supervisor.Status, 
 	case ob != nb:
 		return p, fmt.Errorf("%w: the backend changes from %s to %s; stop and start the partition with the new config", ErrNoHandOver, ob, nb)
 	case ob == configs.BackendJailhouse:
-		return p, fmt.Errorf("%w: mkrt run does not drive the %s backend; stop and start the partition with the new config", ErrNoHandOver, ob)
+		return p, fmt.Errorf("%w: mkrt run does not hand over on %s (a second cell would need the running cell's region in its config); stop and start the partition with the new config", ErrNoHandOver, ob)
 	case old.Metadata.Name != nc.Metadata.Name:
 		return p, fmt.Errorf("%w: metadata.name changes from %q to %q: that is another partition; stop this one and run the other", ErrNoHandOver, old.Metadata.Name, nc.Metadata.Name)
 	case len(old.Tasks) != 1 || len(nc.Tasks) != 1:

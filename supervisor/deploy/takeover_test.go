@@ -35,7 +35,7 @@ func TestPlanHandOver(t *testing.T) {
 		{name: "backend change", replace: []string{"backend: process", "backend: vm"}, st: free, err: "backend changes from process to vm"},
 		{name: "second kernel, held", replace: []string{"backend: process", "backend: multikernel"}, st: kernelHeld, backend: configs.BackendMultikernel, err: "standby_cpus"},
 		{name: "second kernel, standby cpus", replace: []string{"backend: process", "backend: multikernel", `cpus: "1"`, "cpus: \"1\"\n  standby_cpus: \"0\""}, st: kernelHeld, backend: configs.BackendMultikernel, cpus: "0", standby: true},
-		{name: "jailhouse", replace: []string{"backend: process", "backend: jailhouse"}, st: free, backend: configs.BackendJailhouse, err: "does not drive the jailhouse backend"},
+		{name: "jailhouse", replace: []string{"backend: process", "backend: jailhouse"}, st: free, backend: configs.BackendJailhouse, err: "does not hand over on jailhouse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nc := loadExample(t, tc.replace...)

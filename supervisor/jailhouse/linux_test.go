@@ -7,24 +7,10 @@ import (
 	"testing"
 
 	"github.com/mkrt/mkrt/supervisor/jailhouse"
+	"github.com/mkrt/mkrt/supervisor/jailhouse/jailhousetest"
 )
 
-// fakeBzImage is a bzImage header as boot protocol 2.15 lays it out: 27
-// setup sectors, preferred address 16 MiB, command lines up to 2047 bytes.
-func fakeBzImage(size int) []byte {
-	k := make([]byte, size)
-	le := binary.LittleEndian
-	k[0x1f1] = 27
-	le.PutUint32(k[0x1f4:], uint32(size/16))
-	k[0x200], k[0x201] = 0xeb, 0x6a // jmp; header ends at 0x202+0x6a
-	copy(k[0x202:], "HdrS")
-	le.PutUint16(k[0x206:], 0x020f)
-	le.PutUint32(k[0x230:], 0x200000) // kernel_alignment
-	k[0x234] = 1                      // relocatable_kernel
-	le.PutUint32(k[0x238:], 2047)     // cmdline_size
-	le.PutUint64(k[0x258:], 0x1000000)
-	return k
-}
+func fakeBzImage(size int) []byte { return jailhousetest.BzImage(size) }
 
 func TestLinuxImages(t *testing.T) {
 	c := tankPlan(t).Cell

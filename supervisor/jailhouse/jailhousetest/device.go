@@ -54,6 +54,10 @@ type Device struct {
 	Fail map[uint32]syscall.Errno
 	// Console is what the hypervisor console shows.
 	Console string
+	// Boot, when set, stands for the cell's Linux: a CELL_START calls it
+	// with the cell's config (outside the device's lock). The stand-in
+	// powers its cell off with SetState(name, "shut down").
+	Boot func(c *jailhouse.Cell)
 
 	mu      sync.Mutex
 	enabled bool
@@ -77,6 +81,14 @@ func (d *Device) Ioctl(r jailhouse.Request) error {
 		call.Err = &jailhouse.IoctlError{Cmd: r.Cmd, Path: "fake:" + jailhouse.DevicePath, Errno: err.(syscall.Errno)}
 	}
 	d.calls = append(d.calls, call)
+	if err == nil && r.Cmd == jailhouse.IoctlCellStart && d.Boot != nil {
+		if c, _ := d.cellArg(r.Arg); c != nil {
+			boot, cfg := d.Boot, c.Config
+			d.mu.Unlock()
+			boot(cfg)
+			d.mu.Lock()
+		}
+	}
 	return call.Err
 }
 
@@ -359,4 +371,22 @@ func SystemConfig() []byte {
 	copy(b, "JHSYST")
 	binary.LittleEndian.PutUint16(b[6:], jailhouse.Revision)
 	return b
+}
+
+// BzImage is a bzImage header as boot protocol 2.15 lays it out, size
+// bytes long: 27 setup sectors, preferred address 16 MiB, command lines up
+// to 2047 bytes. Enough for the cell loader to place it.
+func BzImage(size int) []byte {
+	k := make([]byte, size)
+	le := binary.LittleEndian
+	k[0x1f1] = 27
+	le.PutUint32(k[0x1f4:], uint32(size/16))
+	k[0x200], k[0x201] = 0xeb, 0x6a // jmp; header ends at 0x202+0x6a
+	copy(k[0x202:], "HdrS")
+	le.PutUint16(k[0x206:], 0x020f)
+	le.PutUint32(k[0x230:], 0x200000) // kernel_alignment
+	k[0x234] = 1                      // relocatable_kernel
+	le.PutUint32(k[0x238:], 2047)     // cmdline_size
+	le.PutUint64(k[0x258:], 0x1000000)
+	return k
 }
