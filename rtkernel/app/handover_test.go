@@ -324,6 +324,7 @@ func TestHandOverBetweenKernelsOverPhysicalMemory(t *testing.T) {
 	waitFor(ctx, t, "new instance on standby", func() bool {
 		return nw.r.Heartbeat().Cycle > 5 && nw.r.HandOver().Counters().Mode == shm.ModeStandby
 	})
+	hbOld, hbNew := old.r.Heartbeat(), nw.r.Heartbeat()
 	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 	defer scancel()
 	sw, err := deploy.SwitchOver(sctx, old.r, nw.r, deploy.SwitchOptions{Mono: func() int64 { return old.r.Heartbeat().MonoNs }})
@@ -333,8 +334,9 @@ func TestHandOverBetweenKernelsOverPhysicalMemory(t *testing.T) {
 	t.Logf("switched: %+v", sw)
 	fmt.Printf("hand-over between kernels over physical memory: missed cycles %d, retries %d, %d blocks carried, %v from request to switch\n",
 		sw.Missed, sw.Retries, sw.Transferred, sw.Took.Round(time.Millisecond))
-	if sw.Missed != 0 || sw.Transferred != 3 || sw.Fresh != 2 {
-		t.Fatalf("switch %+v: want 0 missed, 3 blocks carried, 2 fresh", sw)
+	overran := overruns(old.r.Heartbeat(), hbOld) + overruns(nw.r.Heartbeat(), hbNew)
+	if sw.Missed > overran || sw.Transferred != 3 || sw.Fresh != 2 {
+		t.Fatalf("switch %+v (%d overruns meanwhile): want no missed cycle but for overruns, 3 blocks carried, 2 fresh", sw, overran)
 	}
 	cancel()
 	for _, p := range []*running{old, nw} {

@@ -60,6 +60,40 @@ type secondKernels struct {
 	n        int
 	runs     map[string]error  // instance -> how its control program ended
 	cmdlines map[string]string // instance -> the command line it booted with
+	overran  uint64            // overruns of the control programs that ended
+}
+
+// overrunsIn reads the first task's overruns from the heartbeat of the
+// region at loc (0 when it cannot be read).
+func overrunsIn(loc shm.Location) uint64 {
+	reg, err := shm.Open(loc)
+	if err != nil {
+		return 0
+	}
+	defer reg.Close()
+	r, err := shm.AttachReader(reg, nil, shm.ReaderOptions{})
+	if err != nil {
+		return 0
+	}
+	if o := r.Heartbeat().Overruns; len(o) > 0 {
+		return o[0]
+	}
+	return 0
+}
+
+// checkMissed fails the test unless every cycle the hand-over reports
+// missed is explained by an overrun of a stand-in control program: they
+// run without real-time scheduling in the test process, and a stalled
+// executive skips cycles with or without a hand-over. Call it once the
+// old program has ended.
+func (s *secondKernels) checkMissed(missed uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if missed > s.overran {
+		s.t.Errorf("%d missed cycles with %d overruns of the stand-in control programs", missed, s.overran)
+	} else if missed > 0 {
+		s.t.Logf("%d missed cycles, explained by %d overruns of the stand-in control programs (this machine is loaded)", missed, s.overran)
+	}
 }
 
 func (s *secondKernels) cmdline(instance string) string {
@@ -101,8 +135,10 @@ func (s *secondKernels) boot(name, cmdline string) (halt func()) {
 	go func() {
 		defer close(done)
 		err := app.Run(ctx, o)
+		n := overrunsIn(o.Shm)
 		s.mu.Lock()
 		s.runs[name] = err
+		s.overran += n
 		s.mu.Unlock()
 		if s.exited != nil {
 			s.exited(name)
@@ -165,7 +201,7 @@ func TestMultikernelRunAndHandOver(t *testing.T) {
 	p.start()
 
 	st := p.status()
-	if st.Backend != "multikernel" || !strings.Contains(p.ready.Region, "mem:") && !strings.Contains(p.ready.Region, "0x8fc00000") {
+	if st.Backend != "multikernel" || !strings.Contains(p.ready.Region, "0x8fc00000") {
 		t.Fatalf("backend %q, region %q", st.Backend, p.ready.Region)
 	}
 	if s, cmdline := k.Status(p.name); s != multikerneltest.StatusActive || !strings.Contains(cmdline, "mkrt.shm=phys:0x8fc00000,0x400000") {
@@ -182,7 +218,7 @@ func TestMultikernelRunAndHandOver(t *testing.T) {
 	}
 	t.Logf("apply: %s", res.Message)
 	fmt.Printf("multikernel hand-over (fake kernel): %s\n", res.Message)
-	if !strings.Contains(res.Message, "on the standby CPUs 3") || !strings.Contains(res.Message, " 0 missed cycles") {
+	if !strings.Contains(res.Message, "on the standby CPUs 3") {
 		t.Errorf("apply message %q", res.Message)
 	}
 	next := p.name + "-2"
@@ -194,9 +230,11 @@ func TestMultikernelRunAndHandOver(t *testing.T) {
 		s, _ := k.Status(p.name)
 		return s == "", k.State()
 	})
-	if st := p.status(); st.HandOver == nil || st.HandOver.Missed != 0 || st.HandOver.Mode != "driving" {
+	st = p.status()
+	if st.HandOver == nil || st.HandOver.Mode != "driving" || st.HandOver.Carried != 3 {
 		t.Fatalf("status after the hand-over: %+v", st.HandOver)
 	}
+	kernels.checkMissed(st.HandOver.Missed)
 	eventually(t, 10*time.Second, "level good through the second instance", func() (bool, string) {
 		tv := p.tag("level_filtered")
 		return tv.Quality == "good", fmt.Sprintf("%+v", tv)
@@ -247,7 +285,8 @@ func TestParkerRunAndHandOver(t *testing.T) {
 		}})
 	p.start()
 
-	if st := p.status(); st.Backend != "parker" || !strings.Contains(p.ready.Region, "0x9fc00000") {
+	st := p.status()
+	if st.Backend != "parker" || !strings.Contains(p.ready.Region, "0x9fc00000") {
 		t.Fatalf("backend %q, region %q", st.Backend, p.ready.Region)
 	}
 	if img, _ := k.Loaded(); !strings.Contains(img, "mkrt.shm=phys:0x9fc00000,0x400000") {
@@ -264,7 +303,7 @@ func TestParkerRunAndHandOver(t *testing.T) {
 	}
 	t.Logf("apply: %s", res.Message)
 	fmt.Printf("parker hand-over (fake kernel): %s\n", res.Message)
-	if !strings.Contains(res.Message, "on the standby CPUs 3") || !strings.Contains(res.Message, " 0 missed cycles") {
+	if !strings.Contains(res.Message, "on the standby CPUs 3") {
 		t.Errorf("apply message %q", res.Message)
 	}
 	if c := kernels.cmdline(p.name + "-2"); !strings.Contains(c, "mkrt.shm=phys:0xa0000000,0x400000") || !strings.Contains(c, "mkrt.take=phys:0x9fc00000,0x400000") {
@@ -274,9 +313,11 @@ func TestParkerRunAndHandOver(t *testing.T) {
 		st := k.State()
 		return !strings.Contains(st, p.name+"(") && strings.Contains(st, p.name+"-2("), st
 	})
-	if st := p.status(); st.HandOver == nil || st.HandOver.Missed != 0 || st.HandOver.Mode != "driving" {
+	st = p.status()
+	if st.HandOver == nil || st.HandOver.Mode != "driving" || st.HandOver.Carried != 3 {
 		t.Fatalf("status after the hand-over: %+v", st.HandOver)
 	}
+	kernels.checkMissed(st.HandOver.Missed)
 	eventually(t, 10*time.Second, "level good through the second secondary", func() (bool, string) {
 		tv := p.tag("level_filtered")
 		return tv.Quality == "good", fmt.Sprintf("%+v", tv)
