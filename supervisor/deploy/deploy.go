@@ -1,7 +1,9 @@
 // Package deploy runs one control config as a live deployment on the
 // general kernel — what `mkrt run` does: it creates and formats the shared
-// region, starts the partition on its backend (process or vm) under the
-// supervisor's heartbeat watchdog and restart policy, serves the region to
+// region (a /dev/shm file, or for a second kernel the physical memory its
+// plan reserves, through /dev/mem), starts the partition on its backend
+// (process, vm, multikernel, parker or jailhouse) under the supervisor's
+// heartbeat watchdog and restart policy, serves the region to
 // SCADA through the bridge (MQTT Sparkplug B and JSON, Modbus TCP,
 // metrics), keeps retained tags on disk, and answers `mkrt status`, `tags`,
 // `set` and `apply` on a unix socket. Stopping it (ctx) stops the
@@ -10,7 +12,14 @@
 // It runs anywhere as the process backend; isolation (cpusets, IRQ
 // affinity, NIC namespaces) and SCHED_FIFO need root, and without it the
 // deployment says what it could not do. The vm backend needs QEMU and a
-// PREEMPT_RT kernel image.
+// PREEMPT_RT kernel image; the second-kernel backends need root and a host
+// kernel (or hypervisor) with their patch set, and have run only against
+// the fakes of their interfaces (Options.Kexec, Options.Jailhouse).
+//
+// A structural `mkrt apply` is a hand-over (takeover.go): a new generation
+// of the partition starts on standby beside the running one — a process,
+// a second guest, a second multikernel instance or Parker secondary — and
+// takes the outputs and the controller state at a cycle boundary.
 package deploy
 
 import (
