@@ -1,6 +1,11 @@
 package kexec
 
-import "sync"
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+)
 
 // A hand-over runs a second kernel beside the first, both under this
 // process, and both need the backend's kernfs. SharedMount and
@@ -52,6 +57,48 @@ func SharedUnmount(sys Syscalls, target string) error {
 	}
 	delete(shared.users, key)
 	return Unmount(sys, target)
+}
+
+// Kernfs is one partition's use of its backend's kernfs: it mounts it
+// through SharedMount at the start and lets go of it at the stop. The zero
+// value is ready to use.
+type Kernfs struct {
+	mu   sync.Mutex
+	ours bool
+}
+
+// Mount takes the kernfs of fstype at target for this partition. probe
+// reads something that exists only while the kernfs is mounted: it says
+// whether the host's own tools mounted it already (then it is left to
+// them).
+func (k *Kernfs) Mount(sys Syscalls, fstype, target string, probe func() error) error {
+	ours, err := SharedMount(sys, fstype, target, func() (bool, error) {
+		err := probe()
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, fs.ErrNotExist):
+			return false, nil
+		}
+		return false, fmt.Errorf("%s: %w", fstype, err)
+	})
+	k.mu.Lock()
+	k.ours = ours
+	k.mu.Unlock()
+	return err
+}
+
+// Unmount lets go of a kernfs Mount took; the last user of this process
+// unmounts it.
+func (k *Kernfs) Unmount(sys Syscalls, target string) error {
+	k.mu.Lock()
+	ours := k.ours
+	k.ours = false
+	k.mu.Unlock()
+	if !ours {
+		return nil
+	}
+	return SharedUnmount(sys, target)
 }
 
 // Range is a range of physical memory.

@@ -78,7 +78,7 @@ type Partition struct {
 	mu      sync.Mutex
 	plan    *Plan
 	tx      string // overlays/tx_<n> of the instance
-	mounted bool   // we mounted the kernfs
+	kernfs  kexec.Kernfs
 	region  *shm.Region
 	started bool
 	info    supervisor.Info
@@ -265,33 +265,13 @@ func (p *Partition) check(context.Context) error {
 }
 
 func (p *Partition) mount(context.Context) error {
-	ours, err := kexec.SharedMount(p.o.Sys, "multikernel", p.o.Root, func() (bool, error) {
+	return p.kernfs.Mount(p.o.Sys, "multikernel", p.o.Root, func() error {
 		_, err := p.o.FS.ReadFile(p.path("device_tree"))
-		switch {
-		case err == nil:
-			p.log.Info("kernfs already mounted", "root", p.o.Root)
-			return true, nil
-		case errors.Is(err, fs.ErrNotExist):
-			return false, nil
-		}
-		return false, fmt.Errorf("multikernel: %w", err)
+		return err
 	})
-	p.mu.Lock()
-	p.mounted = ours
-	p.mu.Unlock()
-	return err
 }
 
-func (p *Partition) unmount(context.Context) error {
-	p.mu.Lock()
-	mounted := p.mounted
-	p.mounted = false
-	p.mu.Unlock()
-	if !mounted {
-		return nil
-	}
-	return kexec.SharedUnmount(p.o.Sys, p.o.Root)
-}
+func (p *Partition) unmount(context.Context) error { return p.kernfs.Unmount(p.o.Sys, p.o.Root) }
 
 // hostFS reads absolute paths through the FS seam for ReadHost.
 type hostFS struct{ fs process.FS }

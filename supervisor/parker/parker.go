@@ -48,7 +48,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path"
@@ -109,7 +108,7 @@ type Partition struct {
 	life supervisor.Lifecycle
 
 	mu      sync.Mutex
-	mounted bool
+	kernfs  kexec.Kernfs
 	region  *shm.Region
 	started bool
 	cmdline string
@@ -385,32 +384,13 @@ func reserved(iomem []byte, addr, size uint64) error {
 }
 
 func (p *Partition) mount(context.Context) error {
-	ours, err := kexec.SharedMount(p.o.Sys, "parker", p.o.Root, func() (bool, error) {
+	return p.kernfs.Mount(p.o.Sys, "parker", p.o.Root, func() error {
 		_, err := p.o.FS.ReadDir(p.o.Root)
-		switch {
-		case err == nil:
-			return true, nil
-		case errors.Is(err, fs.ErrNotExist):
-			return false, nil
-		}
-		return false, fmt.Errorf("parker: %w", err)
+		return err
 	})
-	p.mu.Lock()
-	p.mounted = ours
-	p.mu.Unlock()
-	return err
 }
 
-func (p *Partition) unmount(context.Context) error {
-	p.mu.Lock()
-	mounted := p.mounted
-	p.mounted = false
-	p.mu.Unlock()
-	if !mounted {
-		return nil
-	}
-	return kexec.SharedUnmount(p.o.Sys, p.o.Root)
-}
+func (p *Partition) unmount(context.Context) error { return p.kernfs.Unmount(p.o.Sys, p.o.Root) }
 
 func (p *Partition) mkdir(context.Context) error {
 	if err := p.o.FS.Mkdir(p.dir()); err != nil {
