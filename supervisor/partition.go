@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -62,6 +63,14 @@ type Info struct {
 	RT    bool   `json:"rt"`
 	RTWhy string `json:"rt_why,omitempty"`
 	Isolation
+}
+
+// Clone returns a copy that shares no slice with i, for a backend's Info
+// to hand out while it keeps changing its own.
+func (i Info) Clone() Info {
+	i.NICs = slices.Clone(i.NICs)
+	i.Degradations = slices.Clone(i.Degradations)
+	return i
 }
 
 // Isolation is what host preparation achieved.

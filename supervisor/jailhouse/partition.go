@@ -319,9 +319,7 @@ func (p *Partition) Kill() error {
 func (p *Partition) Info() supervisor.Info {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	i := p.info
-	i.NICs = append([]string(nil), p.info.NICs...)
-	return i
+	return p.info.Clone()
 }
 
 // Console returns the hypervisor console's latest lines (cells with a

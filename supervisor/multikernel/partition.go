@@ -198,10 +198,7 @@ func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) {
 func (p *Partition) Info() supervisor.Info {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	in := p.info
-	in.Degradations = slices.Clone(p.info.Degradations)
-	in.NICs = slices.Clone(p.info.NICs)
-	return in
+	return p.info.Clone()
 }
 
 // Console returns nothing: the interface has no host-side console.

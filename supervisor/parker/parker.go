@@ -51,7 +51,6 @@ import (
 	"log/slog"
 	"os"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -292,10 +291,7 @@ func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) {
 func (p *Partition) Info() supervisor.Info {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	in := p.info
-	in.Degradations = slices.Clone(p.info.Degradations)
-	in.NICs = slices.Clone(p.info.NICs)
-	return in
+	return p.info.Clone()
 }
 
 // Console returns nothing: Parker has no host-side console.

@@ -159,10 +159,7 @@ func (p *Partition) Console() []string { return p.console.Lines() }
 func (p *Partition) Info() supervisor.Info {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	in := p.info
-	in.Degradations = append([]string(nil), in.Degradations...)
-	in.NICs = append([]string(nil), in.NICs...)
-	return in
+	return p.info.Clone()
 }
 
 func (p *Partition) degrade(format string, args ...any) {

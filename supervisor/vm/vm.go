@@ -249,9 +249,7 @@ func (v *VM) Kill() error {
 func (v *VM) Info() supervisor.Info {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	i := v.info
-	i.Degradations = append([]string(nil), v.info.Degradations...)
-	return i
+	return v.info.Clone()
 }
 
 // Console returns the latest serial console lines.
