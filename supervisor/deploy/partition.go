@@ -43,6 +43,16 @@ func newPartition(ctx context.Context, cfg *configs.Config, o Options, g *genera
 	}
 }
 
+// instanceName names a generation's partition instance (its cgroup, guest,
+// second kernel, image directory): metadata.name for the first, with the
+// generation number after.
+func (o Options) instanceName(cfg *configs.Config) string {
+	if o.instance != "" {
+		return o.instance
+	}
+	return cfg.Metadata.Name
+}
+
 // locator is a partition whose shared region is memory its own plan
 // reserves (a second kernel's): it says where before the start, so the
 // region can be formatted first.
@@ -78,10 +88,7 @@ func (g *generation) held() []kexec.Range {
 // generation taking over runs as a second instance, clear of the running
 // one's memory, and finds the running region through mkrt.take=phys:….
 func multikernelPartition(cfg *configs.Config, o Options, g *generation, log *slog.Logger) (supervisor.Partition, error) {
-	name := cfg.Metadata.Name
-	if o.instance != "" {
-		name = o.instance
-	}
+	name := o.instanceName(cfg)
 	kernel, initrd, pc, host, err := secondKernel(cfg, o, name, "multikernel", log)
 	if err != nil {
 		return nil, err
@@ -96,24 +103,17 @@ func multikernelPartition(cfg *configs.Config, o Options, g *generation, log *sl
 // enough and not the running generation's; a hand-over's second
 // secondary needs a second such range.
 func parkerPartition(cfg *configs.Config, o Options, g *generation, log *slog.Logger) (supervisor.Partition, error) {
-	name := cfg.Metadata.Name
-	if o.instance != "" {
-		name = o.instance
-	}
+	name := o.instanceName(cfg)
 	kernel, initrd, pc, host, err := secondKernel(cfg, o, name, "parker", log)
 	if err != nil {
 		return nil, err
 	}
 	pc.Metadata.Name = name // the kernel entry /sys/fs/parker/<name>
-	fsys := host.FS
-	if fsys == nil {
-		fsys = process.OSFS{}
-	}
 	size := uint64(cfg.Partition.SharedMemory)
 	if size == 0 {
 		size = uint64(configs.DefaultSharedMemory)
 	}
-	addr, err := reservation(fsys, size, o.beside, "the shared region")
+	addr, err := reservation(host.FS, size, o.beside, "the shared region")
 	if err != nil {
 		return nil, fmt.Errorf("deploy: parker backend: %w", err)
 	}
@@ -128,7 +128,7 @@ func reservation(fsys process.FS, size uint64, busy []kexec.Range, what string) 
 	if err != nil {
 		return 0, err
 	}
-	res := parker.Reservations(string(cmdline))
+	res := kexec.Reservations(string(cmdline))
 	for _, r := range res {
 		if r.Bytes >= size && !slices.ContainsFunc(busy, r.Overlaps) {
 			return r.Base, nil
@@ -177,7 +177,7 @@ func (c jailhouseCell) Locate() (shm.Location, error) { return c.loc, nil }
 // Jailhouse (a second cell would need the running one's region in its
 // config), so a generation is always a normal start.
 func jailhousePartition(cfg *configs.Config, o Options, g *generation, log *slog.Logger) (supervisor.Partition, error) {
-	kernel, initrd, pc, host, err := secondKernel(cfg, o, cfg.Metadata.Name, "jailhouse", log)
+	kernel, initrd, pc, host, err := secondKernel(cfg, o, o.instanceName(cfg), "jailhouse", log)
 	if err != nil {
 		return nil, err
 	}
@@ -191,11 +191,7 @@ func jailhousePartition(cfg *configs.Config, o Options, g *generation, log *slog
 	if err != nil {
 		return nil, err
 	}
-	fsys := host.FS
-	if fsys == nil {
-		fsys = process.OSFS{}
-	}
-	base, err := reservation(fsys, probe.WindowSize, nil, "the cell's memory window")
+	base, err := reservation(host.FS, probe.WindowSize, nil, "the cell's memory window")
 	if err != nil {
 		return nil, fmt.Errorf("deploy: jailhouse backend: %w", err)
 	}
@@ -259,6 +255,9 @@ func secondKernel(cfg *configs.Config, o Options, name, backend string, log *slo
 	if host.Log == nil {
 		host.Log = log.With("component", backend)
 	}
+	if host.FS == nil {
+		host.FS = process.OSFS{} // read here too (the host's memmap= reservations)
+	}
 	return kernel, initrd, &c, host, nil
 }
 
@@ -286,10 +285,7 @@ func processPartition(cfg *configs.Config, o Options, region, retainPath string,
 	if o.takeFrom != "" {
 		args = append(args, "--take-from", o.takeFrom) // start on standby (hand-over)
 	}
-	name := cfg.Metadata.Name
-	if o.instance != "" {
-		name = o.instance
-	}
+	name := o.instanceName(cfg)
 	if o.Backend != "" {
 		// The executive must see the same config (and hash) as this side.
 		args = append(args, "--backend", string(o.Backend))
@@ -338,10 +334,7 @@ func vmPartition(ctx context.Context, cfg *configs.Config, o Options, g *generat
 		extra = strings.TrimSpace(extra + " mkrt.shm=pci:" + vm.ShmPCI + " mkrt.take=pci:" + vm.TakeFromPCI)
 	}
 	cmdline := image.Cmdline(image.CmdlineOptions{RTCPUs: rtCPUs, Housekeeping: []int{0}, MaxCState: -1, Extra: extra})
-	name := cfg.Metadata.Name
-	if o.instance != "" {
-		name = o.instance // a later generation: its own image, QMP socket and console
-	}
+	name := o.instanceName(cfg) // a later generation: its own image, QMP socket and console
 	initrd, err := buildImage(cfg, o, kernel, name, cmdline, log)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -106,3 +108,51 @@ type Range struct{ Base, Bytes uint64 }
 
 // Overlaps reports whether r and o share a byte.
 func (r Range) Overlaps(o Range) bool { return r.Base < o.Base+o.Bytes && o.Base < r.Base+r.Bytes }
+
+// Reservations are the ranges the host's command line (/proc/cmdline)
+// keeps from the kernel with memmap=<size>$<addr>: where a shared region
+// can be: a Parker shared region, a Jailhouse cell's window.
+func Reservations(cmdline string) []Range {
+	var out []Range
+	for _, f := range strings.Fields(cmdline) {
+		v, ok := strings.CutPrefix(f, "memmap=")
+		if !ok {
+			continue
+		}
+		for _, m := range strings.Split(v, ",") {
+			size, addr, ok := strings.Cut(m, "$")
+			if !ok {
+				continue // another memmap kind (@ usable, # ACPI, ! persistent)
+			}
+			s, ok1 := memparse(size)
+			a, ok2 := memparse(addr)
+			if ok1 && ok2 && s > 0 {
+				out = append(out, Range{Base: a, Bytes: s})
+			}
+		}
+	}
+	return out
+}
+
+// memparse reads a size or address as the kernel's memparse does: a
+// number (0x for hex) with an optional K, M, G or T suffix.
+func memparse(s string) (uint64, bool) {
+	mult := uint64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k', 'K':
+			mult = 1 << 10
+		case 'm', 'M':
+			mult = 1 << 20
+		case 'g', 'G':
+			mult = 1 << 30
+		case 't', 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseUint(s, 0, 64)
+	return v * mult, err == nil
+}

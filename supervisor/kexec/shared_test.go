@@ -1,6 +1,7 @@
 package kexec_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/mkrt/mkrt/supervisor/kexec"
@@ -44,5 +45,13 @@ func TestSharedMount(t *testing.T) {
 	}
 	if got := calls(other); len(got) != 0 {
 		t.Fatalf("mounted elsewhere: calls %v", got)
+	}
+}
+
+func TestReservations(t *testing.T) {
+	got := kexec.Reservations("BOOT_IMAGE=/vmlinuz ro memmap=4M$0x9fc00000 quiet memmap=0x400000$0xa0000000,64K@0x1000 parker_cma=1G memmap=2G#0x100000000")
+	want := []kexec.Range{{Base: 0x9fc00000, Bytes: 4 << 20}, {Base: 0xa0000000, Bytes: 0x400000}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Reservations = %+v, want %+v", got, want)
 	}
 }

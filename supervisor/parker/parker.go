@@ -32,7 +32,7 @@
 // through mkrt.shm=phys:<addr>,<size> (and also reserves it with memmap=).
 //
 // mkrt run (supervisor/deploy) picks the shared region among the host's
-// memmap= reservations (Reservations), formats it before the start
+// memmap= reservations (kexec.Reservations), formats it before the start
 // (Formatted, Locate), and for a hand-over starts a second secondary in an
 // entry of another name over the next reservation. The kernfs mount is
 // shared by the secondaries of one process (kexec.SharedMount).
@@ -167,54 +167,6 @@ func (p *Partition) Locate() (shm.Location, error) {
 		return shm.Location{}, fmt.Errorf("%w: no shared region address (reserve one with memmap=<size>$<addr> on the host's command line)", ErrSharedMemory)
 	}
 	return p.SharedMemory(), nil
-}
-
-// Reservations are the ranges the host's command line (/proc/cmdline)
-// keeps from the kernel with memmap=<size>$<addr>: where a shared region
-// can be.
-func Reservations(cmdline string) []kexec.Range {
-	var out []kexec.Range
-	for _, f := range strings.Fields(cmdline) {
-		v, ok := strings.CutPrefix(f, "memmap=")
-		if !ok {
-			continue
-		}
-		for _, m := range strings.Split(v, ",") {
-			size, addr, ok := strings.Cut(m, "$")
-			if !ok {
-				continue // another memmap kind (@ usable, # ACPI, ! persistent)
-			}
-			s, ok1 := memparse(size)
-			a, ok2 := memparse(addr)
-			if ok1 && ok2 && s > 0 {
-				out = append(out, kexec.Range{Base: a, Bytes: s})
-			}
-		}
-	}
-	return out
-}
-
-// memparse reads a size or address as the kernel's memparse does: a
-// number (0x for hex) with an optional K, M, G or T suffix.
-func memparse(s string) (uint64, bool) {
-	mult := uint64(1)
-	if n := len(s); n > 0 {
-		switch s[n-1] {
-		case 'k', 'K':
-			mult = 1 << 10
-		case 'm', 'M':
-			mult = 1 << 20
-		case 'g', 'G':
-			mult = 1 << 30
-		case 't', 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			s = s[:n-1]
-		}
-	}
-	v, err := strconv.ParseUint(s, 0, 64)
-	return v * mult, err == nil
 }
 
 // Cmdline is the secondary's command line of the current start.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -191,13 +190,5 @@ func TestUnsupported(t *testing.T) {
 	r.o.FS, r.o.Sys = r.k, r.k
 	if err := r.partition(t).Start(ctx(t)); !errors.Is(err, parker.ErrUnsupported) {
 		t.Errorf("err = %v", err)
-	}
-}
-
-func TestReservations(t *testing.T) {
-	got := parker.Reservations("BOOT_IMAGE=/vmlinuz ro memmap=4M$0x9fc00000 quiet memmap=0x400000$0xa0000000,64K@0x1000 parker_cma=1G memmap=2G#0x100000000")
-	want := []kexec.Range{{Base: 0x9fc00000, Bytes: 4 << 20}, {Base: 0xa0000000, Bytes: 0x400000}}
-	if !slices.Equal(got, want) {
-		t.Fatalf("Reservations = %+v, want %+v", got, want)
 	}
 }
