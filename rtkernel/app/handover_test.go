@@ -18,15 +18,39 @@ import (
 	"github.com/mkrt/mkrt/supervisor/deploy"
 )
 
-// changedTank is the tank example with a changed block structure: the
-// level passes a lag filter before the PID, and an extra alarm watches it.
-func changedTank(t *testing.T, addr string) *configs.Config {
+// tankAt is the tank example polling the simulator at addr. These
+// executives run without real-time scheduling on a shared machine: a few
+// overruns in a row must not put one in its safe state (which would make
+// comparing the two programs' outputs meaningless), so the watchdog allows
+// ten.
+func tankAt(t *testing.T, addr string) *configs.Config {
 	t.Helper()
 	cfg, err := configs.Load("../../configs/examples/tank-level.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Devices[0].Address = addr
+	cfg.Watchdog.Overruns = 10
+	return cfg
+}
+
+// tankPair starts the tank simulator (stopped when the test ends) and
+// returns the example and its structurally changed version, both polling it.
+func tankPair(ctx context.Context, t *testing.T) (old, changed *configs.Config) {
+	t.Helper()
+	srv, err := sim.Start(ctx, sim.NewTank(), sim.Config{Listen: "127.0.0.1:0", Speed: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return tankAt(t, srv.Addr()), changedTank(t, srv.Addr())
+}
+
+// changedTank is the tank example with a changed block structure: the
+// level passes a lag filter before the PID, and an extra alarm watches it.
+func changedTank(t *testing.T, addr string) *configs.Config {
+	t.Helper()
+	cfg := tankAt(t, addr)
 	cfg.Tags = append(cfg.Tags, configs.Tag{Name: "level_filtered", Unit: "m"}, configs.Tag{Name: "level_very_high", Type: configs.Bool})
 	blocks := &cfg.Tasks[0].Blocks
 	for i := range *blocks {
@@ -186,22 +210,7 @@ type tankSwitch struct {
 func handOverTank(t *testing.T, k kernel) tankSwitch {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv, err := sim.Start(ctx, sim.NewTank(), sim.Config{Listen: "127.0.0.1:0", Speed: 60})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	oldCfg, err := configs.Load("../../configs/examples/tank-level.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldCfg.Devices[0].Address = srv.Addr()
-	// These executives run without real-time scheduling on a shared
-	// machine: a few overruns in a row must not put one in its safe state
-	// (which would make the comparison of outputs below meaningless).
-	oldCfg.Watchdog.Overruns = 10
-	newCfg := changedTank(t, srv.Addr())
-	newCfg.Watchdog.Overruns = 10
+	oldCfg, newCfg := tankPair(ctx, t)
 	old := startApp(ctx, t, oldCfg, "old", shm.Location{})
 	waitFor(ctx, t, "old partition running", func() bool {
 		return old.r.Heartbeat().State == shm.StateRunning && old.r.Heartbeat().Cycle > 50
@@ -291,11 +300,7 @@ func handOverTank(t *testing.T, k kernel) tankSwitch {
 func TestHandOverBetweenKernelsOverPhysicalMemory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv, err := sim.Start(ctx, sim.NewTank(), sim.Config{Listen: "127.0.0.1:0", Speed: 60})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	oldCfg, newCfg := tankPair(ctx, t)
 	devmem := filepath.Join(t.TempDir(), "mem")
 	if f, err := os.Create(devmem); err != nil {
 		t.Fatal(err)
@@ -311,16 +316,11 @@ func TestHandOverBetweenKernelsOverPhysicalMemory(t *testing.T) {
 		l.Path = devmem
 		return l
 	}
-	oldCfg, err := configs.Load("../../configs/examples/tank-level.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldCfg.Devices[0].Address = srv.Addr()
 	old := startAppAt(ctx, t, hostKernel, oldCfg, "old", phys(0x8fc00000), shm.Location{})
 	waitFor(ctx, t, "old instance running", func() bool {
 		return old.r.Heartbeat().State == shm.StateRunning && old.r.Heartbeat().Cycle > 50
 	})
-	nw := startAppAt(ctx, t, otherKernel, changedTank(t, srv.Addr()), "new", phys(0x9fc00000), old.loc)
+	nw := startAppAt(ctx, t, otherKernel, newCfg, "new", phys(0x9fc00000), old.loc)
 	waitFor(ctx, t, "new instance on standby", func() bool {
 		return nw.r.Heartbeat().Cycle > 5 && nw.r.HandOver().Counters().Mode == shm.ModeStandby
 	})
