@@ -61,7 +61,7 @@ kernel:
 	@test -n "$(KERNEL_SRC)" || { echo "make kernel: set KERNEL_SRC to a kernel source tree"; exit 1; }
 	mkdir -p $(KERNEL_OUT)
 	$(MAKE) -C $(KERNEL_SRC) O=$(KERNEL_OUT) x86_64_defconfig
-	cd $(KERNEL_SRC) && scripts/kconfig/merge_config.sh -m -O $(KERNEL_OUT) $(KERNEL_OUT)/.config $(CURDIR)/rtkernel/image/mkrt-rt.config
+	cd $(KERNEL_SRC) && scripts/kconfig/merge_config.sh -m -O $(KERNEL_OUT) $(KERNEL_OUT)/.config $(CURDIR)/supervisor/image/mkrt-rt.config
 	$(MAKE) -C $(KERNEL_SRC) O=$(KERNEL_OUT) olddefconfig
 	$(MAKE) -C $(KERNEL_SRC) O=$(KERNEL_OUT) -j$$(nproc) bzImage
 	@echo "kernel: $(KERNEL_OUT)/arch/x86/boot/bzImage"

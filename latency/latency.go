@@ -31,7 +31,7 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/rt"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Defaults of Options.

@@ -30,7 +30,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/metrics"
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // ErrMap is a register map that cannot be served.

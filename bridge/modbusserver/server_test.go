@@ -17,7 +17,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/modbusserver"
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 func f64(v float64) *float64 { return &v }

@@ -28,7 +28,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/mqttc"
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Config is the JSON interface's topics and behaviour.

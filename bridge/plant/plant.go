@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Plant is the process image and command path of one running partition.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/mkrt/mkrt/bridge/bridgetest"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // TestScanAllocatesNothing: the per-scan path (snapshot, device liveness,

@@ -15,7 +15,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/sparkplug"
 	"github.com/mkrt/mkrt/bridge/sparkplug/sproto"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // BenchmarkImageToSubscriber: 10,000 tags, 1,000 of them changing every

@@ -8,7 +8,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/bridge/sparkplug/sproto"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // ErrBadMetric is a command metric that cannot be applied.

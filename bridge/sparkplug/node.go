@@ -39,7 +39,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/bridge/sparkplug/sproto"
 	"github.com/mkrt/mkrt/bridge/store"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Namespace is the Sparkplug B topic namespace.

@@ -20,7 +20,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/sparkplug"
 	"github.com/mkrt/mkrt/bridge/sparkplug/sproto"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 var outage = flag.Duration("sparkplug.outage", 30*time.Second, "how long the broker is down in the store-and-forward test (-short: 3s)")

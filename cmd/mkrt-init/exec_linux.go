@@ -9,12 +9,11 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/app"
-	"github.com/mkrt/mkrt/rtkernel/image"
 	"github.com/mkrt/mkrt/rtkernel/pid1"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // runExecutive loads the config from the initramfs, brings up the
@@ -22,7 +21,7 @@ import (
 // mkrt.take=<where> (a hand-over) it starts on standby and takes over from
 // the partition whose region is there.
 func runExecutive(ctx context.Context, log *slog.Logger, boot *pid1.Boot, loc pid1.ShmLocation) error {
-	cfg, err := configs.Load("/" + image.ConfigPath)
+	cfg, err := configs.Load("/" + pid1.ConfigPath)
 	if err != nil {
 		return err
 	}

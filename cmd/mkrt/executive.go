@@ -10,17 +10,16 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/app"
+	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/supervisor"
-	"github.com/mkrt/mkrt/supervisor/retain"
 )
 
 // newExecutiveCmd is `mkrt executive`: the control program of a process
 // partition, started by the supervisor (not by hand).
 func newExecutiveCmd() *cobra.Command {
-	var cfgPath, shmLoc, retainPath, backend, takeFrom string
+	var cfgPath, shmLoc, backend, takeFrom string
 	var force bool
 	cmd := &cobra.Command{
 		Use:    "executive --config FILE --shm LOCATION",
@@ -43,13 +42,6 @@ func newExecutiveCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{supervisor.ExitDoNotRestart, fmt.Errorf("--shm: %w", err)}
 			}
-			var vals []retain.Value
-			if retainPath != "" {
-				vals, err = retain.New(retainPath, log).Load()
-				if err != nil && !errors.Is(err, os.ErrNotExist) {
-					log.Warn("retained values not restored", "err", err)
-				}
-			}
 			var from shm.Location
 			if takeFrom != "" {
 				if from, err = shm.ParseLocation(takeFrom); err != nil {
@@ -58,7 +50,7 @@ func newExecutiveCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			err = app.Run(ctx, app.Options{Config: cfg, Shm: loc, Retained: vals, Force: force, Log: log, TakeFrom: from})
+			err = app.Run(ctx, app.Options{Config: cfg, Shm: loc, Force: force, Log: log, TakeFrom: from})
 			if errors.Is(err, app.ErrConfig) {
 				return &exitError{supervisor.ExitDoNotRestart, err}
 			}
@@ -67,7 +59,6 @@ func newExecutiveCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "control config")
 	cmd.Flags().StringVar(&shmLoc, "shm", "", "shared region: /dev/shm/NAME, pci:BDF or mem:ADDR+SIZE (default $MKRT_SHM)")
-	cmd.Flags().StringVar(&retainPath, "retain", "", "retained-values file to start from")
 	cmd.Flags().StringVar(&backend, "backend", "", "the backend mkrt run was told to use (keeps the config hash equal on both sides)")
 	cmd.Flags().StringVar(&takeFrom, "take-from", "", "region of the running partition to take over from (hand-over): start on standby")
 	cmd.Flags().BoolVar(&force, "force", false, "take the region over from a writer that still looks alive")

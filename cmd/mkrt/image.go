@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/image"
+	"github.com/mkrt/mkrt/supervisor/image"
 )
 
 // newImageCmd is `mkrt image build`: the application kernel's initramfs,

@@ -9,7 +9,7 @@ import (
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // configCheck is a further check of a config that loaded and validated,

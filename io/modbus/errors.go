@@ -9,7 +9,7 @@ import (
 
 	gb "github.com/goburrow/modbus"
 
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Errors a Scanner reports, classified with errors.Is. Every request error

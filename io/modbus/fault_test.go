@@ -14,7 +14,7 @@ import (
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/io/modbus/modbustest"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // TestFaultyAnswers polls a raw server that answers with crafted frames:

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Debian's python3-pymodbus is installed for the system interpreter; the

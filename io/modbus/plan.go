@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Protocol limits of one request (Modbus application protocol v1.1b3).

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 func planOf(t *testing.T, maxGap int, tags ...configs.IOTag) *plan {

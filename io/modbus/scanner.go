@@ -15,7 +15,7 @@ import (
 	gb "github.com/goburrow/modbus"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Option changes how a Scanner is built.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/io/sim"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 func tcpDevice(name, addr string, tags ...configs.IOTag) configs.Device {

@@ -1,7 +1,7 @@
 // Package app is the control program of a partition as one unit: it binds
 // the executive (rtkernel/executive) to the compiled block program
 // (rtkernel/blocks), the field devices' scanners (io/modbus) and the writer
-// side of the shared-memory channel (bridge/shm). The same Run serves the
+// side of the shared-memory channel (shm). The same Run serves the
 // process backend (`mkrt executive`, a pinned child of the supervisor) and
 // the application kernel's PID 1 (cmd/mkrt-init).
 //
@@ -19,14 +19,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/io/modbus"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/rt"
-	"github.com/mkrt/mkrt/rtkernel/tag"
-	"github.com/mkrt/mkrt/supervisor/retain"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // ErrConfig wraps every error that restarting will not fix (the config does
@@ -39,8 +38,6 @@ type Options struct {
 	Config *configs.Config
 	// Shm is where the shared region is.
 	Shm shm.Location
-	// Retained are the values of retain tags to start from.
-	Retained []retain.Value
 	// Force takes the region over from a writer that still looks alive.
 	Force bool
 	// TakeFrom is the region of the running partition this one replaces
@@ -67,9 +64,6 @@ func Run(ctx context.Context, o Options) error {
 	tab, err := tag.NewTable(cfg)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	if n, skipped := retain.Restore(tab, o.Retained); n > 0 || len(skipped) > 0 {
-		log.Info("retained values restored", "applied", n, "skipped", skipped)
 	}
 	if _, err := blocks.Compile(cfg, tab); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)

@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/io/sim"
-	"github.com/mkrt/mkrt/rtkernel/tag"
-	"github.com/mkrt/mkrt/supervisor/retain"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // TestControlLoopOverSharedMemory runs the tank example against the tank
@@ -44,9 +43,20 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "region")
 	loc := shm.File(path, layout.Size(), true)
 
+	// The host side seeds the region with the retained setpoint.
+	sp, _ := tab.Lookup("level_sp")
+	tab.Samples[sp].Value = 1.5
+	seed, err := shm.Open(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shm.Seed(ctx, seed, layout, tab.Samples, tab.Text); err != nil {
+		t.Fatal(err)
+	}
+	seed.Close()
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{Config: cfg, Shm: loc, Retained: []retain.Value{{Name: "level_sp", Value: 1.5}}})
+		done <- Run(ctx, Options{Config: cfg, Shm: loc})
 	}()
 
 	region, err := openWhenFormatted(ctx, loc, layout)
@@ -59,7 +69,6 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	level, _ := tab.Lookup("level")
-	sp, _ := tab.Lookup("level_sp")
 	var img shm.Image
 	var hb shm.Heartbeat
 	deadline := time.Now().Add(20 * time.Second)

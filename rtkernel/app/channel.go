@@ -3,9 +3,9 @@ package app
 import (
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/rtkernel/executive"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // channel is the executive's Channel on a shared-memory Writer.

@@ -6,8 +6,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/rtkernel/executive"
+	"github.com/mkrt/mkrt/shm"
 )
 
 // A hand-over between kernels crosses clock domains: the running executive

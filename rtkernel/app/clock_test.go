@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
-	"github.com/mkrt/mkrt/bridge/shm/shmtest"
 	"github.com/mkrt/mkrt/rtkernel/rt"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/shmtest"
 )
 
 // beatingRegion is a region whose writer beats every period on a clock

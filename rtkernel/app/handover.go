@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/rtkernel/executive"
+	"github.com/mkrt/mkrt/shm"
 )
 
 // The text of a shm.CmdHandOver command; its Value is the hand-over time

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/io/modbus"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // fieldIO is the executive's IO over the devices' scanners. The scanners'

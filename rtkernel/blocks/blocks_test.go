@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // timerRig is one timer block between tags x (bool) and q, et.

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // srcKind is where a block input comes from.

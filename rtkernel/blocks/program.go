@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Errors of the run-time interface, classified with errors.Is.

@@ -3,7 +3,7 @@ package blocks
 import (
 	"math"
 
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // exec runs the instructions once. dts is the cycle time in seconds, dtn in

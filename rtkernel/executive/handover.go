@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/rtkernel/blocks"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Hand-over: a running executive (the old one) hands the outputs of the

@@ -10,7 +10,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/blocks"
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/executive/executivetest"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // loopConfig is a level loop: a PID from the level input to the valve

@@ -14,7 +14,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/executive/executivetest"
 	"github.com/mkrt/mkrt/rtkernel/rt"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 func TestCycleAllocatesNothing(t *testing.T) {

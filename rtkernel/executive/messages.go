@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // State is the executive's state as reported in the heartbeat.

@@ -3,7 +3,7 @@ package executive
 import (
 	"time"
 
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Program is one task's compiled block program (*blocks.TaskProgram). It is

@@ -18,6 +18,15 @@ import (
 	"strings"
 )
 
+// The initramfs layout mkrt-init relies on; the image builder on the host
+// (supervisor/image) writes these paths.
+const (
+	InitPath      = "init"
+	ConfigPath    = "etc/mkrt/config.yaml"
+	ModuleOrder   = "etc/mkrt/modules"
+	ModulesPrefix = "lib/modules"
+)
+
 // Boot is what mkrt-init learned about the kernel it runs in.
 type Boot struct {
 	// Params are the mkrt.* command-line parameters without the prefix.

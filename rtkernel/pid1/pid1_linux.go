@@ -46,7 +46,7 @@ func Setup(log *slog.Logger) (*Boot, error) {
 	}
 	rt, _ := os.ReadFile("/sys/kernel/realtime")
 	b.Realtime = strings.TrimSpace(string(rt)) == "1"
-	LoadModules(log, "/etc/mkrt/modules")
+	LoadModules(log, "/"+ModuleOrder)
 	return b, nil
 }
 

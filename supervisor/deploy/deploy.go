@@ -32,10 +32,10 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/bridge"
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/kexec"
@@ -214,13 +214,8 @@ func seedRetained(ctx context.Context, region *shm.Region, l *shm.Layout, cfg *c
 		return err
 	}
 	n, skipped := retain.Restore(tab, vals)
-	w, err := shm.AttachWriter(ctx, region, l, shm.WriterOptions{Force: true, Logger: log})
-	if err != nil {
-		return err
-	}
-	w.PublishAll(0, tab.Samples, tab.Text)
 	log.Info("retained values seeded", "tags", n, "skipped", skipped)
-	return w.Close()
+	return shm.Seed(ctx, region, l, tab.Samples, tab.Text)
 }
 
 // keepRetained saves the retain tags' values when they change (at most once

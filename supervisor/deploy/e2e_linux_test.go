@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/bridge/bridgetest"
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/bridge/sparkplug/sproto"
+	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/retain"

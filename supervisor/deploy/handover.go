@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
+	"github.com/mkrt/mkrt/shm"
 )
 
 // ErrHandOver classifies a hand-over that did not switch: the running

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/bridge/bridgetest"
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 )

@@ -23,9 +23,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mkrt/mkrt/bridge/bridgetest"
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/bridge/sparkplug/sproto"
 	"github.com/mkrt/mkrt/io/sim"
+	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/deploy"

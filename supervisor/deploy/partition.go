@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/image"
+	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/image"
 	"github.com/mkrt/mkrt/supervisor/jailhouse"
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/multikernel"
@@ -29,7 +29,7 @@ import (
 func newPartition(ctx context.Context, cfg *configs.Config, o Options, g *generation, size int64, log *slog.Logger) (supervisor.Partition, error) {
 	switch cfg.Partition.Backend {
 	case configs.BackendProcess, "":
-		return processPartition(cfg, o, g.regionPath, g.d.store.Path(), log)
+		return processPartition(cfg, o, g.regionPath, log)
 	case configs.BackendVM:
 		return vmPartition(ctx, cfg, o, g, size, log)
 	case configs.BackendMultikernel:
@@ -261,7 +261,7 @@ func secondKernel(cfg *configs.Config, o Options, name, backend string, log *slo
 	return kernel, initrd, &c, host, nil
 }
 
-func processPartition(cfg *configs.Config, o Options, region, retainPath string, log *slog.Logger) (supervisor.Partition, error) {
+func processPartition(cfg *configs.Config, o Options, region string, log *slog.Logger) (supervisor.Partition, error) {
 	exe := o.Executable
 	if exe == "" {
 		var err error
@@ -281,7 +281,7 @@ func processPartition(cfg *configs.Config, o Options, region, retainPath string,
 	for _, t := range cfg.Tasks {
 		prio = max(prio, t.Priority)
 	}
-	args := []string{exe, "executive", "--config", cfgPath, "--shm", region, "--retain", retainPath}
+	args := []string{exe, "executive", "--config", cfgPath, "--shm", region}
 	if o.takeFrom != "" {
 		args = append(args, "--take-from", o.takeFrom) // start on standby (hand-over)
 	}

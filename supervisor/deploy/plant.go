@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/bridge"
-	"github.com/mkrt/mkrt/bridge/shm"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/supervisor"
 )
 

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/app"
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/pid1"
 	"github.com/mkrt/mkrt/rtkernel/rt"
+	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/supervisor/deploy"
 	"github.com/mkrt/mkrt/supervisor/jailhouse"
 	"github.com/mkrt/mkrt/supervisor/jailhouse/jailhousetest"

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm"
 )
 
 // The ivshmem-v2 device mkrt gives a cell.

@@ -12,7 +12,7 @@ import (
 	"github.com/u-root/u-root/pkg/dt"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/image"
+	"github.com/mkrt/mkrt/supervisor/image"
 )
 
 // Sizes and alignments of an instance's memory.

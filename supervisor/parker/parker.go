@@ -57,10 +57,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/image"
+	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/image"
 	"github.com/mkrt/mkrt/supervisor/kexec"
 )
 

@@ -25,7 +25,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Value is one retained tag's value. Numeric and bool tags use Value;

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/supervisor/supervisortest"
 )
 

@@ -7,7 +7,7 @@
 // console is captured to the partition log.
 //
 // It needs qemu-system-x86_64 (Debian qemu-system-x86), a kernel and an
-// initramfs from rtkernel/image; root for taps and vfio.
+// initramfs from supervisor/image; root for taps and vfio.
 package vm
 
 import (

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/io/sim"
-	"github.com/mkrt/mkrt/rtkernel/image"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/supervisor/image"
 )
 
 // guestPlant prepares the tank example for a guest: the guest's NIC gets

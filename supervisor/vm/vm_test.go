@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkrt/mkrt/rtkernel/image"
+	"github.com/mkrt/mkrt/supervisor/image"
 )
 
 func TestArgs(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/rtkernel/executive"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Clock is a monotonic clock that jumps to every deadline at once. It is

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
-	"github.com/mkrt/mkrt/bridge/shm/shmtest"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/shmtest"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 func ctxT(t testing.TB) context.Context {

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // The hand-over area carries a running executive's state to the executive

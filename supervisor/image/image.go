@@ -24,14 +24,8 @@ import (
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
-)
 
-// Paths inside the initramfs that mkrt-init relies on.
-const (
-	InitPath      = "init"
-	ConfigPath    = "etc/mkrt/config.yaml"
-	ModuleOrder   = "etc/mkrt/modules"
-	ModulesPrefix = "lib/modules"
+	"github.com/mkrt/mkrt/rtkernel/pid1"
 )
 
 // DefaultModules are loaded in every application kernel that ships them as
@@ -94,8 +88,8 @@ func Build(o Options) ([]byte, *Manifest, error) {
 	if !bytes.HasPrefix(init, []byte("\x7fELF")) {
 		return nil, nil, fmt.Errorf("image: init binary %s is not an ELF executable", o.Init)
 	}
-	files[InitPath], modes[InitPath] = init, 0o755
-	files[ConfigPath], modes[ConfigPath] = o.Config, 0o644
+	files[pid1.InitPath], modes[pid1.InitPath] = init, 0o755
+	files[pid1.ConfigPath], modes[pid1.ConfigPath] = o.Config, 0o644
 	for p, b := range o.Extra {
 		p = strings.TrimPrefix(path.Clean("/"+p), "/")
 		files[p], modes[p] = b, 0o644
@@ -138,12 +132,12 @@ func Build(o Options) ([]byte, *Manifest, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("image: module %s: %w", rp, err)
 			}
-			ap := path.Join(ModulesPrefix, rel, rp)
+			ap := path.Join(pid1.ModulesPrefix, rel, rp)
 			files[ap], modes[ap] = b, 0o644
 			list = append(list, "/"+ap)
 			m.Modules = append(m.Modules, ModuleName(rp))
 		}
-		files[ModuleOrder], modes[ModuleOrder] = []byte(strings.Join(list, "\n")+"\n"), 0o644
+		files[pid1.ModuleOrder], modes[pid1.ModuleOrder] = []byte(strings.Join(list, "\n")+"\n"), 0o644
 	}
 
 	raw, err := archive(files, modes)

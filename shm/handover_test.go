@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/mkrt/mkrt/bridge/shm"
-	"github.com/mkrt/mkrt/bridge/shm/shmtest"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/shmtest"
 )
 
 func newAreas(t *testing.T) (*shm.HandOver, *shm.HandOver) {

@@ -5,7 +5,7 @@ import (
 	"math"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // State is the executive's state as published in the heartbeat.

@@ -16,9 +16,9 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/mkrt/mkrt/bridge/shm"
-	"github.com/mkrt/mkrt/bridge/shm/shmtest"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/shmtest"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 var longRun = flag.Bool("shm.long", false, "run the two-process hammer test for 60s instead of 2s")

@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mkrt/mkrt/bridge/shm/shmtest"
+	"github.com/mkrt/mkrt/shm/shmtest"
 )
 
 // threadCPU is the calling thread's CPU time: on a shared, loaded machine

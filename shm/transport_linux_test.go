@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/mkrt/mkrt/bridge/shm"
-	"github.com/mkrt/mkrt/bridge/shm/shmtest"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/shmtest"
 )
 
 // attachBoth formats a region through one mapping and reads it through

@@ -1,5 +1,5 @@
 // Package shmtest has fakes and helpers for code that uses the shared-memory
-// channel (bridge/shm) in tests: layouts of any shape, a writer and reader
+// channel (shm) in tests: layouts of any shape, a writer and reader
 // pair over a real temporary file mapping, a sysfs-shaped PCI device
 // directory, and a deterministic fake executive that answers commands the
 // way the real one does. Nothing here needs privileges; it needs Linux for
@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Params returns layout parameters for n float64 tags named t0..t{n-1}

@@ -13,7 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Clock is the time source of the waits in this package.
@@ -86,6 +86,20 @@ func Format(r *Region, l *Layout) error {
 	copy(m[8:hBootID], h[8:hBootID])
 	m.store(hMagic, le.Uint64(h[:8]))
 	return nil
+}
+
+// Seed formats r for l when it is blank (or forced) and writes samples and
+// text as its process image, then detaches: the executive that attaches
+// next finds them there (rtkernel/app takes the retain tags' values from
+// it). The host side seeds a fresh region with the retained values it
+// kept, the same way for a child process, a guest or a second kernel.
+func Seed(ctx context.Context, r *Region, l *Layout, samples []tag.Sample, text []string) error {
+	w, err := AttachWriter(ctx, r, l, WriterOptions{Force: true})
+	if err != nil {
+		return err
+	}
+	w.PublishAll(0, samples, text)
+	return w.Close()
 }
 
 // writeDirectory writes the tag directory and the static lines of the task

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 func testParams() Params {

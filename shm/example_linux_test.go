@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge/shm"
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/rtkernel/tag"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Example shows both sides: the host creates the region file, the executive
