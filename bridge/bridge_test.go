@@ -21,6 +21,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/bridgetest"
 	"github.com/mkrt/mkrt/bridge/mqttc"
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 func f64(v float64) *float64 { return &v }
@@ -39,7 +40,7 @@ func TestEndToEnd(t *testing.T) {
 			MQTT: configs.MQTT{Listen: "127.0.0.1:0", Users: []configs.User{
 				{Username: "scada", Password: "pw"}, {Username: "viewer", Password: "ro", ReadOnly: true}}},
 			Modbus: configs.ModbusServer{Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(mbPort)), Map: []configs.RegisterMap{
-				{Tag: "setpoint", Area: configs.AreaHolding, Address: 0, Type: configs.Float32},
+				{Tag: "setpoint", Area: configs.AreaHolding, Address: 0, Type: tag.Float32},
 			}},
 			Metrics: configs.Metrics{Listen: "127.0.0.1:0"},
 		},

@@ -11,6 +11,8 @@
 // plant engineer may leave out. Nothing here needs privileges or hardware.
 package configs
 
+import "github.com/mkrt/mkrt/shm/tag"
+
 // Config is one control config: a partition and the plant program it runs.
 type Config struct {
 	Pos       Pos       `yaml:"-"`
@@ -147,34 +149,34 @@ type IOTag struct {
 	Name string `yaml:"name" doc:"tag name, unique across the config" required:"true"`
 	Area Area   `yaml:"area" doc:"coil, discrete, input or holding" enum:"coil,discrete,input,holding" required:"true"`
 	// Address is the zero-based register or coil address.
-	Address  int      `yaml:"address" doc:"zero-based register or coil address" required:"true"`
-	Type     DataType `yaml:"type" doc:"data type; default bool for coils and discrete inputs, uint16 for registers"`
-	Order    Order    `yaml:"order" doc:"byte/word order of multi-register values: ABCD (default), CDAB, BADC, DCBA" enum:"ABCD,CDAB,BADC,DCBA"`
-	Bit      *int     `yaml:"bit" doc:"read one bit (0-15) of a register as a bool"`
-	Length   int      `yaml:"length" doc:"string length in bytes (string type only)"`
-	Scale    *float64 `yaml:"scale" doc:"engineering value = raw * scale + offset; default 1"`
-	Offset   float64  `yaml:"offset" doc:"engineering value = raw * scale + offset; default 0"`
-	Unit     string   `yaml:"unit" doc:"engineering unit, e.g. m, degC, %"`
-	Access   Access   `yaml:"access" doc:"read (default for discrete and input), write, or read_write (default for coil and holding)" enum:"read,write,read_write"`
-	Deadband float64  `yaml:"deadband" doc:"report-by-exception deadband for the bridge, in engineering units"`
-	Min      *float64 `yaml:"min" doc:"lowest value a write may set"`
-	Max      *float64 `yaml:"max" doc:"highest value a write may set"`
+	Address  int          `yaml:"address" doc:"zero-based register or coil address" required:"true"`
+	Type     tag.DataType `yaml:"type" doc:"data type; default bool for coils and discrete inputs, uint16 for registers"`
+	Order    Order        `yaml:"order" doc:"byte/word order of multi-register values: ABCD (default), CDAB, BADC, DCBA" enum:"ABCD,CDAB,BADC,DCBA"`
+	Bit      *int         `yaml:"bit" doc:"read one bit (0-15) of a register as a bool"`
+	Length   int          `yaml:"length" doc:"string length in bytes (string type only)"`
+	Scale    *float64     `yaml:"scale" doc:"engineering value = raw * scale + offset; default 1"`
+	Offset   float64      `yaml:"offset" doc:"engineering value = raw * scale + offset; default 0"`
+	Unit     string       `yaml:"unit" doc:"engineering unit, e.g. m, degC, %"`
+	Access   tag.Access   `yaml:"access" doc:"read (default for discrete and input), write, or read_write (default for coil and holding)" enum:"read,write,read_write"`
+	Deadband float64      `yaml:"deadband" doc:"report-by-exception deadband for the bridge, in engineering units"`
+	Min      *float64     `yaml:"min" doc:"lowest value a write may set"`
+	Max      *float64     `yaml:"max" doc:"highest value a write may set"`
 }
 
 // Tag is an internal tag: a setpoint, a parameter or an intermediate value.
 type Tag struct {
-	Pos         Pos      `yaml:"-"`
-	Name        string   `yaml:"name" doc:"tag name, unique across the config" required:"true"`
-	Type        DataType `yaml:"type" doc:"data type; default float64"`
-	Initial     Value    `yaml:"initial" doc:"value at start (before any retained value is restored)"`
-	Min         *float64 `yaml:"min" doc:"lowest value a write may set"`
-	Max         *float64 `yaml:"max" doc:"highest value a write may set"`
-	Unit        string   `yaml:"unit" doc:"engineering unit"`
-	Writable    bool     `yaml:"writable" doc:"SCADA may write it (MQTT, Modbus); default false"`
-	Retain      bool     `yaml:"retain" doc:"persisted by the supervisor and restored at start"`
-	Deadband    float64  `yaml:"deadband" doc:"report-by-exception deadband for the bridge"`
-	Length      int      `yaml:"length" doc:"maximum string length in bytes (string type only); default 32"`
-	Description string   `yaml:"description" doc:"free text"`
+	Pos         Pos          `yaml:"-"`
+	Name        string       `yaml:"name" doc:"tag name, unique across the config" required:"true"`
+	Type        tag.DataType `yaml:"type" doc:"data type; default float64"`
+	Initial     Value        `yaml:"initial" doc:"value at start (before any retained value is restored)"`
+	Min         *float64     `yaml:"min" doc:"lowest value a write may set"`
+	Max         *float64     `yaml:"max" doc:"highest value a write may set"`
+	Unit        string       `yaml:"unit" doc:"engineering unit"`
+	Writable    bool         `yaml:"writable" doc:"SCADA may write it (MQTT, Modbus); default false"`
+	Retain      bool         `yaml:"retain" doc:"persisted by the supervisor and restored at start"`
+	Deadband    float64      `yaml:"deadband" doc:"report-by-exception deadband for the bridge"`
+	Length      int          `yaml:"length" doc:"maximum string length in bytes (string type only); default 32"`
+	Description string       `yaml:"description" doc:"free text"`
 }
 
 // OverrunPolicy is what a task does when a cycle runs past its period.
@@ -310,14 +312,14 @@ type ModbusServer struct {
 
 // RegisterMap places a tag in the Modbus server's address space.
 type RegisterMap struct {
-	Pos     Pos      `yaml:"-"`
-	Tag     string   `yaml:"tag" doc:"tag name" required:"true"`
-	Area    Area     `yaml:"area" doc:"coil, discrete, input or holding" enum:"coil,discrete,input,holding" required:"true"`
-	Address int      `yaml:"address" doc:"zero-based address" required:"true"`
-	Type    DataType `yaml:"type" doc:"wire type; default: the tag's type"`
-	Order   Order    `yaml:"order" doc:"word order; default ABCD" enum:"ABCD,CDAB,BADC,DCBA"`
-	Scale   *float64 `yaml:"scale" doc:"raw = (value - offset) / scale; default 1"`
-	Offset  float64  `yaml:"offset" doc:"raw = (value - offset) / scale; default 0"`
+	Pos     Pos          `yaml:"-"`
+	Tag     string       `yaml:"tag" doc:"tag name" required:"true"`
+	Area    Area         `yaml:"area" doc:"coil, discrete, input or holding" enum:"coil,discrete,input,holding" required:"true"`
+	Address int          `yaml:"address" doc:"zero-based address" required:"true"`
+	Type    tag.DataType `yaml:"type" doc:"wire type; default: the tag's type"`
+	Order   Order        `yaml:"order" doc:"word order; default ABCD" enum:"ABCD,CDAB,BADC,DCBA"`
+	Scale   *float64     `yaml:"scale" doc:"raw = (value - offset) / scale; default 1"`
+	Offset  float64      `yaml:"offset" doc:"raw = (value - offset) / scale; default 0"`
 }
 
 // Metrics is the Prometheus endpoint.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 func TestParseBadYAML(t *testing.T) {
@@ -178,12 +179,12 @@ bridge:
 		t.Errorf("written zeros must stay zero: %+v", e)
 	}
 	tags := d.Tags
-	if tags[0].Type != configs.Bool || tags[0].Access != configs.ReadWrite ||
-		tags[1].Type != configs.Float32 || tags[1].Order != configs.ABCD || *tags[1].Scale != 1 ||
-		tags[2].Type != configs.Bool || tags[2].Access != configs.Read {
+	if tags[0].Type != tag.Bool || tags[0].Access != tag.ReadWrite ||
+		tags[1].Type != tag.Float32 || tags[1].Order != configs.ABCD || *tags[1].Scale != 1 ||
+		tags[2].Type != tag.Bool || tags[2].Access != tag.Read {
 		t.Errorf("io tags %+v", tags)
 	}
-	if c.Tags[0].Type != configs.String || c.Tags[0].Length != 32 || c.Tags[1].Type != configs.Float64 {
+	if c.Tags[0].Type != tag.String || c.Tags[0].Length != 32 || c.Tags[1].Type != tag.Float64 {
 		t.Errorf("tags %+v", c.Tags)
 	}
 	task := c.Tasks[0]

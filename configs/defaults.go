@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/boards"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // The documented defaults.
@@ -58,8 +59,8 @@ func (c *Config) Defaults() {
 	}
 	for i := range c.Tags {
 		t := &c.Tags[i]
-		setDefault(&t.Type, Float64)
-		if t.Type == String {
+		setDefault(&t.Type, tag.Float64)
+		if t.Type == tag.String {
 			setDefault(&t.Length, DefaultStringLength)
 		}
 	}
@@ -113,21 +114,21 @@ func (d *Device) defaults(c *Config, firstNIC string) {
 
 // DefaultType is the tag's type when none is written: bool for coils,
 // discrete inputs and register bits, uint16 for registers.
-func (t *IOTag) DefaultType() DataType {
+func (t *IOTag) DefaultType() tag.DataType {
 	if t.Area == AreaCoil || t.Area == AreaDiscrete || t.Bit != nil {
-		return Bool
+		return tag.Bool
 	}
-	return Uint16
+	return tag.Uint16
 }
 
 // DefaultAccess is the tag's access when none is written: read for
 // discrete inputs and input registers, read_write for coils and holding
 // registers.
-func (t *IOTag) DefaultAccess() Access {
+func (t *IOTag) DefaultAccess() tag.Access {
 	if t.Area == AreaCoil || t.Area == AreaHolding {
-		return ReadWrite
+		return tag.ReadWrite
 	}
-	return Read
+	return tag.Read
 }
 
 func (b *Bridge) defaults(c *Config) {

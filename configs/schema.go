@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/mkrt/mkrt/shm/tag"
 	"reflect"
 	"strings"
 )
@@ -82,9 +83,9 @@ func (g *schemaGen) schemaOf(t reflect.Type) map[string]any {
 		}}
 	case reflect.TypeOf(Value{}), reflect.TypeOf(Ref{}):
 		return map[string]any{"type": []string{"string", "number", "boolean"}}
-	case reflect.TypeOf(DataType("")):
-		names := make([]string, len(DataTypes))
-		for i, d := range DataTypes {
+	case reflect.TypeOf(tag.DataType("")):
+		names := make([]string, len(tag.DataTypes))
+		for i, d := range tag.DataTypes {
 			names[i] = string(d)
 		}
 		return map[string]any{"type": "string", "enum": names}

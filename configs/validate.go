@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/mkrt/mkrt/boards"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // BlockTypes lists the function block types a task may use.
@@ -205,18 +206,11 @@ func (k *checker) partition() {
 	}
 }
 
-// TagInfo is what the rules know of one tag, device or internal.
+// TagInfo is what the rules know of one tag, device or internal: its
+// entry in the tag directory and where it is defined.
 type TagInfo struct {
-	Name   string
-	Type   DataType
-	Unit   string
-	Device string // "" for internal tags
-	Access Access // internal tags: read_write
-	// Writable is whether SCADA may write it.
-	Writable bool
-	Min, Max *float64
-	Length   int
-	Pos      Pos
+	tag.Info
+	Pos Pos
 }
 
 // TagsByName returns every tag of the config by name (the first one when
@@ -224,29 +218,12 @@ type TagInfo struct {
 func (c *Config) TagsByName() map[string]TagInfo { return c.tagIndex() }
 
 func (c *Config) tagIndex() map[string]TagInfo {
-	m := map[string]TagInfo{}
-	add := func(t TagInfo) {
-		if _, dup := m[t.Name]; !dup && t.Name != "" {
-			m[t.Name] = t
+	infos, pos := c.tagDirectory()
+	m := make(map[string]TagInfo, len(infos))
+	for i, in := range infos {
+		if _, dup := m[in.Name]; !dup && in.Name != "" {
+			m[in.Name] = TagInfo{Info: in, Pos: pos[i]}
 		}
-	}
-	for _, d := range c.Devices {
-		for i := range d.Tags {
-			t := &d.Tags[i]
-			typ, acc := t.Type, t.Access
-			setDefault(&typ, t.DefaultType())
-			setDefault(&acc, t.DefaultAccess())
-			add(TagInfo{Name: t.Name, Type: typ, Unit: t.Unit, Device: d.Name, Access: acc, Writable: acc.Writable(),
-				Min: t.Min, Max: t.Max, Length: t.Length, Pos: t.Pos})
-		}
-	}
-	for _, t := range c.Tags {
-		typ, n := t.Type, t.Length
-		setDefault(&typ, Float64)
-		if typ == String {
-			setDefault(&n, DefaultStringLength)
-		}
-		add(TagInfo{Name: t.Name, Type: typ, Unit: t.Unit, Access: ReadWrite, Writable: t.Writable, Min: t.Min, Max: t.Max, Length: n, Pos: t.Pos})
 	}
 	return m
 }
@@ -355,7 +332,7 @@ func (k *checker) ioTag(d *Device, t *IOTag) {
 	setDefault(&typ, t.DefaultType())
 	k.dataType(&t.Type, t.Pos, where)
 	bitOK := t.Area == AreaHolding || t.Area == AreaInput
-	if (t.Area == AreaCoil || t.Area == AreaDiscrete) && typ != Bool {
+	if (t.Area == AreaCoil || t.Area == AreaDiscrete) && typ != tag.Bool {
 		k.add(k.at(&t.Type, t.Pos), "%s: a %s holds one bit, so its type must be bool (remove type or write bool)", where, t.Area)
 	}
 	if t.Bit != nil {
@@ -365,14 +342,14 @@ func (k *checker) ioTag(d *Device, t *IOTag) {
 			k.add(bp, "%s: bit applies to holding and input registers only; remove it", where)
 		case *t.Bit < 0 || *t.Bit > 15:
 			k.add(bp, "%s: bit %d is outside 0-15; a register has 16 bits", where, *t.Bit)
-		case typ != Bool:
+		case typ != tag.Bool:
 			k.add(k.at(&t.Type, t.Pos), "%s: a register bit is a bool; remove type or write bool", where)
 		}
 	}
-	if typ == String && t.Length <= 0 {
+	if typ == tag.String && t.Length <= 0 {
 		k.add(k.at(&t.Length, t.Pos), "%s: a string tag needs length (its size in bytes), e.g. length: 16", where)
 	}
-	if typ != String && t.Length != 0 {
+	if typ != tag.String && t.Length != 0 {
 		k.add(k.at(&t.Length, t.Pos), "%s: length applies to string tags only; remove it", where)
 	}
 	if (t.Area == AreaDiscrete || t.Area == AreaInput) && t.Access.Writable() {
@@ -398,12 +375,12 @@ func areaName(a Area) string {
 	return "a discrete input"
 }
 
-func (k *checker) dataType(t *DataType, pos Pos, where string) {
+func (k *checker) dataType(t *tag.DataType, pos Pos, where string) {
 	if *t == "" || t.Valid() {
 		return
 	}
-	names := make([]string, len(DataTypes))
-	for i, d := range DataTypes {
+	names := make([]string, len(tag.DataTypes))
+	for i, d := range tag.DataTypes {
 		names[i] = string(d)
 	}
 	k.add(k.at(t, pos), "%s: unknown type %q%s (one of %s)", where, *t, didYouMean(string(*t), names), strings.Join(names, ", "))
@@ -423,7 +400,7 @@ func (k *checker) internalTags() {
 		if t.Length < 0 {
 			k.add(k.at(&t.Length, t.Pos), "%s: length %d is negative", where, t.Length)
 		}
-		if t.Type != String && t.Type != "" && t.Length != 0 {
+		if t.Type != tag.String && t.Type != "" && t.Length != 0 {
 			k.add(k.at(&t.Length, t.Pos), "%s: length applies to string tags only; remove it", where)
 		}
 		k.limits(t.Min, t.Max, &t.Min, t.Pos, where)
@@ -443,12 +420,12 @@ func (k *checker) internalTags() {
 func (k *checker) value(v Value, t TagInfo, what string) {
 	pos := v.Pos
 	switch t.Type {
-	case Bool:
+	case tag.Bool:
 		if _, err := v.Bool(); err != nil {
 			k.add(pos, "%s: %v for bool tag %s", what, err, t.Name)
 		}
 		return
-	case String:
+	case tag.String:
 		if t.Length > 0 && len(v.Raw) > t.Length {
 			k.add(pos, "%s: %d bytes is longer than tag %s's length %d; shorten it or raise length", what, len(v.Raw), t.Name, t.Length)
 		}
@@ -469,11 +446,11 @@ func (k *checker) value(v Value, t TagInfo, what string) {
 			return
 		}
 	}
-	if t.Min != nil && f < *t.Min {
-		k.add(pos, "%s: %s is below tag %s's min %g", what, v.Raw, t.Name, *t.Min)
+	if f < t.Min {
+		k.add(pos, "%s: %s is below tag %s's min %g", what, v.Raw, t.Name, t.Min)
 	}
-	if t.Max != nil && f > *t.Max {
-		k.add(pos, "%s: %s is above tag %s's max %g", what, v.Raw, t.Name, *t.Max)
+	if f > t.Max {
+		k.add(pos, "%s: %s is above tag %s's max %g", what, v.Raw, t.Name, t.Max)
 	}
 }
 
@@ -723,7 +700,7 @@ func (k *checker) modbusServer(ms *ModbusServer, listen func(*string, Pos, strin
 		n := max(typ.Registers(info.Length), 1)
 		if e.Area == AreaCoil || e.Area == AreaDiscrete {
 			n = 1
-			if typ != Bool {
+			if typ != tag.Bool {
 				k.add(k.at(&e.Area, e.Pos), "%s: a %s holds one bit but the value is %s; map it to a register area (input or holding)", where, e.Area, typ)
 			}
 		}

@@ -318,7 +318,7 @@ func (idle) Outputs() []tag.ID                { return nil }
 // runBlock runs one block of the executive's measurement tasks.
 func runBlock(ctx context.Context, o Options, res *Result, block int, hlog *intervalLog, live *liveStats) error {
 	cfg := measurementConfig(o)
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
 )
@@ -25,7 +24,7 @@ func Example() {
 	// Both sides compute the layout from the same compiled config; here by
 	// hand: one writable setpoint, one task.
 	params := shm.Params{
-		Tags:      []tag.Info{{Name: "setpoint", Type: configs.Float64, Unit: "m", Writable: true, Min: 0, Max: 5}},
+		Tags:      []tag.Info{{Name: "setpoint", Type: tag.Float64, Unit: "m", Writable: true, Min: 0, Max: 5}},
 		Tasks:     []shm.Task{{Name: "level", Period: 10 * time.Millisecond}},
 		Partition: "line1",
 	}

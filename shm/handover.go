@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -66,7 +65,7 @@ func defaultHandOver(tags, text int) int {
 func textBytes(info []tag.Info) int {
 	n := 0
 	for _, in := range info {
-		if in.Type == configs.String {
+		if in.Type == tag.String {
 			n += int(textCap(in.Length))
 		}
 	}

@@ -226,7 +226,7 @@ func NewLayout(p Params) (*Layout, error) {
 		if len(in.Unit) > unitMax {
 			return nil, fmt.Errorf("shm: %w: unit %q of tag %q is %d bytes; the tag directory holds at most %d", ErrInvalid, in.Unit, in.Name, len(in.Unit), unitMax)
 		}
-		if in.Type != configs.String {
+		if in.Type != tag.String {
 			continue
 		}
 		if in.Length < 0 || in.Length > maxText {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -128,19 +127,19 @@ func (r *Reader) readDirectory() error {
 			Max:      math.Float64frombits(le.Uint64(e[dMax:])),
 			Deadband: math.Float64frombits(le.Uint64(e[dDeadband:])),
 		}
-		if t := int(e[dType]); t >= 1 && t <= len(configs.DataTypes) {
-			in.Type = configs.DataTypes[t-1]
+		if t := int(e[dType]); t >= 1 && t <= len(tag.DataTypes) {
+			in.Type = tag.DataTypes[t-1]
 		}
 		switch e[dAccess] {
 		case 1:
-			in.Access = configs.Read
+			in.Access = tag.Read
 		case 2:
-			in.Access = configs.Write
+			in.Access = tag.Write
 		case 3:
-			in.Access = configs.ReadWrite
+			in.Access = tag.ReadWrite
 		}
 		r.info[i], r.textOff[i] = in, -1
-		if in.Type != configs.String {
+		if in.Type != tag.String {
 			continue
 		}
 		off, cp := le.Uint32(e[dTextOff:]), le.Uint32(e[dTextCap:])

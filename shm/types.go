@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -202,7 +201,7 @@ func Check(tags []tag.Info, cmd *Command) Status {
 	if !in.Writable {
 		return StatusReadOnly
 	}
-	if (in.Type == configs.String) != cmd.IsText {
+	if (in.Type == tag.String) != cmd.IsText {
 		return StatusType
 	}
 	if cmd.IsText {
@@ -215,7 +214,7 @@ func Check(tags []tag.Info, cmd *Command) Status {
 	if math.IsNaN(v) || v < in.Min || v > in.Max {
 		return StatusOutOfRange
 	}
-	if in.Type == configs.Bool && v != 0 && v != 1 {
+	if in.Type == tag.Bool && v != 0 && v != 1 {
 		return StatusType
 	}
 	if lo, hi, ok := in.Type.IntRange(); ok && (v != math.Trunc(v) || v < lo || v > hi) {

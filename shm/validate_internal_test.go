@@ -8,15 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
 func testParams() Params {
 	p := Params{Partition: "line1", Tasks: []Task{{Name: "fast", Period: time.Millisecond}}}
 	p.Tags = []tag.Info{
-		{Name: "level", Type: configs.Float64, Writable: true, Min: 0, Max: 10},
-		{Name: "label", Type: configs.String, Writable: true, Length: 20, Min: math.Inf(-1), Max: math.Inf(1)},
+		{Name: "level", Type: tag.Float64, Writable: true, Min: 0, Max: 10},
+		{Name: "label", Type: tag.String, Writable: true, Length: 20, Min: math.Inf(-1), Max: math.Inf(1)},
 	}
 	p.ConfigHash[0] = 1
 	return p

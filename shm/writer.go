@@ -12,7 +12,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -118,7 +117,7 @@ func writeDirectory(m mem, l *Layout) {
 		le.PutUint64(e[dMin:], math.Float64bits(in.Min))
 		le.PutUint64(e[dMax:], math.Float64bits(in.Max))
 		le.PutUint64(e[dDeadband:], math.Float64bits(in.Deadband))
-		if in.Type == configs.String {
+		if in.Type == tag.String {
 			le.PutUint32(e[dTextOff:], l.text[i])
 			le.PutUint32(e[dTextCap:], textCap(in.Length))
 		}
@@ -138,8 +137,8 @@ func boolByte(b bool) byte {
 	return 0
 }
 
-func typeCode(t configs.DataType) byte {
-	for i, d := range configs.DataTypes {
+func typeCode(t tag.DataType) byte {
+	for i, d := range tag.DataTypes {
 		if d == t {
 			return byte(i + 1)
 		}
@@ -147,13 +146,13 @@ func typeCode(t configs.DataType) byte {
 	return 0
 }
 
-func accessCode(a configs.Access) byte {
+func accessCode(a tag.Access) byte {
 	switch a {
-	case configs.Read:
+	case tag.Read:
 		return 1
-	case configs.Write:
+	case tag.Write:
 		return 2
-	case configs.ReadWrite:
+	case tag.ReadWrite:
 		return 3
 	}
 	return 0
@@ -258,7 +257,7 @@ func newWriter(m mem, l *Layout, log *slog.Logger) *Writer {
 		textOff: make([]int32, g.Tags), textCap: make([]uint16, g.Tags), cmdSlot: g.cmdSlot()}
 	for i, in := range l.tags {
 		w.textOff[i] = -1
-		if in.Type == configs.String {
+		if in.Type == tag.String {
 			w.textOff[i] = int32(w.text + int(l.text[i]))
 			w.textCap[i] = uint16(textCap(in.Length))
 		}

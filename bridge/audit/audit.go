@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/bridge/plant"
-	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -90,9 +89,9 @@ type audited struct {
 
 func value(in *tag.Info, v float64, text string) any {
 	switch in.Type {
-	case configs.String:
+	case tag.String:
 		return text
-	case configs.Bool:
+	case tag.Bool:
 		return v != 0
 	}
 	return v

@@ -67,9 +67,9 @@ func NewPlant(t *tag.Table, ring int) *Plant {
 	return p
 }
 
-// NewPlantFromConfig is NewPlant(tag.NewTable(cfg), ring).
+// NewPlantFromConfig is NewPlant(cfg.TagTable(), ring).
 func NewPlantFromConfig(cfg *configs.Config, ring int) (*Plant, error) {
-	t, err := tag.NewTable(cfg)
+	t, err := cfg.TagTable()
 	if err != nil {
 		return nil, err
 	}

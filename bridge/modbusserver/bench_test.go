@@ -18,6 +18,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/bridgetest"
 	"github.com/mkrt/mkrt/bridge/modbusserver"
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 const (
@@ -34,7 +35,7 @@ func BenchmarkModbusThroughput(b *testing.B) {
 		var m []configs.RegisterMap
 		for i := 0; i < 200; i++ {
 			name := fmt.Sprintf("r%d", i)
-			cfg.Tags = append(cfg.Tags, configs.Tag{Name: name, Type: configs.Uint16, Initial: configs.Value{Raw: strconv.Itoa(i), Set: true}})
+			cfg.Tags = append(cfg.Tags, configs.Tag{Name: name, Type: tag.Uint16, Initial: configs.Value{Raw: strconv.Itoa(i), Set: true}})
 			m = append(m, configs.RegisterMap{Tag: name, Area: configs.AreaHolding, Address: i})
 		}
 		p, _ := bridgetest.NewPlantFromConfig(cfg, 0)

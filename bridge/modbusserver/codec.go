@@ -7,6 +7,7 @@ import (
 
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // order rearranges big-endian bytes into the wire order (and back: every
@@ -26,10 +27,10 @@ func order(b []byte, o configs.Order) {
 
 // encode writes an engineering value as registers of the wire type.
 // Values outside the wire type's range are clamped. Allocation-free.
-func encode(dst []uint16, t configs.DataType, o configs.Order, v float64, text string) {
+func encode(dst []uint16, t tag.DataType, o configs.Order, v float64, text string) {
 	var buf [8]byte
 	n := 2 * len(dst)
-	if t == configs.String {
+	if t == tag.String {
 		for i := range dst {
 			var hi, lo byte
 			if 2*i < len(text) {
@@ -42,26 +43,26 @@ func encode(dst []uint16, t configs.DataType, o configs.Order, v float64, text s
 		}
 		return
 	}
-	if math.IsNaN(v) && t != configs.Float32 && t != configs.Float64 {
+	if math.IsNaN(v) && t != tag.Float32 && t != tag.Float64 {
 		v = 0
 	}
 	switch t {
-	case configs.Bool:
+	case tag.Bool:
 		if v != 0 {
 			v = 1
 		}
 		binary.BigEndian.PutUint16(buf[:], uint16(v))
-	case configs.Int16:
+	case tag.Int16:
 		binary.BigEndian.PutUint16(buf[:], uint16(int16(clamp(v, math.MinInt16, math.MaxInt16))))
-	case configs.Uint16:
+	case tag.Uint16:
 		binary.BigEndian.PutUint16(buf[:], uint16(clamp(v, 0, math.MaxUint16)))
-	case configs.Int32:
+	case tag.Int32:
 		binary.BigEndian.PutUint32(buf[:], uint32(int32(clamp(v, math.MinInt32, math.MaxInt32))))
-	case configs.Uint32:
+	case tag.Uint32:
 		binary.BigEndian.PutUint32(buf[:], uint32(clamp(v, 0, math.MaxUint32)))
-	case configs.Int64:
+	case tag.Int64:
 		binary.BigEndian.PutUint64(buf[:], uint64(int64(clamp(v, -(1<<63), (1<<63)-1024))))
-	case configs.Float32:
+	case tag.Float32:
 		binary.BigEndian.PutUint32(buf[:], math.Float32bits(float32(v)))
 	default:
 		binary.BigEndian.PutUint64(buf[:], math.Float64bits(v))
@@ -78,8 +79,8 @@ func clamp(v, lo, hi float64) float64 {
 
 // decode reads registers of the wire type as a raw value (before scaling).
 // Strings stop at the first NUL.
-func decode(src []uint16, t configs.DataType, o configs.Order) (float64, string, error) {
-	if t == configs.String {
+func decode(src []uint16, t tag.DataType, o configs.Order) (float64, string, error) {
+	if t == tag.String {
 		b := make([]byte, 0, 2*len(src))
 		for _, r := range src {
 			b = append(b, byte(r>>8), byte(r))
@@ -99,24 +100,24 @@ func decode(src []uint16, t configs.DataType, o configs.Order) (float64, string,
 	}
 	order(buf[:n], o)
 	switch t {
-	case configs.Bool:
+	case tag.Bool:
 		switch r := binary.BigEndian.Uint16(buf[:]); r {
 		case 0, 1:
 			return float64(r), "", nil
 		default:
 			return 0, "", fmt.Errorf("modbusserver: %d is not a boolean (0 or 1): %w", r, plant.ErrBadValue)
 		}
-	case configs.Int16:
+	case tag.Int16:
 		return float64(int16(binary.BigEndian.Uint16(buf[:]))), "", nil
-	case configs.Uint16:
+	case tag.Uint16:
 		return float64(binary.BigEndian.Uint16(buf[:])), "", nil
-	case configs.Int32:
+	case tag.Int32:
 		return float64(int32(binary.BigEndian.Uint32(buf[:]))), "", nil
-	case configs.Uint32:
+	case tag.Uint32:
 		return float64(binary.BigEndian.Uint32(buf[:])), "", nil
-	case configs.Int64:
+	case tag.Int64:
 		return float64(int64(binary.BigEndian.Uint64(buf[:]))), "", nil
-	case configs.Float32:
+	case tag.Float32:
 		v := float64(math.Float32frombits(binary.BigEndian.Uint32(buf[:])))
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return 0, "", fmt.Errorf("modbusserver: not a finite number: %w", plant.ErrBadValue)

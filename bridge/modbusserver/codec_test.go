@@ -5,14 +5,11 @@ import (
 	"testing"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 func TestCodecRoundTrip(t *testing.T) {
-	vals := map[configs.DataType][]float64{
-		configs.Bool: {0, 1}, configs.Int16: {-32768, -1, 0, 32767}, configs.Uint16: {0, 65535},
-		configs.Int32: {math.MinInt32, -5, 123456}, configs.Uint32: {0, 4e9}, configs.Int64: {-1 << 53, 1 << 53, -3},
-		configs.Float32: {1.5, -1024.75, 1 << 40}, configs.Float64: {math.Pi, -1e300},
-	}
+	vals := map[tag.DataType][]float64{tag.Bool: {0, 1}, tag.Int16: {-32768, -1, 0, 32767}, tag.Uint16: {0, 65535}, tag.Int32: {math.MinInt32, -5, 123456}, tag.Uint32: {0, 4e9}, tag.Int64: {-1 << 53, 1 << 53, -3}, tag.Float32: {1.5, -1024.75, 1 << 40}, tag.Float64: {math.Pi, -1e300}}
 	for typ, vs := range vals {
 		for _, o := range []configs.Order{configs.ABCD, configs.CDAB, configs.BADC, configs.DCBA} {
 			for _, v := range vs {
@@ -26,11 +23,11 @@ func TestCodecRoundTrip(t *testing.T) {
 		}
 	}
 	regs := make([]uint16, 3)
-	encode(regs, configs.String, configs.ABCD, 0, "ABCD")
+	encode(regs, tag.String, configs.ABCD, 0, "ABCD")
 	if regs[0] != 0x4142 || regs[1] != 0x4344 || regs[2] != 0 {
 		t.Fatalf("string %04x", regs)
 	}
-	if _, s, _ := decode(regs, configs.String, configs.ABCD); s != "ABCD" {
+	if _, s, _ := decode(regs, tag.String, configs.ABCD); s != "ABCD" {
 		t.Fatalf("string back %q", s)
 	}
 }
@@ -41,7 +38,7 @@ func TestWordOrders(t *testing.T) {
 		configs.ABCD: {0x4120, 0x0000}, configs.CDAB: {0x0000, 0x4120}, configs.BADC: {0x2041, 0x0000}, configs.DCBA: {0x0000, 0x2041},
 	} {
 		regs := make([]uint16, 2)
-		encode(regs, configs.Float32, o, 10, "")
+		encode(regs, tag.Float32, o, 10, "")
 		if regs[0] != want[0] || regs[1] != want[1] {
 			t.Errorf("%s: %04x want %04x", o, regs, want)
 		}
@@ -50,7 +47,7 @@ func TestWordOrders(t *testing.T) {
 
 func TestEncodeAllocatesNothing(t *testing.T) {
 	regs := make([]uint16, 4)
-	if n := testing.AllocsPerRun(100, func() { encode(regs, configs.Float64, configs.CDAB, 1.25, "") }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { encode(regs, tag.Float64, configs.CDAB, 1.25, "") }); n != 0 {
 		t.Fatalf("encode allocates %v", n)
 	}
 }

@@ -61,7 +61,7 @@ type entry struct {
 	area   configs.Area
 	addr   int
 	n      int // registers (or 1 coil)
-	typ    configs.DataType
+	typ    tag.DataType
 	order  configs.Order
 	scale  float64
 	offset float64
@@ -139,13 +139,13 @@ func New(cfg Config, p plant.Plant) (*Server, error) {
 		}
 		switch m.Area {
 		case configs.AreaCoil, configs.AreaDiscrete:
-			if e.typ != configs.Bool {
+			if e.typ != tag.Bool {
 				errs = append(errs, fmt.Errorf("%s: %s: %s is a bit area: only bool tags fit", m.Pos, m.Tag, m.Area))
 				continue
 			}
 			e.n = 1
 		case configs.AreaInput, configs.AreaHolding:
-			if (e.typ == configs.String) != (in.Type == configs.String) {
+			if (e.typ == tag.String) != (in.Type == tag.String) {
 				errs = append(errs, fmt.Errorf("%s: %s: a %s tag cannot be served as %s", m.Pos, m.Tag, in.Type, e.typ))
 				continue
 			}
@@ -386,7 +386,7 @@ func (s *Server) plan(ar configs.Area, addr, qty uint16, value func(e *entry, of
 			return nil, modbus.ErrIllegalDataValue
 		}
 		w := plant.Write{ID: e.id, Value: v, Text: text, Source: "modbus", Who: who}
-		if in := s.tags[e.id]; in.Type != configs.String && in.Type != configs.Float32 && in.Type != configs.Float64 && e.scale != 1 {
+		if in := s.tags[e.id]; in.Type != tag.String && in.Type != tag.Float32 && in.Type != tag.Float64 && e.scale != 1 {
 			w.Value = math.Round(w.Value*1e9) / 1e9 // scaled integers: undo float noise
 		}
 		if err := plant.Validate(s.tags, w); err != nil {

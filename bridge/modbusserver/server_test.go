@@ -27,24 +27,24 @@ func f64(v float64) *float64 { return &v }
 func testConfig() *configs.Config {
 	return &configs.Config{
 		Devices: []configs.Device{{Name: "rio1", Tags: []configs.IOTag{
-			{Name: "level", Area: configs.AreaInput, Type: configs.Float32},
+			{Name: "level", Area: configs.AreaInput, Type: tag.Float32},
 			{Name: "pump", Area: configs.AreaCoil},
 		}}},
 		Tags: []configs.Tag{
 			{Name: "setpoint", Writable: true, Min: f64(0), Max: f64(100), Initial: configs.Value{Raw: "42.5", Set: true}},
-			{Name: "count", Type: configs.Int32, Writable: true, Initial: configs.Value{Raw: "-7", Set: true}},
-			{Name: "alarm", Type: configs.Bool},
-			{Name: "speed", Type: configs.Float64, Writable: true, Min: f64(0), Max: f64(500)},
+			{Name: "count", Type: tag.Int32, Writable: true, Initial: configs.Value{Raw: "-7", Set: true}},
+			{Name: "alarm", Type: tag.Bool},
+			{Name: "speed", Type: tag.Float64, Writable: true, Min: f64(0), Max: f64(500)},
 		},
 	}
 }
 
 var testMap = []configs.RegisterMap{
-	{Tag: "level", Area: configs.AreaInput, Address: 0, Type: configs.Float32},
-	{Tag: "setpoint", Area: configs.AreaHolding, Address: 0, Type: configs.Float32},
-	{Tag: "count", Area: configs.AreaHolding, Address: 2, Type: configs.Int32, Order: configs.CDAB},
-	{Tag: "alarm", Area: configs.AreaHolding, Address: 4, Type: configs.Uint16},
-	{Tag: "speed", Area: configs.AreaHolding, Address: 5, Type: configs.Uint16, Scale: f64(0.1)},
+	{Tag: "level", Area: configs.AreaInput, Address: 0, Type: tag.Float32},
+	{Tag: "setpoint", Area: configs.AreaHolding, Address: 0, Type: tag.Float32},
+	{Tag: "count", Area: configs.AreaHolding, Address: 2, Type: tag.Int32, Order: configs.CDAB},
+	{Tag: "alarm", Area: configs.AreaHolding, Address: 4, Type: tag.Uint16},
+	{Tag: "speed", Area: configs.AreaHolding, Address: 5, Type: tag.Uint16, Scale: f64(0.1)},
 	{Tag: "pump", Area: configs.AreaCoil, Address: 0},
 	{Tag: "alarm", Area: configs.AreaDiscrete, Address: 0},
 }

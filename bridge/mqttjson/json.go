@@ -27,7 +27,6 @@ import (
 	"github.com/mkrt/mkrt/bridge/metrics"
 	"github.com/mkrt/mkrt/bridge/mqttc"
 	"github.com/mkrt/mkrt/bridge/plant"
-	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -215,7 +214,7 @@ func (j *Publisher) changed(i int) bool {
 	if c.Quality != p.Quality {
 		return true
 	}
-	if j.tags[i].Type == configs.String {
+	if j.tags[i].Type == tag.String {
 		return j.curText[i] != j.pubText[i]
 	}
 	return c.Value != p.Value && !(math.Abs(c.Value-p.Value) <= j.tags[i].Deadband)
@@ -225,18 +224,18 @@ func (j *Publisher) changed(i int) bool {
 func AppendValue(b []byte, in *tag.Info, s tag.Sample, text string) []byte {
 	b = append(b, `{"v":`...)
 	switch {
-	case in.Type == configs.String:
+	case in.Type == tag.String:
 		t, _ := json.Marshal(text)
 		b = append(b, t...)
-	case in.Type == configs.Bool:
+	case in.Type == tag.Bool:
 		b = strconv.AppendBool(b, s.Value != 0)
 	case math.IsNaN(s.Value) || math.IsInf(s.Value, 0):
 		b = append(b, "null"...)
-	case in.Type.Numeric() && in.Type != configs.Float32 && in.Type != configs.Float64:
+	case in.Type.Numeric() && in.Type != tag.Float32 && in.Type != tag.Float64:
 		b = strconv.AppendInt(b, int64(s.Value), 10)
 	default:
 		bits := 64
-		if in.Type == configs.Float32 {
+		if in.Type == tag.Float32 {
 			bits = 32
 		}
 		b = strconv.AppendFloat(b, s.Value, 'g', -1, bits)
@@ -302,7 +301,7 @@ func ParseSet(in *tag.Info, payload []byte) (v float64, text, id string, err err
 	}
 	switch val := x.(type) {
 	case bool:
-		if in.Type == configs.String {
+		if in.Type == tag.String {
 			return 0, "", id, fmt.Errorf("mqttjson: boolean for string tag %s: %w", in.Name, plant.ErrBadValue)
 		}
 		if val {
@@ -310,12 +309,12 @@ func ParseSet(in *tag.Info, payload []byte) (v float64, text, id string, err err
 		}
 		return 0, "", id, nil
 	case float64:
-		if in.Type == configs.String {
+		if in.Type == tag.String {
 			return 0, "", id, fmt.Errorf("mqttjson: number for string tag %s: %w", in.Name, plant.ErrBadValue)
 		}
 		return val, "", id, nil
 	case string:
-		if in.Type != configs.String {
+		if in.Type != tag.String {
 			return 0, "", id, fmt.Errorf("mqttjson: string for %s tag %s: %w", in.Type, in.Name, plant.ErrBadValue)
 		}
 		return 0, val, id, nil

@@ -19,9 +19,9 @@ func f64(v float64) *float64 { return &v }
 func testPlant(t *testing.T) *bridgetest.Plant {
 	p, err := bridgetest.NewPlantFromConfig(&configs.Config{Tags: []configs.Tag{
 		{Name: "setpoint", Writable: true, Min: f64(0), Max: f64(100), Initial: configs.Value{Raw: "50", Set: true}},
-		{Name: "running", Type: configs.Bool},
-		{Name: "recipe", Type: configs.String, Writable: true, Length: 8},
-		{Name: "count", Type: configs.Int32, Writable: true},
+		{Name: "running", Type: tag.Bool},
+		{Name: "recipe", Type: tag.String, Writable: true, Length: 8},
+		{Name: "count", Type: tag.Int32, Writable: true},
 	}}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -30,16 +30,16 @@ func testPlant(t *testing.T) *bridgetest.Plant {
 }
 
 func TestAppendValueAndParseSet(t *testing.T) {
-	in := tag.Info{Name: "x", Type: configs.Int32}
+	in := tag.Info{Name: "x", Type: tag.Int32}
 	got := string(mqttjson.AppendValue(nil, &in, tag.Sample{Value: -7, Quality: tag.Good, Time: 1_700_000_000_123_000_000}, ""))
 	if got != `{"v":-7,"q":"good","ts":1700000000123}` {
 		t.Fatal(got)
 	}
-	in.Type = configs.Bool
+	in.Type = tag.Bool
 	if got := string(mqttjson.AppendValue(nil, &in, tag.Sample{Value: 1, Quality: tag.Stale}, "")); got != `{"v":true,"q":"stale","ts":0}` {
 		t.Fatal(got)
 	}
-	in.Type = configs.Float64
+	in.Type = tag.Float64
 	for _, c := range []struct {
 		in     string
 		v      float64

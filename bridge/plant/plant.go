@@ -16,7 +16,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -158,7 +157,7 @@ func Validate(tags []tag.Info, w Write) error {
 	if !in.Writable {
 		return fmt.Errorf("plant: %s: %w", in.Name, ErrReadOnly)
 	}
-	if in.Type == configs.String {
+	if in.Type == tag.String {
 		if in.Length > 0 && len(w.Text) > in.Length {
 			return fmt.Errorf("plant: %s: %d bytes, at most %d: %w", in.Name, len(w.Text), in.Length, ErrBadValue)
 		}
@@ -168,8 +167,8 @@ func Validate(tags []tag.Info, w Write) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Errorf("plant: %s: %v: %w", in.Name, v, ErrBadValue)
 	}
-	if lo, hi, ok := in.Type.IntRange(); ok || in.Type == configs.Bool {
-		if in.Type == configs.Bool {
+	if lo, hi, ok := in.Type.IntRange(); ok || in.Type == tag.Bool {
+		if in.Type == tag.Bool {
 			lo, hi = 0, 1
 		}
 		if v < lo || v > hi {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/bridge/sparkplug/sproto"
-	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -36,23 +35,23 @@ func qualityCode(q tag.Quality) int32 {
 }
 
 // DataType is the Sparkplug datatype of a tag type.
-func DataType(t configs.DataType) sproto.DataType {
+func DataType(t tag.DataType) sproto.DataType {
 	switch t {
-	case configs.Bool:
+	case tag.Bool:
 		return sproto.DataType_Boolean
-	case configs.Int16:
+	case tag.Int16:
 		return sproto.DataType_Int16
-	case configs.Uint16:
+	case tag.Uint16:
 		return sproto.DataType_UInt16
-	case configs.Int32:
+	case tag.Int32:
 		return sproto.DataType_Int32
-	case configs.Uint32:
+	case tag.Uint32:
 		return sproto.DataType_UInt32
-	case configs.Int64:
+	case tag.Int64:
 		return sproto.DataType_Int64
-	case configs.Float32:
+	case tag.Float32:
 		return sproto.DataType_Float
-	case configs.String:
+	case tag.String:
 		return sproto.DataType_String
 	}
 	return sproto.DataType_Double
@@ -85,7 +84,7 @@ func setValue(m *sproto.Payload_Metric, dt sproto.DataType, v float64, s string)
 // commandValue decodes a command metric's value for a tag of type t.
 // Integer wire values are read as the signed or unsigned type the metric's
 // datatype (or else the tag's type) says.
-func commandValue(m *sproto.Payload_Metric, t configs.DataType) (float64, string, error) {
+func commandValue(m *sproto.Payload_Metric, t tag.DataType) (float64, string, error) {
 	if m.GetIsNull() {
 		return 0, "", fmt.Errorf("%w: %s: null value", ErrBadMetric, m.GetName())
 	}
@@ -121,14 +120,14 @@ func commandValue(m *sproto.Payload_Metric, t configs.DataType) (float64, string
 	case *sproto.Payload_Metric_DoubleValue:
 		v = x.DoubleValue
 	case *sproto.Payload_Metric_StringValue:
-		if t == configs.String {
+		if t == tag.String {
 			return 0, x.StringValue, nil
 		}
 		return 0, "", fmt.Errorf("%w: %s: string value for a %s tag", ErrBadMetric, m.GetName(), t)
 	default:
 		return 0, "", fmt.Errorf("%w: %s: no supported value", ErrBadMetric, m.GetName())
 	}
-	if t == configs.String {
+	if t == tag.String {
 		return 0, "", fmt.Errorf("%w: %s: number for a string tag", ErrBadMetric, m.GetName())
 	}
 	if math.IsNaN(v) {

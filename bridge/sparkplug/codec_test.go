@@ -5,18 +5,18 @@ import (
 	"testing"
 
 	"github.com/mkrt/mkrt/bridge/sparkplug/sproto"
-	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // TestValueRoundTrip: what the node publishes for a tag type reads back as
 // the same value when a host sends it as a command.
 func TestValueRoundTrip(t *testing.T) {
 	for _, c := range []struct {
-		typ configs.DataType
+		typ tag.DataType
 		v   float64
 	}{
-		{configs.Bool, 1}, {configs.Int16, -300}, {configs.Uint16, 65535}, {configs.Int32, -2e9}, {configs.Uint32, 4e9},
-		{configs.Int64, -(1 << 53)}, {configs.Float32, -1.5}, {configs.Float64, 3.25e-7},
+		{tag.Bool, 1}, {tag.Int16, -300}, {tag.Uint16, 65535}, {tag.Int32, -2e9}, {tag.Uint32, 4e9},
+		{tag.Int64, -(1 << 53)}, {tag.Float32, -1.5}, {tag.Float64, 3.25e-7},
 	} {
 		m := &sproto.Payload_Metric{}
 		setValue(m, DataType(c.typ), c.v, "")
@@ -27,7 +27,7 @@ func TestValueRoundTrip(t *testing.T) {
 	}
 	m := &sproto.Payload_Metric{}
 	setValue(m, sproto.DataType_String, 0, "recipe-7")
-	if _, s, err := commandValue(m, configs.String); err != nil || s != "recipe-7" {
+	if _, s, err := commandValue(m, tag.String); err != nil || s != "recipe-7" {
 		t.Fatalf("string: %q %v", s, err)
 	}
 }
@@ -39,8 +39,8 @@ func TestCommandValueRefusesMismatches(t *testing.T) {
 	none := &sproto.Payload_Metric{}
 	for _, c := range []struct {
 		m   *sproto.Payload_Metric
-		typ configs.DataType
-	}{{str, configs.Float64}, {num, configs.String}, {null, configs.Float64}, {none, configs.Int16}} {
+		typ tag.DataType
+	}{{str, tag.Float64}, {num, tag.String}, {null, tag.Float64}, {none, tag.Int16}} {
 		if _, _, err := commandValue(c.m, c.typ); !errors.Is(err, ErrBadMetric) {
 			t.Errorf("%v as %s: %v", c.m, c.typ, err)
 		}

@@ -31,13 +31,13 @@ func f64(v float64) *float64 { return &v }
 func plantConfig() *configs.Config {
 	return &configs.Config{
 		Devices: []configs.Device{{Name: "rio1", Tags: []configs.IOTag{
-			{Name: "level", Area: configs.AreaInput, Address: 0, Type: configs.Float32, Deadband: 0.5},
+			{Name: "level", Area: configs.AreaInput, Address: 0, Type: tag.Float32, Deadband: 0.5},
 			{Name: "pump", Area: configs.AreaCoil, Address: 0},
 		}}},
 		Tags: []configs.Tag{
-			{Name: "setpoint", Type: configs.Float64, Writable: true, Min: f64(0), Max: f64(100), Initial: configs.Value{Raw: "50", Set: true}},
-			{Name: "mode", Type: configs.Int16, Writable: true},
-			{Name: "alarm", Type: configs.Bool},
+			{Name: "setpoint", Type: tag.Float64, Writable: true, Min: f64(0), Max: f64(100), Initial: configs.Value{Raw: "50", Set: true}},
+			{Name: "mode", Type: tag.Int16, Writable: true},
+			{Name: "alarm", Type: tag.Bool},
 		},
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/app"
 	"github.com/mkrt/mkrt/rtkernel/pid1"
 	"github.com/mkrt/mkrt/shm"
-	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // runExecutive loads the config from the initramfs, brings up the
@@ -67,7 +66,7 @@ func shmLocation(loc pid1.ShmLocation) shm.Location {
 // reportFault writes the reason of a fatal error into the shared region
 // (state faulted and a fault event) so the supervisor can show it.
 func reportFault(cfg *configs.Config, loc shm.Location, cause error) {
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		return
 	}

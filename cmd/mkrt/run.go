@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/deploy"
 )
@@ -121,7 +122,7 @@ func firstRegisters(m []configs.RegisterMap) (area string, first, n int) {
 	for _, want := range []configs.Area{configs.AreaInput, configs.AreaHolding} {
 		lo, hi := -1, -1
 		for _, e := range m {
-			if e.Area != want || (e.Type != "" && e.Type != configs.Float32) {
+			if e.Area != want || (e.Type != "" && e.Type != tag.Float32) {
 				continue
 			}
 			if lo < 0 || e.Address < lo {

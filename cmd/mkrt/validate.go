@@ -9,7 +9,6 @@ import (
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
-	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // configCheck is a further check of a config that loaded and validated,
@@ -19,7 +18,7 @@ type configCheck func(*configs.Config) error
 // compileBlocks checks the function blocks (ports, parameters, types,
 // loops) by compiling them as the executive does.
 func compileBlocks(cfg *configs.Config) error {
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/io/modbus/modbustest"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // buildC compiles testdata/<name>.c against libmodbus into dir.
@@ -69,7 +70,7 @@ func runCClient(b *testing.B, cli, addr string, n int) float64 {
 func holding100(addr string) configs.Device {
 	dev := tcpDevice("bench", addr)
 	for i := 0; i < 100; i++ {
-		dev.Tags = append(dev.Tags, configs.IOTag{Name: fmt.Sprint("r", i), Area: configs.AreaHolding, Address: i, Access: configs.Read})
+		dev.Tags = append(dev.Tags, configs.IOTag{Name: fmt.Sprint("r", i), Area: configs.AreaHolding, Address: i, Access: tag.Read})
 	}
 	return dev
 }

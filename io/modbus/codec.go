@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // reorder copies n = len(dst) bytes of a value between wire order and
@@ -45,24 +46,24 @@ func decodeRegisters(b *binding, wire []byte) float64 {
 		return float64(binary.BigEndian.Uint16(be[:]) >> uint(b.bit) & 1)
 	}
 	switch b.typ {
-	case configs.Bool:
+	case tag.Bool:
 		if binary.BigEndian.Uint16(be[:]) != 0 {
 			return 1
 		}
 		return 0
-	case configs.Int16:
+	case tag.Int16:
 		return float64(int16(binary.BigEndian.Uint16(be[:])))
-	case configs.Uint16:
+	case tag.Uint16:
 		return float64(binary.BigEndian.Uint16(be[:]))
-	case configs.Int32:
+	case tag.Int32:
 		return float64(int32(binary.BigEndian.Uint32(be[:])))
-	case configs.Uint32:
+	case tag.Uint32:
 		return float64(binary.BigEndian.Uint32(be[:]))
-	case configs.Int64:
+	case tag.Int64:
 		return float64(int64(binary.BigEndian.Uint64(be[:])))
-	case configs.Float32:
+	case tag.Float32:
 		return float64(math.Float32frombits(binary.BigEndian.Uint32(be[:])))
-	case configs.Float64:
+	case tag.Float64:
 		return math.Float64frombits(binary.BigEndian.Uint64(be[:]))
 	}
 	return 0
@@ -80,23 +81,23 @@ func encodeRegisters(b *binding, raw float64, wire []byte) {
 		return
 	}
 	switch b.typ {
-	case configs.Bool:
+	case tag.Bool:
 		if raw != 0 && !math.IsNaN(raw) {
 			binary.BigEndian.PutUint16(be[:], 1)
 		}
-	case configs.Int16:
+	case tag.Int16:
 		binary.BigEndian.PutUint16(be[:], uint16(int16(saturate(raw, math.MinInt16, math.MaxInt16))))
-	case configs.Uint16:
+	case tag.Uint16:
 		binary.BigEndian.PutUint16(be[:], uint16(saturate(raw, 0, math.MaxUint16)))
-	case configs.Int32:
+	case tag.Int32:
 		binary.BigEndian.PutUint32(be[:], uint32(int32(saturate(raw, math.MinInt32, math.MaxInt32))))
-	case configs.Uint32:
+	case tag.Uint32:
 		binary.BigEndian.PutUint32(be[:], uint32(saturate(raw, 0, math.MaxUint32)))
-	case configs.Int64:
+	case tag.Int64:
 		binary.BigEndian.PutUint64(be[:], uint64(saturateInt64(raw)))
-	case configs.Float32:
+	case tag.Float32:
 		binary.BigEndian.PutUint32(be[:], math.Float32bits(float32(raw)))
-	case configs.Float64:
+	case tag.Float64:
 		binary.BigEndian.PutUint64(be[:], math.Float64bits(raw))
 	}
 	reorder(wire[:n], be[:n], b.order)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 var orders = []configs.Order{configs.ABCD, configs.CDAB, configs.BADC, configs.DCBA}
@@ -19,7 +20,7 @@ func TestReorderKnownFloat32(t *testing.T) {
 		configs.DCBA: {0x2B, 0x52, 0x9A, 0x44},
 	}
 	for order, wire := range want {
-		b := &binding{typ: configs.Float32, order: order, regs: 2, bit: -1}
+		b := &binding{typ: tag.Float32, order: order, regs: 2, bit: -1}
 		if got := decodeRegisters(b, wire); float32(got) != float32(1234.5678) {
 			t.Errorf("%s: decode %x = %v, want 1234.5678", order, wire, got)
 		}
@@ -42,7 +43,7 @@ func TestReorderKnown64(t *testing.T) {
 		configs.DCBA: "0706050403020100",
 	}
 	for order, hexWire := range want {
-		b := &binding{typ: configs.Int64, order: order, regs: 4, bit: -1}
+		b := &binding{typ: tag.Int64, order: order, regs: 4, bit: -1}
 		var enc [8]byte
 		encodeRegisters(b, float64(v), enc[:])
 		if got := hexString(enc[:]); got != hexWire {
@@ -65,17 +66,17 @@ func hexString(b []byte) string {
 
 func TestRoundTripEveryTypeAndOrder(t *testing.T) {
 	cases := []struct {
-		typ configs.DataType
+		typ tag.DataType
 		v   []float64
 	}{
-		{configs.Bool, []float64{0, 1}},
-		{configs.Int16, []float64{-32768, -1, 0, 12345, 32767}},
-		{configs.Uint16, []float64{0, 1, 65535}},
-		{configs.Int32, []float64{math.MinInt32, -70000, 0, math.MaxInt32}},
-		{configs.Uint32, []float64{0, 70000, math.MaxUint32}},
-		{configs.Int64, []float64{-(1 << 53), -1, 0, 1 << 53}},
-		{configs.Float32, []float64{-1.5, 0, 3.25, float64(float32(math.Pi))}},
-		{configs.Float64, []float64{-1e300, math.Pi, 0, math.Inf(1)}},
+		{tag.Bool, []float64{0, 1}},
+		{tag.Int16, []float64{-32768, -1, 0, 12345, 32767}},
+		{tag.Uint16, []float64{0, 1, 65535}},
+		{tag.Int32, []float64{math.MinInt32, -70000, 0, math.MaxInt32}},
+		{tag.Uint32, []float64{0, 70000, math.MaxUint32}},
+		{tag.Int64, []float64{-(1 << 53), -1, 0, 1 << 53}},
+		{tag.Float32, []float64{-1.5, 0, 3.25, float64(float32(math.Pi))}},
+		{tag.Float64, []float64{-1e300, math.Pi, 0, math.Inf(1)}},
 	}
 	for _, c := range cases {
 		for _, order := range orders {
@@ -93,13 +94,13 @@ func TestRoundTripEveryTypeAndOrder(t *testing.T) {
 
 func TestEncodeSaturates(t *testing.T) {
 	for _, c := range []struct {
-		typ  configs.DataType
+		typ  tag.DataType
 		in   float64
 		want float64
 	}{
-		{configs.Int16, 1e9, 32767}, {configs.Int16, -1e9, -32768}, {configs.Uint16, -5, 0},
-		{configs.Uint16, 70000, 65535}, {configs.Uint16, 2.5, 3}, {configs.Int32, math.NaN(), 0},
-		{configs.Uint32, 1e12, math.MaxUint32}, {configs.Int64, math.Inf(-1), math.MinInt64},
+		{tag.Int16, 1e9, 32767}, {tag.Int16, -1e9, -32768}, {tag.Uint16, -5, 0},
+		{tag.Uint16, 70000, 65535}, {tag.Uint16, 2.5, 3}, {tag.Int32, math.NaN(), 0},
+		{tag.Uint32, 1e12, math.MaxUint32}, {tag.Int64, math.Inf(-1), math.MinInt64},
 	} {
 		b := &binding{typ: c.typ, order: configs.ABCD, regs: c.typ.Registers(0), bit: -1}
 		wire := make([]byte, 2*b.regs)
@@ -113,13 +114,13 @@ func TestEncodeSaturates(t *testing.T) {
 func TestBitExtraction(t *testing.T) {
 	wire := []byte{0x80, 0x01} // bits 15 and 0 set
 	for bit, want := range map[int]float64{0: 1, 1: 0, 7: 0, 8: 0, 15: 1} {
-		b := &binding{typ: configs.Bool, order: configs.ABCD, regs: 1, bit: bit}
+		b := &binding{typ: tag.Bool, order: configs.ABCD, regs: 1, bit: bit}
 		if got := decodeRegisters(b, wire); got != want {
 			t.Errorf("bit %d = %v, want %v", bit, got, want)
 		}
 	}
 	// BADC: the register's bytes are swapped on the wire.
-	b := &binding{typ: configs.Bool, order: configs.BADC, regs: 1, bit: 7}
+	b := &binding{typ: tag.Bool, order: configs.BADC, regs: 1, bit: 7}
 	if got := decodeRegisters(b, wire); got != 1 {
 		t.Errorf("BADC bit 7 = %v, want 1", got)
 	}

@@ -18,12 +18,12 @@ func Example() {
 		Name: "tank", Driver: configs.DriverModbusTCP, Address: "127.0.0.1:15020",
 		Poll: configs.Duration(20 * time.Millisecond), Timeout: configs.Duration(200 * time.Millisecond),
 		Tags: []configs.IOTag{
-			{Name: "level", Area: configs.AreaInput, Address: 0, Type: configs.Float32},
-			{Name: "inflow_valve", Area: configs.AreaHolding, Address: 0, Type: configs.Float32},
+			{Name: "level", Area: configs.AreaInput, Address: 0, Type: tag.Float32},
+			{Name: "inflow_valve", Area: configs.AreaHolding, Address: 0, Type: tag.Float32},
 			{Name: "pump_running", Area: configs.AreaCoil, Address: 0},
 		},
 	}}}
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		panic(err)
 	}

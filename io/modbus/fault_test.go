@@ -89,7 +89,7 @@ func TestFaultyAnswers(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer srv.Close()
-			dev := tcpDevice("raw", srv.Addr(), configs.IOTag{Name: "r", Area: configs.AreaHolding, Address: 0, Type: configs.Uint32})
+			dev := tcpDevice("raw", srv.Addr(), configs.IOTag{Name: "r", Area: configs.AreaHolding, Address: 0, Type: tag.Uint32})
 			dev.Timeout = configs.Duration(100 * time.Millisecond)
 			tab := newTable(t, dev)
 			s := startScanner(t, dev, tab, WithBackoff(10*time.Millisecond, 10*time.Millisecond))
@@ -138,11 +138,11 @@ func TestWriteFunctionCodes(t *testing.T) {
 	}
 	defer srv.Close()
 	dev := tcpDevice("fc", srv.Addr(),
-		configs.IOTag{Name: "r1", Area: configs.AreaHolding, Address: 0, Access: configs.Write},
-		configs.IOTag{Name: "r2", Area: configs.AreaHolding, Address: 10, Type: configs.Float32, Access: configs.Write},
-		configs.IOTag{Name: "c1", Area: configs.AreaCoil, Address: 0, Access: configs.Write},
-		configs.IOTag{Name: "c2", Area: configs.AreaCoil, Address: 10, Access: configs.Write},
-		configs.IOTag{Name: "c3", Area: configs.AreaCoil, Address: 11, Access: configs.Write},
+		configs.IOTag{Name: "r1", Area: configs.AreaHolding, Address: 0, Access: tag.Write},
+		configs.IOTag{Name: "r2", Area: configs.AreaHolding, Address: 10, Type: tag.Float32, Access: tag.Write},
+		configs.IOTag{Name: "c1", Area: configs.AreaCoil, Address: 0, Access: tag.Write},
+		configs.IOTag{Name: "c2", Area: configs.AreaCoil, Address: 10, Access: tag.Write},
+		configs.IOTag{Name: "c3", Area: configs.AreaCoil, Address: 11, Access: tag.Write},
 		configs.IOTag{Name: "b", Area: configs.AreaHolding, Address: 20, Bit: ptr(4)})
 	tab := newTable(t, dev)
 	s := startScanner(t, dev, tab)

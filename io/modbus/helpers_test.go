@@ -77,7 +77,7 @@ func ptr[T any](v T) *T { return &v }
 // newTable numbers the tags of devs.
 func newTable(t testing.TB, devs ...configs.Device) *tag.Table {
 	t.Helper()
-	tab, err := tag.NewTable(&configs.Config{Devices: devs})
+	tab, err := (&configs.Config{Devices: devs}).TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}

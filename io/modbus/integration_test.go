@@ -91,19 +91,19 @@ var knownRegisters = []uint16{
 func knownTags() ([]configs.IOTag, map[string]float64) {
 	var tags []configs.IOTag
 	want := map[string]float64{}
-	add := func(name string, addr int, typ configs.DataType, order configs.Order, v float64) {
-		tags = append(tags, configs.IOTag{Name: name, Area: configs.AreaHolding, Address: addr, Type: typ, Order: order, Access: configs.Read})
+	add := func(name string, addr int, typ tag.DataType, order configs.Order, v float64) {
+		tags = append(tags, configs.IOTag{Name: name, Area: configs.AreaHolding, Address: addr, Type: typ, Order: order, Access: tag.Read})
 		want[name] = v
 	}
 	for i, o := range orders {
-		add("f32_"+string(o), 2*i, configs.Float32, o, float64(float32(1234.5678)))
-		add("i32_"+string(o), 8+2*i, configs.Int32, o, -123456789)
-		add("f64_"+string(o), 16+4*i, configs.Float64, o, -math.Pi)
+		add("f32_"+string(o), 2*i, tag.Float32, o, float64(float32(1234.5678)))
+		add("i32_"+string(o), 8+2*i, tag.Int32, o, -123456789)
+		add("f64_"+string(o), 16+4*i, tag.Float64, o, -math.Pi)
 	}
-	add("u16_BADC", 32, configs.Uint16, configs.BADC, 0x1234)
-	add("i16", 33, configs.Int16, "", -2)
+	add("u16_BADC", 32, tag.Uint16, configs.BADC, 0x1234)
+	add("i16", 33, tag.Int16, "", -2)
 	tags = append(tags, configs.IOTag{Name: "bit2", Area: configs.AreaInput, Address: 36, Bit: ptr(2)},
-		configs.IOTag{Name: "txt", Area: configs.AreaInput, Address: 34, Type: configs.String, Length: 4})
+		configs.IOTag{Name: "txt", Area: configs.AreaInput, Address: 34, Type: tag.String, Length: 4})
 	want["bit2"] = 1
 	return tags, want
 }
@@ -138,7 +138,7 @@ func TestPymodbusAllOrders(t *testing.T) {
 			port := freePort(t)
 			startPymodbus(t, "", "127.0.0.1", port, c.framer, knownRegisters)
 			tags, want := knownTags()
-			tags = append(tags, configs.IOTag{Name: "out", Area: configs.AreaHolding, Address: 50, Type: configs.Float32, Order: configs.CDAB},
+			tags = append(tags, configs.IOTag{Name: "out", Area: configs.AreaHolding, Address: 50, Type: tag.Float32, Order: configs.CDAB},
 				configs.IOTag{Name: "flag", Area: configs.AreaHolding, Address: 51 + 1, Bit: ptr(9)})
 			dev := tcpDevice("py", fmt.Sprintf("127.0.0.1:%d", port), tags...)
 			dev.Driver = c.driver
@@ -169,7 +169,7 @@ func TestDeadDeviceDoesNotStallOthers(t *testing.T) {
 	port := freePort(t)
 	cmd := startPymodbus(t, "", "127.0.0.1", port, "socket", knownRegisters)
 	_, liveAddr := serveBank(t, 16)
-	dead := tcpDevice("dead", fmt.Sprintf("127.0.0.1:%d", port), configs.IOTag{Name: "a", Area: configs.AreaHolding, Address: 33, Type: configs.Int16})
+	dead := tcpDevice("dead", fmt.Sprintf("127.0.0.1:%d", port), configs.IOTag{Name: "a", Area: configs.AreaHolding, Address: 33, Type: tag.Int16})
 	live := tcpDevice("live", liveAddr, configs.IOTag{Name: "b", Area: configs.AreaHolding, Address: 0})
 	dead.Timeout = configs.Duration(300 * time.Millisecond)
 	tab := newTable(t, dead, live)
@@ -229,7 +229,7 @@ func TestDedicatedNIC(t *testing.T) {
 	port := 15502
 	startPymodbus(t, ns, nsIP, port, "socket", knownRegisters)
 	_, liveAddr := serveBank(t, 16)
-	nic := tcpDevice("nic", fmt.Sprintf("%s:%d", nsIP, port), configs.IOTag{Name: "a", Area: configs.AreaHolding, Address: 33, Type: configs.Int16})
+	nic := tcpDevice("nic", fmt.Sprintf("%s:%d", nsIP, port), configs.IOTag{Name: "a", Area: configs.AreaHolding, Address: 33, Type: tag.Int16})
 	nic.Interface = host
 	nic.Timeout = configs.Duration(200 * time.Millisecond)
 	live := tcpDevice("live", liveAddr, configs.IOTag{Name: "b", Area: configs.AreaHolding, Address: 0})

@@ -10,6 +10,7 @@ import (
 	gb "github.com/goburrow/modbus"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // writeOutputs writes the outputs that changed since they were last written
@@ -75,7 +76,7 @@ func (s *Scanner) due(o *outputs, i int, full bool) bool {
 	if full || !s.written[i] {
 		return true
 	}
-	if s.plan.bindings[i].typ == configs.String {
+	if s.plan.bindings[i].typ == tag.String {
 		return o.text[i] != s.lastText[i]
 	}
 	return math.Float64bits(o.values[i]) != math.Float64bits(s.lastOut[i])
@@ -105,7 +106,7 @@ func (s *Scanner) writeSpan(ctx context.Context, r *Request, o *outputs, tags []
 		for _, i := range tags {
 			b := &s.plan.bindings[i]
 			w := s.wire[2*(b.addr-addr) : 2*(b.end()-addr)]
-			if b.typ == configs.String {
+			if b.typ == tag.String {
 				encodeString(o.text[i], b.order, w)
 			} else {
 				raw := o.values[i]

@@ -68,7 +68,7 @@ type binding struct {
 	area     configs.Area
 	addr     int
 	regs     int // registers (register areas) or 1 (bit areas)
-	typ      configs.DataType
+	typ      tag.DataType
 	order    configs.Order
 	bit      int // -1: whole register(s)
 	length   int // string bytes
@@ -164,7 +164,7 @@ func bind(it configs.IOTag, tab *tag.Table) (binding, error) {
 	}
 	switch b.area {
 	case configs.AreaCoil, configs.AreaDiscrete:
-		if b.typ != configs.Bool || b.bit >= 0 {
+		if b.typ != tag.Bool || b.bit >= 0 {
 			return b, fmt.Errorf("%s tags are bool without bit", b.area)
 		}
 		if b.area == configs.AreaDiscrete && b.write {
@@ -175,10 +175,10 @@ func bind(it configs.IOTag, tab *tag.Table) (binding, error) {
 		if b.area == configs.AreaInput && b.write {
 			return b, fmt.Errorf("input registers cannot be written")
 		}
-		if b.bit >= 0 && (b.bit > 15 || b.typ != configs.Bool) {
+		if b.bit >= 0 && (b.bit > 15 || b.typ != tag.Bool) {
 			return b, fmt.Errorf("bit must be 0-15 on a bool tag")
 		}
-		if b.typ == configs.String && (b.length <= 0 || b.length > 2*maxRegisters) {
+		if b.typ == tag.String && (b.length <= 0 || b.length > 2*maxRegisters) {
 			return b, fmt.Errorf("string length must be 1-%d bytes", 2*maxRegisters)
 		}
 		b.regs = b.typ.Registers(b.length)

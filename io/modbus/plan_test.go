@@ -30,22 +30,22 @@ func requests(rs []Request) []string {
 
 func TestGroupReads(t *testing.T) {
 	var tags []configs.IOTag
-	add := func(area configs.Area, addr int, typ configs.DataType) {
-		tags = append(tags, configs.IOTag{Name: fmt.Sprintf("%s%d", area, addr), Area: area, Address: addr, Type: typ, Access: configs.Read})
+	add := func(area configs.Area, addr int, typ tag.DataType) {
+		tags = append(tags, configs.IOTag{Name: fmt.Sprintf("%s%d", area, addr), Area: area, Address: addr, Type: typ, Access: tag.Read})
 	}
 	// Holding: 0-1, gap 8 to 10 (joined), gap 9 to 21 (split), then a run
 	// from 100 to 240 that must split at 125 registers.
-	add(configs.AreaHolding, 0, configs.Float32)
+	add(configs.AreaHolding, 0, tag.Float32)
 	add(configs.AreaHolding, 10, "")
-	add(configs.AreaHolding, 20, configs.Float64) // 20-23: gap 9 after 10 -> new request
+	add(configs.AreaHolding, 20, tag.Float64) // 20-23: gap 9 after 10 -> new request
 	for a := 100; a < 240; a += 4 {
-		add(configs.AreaHolding, a, configs.Int64)
+		add(configs.AreaHolding, a, tag.Int64)
 	}
 	// Coils: 1999 and 2000 are back to back; 0 is too far.
 	add(configs.AreaCoil, 0, "")
 	add(configs.AreaCoil, 1999, "")
 	add(configs.AreaCoil, 2000, "")
-	add(configs.AreaInput, 5, configs.Uint16)
+	add(configs.AreaInput, 5, tag.Uint16)
 	add(configs.AreaDiscrete, 7, "")
 	p := planOf(t, 8, tags...)
 	want := []string{"fc1 coil 0+1", "fc1 coil 1999+2", "fc2 discrete 7+1",
@@ -68,10 +68,10 @@ func TestGroupReads(t *testing.T) {
 }
 
 func TestGroupWrites(t *testing.T) {
-	w := func(name string, area configs.Area, addr int, typ configs.DataType) configs.IOTag {
-		return configs.IOTag{Name: name, Area: area, Address: addr, Type: typ, Access: configs.Write}
+	w := func(name string, area configs.Area, addr int, typ tag.DataType) configs.IOTag {
+		return configs.IOTag{Name: name, Area: area, Address: addr, Type: typ, Access: tag.Write}
 	}
-	tags := []configs.IOTag{w("a", configs.AreaHolding, 0, configs.Float32), w("b", configs.AreaHolding, 2, ""),
+	tags := []configs.IOTag{w("a", configs.AreaHolding, 0, tag.Float32), w("b", configs.AreaHolding, 2, ""),
 		w("c", configs.AreaHolding, 4, ""), w("d", configs.AreaCoil, 0, ""), w("e", configs.AreaCoil, 1, ""),
 		w("f", configs.AreaCoil, 5, "")}
 	for a := 1000; a < 1000+130; a++ {
@@ -90,11 +90,11 @@ func TestGroupWrites(t *testing.T) {
 // TestHotPathAllocs proves Latest and SetOutputs allocate nothing.
 func TestHotPathAllocs(t *testing.T) {
 	dev := tcpDevice("hot", "127.0.0.1:1",
-		configs.IOTag{Name: "in", Area: configs.AreaInput, Address: 0, Type: configs.Float32},
-		configs.IOTag{Name: "txt", Area: configs.AreaInput, Address: 10, Type: configs.String, Length: 8},
-		configs.IOTag{Name: "out", Area: configs.AreaHolding, Address: 0, Access: configs.Write},
+		configs.IOTag{Name: "in", Area: configs.AreaInput, Address: 0, Type: tag.Float32},
+		configs.IOTag{Name: "txt", Area: configs.AreaInput, Address: 10, Type: tag.String, Length: 8},
+		configs.IOTag{Name: "out", Area: configs.AreaHolding, Address: 0, Access: tag.Write},
 		configs.IOTag{Name: "rw", Area: configs.AreaHolding, Address: 5},
-		configs.IOTag{Name: "otxt", Area: configs.AreaHolding, Address: 10, Type: configs.String, Length: 4, Access: configs.Write},
+		configs.IOTag{Name: "otxt", Area: configs.AreaHolding, Address: 10, Type: tag.String, Length: 4, Access: tag.Write},
 		configs.IOTag{Name: "bit", Area: configs.AreaHolding, Address: 20, Bit: ptr(1)})
 	tab := newTable(t, dev)
 	s, err := NewScanner(dev, tab)

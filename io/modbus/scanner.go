@@ -252,7 +252,7 @@ func (s *Scanner) request(i int, samples []tag.Sample, text []string) {
 	if b.read && !s.seen[i] {
 		return // never write back a read_write tag the cycle has not read yet
 	}
-	if b.typ == configs.String {
+	if b.typ == tag.String {
 		if id < len(text) && (!b.read || text[id] != s.deliveredText[i]) {
 			s.req.text[i], s.req.armed[i] = text[id], true
 		}
@@ -497,7 +497,7 @@ func (s *Scanner) read(r *Request) error {
 		switch {
 		case b.bitArea():
 			raw = getBit(res, off)
-		case b.typ == configs.String:
+		case b.typ == tag.String:
 			s.cur.text[i] = decodeString(res[2*off:2*(off+b.regs)], b.length, b.order, s.cur.text[i])
 		default:
 			raw = decodeRegisters(b, res[2*off:2*(off+b.regs)])

@@ -22,9 +22,8 @@ func TestScannerReadsEveryTypeAndOrder(t *testing.T) {
 	rec, addr := serveBank(t, 200)
 	var tags []configs.IOTag
 	want := map[string]float64{}
-	types := []configs.DataType{configs.Int16, configs.Uint16, configs.Int32, configs.Uint32, configs.Int64, configs.Float32, configs.Float64}
-	values := map[configs.DataType]float64{configs.Int16: -1234, configs.Uint16: 54321, configs.Int32: -123456789,
-		configs.Uint32: 3000000000, configs.Int64: -(1 << 50) + 7, configs.Float32: 3.25, configs.Float64: -math.Pi}
+	types := []tag.DataType{tag.Int16, tag.Uint16, tag.Int32, tag.Uint32, tag.Int64, tag.Float32, tag.Float64}
+	values := map[tag.DataType]float64{tag.Int16: -1234, tag.Uint16: 54321, tag.Int32: -123456789, tag.Uint32: 3000000000, tag.Int64: -(1 << 50) + 7, tag.Float32: 3.25, tag.Float64: -math.Pi}
 	a := 0
 	var regs [200]byte
 	for _, typ := range types {
@@ -39,9 +38,9 @@ func TestScannerReadsEveryTypeAndOrder(t *testing.T) {
 	}
 	// Scale and offset, a bit, a string, coils and discrete inputs.
 	tags = append(tags,
-		configs.IOTag{Name: "scaled", Area: configs.AreaInput, Address: 0, Type: configs.Int16, Scale: ptr(0.1), Offset: -40},
+		configs.IOTag{Name: "scaled", Area: configs.AreaInput, Address: 0, Type: tag.Int16, Scale: ptr(0.1), Offset: -40},
 		configs.IOTag{Name: "bit3", Area: configs.AreaInput, Address: 1, Bit: ptr(3)},
-		configs.IOTag{Name: "label", Area: configs.AreaInput, Address: 2, Type: configs.String, Length: 6},
+		configs.IOTag{Name: "label", Area: configs.AreaInput, Address: 2, Type: tag.String, Length: 6},
 		configs.IOTag{Name: "c5", Area: configs.AreaCoil, Address: 5},
 		configs.IOTag{Name: "d9", Area: configs.AreaDiscrete, Address: 9})
 	want["scaled"], want["bit3"], want["c5"], want["d9"] = 25.5-40, 1, 1, 1
@@ -81,15 +80,15 @@ func TestScannerReadsEveryTypeAndOrder(t *testing.T) {
 func TestScannerWritesOnChangeCoalesced(t *testing.T) {
 	rec, addr := serveBank(t, 64)
 	dev := tcpDevice("out", addr,
-		configs.IOTag{Name: "sp", Area: configs.AreaHolding, Address: 0, Type: configs.Float32, Access: configs.Write},
-		configs.IOTag{Name: "mode", Area: configs.AreaHolding, Address: 2, Access: configs.Write},
-		configs.IOTag{Name: "raw", Area: configs.AreaHolding, Address: 3, Type: configs.Int16, Scale: ptr(0.5), Access: configs.Write},
-		configs.IOTag{Name: "far", Area: configs.AreaHolding, Address: 20, Access: configs.Write},
+		configs.IOTag{Name: "sp", Area: configs.AreaHolding, Address: 0, Type: tag.Float32, Access: tag.Write},
+		configs.IOTag{Name: "mode", Area: configs.AreaHolding, Address: 2, Access: tag.Write},
+		configs.IOTag{Name: "raw", Area: configs.AreaHolding, Address: 3, Type: tag.Int16, Scale: ptr(0.5), Access: tag.Write},
+		configs.IOTag{Name: "far", Area: configs.AreaHolding, Address: 20, Access: tag.Write},
 		configs.IOTag{Name: "flag", Area: configs.AreaHolding, Address: 30, Bit: ptr(2)},
-		configs.IOTag{Name: "q0", Area: configs.AreaCoil, Address: 0, Access: configs.Write},
-		configs.IOTag{Name: "q1", Area: configs.AreaCoil, Address: 1, Access: configs.Write},
-		configs.IOTag{Name: "q2", Area: configs.AreaCoil, Address: 2, Access: configs.Write},
-		configs.IOTag{Name: "lim", Area: configs.AreaHolding, Address: 40, Access: configs.Write, Max: ptr(100.0)})
+		configs.IOTag{Name: "q0", Area: configs.AreaCoil, Address: 0, Access: tag.Write},
+		configs.IOTag{Name: "q1", Area: configs.AreaCoil, Address: 1, Access: tag.Write},
+		configs.IOTag{Name: "q2", Area: configs.AreaCoil, Address: 2, Access: tag.Write},
+		configs.IOTag{Name: "lim", Area: configs.AreaHolding, Address: 40, Access: tag.Write, Max: ptr(100.0)})
 	tab := newTable(t, dev)
 	rec.Update(func(m *sim.Memory) { m.Holding[30] = 0x8001 })
 	s := startScanner(t, dev, tab)
@@ -156,7 +155,7 @@ func writesOf(reqs []string) []string {
 
 func TestScannerWriteEvery(t *testing.T) {
 	rec, addr := serveBank(t, 8)
-	dev := tcpDevice("we", addr, configs.IOTag{Name: "o", Area: configs.AreaHolding, Address: 1, Access: configs.Write})
+	dev := tcpDevice("we", addr, configs.IOTag{Name: "o", Area: configs.AreaHolding, Address: 1, Access: tag.Write})
 	dev.WriteEvery = configs.Duration(time.Millisecond)
 	tab := newTable(t, dev)
 	s := startScanner(t, dev, tab)
@@ -200,10 +199,10 @@ func TestScannerDeviceDownAndBack(t *testing.T) {
 
 func TestNewScannerConfigErrors(t *testing.T) {
 	dev := configs.Device{Name: "d", Driver: "profibus", Tags: []configs.IOTag{
-		{Name: "a", Area: configs.AreaInput, Address: 0, Access: configs.Write},
-		{Name: "b", Area: configs.AreaDiscrete, Address: 0, Type: configs.Int16},
-		{Name: "c", Area: configs.AreaHolding, Address: 65535, Type: configs.Float32},
-		{Name: "d", Area: configs.AreaHolding, Address: 0, Type: configs.String},
+		{Name: "a", Area: configs.AreaInput, Address: 0, Access: tag.Write},
+		{Name: "b", Area: configs.AreaDiscrete, Address: 0, Type: tag.Int16},
+		{Name: "c", Area: configs.AreaHolding, Address: 65535, Type: tag.Float32},
+		{Name: "d", Area: configs.AreaHolding, Address: 0, Type: tag.String},
 		{Name: "e", Area: configs.AreaHolding, Address: 0, Bit: ptr(16)},
 		{Name: "f", Area: configs.AreaHolding, Address: 0, Scale: ptr(0.0)},
 	}}
@@ -253,7 +252,7 @@ func TestOutputsRewrittenAfterReconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := tcpDevice("re", srv.Addr(), configs.IOTag{Name: "o", Area: configs.AreaHolding, Address: 1, Access: configs.Write},
+	dev := tcpDevice("re", srv.Addr(), configs.IOTag{Name: "o", Area: configs.AreaHolding, Address: 1, Access: tag.Write},
 		configs.IOTag{Name: "i", Area: configs.AreaInput, Address: 0})
 	tab := newTable(t, dev)
 	s := startScanner(t, dev, tab, WithBackoff(5*time.Millisecond, 20*time.Millisecond))

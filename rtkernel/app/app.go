@@ -61,7 +61,7 @@ func Run(ctx context.Context, o Options) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg := o.Config
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}

@@ -32,7 +32,7 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Devices[0].Address = srv.Addr()
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}

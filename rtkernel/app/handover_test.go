@@ -51,7 +51,7 @@ func tankPair(ctx context.Context, t *testing.T) (old, changed *configs.Config) 
 func changedTank(t *testing.T, addr string) *configs.Config {
 	t.Helper()
 	cfg := tankAt(t, addr)
-	cfg.Tags = append(cfg.Tags, configs.Tag{Name: "level_filtered", Unit: "m"}, configs.Tag{Name: "level_very_high", Type: configs.Bool})
+	cfg.Tags = append(cfg.Tags, configs.Tag{Name: "level_filtered", Unit: "m"}, configs.Tag{Name: "level_very_high", Type: tag.Bool})
 	blocks := &cfg.Tasks[0].Blocks
 	for i := range *blocks {
 		if (*blocks)[i].Name == "level_pid" {
@@ -113,7 +113,7 @@ func startAppOn(ctx context.Context, t *testing.T, k kernel, cfg *configs.Config
 // named name) and waits until the region is formatted.
 func startAppAt(ctx context.Context, t *testing.T, k kernel, cfg *configs.Config, name string, loc, from shm.Location) *running {
 	t.Helper()
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}

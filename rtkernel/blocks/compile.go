@@ -291,17 +291,17 @@ func (c *compiler) outputs() {
 				}
 				info := c.tab.Info[id]
 				switch {
-				case info.Type == configs.String:
+				case info.Type == tag.String:
 					c.errs.Add(n.b.Pos, "output %q of %s writes string tag %q (blocks write number and bool tags)", key, n.what(), name)
 					continue
-				case info.Type == configs.Bool && n.typ.poly != nil:
+				case info.Type == tag.Bool && n.typ.poly != nil:
 					n, key, name := n, key, name
 					c.later = append(c.later, func() {
 						if !c.boolOut(n, k, 0) {
 							c.errs.Add(n.b.Pos, "output %q of %s is a number but tag %q is a bool (write a number tag, or turn the value into a bool with compare or hysteresis)", key, n.what(), name)
 						}
 					})
-				case info.Type == configs.Bool && n.typ.out[k].kind != boolean:
+				case info.Type == tag.Bool && n.typ.out[k].kind != boolean:
 					c.errs.Add(n.b.Pos, "output %q of %s is a number but tag %q is a bool (write a number tag, or turn the value into a bool with compare or hysteresis)", key, n.what(), name)
 					continue
 				case info.Device != "" && !info.Access.Writable():
@@ -426,10 +426,10 @@ func (c *compiler) resolve(n *node, portName string, want kind, ref configs.Ref)
 	if id, ok := c.tab.Lookup(raw); ok {
 		info := c.tab.Info[id]
 		switch {
-		case info.Type == configs.String:
+		case info.Type == tag.String:
 			c.errs.Add(s.pos, "input %q of %s reads string tag %q (blocks read number and bool tags)", portName, n.what(), raw)
 			return s
-		case want == boolean && info.Type != configs.Bool:
+		case want == boolean && info.Type != tag.Bool:
 			c.errs.Add(s.pos, "input %q of %s is a bool but tag %q is a %s (turn it into a bool with compare or hysteresis)", portName, n.what(), raw, info.Type)
 			return s
 		}
@@ -495,7 +495,7 @@ func (c *compiler) boolOut(n *node, port, depth int) bool {
 				return false
 			}
 		case srcTag:
-			if c.tab.Info[s.tag].Type != configs.Bool {
+			if c.tab.Info[s.tag].Type != tag.Bool {
 				return false
 			}
 		case srcBlock:

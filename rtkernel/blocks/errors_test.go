@@ -7,13 +7,12 @@ import (
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
-	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // compileErrs compiles cfg and returns its errors, failing if it compiled.
 func compileErrs(t *testing.T, cfg *configs.Config) configs.Errors {
 	t.Helper()
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
-	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Every example config compiles, and each of its tasks runs a cycle.
@@ -24,7 +23,7 @@ func TestExamplesCompile(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			tab, err := tag.NewTable(cfg)
+			tab, err := cfg.TagTable()
 			if err != nil {
 				t.Fatal(err)
 			}

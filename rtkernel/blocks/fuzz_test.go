@@ -35,7 +35,7 @@ tasks:
 		if err != nil {
 			return
 		}
-		tab, err := tag.NewTable(cfg)
+		tab, err := cfg.TagTable()
 		if err != nil {
 			return
 		}

@@ -43,7 +43,7 @@ func tg(spec string) configs.Tag {
 	parts := strings.Split(spec, ":")
 	t := configs.Tag{Name: parts[0]}
 	if len(parts) > 1 {
-		t.Type = configs.DataType(parts[1])
+		t.Type = tag.DataType(parts[1])
 	}
 	if len(parts) > 2 {
 		t.Unit = parts[2]
@@ -71,7 +71,7 @@ type rig struct {
 
 func newRig(t testing.TB, cfg *configs.Config, dt time.Duration) *rig {
 	t.Helper()
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -306,7 +306,7 @@ func (e *Executive) assignSafeState(cfg *configs.Config, owner []int) error {
 			continue
 		}
 		sv := safeValue{id: id}
-		if in.Type == configs.String {
+		if in.Type == tag.String {
 			sv.text = v.Raw
 		} else {
 			f, err := v.Float()

@@ -26,16 +26,16 @@ func plant(t testing.TB, tasks ...configs.Task) (*configs.Config, *tag.Table) {
 	t.Helper()
 	cfg := &configs.Config{
 		Devices: []configs.Device{{Name: "rio", Tags: []configs.IOTag{
-			{Name: "level", Area: configs.AreaInput, Type: configs.Float32},
-			{Name: "valve", Area: configs.AreaHolding, Type: configs.Float32, Min: f64(0), Max: f64(100)},
+			{Name: "level", Area: configs.AreaInput, Type: tag.Float32},
+			{Name: "valve", Area: configs.AreaHolding, Type: tag.Float32, Min: f64(0), Max: f64(100)},
 			{Name: "pump", Area: configs.AreaCoil},
 		}}},
 		Tags: []configs.Tag{
 			{Name: "setpoint", Writable: true, Min: f64(0), Max: f64(10), Initial: configs.Value{Raw: "5", Set: true}},
-			{Name: "mode", Type: configs.Int16, Writable: true},
-			{Name: "count", Type: configs.Uint16, Writable: true},
-			{Name: "enable", Type: configs.Bool, Writable: true},
-			{Name: "label", Type: configs.String, Writable: true, Length: 8},
+			{Name: "mode", Type: tag.Int16, Writable: true},
+			{Name: "count", Type: tag.Uint16, Writable: true},
+			{Name: "enable", Type: tag.Bool, Writable: true},
+			{Name: "label", Type: tag.String, Writable: true, Length: 8},
 			{Name: "readonly", Writable: false},
 			{Name: "mirror"},
 		},
@@ -43,7 +43,7 @@ func plant(t testing.TB, tasks ...configs.Task) (*configs.Config, *tag.Table) {
 		Watchdog: configs.Watchdog{Overruns: 3, SafeState: map[string]configs.Value{
 			"valve": {Raw: "0", Set: true}, "pump": {Raw: "false", Set: true}, "mirror": {Raw: "-1", Set: true}}},
 	}
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}

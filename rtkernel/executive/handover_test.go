@@ -23,8 +23,8 @@ func loopConfig(changed bool) *configs.Config {
 		Outputs: map[string]string{"out": "valve"}, Params: map[string]configs.Value{"kp": val("2"), "ti": val("1s")}}
 	cfg := &configs.Config{
 		Devices: []configs.Device{{Name: "rio", Tags: []configs.IOTag{
-			{Name: "level", Area: configs.AreaInput, Type: configs.Float32},
-			{Name: "valve", Area: configs.AreaHolding, Type: configs.Float32},
+			{Name: "level", Area: configs.AreaInput, Type: tag.Float32},
+			{Name: "valve", Area: configs.AreaHolding, Type: tag.Float32},
 		}}},
 		Tags:     []configs.Tag{{Name: "sp", Writable: true, Retain: true, Initial: val("3")}},
 		Watchdog: configs.Watchdog{SafeState: map[string]configs.Value{"valve": val("0")}},
@@ -32,7 +32,7 @@ func loopConfig(changed bool) *configs.Config {
 	blocksList := []configs.Block{pid}
 	if changed {
 		pid.Inputs["pv"] = ref("pvf.out")
-		cfg.Tags = append(cfg.Tags, configs.Tag{Name: "hi", Type: configs.Bool})
+		cfg.Tags = append(cfg.Tags, configs.Tag{Name: "hi", Type: tag.Bool})
 		blocksList = []configs.Block{pid,
 			{Name: "pvf", Type: "lag", Inputs: map[string]configs.Ref{"in": ref("level")}, Params: map[string]configs.Value{"tau": val("0s")}},
 			{Name: "alm", Type: "alarm", Inputs: map[string]configs.Ref{"in": ref("level")}, Outputs: map[string]string{"active": "hi"}, Params: map[string]configs.Value{"hi": val("9")}}}
@@ -55,7 +55,7 @@ type side struct {
 func newSide(t *testing.T, changed bool, own, from executive.Baton) *side {
 	t.Helper()
 	cfg := loopConfig(changed)
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestStandbyAlignsToGrid(t *testing.T) {
 	area := executivetest.NewBaton(1024)
 	area.SetGrid(int64(time.Second+300*time.Microsecond), int64(period))
 	cfg := loopConfig(true)
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}

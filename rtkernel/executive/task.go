@@ -364,7 +364,7 @@ func (t *task) applyCommand(c Command) Result {
 		res.Status = Refused
 		return res
 	}
-	if in.Type == configs.String {
+	if in.Type == tag.String {
 		t.tab.Text[c.Tag] = c.Text
 		*smp = tag.Sample{Quality: tag.Good, Time: e.wall().UnixNano()}
 	} else {
@@ -384,12 +384,12 @@ func validate(in *tag.Info, c Command) ResultStatus {
 	}
 	v := c.Value
 	switch in.Type {
-	case configs.String:
+	case tag.String:
 		if len(c.Text) > in.Length {
 			return OutOfRange
 		}
 		return Applied
-	case configs.Bool:
+	case tag.Bool:
 		if v != 0 && v != 1 {
 			return WrongType
 		}
@@ -406,7 +406,7 @@ func validate(in *tag.Info, c Command) ResultStatus {
 			return OutOfRange
 		}
 	}
-	if in.Type == configs.Float32 && math.Abs(v) > math.MaxFloat32 {
+	if in.Type == tag.Float32 && math.Abs(v) > math.MaxFloat32 {
 		return OutOfRange
 	}
 	if v < in.Min || v > in.Max {

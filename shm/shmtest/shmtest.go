@@ -27,11 +27,11 @@ import (
 func Params(n, s, tasks int) shm.Params {
 	p := shm.Params{Partition: "test", Latency: configs.Latency{Highest: configs.Duration(10 * time.Millisecond), Digits: 3}}
 	for i := 0; i < n; i++ {
-		p.Tags = append(p.Tags, tag.Info{Name: fmt.Sprintf("t%d", i), Type: configs.Float64, Unit: "m", Access: configs.ReadWrite,
+		p.Tags = append(p.Tags, tag.Info{Name: fmt.Sprintf("t%d", i), Type: tag.Float64, Unit: "m", Access: tag.ReadWrite,
 			Writable: true, Min: -1e6, Max: 1e6})
 	}
 	for i := 0; i < s; i++ {
-		p.Tags = append(p.Tags, tag.Info{Name: fmt.Sprintf("s%d", i), Type: configs.String, Access: configs.ReadWrite,
+		p.Tags = append(p.Tags, tag.Info{Name: fmt.Sprintf("s%d", i), Type: tag.String, Access: tag.ReadWrite,
 			Writable: true, Min: math.Inf(-1), Max: math.Inf(1), Length: 32})
 	}
 	for i := 0; i < tasks; i++ {

@@ -8,12 +8,7 @@
 // directory and in the bridge. Nothing here needs privileges.
 package tag
 
-import (
-	"fmt"
-	"math"
-
-	"github.com/mkrt/mkrt/configs"
-)
+import "fmt"
 
 // Quality says how far a value can be trusted (OPC UA / Sparkplug sense).
 type Quality uint8
@@ -86,10 +81,10 @@ type Sample struct {
 // Info is what is known of a tag from the config.
 type Info struct {
 	Name     string
-	Type     configs.DataType
+	Type     DataType
 	Unit     string
 	Device   string // "" for internal tags
-	Access   configs.Access
+	Access   Access
 	Writable bool // SCADA may write it
 	Retain   bool
 	Min, Max float64 // -Inf/+Inf when unset
@@ -105,78 +100,25 @@ type Table struct {
 	byName  map[string]ID
 }
 
-// NewTable numbers the tags of cfg. Internal tags start with their initial
-// value and good quality; device tags start bad (not connected).
-func NewTable(cfg *configs.Config) (*Table, error) {
-	t := &Table{byName: map[string]ID{}}
-	add := func(in Info) error {
+// NewTable makes the table of the tags info describes, numbered in that
+// order (configs.Config.TagTable gives a config's, with initial values).
+// Internal tags start good at zero; device tags start bad (not connected)
+// until their device is read.
+func NewTable(info []Info) (*Table, error) {
+	t := &Table{Info: append([]Info(nil), info...), Samples: make([]Sample, len(info)), Text: make([]string, len(info)),
+		byName: make(map[string]ID, len(info))}
+	for i, in := range info {
 		if _, dup := t.byName[in.Name]; dup {
-			return fmt.Errorf("tag: duplicate tag %q", in.Name)
+			return nil, fmt.Errorf("tag: duplicate tag %q", in.Name)
 		}
-		t.byName[in.Name] = ID(len(t.Info))
-		t.Info = append(t.Info, in)
-		t.Samples = append(t.Samples, Sample{Quality: Bad, Reason: NotConnected})
-		t.Text = append(t.Text, "")
-		return nil
-	}
-	for _, d := range cfg.Devices {
-		for _, it := range d.Tags {
-			typ := it.Type
-			if typ == "" {
-				typ = configs.Uint16
-				if it.Area == configs.AreaCoil || it.Area == configs.AreaDiscrete || it.Bit != nil {
-					typ = configs.Bool
-				}
-			}
-			acc := it.Access
-			if acc == "" {
-				acc = configs.Read
-				if it.Area == configs.AreaCoil || it.Area == configs.AreaHolding {
-					acc = configs.ReadWrite
-				}
-			}
-			if err := add(Info{Name: it.Name, Type: typ, Unit: it.Unit, Device: d.Name, Access: acc,
-				Writable: acc.Writable(), Min: orInf(it.Min, -1), Max: orInf(it.Max, 1), Deadband: it.Deadband, Length: it.Length}); err != nil {
-				return nil, err
-			}
+		t.byName[in.Name] = ID(i)
+		if in.Device != "" {
+			t.Samples[i] = Sample{Quality: Bad, Reason: NotConnected}
+		} else {
+			t.Samples[i] = Sample{Quality: Good}
 		}
-	}
-	for _, it := range cfg.Tags {
-		typ := it.Type
-		if typ == "" {
-			typ = configs.Float64
-		}
-		n := it.Length
-		if typ == configs.String && n == 0 {
-			n = 32
-		}
-		if err := add(Info{Name: it.Name, Type: typ, Unit: it.Unit, Access: configs.ReadWrite, Writable: it.Writable,
-			Retain: it.Retain, Min: orInf(it.Min, -1), Max: orInf(it.Max, 1), Deadband: it.Deadband, Length: n}); err != nil {
-			return nil, err
-		}
-		id := ID(len(t.Info) - 1)
-		s := Sample{Quality: Good}
-		if it.Initial.Set {
-			if typ == configs.String {
-				t.Text[id] = it.Initial.Raw
-			} else {
-				v, err := it.Initial.Float()
-				if err != nil {
-					return nil, fmt.Errorf("tag: %s: initial value of %q: %w", it.Initial.Pos, it.Name, err)
-				}
-				s.Value = v
-			}
-		}
-		t.Samples[id] = s
 	}
 	return t, nil
-}
-
-func orInf(p *float64, sign int) float64 {
-	if p == nil {
-		return math.Inf(sign)
-	}
-	return *p
 }
 
 // Lookup returns the ID of the named tag.

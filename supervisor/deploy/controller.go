@@ -67,9 +67,9 @@ func (c *controller) Set(ctx context.Context, name, value string) (control.Resul
 	}
 	w := bridge.Write{ID: id, Source: "cli", Who: "mkrt set"}
 	switch infos[id].Type {
-	case configs.String:
+	case tag.String:
 		w.Text = value
-	case configs.Bool:
+	case tag.Bool:
 		v, err := (configs.Value{Raw: value}).Bool()
 		if err != nil {
 			return res, fmt.Errorf("%w: %s is a bool: %v", control.ErrInvalid, name, err)
@@ -114,7 +114,7 @@ func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResul
 	if err != nil {
 		return out, fmt.Errorf("%w: the config does not validate; nothing was changed:\n%v", control.ErrInvalid, err)
 	}
-	tab, err := tag.NewTable(nc)
+	tab, err := nc.TagTable()
 	if err == nil {
 		_, err = blocks.Compile(nc, tab)
 	}

@@ -108,7 +108,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.Backend != "" {
 		cfg.Partition.Backend = o.Backend
 	}
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func seedRetained(ctx context.Context, region *shm.Region, l *shm.Layout, cfg *c
 		}
 		return err
 	}
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		return err
 	}

@@ -120,7 +120,7 @@ func TestMarkStale(t *testing.T) {
 
 func TestDirectoryTakesDevicesFromConfig(t *testing.T) {
 	cfg := loadExample(t)
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}

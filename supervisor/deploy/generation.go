@@ -13,7 +13,6 @@ import (
 	"github.com/mkrt/mkrt/bridge"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm"
-	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/retain"
 )
@@ -125,7 +124,7 @@ func regionPath(name string, n int) string {
 // the generation to take over from ("" for a normal start). On error
 // nothing is left behind.
 func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile, takeFrom string, ready func(*generation)) (g *generation, err error) {
-	tab, err := tag.NewTable(cfg)
+	tab, err := cfg.TagTable()
 	if err != nil {
 		return nil, err
 	}

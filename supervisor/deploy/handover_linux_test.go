@@ -43,7 +43,7 @@ func startExecutive(ctx context.Context, t *testing.T, cfg *configs.Config, dir,
 		t.Fatal(err)
 	}
 	p := &executiveProc{path: filepath.Join(dir, name+".shm")}
-	if p.tab, err = tag.NewTable(loaded); err != nil {
+	if p.tab, err = loaded.TagTable(); err != nil {
 		t.Fatal(err)
 	}
 	layout, err := shm.NewLayout(shm.ParamsFor(loaded, p.tab, loaded.Hash()))
@@ -114,7 +114,7 @@ func handOverTank(t *testing.T, addr string, changed bool) *configs.Config {
 // changeStructure puts the PID's pv through a lag filter and adds an alarm
 // (new tags level_filtered and level_very_high) to the tank example.
 func changeStructure(cfg *configs.Config) {
-	cfg.Tags = append(cfg.Tags, configs.Tag{Name: "level_filtered", Unit: "m"}, configs.Tag{Name: "level_very_high", Type: configs.Bool})
+	cfg.Tags = append(cfg.Tags, configs.Tag{Name: "level_filtered", Unit: "m"}, configs.Tag{Name: "level_very_high", Type: tag.Bool})
 	b := &cfg.Tasks[0].Blocks
 	for i := range *b {
 		if (*b)[i].Name == "level_pid" {

@@ -185,9 +185,9 @@ func TestTableRoundTrip(t *testing.T) {
 	cfg := &configs.Config{Tags: []configs.Tag{
 		{Name: "sp", Retain: true, Initial: configs.Value{Raw: "1", Set: true}},
 		{Name: "pv"},
-		{Name: "recipe", Type: configs.String, Retain: true},
+		{Name: "recipe", Type: tag.String, Retain: true},
 	}}
-	tbl, err := tag.NewTable(cfg)
+	tbl, err := cfg.TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestTableRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, []Value{{Name: "sp", Value: 55}, {Name: "recipe", Text: "B"}}) {
 		t.Fatalf("FromTable = %v", got)
 	}
-	fresh, _ := tag.NewTable(cfg)
+	fresh, _ := cfg.TagTable()
 	n, skipped := Restore(fresh, append(got, Value{Name: "gone", Value: 1}, Value{Name: "pv", Value: 2}))
 	if n != 2 || !reflect.DeepEqual(skipped, []string{"gone", "pv"}) || fresh.Samples[0].Value != 55 || fresh.Text[2] != "B" || fresh.Samples[1].Value != 0 {
 		t.Fatalf("Restore: %d %v %v", n, skipped, fresh.Samples)

@@ -38,7 +38,7 @@ func guestPlant(t *testing.T, simAddr, guestCIDR string) (*configs.Config, []byt
 	if err != nil {
 		t.Fatalf("the marshalled config does not load: %v\n%s", err, text)
 	}
-	tab, err := tag.NewTable(guest)
+	tab, err := guest.TagTable()
 	if err != nil {
 		t.Fatal(err)
 	}
