@@ -35,48 +35,6 @@ import (
 	"github.com/mkrt/mkrt/configs"
 )
 
-// The seam to the executive (defined in bridge/plant so the protocol
-// packages can share it without importing this one).
-type (
-	// Plant is the process image, the executive's health and the command path.
-	Plant = plant.Plant
-	// Health is the executive's state and timing.
-	Health = plant.Health
-	// TaskHealth is one task's timing.
-	TaskHealth = plant.TaskHealth
-	// Percentiles summarise a latency distribution.
-	Percentiles = plant.Percentiles
-	// State is the executive's state.
-	State = plant.State
-	// Write is one command from SCADA.
-	Write = plant.Write
-	// Result is the executive's answer to a write.
-	Result = plant.Result
-	// RejectedError is a write the executive refused.
-	RejectedError = plant.RejectedError
-)
-
-// The executive states.
-const (
-	Booting  = plant.Booting
-	Running  = plant.Running
-	Safe     = plant.Safe
-	Stopping = plant.Stopping
-	Faulted  = plant.Faulted
-	Down     = plant.Down
-)
-
-// Write errors (see plant.Plant).
-var (
-	ErrUnknownTag = plant.ErrUnknownTag
-	ErrReadOnly   = plant.ErrReadOnly
-	ErrOutOfRange = plant.ErrOutOfRange
-	ErrBadValue   = plant.ErrBadValue
-	ErrBusy       = plant.ErrBusy
-	ErrNotRunning = plant.ErrNotRunning
-	ErrRejected   = plant.ErrRejected
-)
-
 // Options are the bridge's run-time settings that are not in the config.
 type Options struct {
 	Log   *slog.Logger
@@ -134,7 +92,7 @@ type Bridge struct {
 
 // New checks the bridge config against the plant and builds every server.
 // Nothing listens or connects before Run.
-func New(cfg *configs.Config, p Plant, o Options) (*Bridge, error) {
+func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}

@@ -3,7 +3,6 @@ package configs
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/mkrt/mkrt/boards"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // BlockTypes lists the function block types a task may use.
@@ -415,42 +415,33 @@ func (k *checker) internalTags() {
 	}
 }
 
-// value checks that v suits the tag: it parses for the type and lies
-// within min and max.
+// value checks that v suits the tag the way the executive checks a write
+// (wire.CheckValue): it parses for the type and fits the type's range, the
+// tag's min and max and a string's length.
 func (k *checker) value(v Value, t TagInfo, what string) {
-	pos := v.Pos
+	var wv wire.Value
 	switch t.Type {
 	case tag.Bool:
-		if _, err := v.Bool(); err != nil {
-			k.add(pos, "%s: %v for bool tag %s", what, err, t.Name)
+		b, err := v.Bool()
+		if err != nil {
+			k.add(v.Pos, "%s: %v for bool tag %s", what, err, t.Name)
+			return
 		}
-		return
+		if b {
+			wv.Num = 1
+		}
 	case tag.String:
-		if t.Length > 0 && len(v.Raw) > t.Length {
-			k.add(pos, "%s: %d bytes is longer than tag %s's length %d; shorten it or raise length", what, len(v.Raw), t.Name, t.Length)
-		}
-		return
-	}
-	f, err := v.Float()
-	if err != nil {
-		k.add(pos, "%s: %v; tag %s is %s", what, err, t.Name, t.Type)
-		return
-	}
-	if lo, hi, ok := t.Type.IntRange(); ok {
-		if f != math.Trunc(f) {
-			k.add(pos, "%s: %s is not a whole number; tag %s is %s", what, v.Raw, t.Name, t.Type)
+		wv = wire.Text(v.Raw)
+	default:
+		f, err := v.Float()
+		if err != nil {
+			k.add(v.Pos, "%s: %v; tag %s is %s", what, err, t.Name, t.Type)
 			return
 		}
-		if f < lo || f > hi {
-			k.add(pos, "%s: %s is outside the range of %s (%g to %g)", what, v.Raw, t.Type, lo, hi)
-			return
-		}
+		wv.Num = f
 	}
-	if f < t.Min {
-		k.add(pos, "%s: %s is below tag %s's min %g", what, v.Raw, t.Name, t.Min)
-	}
-	if f > t.Max {
-		k.add(pos, "%s: %s is above tag %s's max %g", what, v.Raw, t.Name, t.Max)
+	if st := wire.CheckValue(&t.Info, wv); st != wire.Applied {
+		k.add(v.Pos, "%s: %s", what, wire.Explain(&t.Info, wv, st))
 	}
 }
 

@@ -30,21 +30,12 @@ var (
 	// ErrWriterLive: another executive still owns the region (its heartbeat
 	// moved while we watched). Attach with Force to take over anyway.
 	ErrWriterLive = errors.New("region owned by a live writer")
-	// ErrBusy: the command ring is full; the executive has not drained it.
-	ErrBusy = errors.New("command ring full (busy)")
 	// ErrTimeout: no result arrived before the context's deadline.
 	ErrTimeout = errors.New("no result before the deadline")
 	// ErrInvalid: a parameter or argument is out of range.
 	ErrInvalid = errors.New("invalid argument")
 	// ErrUnsupported: the platform cannot map shared memory.
 	ErrUnsupported = errors.New("not supported on this platform")
-
-	// Rejections reported in a Result (see Status.Err).
-	ErrOutOfRange = errors.New("rejected: value out of range")
-	ErrReadOnly   = errors.New("rejected: tag is read-only")
-	ErrUnknownTag = errors.New("rejected: unknown tag")
-	ErrType       = errors.New("rejected: value has the wrong type")
-	ErrRejected   = errors.New("rejected")
 )
 
 // MismatchError is a validation failure naming the field and both values.

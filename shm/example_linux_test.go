@@ -10,6 +10,7 @@ import (
 
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Example shows both sides: the host creates the region file, the executive
@@ -60,20 +61,20 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	id, _ := r.Submit(shm.Command{Kind: shm.CmdWriteTag, Tag: 0, Value: 3, Origin: shm.NewOrigin("mqtt:operator")})
+	id, _ := r.Submit(wire.Command{Kind: wire.WriteTag, Tag: 0, Value: wire.Number(3), Origin: wire.NewOrigin("mqtt:operator")})
 
 	// One executive cycle: apply commands, publish, beat, record timing.
-	var cmd shm.Command
+	var cmd wire.Command
 	for w.PollCommand(&cmd) {
-		res := shm.Result{ID: cmd.ID, Cycle: 1, Status: shm.Check(params.Tags, &cmd), Old: samples[cmd.Tag].Value}
-		if res.Status == shm.StatusAccepted {
-			samples[cmd.Tag].Value = cmd.Value
+		res := wire.Result{ID: cmd.ID, Cycle: 1, Status: wire.CheckTagWrite(params.Tags, cmd.Tag, cmd.Value), Old: samples[cmd.Tag].Value}
+		if res.Status == wire.Applied {
+			samples[cmd.Tag].Value = cmd.Value.Num
 		}
 		w.Reply(res)
 	}
 	w.Publish(1, samples, nil)
 	w.Beat(1, 0)
-	w.SetState(shm.StateRunning, 0)
+	w.SetState(wire.Running, 0)
 	w.RecordWakeup(0, 12_000)
 
 	// The bridge sees the result, the new image and the histogram.
@@ -88,7 +89,7 @@ func Example() {
 	wake, _, _ := r.Histograms(0)
 	fmt.Println("state:", r.Heartbeat().State, "wake-up samples:", wake.TotalCount(), "max within 0.1%:", math.Abs(float64(wake.Max()-12_000)) <= 12)
 	// Output:
-	// command: accepted old value 2.5 <nil>
+	// command: applied old value 2.5 <nil>
 	// setpoint: 3 good changed: [0]
 	// state: running wake-up samples: 1 max within 0.1%: true
 }

@@ -2,6 +2,7 @@ package shm
 
 import (
 	"context"
+	"github.com/mkrt/mkrt/shm/wire"
 	"testing"
 	"time"
 )
@@ -43,12 +44,12 @@ func FuzzAttach(f *testing.F) {
 		defer cancel()
 		var im Image
 		rd.Snapshot(ctx, &im)
-		rd.Events(make([]Event, 8))
-		rd.Results(make([]Result, 8))
+		rd.Events(make([]wire.Event, 8))
+		rd.Results(make([]wire.Result, 8))
 		rd.Heartbeat()
 		for task := range rd.Tasks() {
 			rd.Histograms(task)
 		}
-		rd.Submit(Command{Kind: CmdWriteTag})
+		rd.Submit(wire.Command{Kind: wire.WriteTag})
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // The hand-over area carries a running executive's state to the executive
@@ -70,52 +71,6 @@ func textBytes(info []tag.Info) int {
 		}
 	}
 	return n
-}
-
-// HandOverMode is where an executive stands in a hand-over.
-type HandOverMode uint64
-
-// The hand-over modes.
-const (
-	// ModeDriving: the executive drives the outputs (the normal case).
-	ModeDriving HandOverMode = 0
-	// ModeStandby: the executive runs its cycles without driving outputs,
-	// waiting to take over.
-	ModeStandby HandOverMode = 1
-	// ModeReleasing: the executive drives until the taking one takes.
-	ModeReleasing HandOverMode = 2
-	// ModeReleased: the executive handed the outputs over and drives nothing.
-	ModeReleased HandOverMode = 3
-)
-
-var modeNames = [...]string{"driving", "standby", "releasing", "released"}
-
-func (m HandOverMode) String() string {
-	if int(m) < len(modeNames) {
-		return modeNames[m]
-	}
-	return fmt.Sprintf("mode(%d)", uint64(m))
-}
-
-// HandOverCounters are one executive's hand-over counters, published in its
-// region for the supervisor and `mkrt status`.
-type HandOverCounters struct {
-	Mode HandOverMode
-	// Driven counts cycles that drove the outputs since the hand-over
-	// began (release or take requested); Standby cycles run without
-	// driving before the take; Released cycles after the release.
-	Driven, Standby, Released uint64
-	// Retries counts cycles at which the taking side found no offer yet
-	// (the releasing side kept driving them).
-	Retries uint64
-	// Missed counts cycles that neither side drove.
-	Missed uint64
-	// Switch is the scheduled start (monotonic ns) of the first cycle the
-	// taking side drove, or of the first the releasing side did not.
-	Switch int64
-	// Blocks is transferred<<32 | fresh<<16 | dropped block counts of the
-	// state import (taking side).
-	Blocks uint64
 }
 
 // HandOver is a region's hand-over area. The executive that owns the
@@ -322,16 +277,20 @@ func (h *HandOver) readBlob(dst []byte, after int64) ([]byte, bool) {
 }
 
 // SetCounters publishes the executive's hand-over counters.
-func (h *HandOver) SetCounters(c HandOverCounters) {
+func (h *HandOver) SetCounters(c wire.HandOverCounters) {
 	o := h.off + hoCounters
-	for i, v := range [...]uint64{uint64(c.Mode), c.Driven, c.Standby, c.Released, c.Retries, c.Missed, uint64(c.Switch), c.Blocks} {
+	b := c.Blocks
+	blocks := uint64(b.Carried)<<32 | uint64(b.Fresh&0xffff)<<16 | uint64(b.Dropped&0xffff)
+	for i, v := range [...]uint64{uint64(c.Mode), c.Driven, c.Standby, c.Released, c.Retries, c.Missed, uint64(c.Switch), blocks} {
 		h.m.store(o+8*i, v)
 	}
 }
 
 // Counters reads the published hand-over counters.
-func (h *HandOver) Counters() HandOverCounters {
+func (h *HandOver) Counters() wire.HandOverCounters {
 	o := h.off + hoCounters
 	l := func(i int) uint64 { return h.m.load(o + 8*i) }
-	return HandOverCounters{Mode: HandOverMode(l(0)), Driven: l(1), Standby: l(2), Released: l(3), Retries: l(4), Missed: l(5), Switch: int64(l(6)), Blocks: l(7)}
+	b := l(7)
+	return wire.HandOverCounters{Mode: wire.HandOverMode(l(0)), Driven: l(1), Standby: l(2), Released: l(3), Retries: l(4), Missed: l(5), Switch: int64(l(6)),
+		Blocks: wire.BlockCounts{Carried: int(b >> 32), Fresh: int(b >> 16 & 0xffff), Dropped: int(b & 0xffff)}}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/shmtest"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 func newAreas(t *testing.T) (*shm.HandOver, *shm.HandOver) {
@@ -152,12 +153,12 @@ func TestHandOverBlobBounds(t *testing.T) {
 
 func TestHandOverCounters(t *testing.T) {
 	old, taker := newAreas(t)
-	c := shm.HandOverCounters{Mode: shm.ModeReleased, Driven: 5, Standby: 0, Released: 9, Retries: 2, Missed: 0, Switch: 12345, Blocks: 3<<32 | 1<<16}
+	c := wire.HandOverCounters{Mode: wire.Released, Driven: 5, Standby: 0, Released: 9, Retries: 2, Missed: 0, Switch: 12345, Blocks: wire.BlockCounts{Carried: 3, Fresh: 1, Dropped: 2}}
 	old.SetCounters(c)
 	if got := taker.Counters(); got != c {
 		t.Fatalf("Counters = %+v, want %+v", got, c)
 	}
-	if shm.ModeStandby.String() != "standby" || shm.HandOverMode(9).String() != "mode(9)" {
+	if wire.Standby.String() != "standby" || wire.HandOverMode(9).String() != "mode(9)" {
 		t.Fatal("mode names")
 	}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // Version is the layout version this build writes and reads.
-const Version = 2
+const Version = 3
 
 // Magic starts every region.
 var magic = [8]byte{'m', 'k', 'r', 't', '-', 's', 'h', 'm'}
@@ -27,18 +27,16 @@ const (
 	headerStatic   = 308  // bytes covered by the header CRC
 	heartbeatSize  = 5 * lineSize
 	taskEntrySize  = 2 * lineSize // name/period line + hot counter line
-	dirEntrySize   = 128
+	dirEntrySize   = 192
 	imageHead      = 2 * lineSize // seq line + cycle/time line
 	imageSlotSize  = 32
 	ringHead       = 2 * lineSize // producer index line + consumer index line
 	resultSlotSize = 32
 	eventSlotSize  = 128
-	eventTextMax   = eventSlotSize - 32
 	nameMax        = 64 // tag name bytes in the directory
 	unitMax        = 16
 	taskNameMax    = 48
 	partitionMax   = 32
-	originMax      = 32
 	reasonMax      = 112
 	maxTags        = 1 << 20
 	maxTasks       = 256
@@ -223,6 +221,9 @@ func NewLayout(p Params) (*Layout, error) {
 		if len(in.Name) > nameMax {
 			return nil, fmt.Errorf("shm: %w: tag name %q is %d bytes; the tag directory holds at most %d", ErrInvalid, in.Name, len(in.Name), nameMax)
 		}
+		if len(in.Device) > nameMax {
+			return nil, fmt.Errorf("shm: %w: device name %q of tag %q is %d bytes; the tag directory holds at most %d", ErrInvalid, in.Device, in.Name, len(in.Device), nameMax)
+		}
 		if len(in.Unit) > unitMax {
 			return nil, fmt.Errorf("shm: %w: unit %q of tag %q is %d bytes; the tag directory holds at most %d", ErrInvalid, in.Unit, in.Name, len(in.Unit), unitMax)
 		}
@@ -283,7 +284,7 @@ func roundUp(n, to uint64) uint64 { return (n + to - 1) / to * to }
 // place computes the section offsets and the region size from the counts in
 // g. Counts are bounded before place is called, so nothing overflows.
 func place(g *geom, minSize uint64) {
-	cmdSlot := uint64(lineSize) + roundUp(uint64(g.CmdText), lineSize)
+	cmdSlot := roundUp(csText+uint64(g.CmdText), lineSize)
 	histLen := roundUp(uint64(g.HistCounts)*8, lineSize)
 	lens := [numSections]uint64{
 		secHeartbeat: heartbeatSize,
@@ -305,7 +306,7 @@ func place(g *geom, minSize uint64) {
 	g.Size = max(roundUp(off, pageSize), roundUp(minSize, pageSize))
 }
 
-func (g *geom) cmdSlot() int { return lineSize + int(roundUp(uint64(g.CmdText), lineSize)) }
+func (g *geom) cmdSlot() int { return int(roundUp(csText+uint64(g.CmdText), lineSize)) }
 func (g *geom) histLen() int { return int(roundUp(uint64(g.HistCounts)*8, lineSize)) }
 
 // Header byte offsets.

@@ -30,7 +30,7 @@ const (
 	// tag directory entry
 	dName     = 0
 	dUnit     = 64
-	dType     = 80 // u8: index into configs.DataTypes + 1
+	dType     = 80 // u8: index into tag.DataTypes + 1
 	dAccess   = 81 // u8: 1 read, 2 write, 3 read_write
 	dWritable = 82
 	dRetain   = 83
@@ -40,6 +40,7 @@ const (
 	dDeadband = 104
 	dTextOff  = 112 // u32
 	dTextCap  = 116 // u32
+	dDevice   = 128 // nameMax bytes: the device's name, "" for internal tags
 
 	// process image: line 0 the sequence, line 1 the cycle, then slots
 	imSeq   = 0
@@ -57,8 +58,8 @@ const (
 	csKind   = 20 // u8
 	csFlags  = 21 // u8: bit 0 text
 	csLen    = 22 // u16
-	csOrigin = 24 // originMax bytes
-	csText   = 64
+	csOrigin = 24 // wire.OriginMax bytes
+	csText   = 72
 
 	// result slot
 	rsID     = 0
@@ -74,5 +75,7 @@ const (
 	esTask  = 28 // i16
 	esKind  = 30 // u8
 	esLen   = 31 // u8
-	esText  = 32
+	esState = 32 // u8
+	esCode  = 34 // u16
+	esText  = 36 // wire.EventTextMax bytes
 )

@@ -12,6 +12,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // ReaderOptions tune AttachReader. The zero value is the default.
@@ -27,7 +28,7 @@ type ReaderOptions struct {
 
 // errSubmitBusy is returned as is: a bridge retrying a full ring should not
 // allocate on every try.
-var errSubmitBusy error = &wrapped{msg: "shm: submit: command ring full (busy)", err: ErrBusy}
+var errSubmitBusy error = &wrapped{msg: "shm: submit: command ring full (busy)", err: wire.ErrBusy}
 
 type wrapped struct {
 	msg string
@@ -63,7 +64,7 @@ type Reader struct {
 	cmd     ring
 	res     ring
 	cmdSlot int
-	results map[uint64]Result
+	results map[uint64]wire.Result
 }
 
 // AttachReader attaches the bridge to a formatted region. With a layout it
@@ -97,7 +98,7 @@ func AttachReader(r *Region, l *Layout, o ReaderOptions) (*Reader, error) {
 	}
 	m := mem(r.mem[:g.Size])
 	rd := &Reader{m: m, l: l, o: o, hb: int(g.Sec[secHeartbeat].Off), img: int(g.Sec[secImage].Off), tk: int(g.Sec[secTasks].Off),
-		cmdSlot: g.cmdSlot(), results: map[uint64]Result{}}
+		cmdSlot: g.cmdSlot(), results: map[uint64]wire.Result{}}
 	if err := rd.readDirectory(); err != nil {
 		return nil, fmt.Errorf("shm: attach reader to %s: %w", r, err)
 	}
@@ -120,7 +121,7 @@ func (r *Reader) readDirectory() error {
 	for i := 0; i < n; i++ {
 		e := r.m[dir+i*dirEntrySize:][:dirEntrySize]
 		in := tag.Info{
-			Name: cstr(e[dName : dName+nameMax]), Unit: cstr(e[dUnit : dUnit+unitMax]),
+			Name: cstr(e[dName : dName+nameMax]), Unit: cstr(e[dUnit : dUnit+unitMax]), Device: cstr(e[dDevice : dDevice+nameMax]),
 			Writable: e[dWritable] == 1, Retain: e[dRetain] == 1,
 			Length:   int(le.Uint32(e[dLength:])),
 			Min:      math.Float64frombits(le.Uint64(e[dMin:])),
@@ -162,7 +163,7 @@ func (r *Reader) readDirectory() error {
 // Layout is the region's layout.
 func (r *Reader) Layout() *Layout { return r.l }
 
-// Tags is the tag directory, indexed by tag ID (Device is not stored).
+// Tags is the tag directory, indexed by tag ID.
 func (r *Reader) Tags() []tag.Info { return r.info }
 
 // Tasks is the task table.
@@ -253,9 +254,13 @@ func (r *Reader) trySnapshot(dst *Image) bool {
 // Submit queues a command for the executive and returns its ID. A full ring
 // is ErrBusy (counted in Heartbeat.CommandsBusy); the executive is never
 // waited for. Text longer than the layout's CommandTextMax is ErrInvalid.
-func (r *Reader) Submit(c Command) (uint64, error) {
-	if len(c.Text) > int(r.l.g.CmdText) {
-		return 0, fmt.Errorf("shm: submit: %w: text of %d bytes; commands carry at most %d", ErrInvalid, len(c.Text), r.l.g.CmdText)
+func (r *Reader) Submit(c wire.Command) (uint64, error) {
+	text := c.Value.Text
+	if c.Kind == wire.SetParam {
+		text = c.Param
+	}
+	if len(text) > int(r.l.g.CmdText) {
+		return 0, fmt.Errorf("shm: submit: %w: text of %d bytes; commands carry at most %d", ErrInvalid, len(text), r.l.g.CmdText)
 	}
 	r.cmdMu.Lock()
 	defer r.cmdMu.Unlock()
@@ -267,22 +272,22 @@ func (r *Reader) Submit(c Command) (uint64, error) {
 	id := r.cmd.local + 1
 	s := r.m[off:][:r.cmdSlot]
 	le.PutUint64(s[csID:], id)
-	le.PutUint64(s[csValue:], math.Float64bits(c.Value))
+	le.PutUint64(s[csValue:], math.Float64bits(c.Value.Num))
 	le.PutUint32(s[csTag:], uint32(c.Tag))
 	s[csKind] = byte(c.Kind)
-	s[csFlags] = boolByte(c.IsText)
-	le.PutUint16(s[csLen:], uint16(len(c.Text)))
-	copy(s[csOrigin:csOrigin+originMax], c.Origin[:])
-	copy(s[csText:], c.Text)
+	s[csFlags] = boolByte(c.Value.IsText)
+	le.PutUint16(s[csLen:], uint16(len(text)))
+	copy(s[csOrigin:csOrigin+wire.OriginMax], c.Origin[:])
+	copy(s[csText:], text)
 	r.cmd.commit()
 	return id, nil
 }
 
 // Do submits c and awaits its result.
-func (r *Reader) Do(ctx context.Context, c Command) (Result, error) {
+func (r *Reader) Do(ctx context.Context, c wire.Command) (wire.Result, error) {
 	id, err := r.Submit(c)
 	if err != nil {
-		return Result{}, err
+		return wire.Result{}, err
 	}
 	return r.Await(ctx, id)
 }
@@ -290,7 +295,7 @@ func (r *Reader) Do(ctx context.Context, c Command) (Result, error) {
 // Await waits for the result of command id until ctx ends (ErrTimeout).
 // Results for other commands that arrive meanwhile are kept for their
 // Await.
-func (r *Reader) Await(ctx context.Context, id uint64) (Result, error) {
+func (r *Reader) Await(ctx context.Context, id uint64) (wire.Result, error) {
 	pause := 10 * time.Microsecond
 	for {
 		r.cmdMu.Lock()
@@ -303,7 +308,7 @@ func (r *Reader) Await(ctx context.Context, id uint64) (Result, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return Result{}, fmt.Errorf("shm: command %d: %w: %w", id, ErrTimeout, ctx.Err())
+			return wire.Result{}, fmt.Errorf("shm: command %d: %w: %w", id, ErrTimeout, ctx.Err())
 		case <-r.o.Clock.After(pause):
 		}
 		pause = min(2*pause, r.o.PollMax)
@@ -332,17 +337,17 @@ func (r *Reader) collect() {
 	}
 }
 
-func (r *Reader) nextResult() (Result, bool) {
+func (r *Reader) nextResult() (wire.Result, bool) {
 	off, ok, corrupt := r.res.peek()
 	if corrupt {
 		r.o.Logger.Warn("shm: result ring indices were impossible; resynchronised")
 	}
 	if !ok {
-		return Result{}, false
+		return wire.Result{}, false
 	}
 	s := r.m[off:][:resultSlotSize]
-	res := Result{ID: le.Uint64(s[rsID:]), Cycle: le.Uint64(s[rsCycle:]),
-		Old: math.Float64frombits(le.Uint64(s[rsOld:])), Status: Status(s[rsStatus])}
+	res := wire.Result{ID: le.Uint64(s[rsID:]), Cycle: le.Uint64(s[rsCycle:]),
+		Old: math.Float64frombits(le.Uint64(s[rsOld:])), Status: wire.Status(s[rsStatus])}
 	r.res.release()
 	return res, true
 }
@@ -350,7 +355,7 @@ func (r *Reader) nextResult() (Result, bool) {
 // Results takes up to len(dst) results straight from the ring, for callers
 // that track results themselves instead of using Await (do not mix the
 // two). It never waits.
-func (r *Reader) Results(dst []Result) int {
+func (r *Reader) Results(dst []wire.Result) int {
 	r.cmdMu.Lock()
 	defer r.cmdMu.Unlock()
 	n := 0
@@ -369,7 +374,7 @@ func (r *Reader) Results(dst []Result) int {
 // Events takes up to len(dst) events from the event ring, oldest first, and
 // returns how many. It never waits. Events dropped because the ring was full
 // are counted in Heartbeat.EventsDropped.
-func (r *Reader) Events(dst []Event) int {
+func (r *Reader) Events(dst []wire.Event) int {
 	r.evMu.Lock()
 	defer r.evMu.Unlock()
 	n := 0
@@ -382,10 +387,11 @@ func (r *Reader) Events(dst []Event) int {
 			break
 		}
 		s := r.m[off:][:eventSlotSize]
-		ln := min(int(s[esLen]), eventTextMax)
-		dst[n] = Event{Cycle: le.Uint64(s[esCycle:]), Time: int64(le.Uint64(s[esTime:])),
+		ln := min(int(s[esLen]), wire.EventTextMax)
+		dst[n] = wire.Event{Cycle: le.Uint64(s[esCycle:]), Time: int64(le.Uint64(s[esTime:])),
 			Value: math.Float64frombits(le.Uint64(s[esValue:])), Tag: tag.ID(int32(le.Uint32(s[esTag:]))),
-			Task: int16(le.Uint16(s[esTask:])), Kind: EventKind(s[esKind]), Text: string(s[esText : esText+ln])}
+			Task: int(int16(le.Uint16(s[esTask:]))), Kind: wire.EventKind(s[esKind]),
+			State: wire.State(s[esState]), Code: wire.FaultCode(le.Uint16(s[esCode:])), Text: string(s[esText : esText+ln])}
 		r.evt.release()
 		n++
 	}
@@ -400,9 +406,9 @@ type Heartbeat struct {
 	Claims   uint32 // how many writers attached since the region was formatted
 	Cycle    uint64
 	MonoNs   int64 // executive's monotonic clock at the cycle's start
-	State    State
-	Fault    uint32
-	RTMode   RTMode
+	State    wire.State
+	Fault    wire.FaultCode
+	RTMode   wire.RTMode
 	RTReason string
 	// Overruns is the overrun count per task.
 	Overruns []uint64
@@ -421,7 +427,7 @@ type Heartbeat struct {
 func (r *Reader) Heartbeat() Heartbeat {
 	m, hb := r.m, r.hb
 	h := Heartbeat{PID: m.load32(hPID), Claims: m.load32(hClaims), Cycle: m.load(hb + hbCycle), MonoNs: int64(m.load(hb + hbMono)),
-		State: State(m.load32(hb + hbState)), Fault: m.load32(hb + hbFault),
+		State: wire.State(m.load32(hb + hbState)), Fault: wire.FaultCode(m.load32(hb + hbFault)),
 		EventsDropped: m.load(hb + hbEventsDropped), CommandsBusy: m.load(hb + hbCmdBusy),
 		CommandsDiscarded: m.load(hb + hbCmdDiscarded), Corrupt: m.load(hb + hbCorrupt)}
 	le.PutUint64(h.BootID[:], m.load(hBootID))
@@ -432,7 +438,7 @@ func (r *Reader) Heartbeat() Heartbeat {
 		mode, ln := m.load32(hb+hbRTMode), min(int(m.load32(hb+hbRTLen)), reasonMax)
 		m.loadBytes(reason[:], hb+hbRTReason, reasonMax)
 		if s&1 == 0 && m.load(hb+hbRTSeq) == s {
-			h.RTMode, h.RTReason = RTMode(mode), string(reason[:ln])
+			h.RTMode, h.RTReason = wire.RTMode(mode), string(reason[:ln])
 			break
 		}
 	}

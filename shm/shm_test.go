@@ -10,6 +10,7 @@ import (
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/shmtest"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 func ctxT(t testing.TB) context.Context {
@@ -79,6 +80,7 @@ func TestImageRoundTrip(t *testing.T) {
 
 func TestDirectory(t *testing.T) {
 	p := shmtest.Params(2, 1, 2)
+	p.Tags[1].Device = "remote-io-7" // device tags carry their device across
 	l := shmtest.Layout(t, p)
 	_, r := shmtest.Pair(t, l)
 	info := r.Tags()
@@ -100,22 +102,22 @@ func TestHeartbeat(t *testing.T) {
 	l := shmtest.Layout(t, shmtest.Params(1, 0, 2))
 	w, r := shmtest.Pair(t, l)
 	hb := r.Heartbeat()
-	if hb.State != shm.StateBooting || hb.BootID != w.BootID() || hb.Claims != 1 || hb.PID == 0 {
+	if hb.State != wire.Booting || hb.BootID != w.BootID() || hb.Claims != 1 || hb.PID == 0 {
 		t.Errorf("after attach: %+v", hb)
 	}
 	w.Beat(41, 5000)
-	w.SetState(shm.StateFaulted, 17)
-	w.SetRTMode(shm.RTDegraded, "no CAP_SYS_NICE: SCHED_OTHER")
+	w.SetState(wire.Faulted, 17)
+	w.SetRTMode(wire.RTDegraded, "no CAP_SYS_NICE: SCHED_OTHER")
 	w.Overrun(1)
 	w.Overrun(1)
 	w.Overrun(5) // out of range: ignored
 	hb = r.Heartbeat()
-	if hb.Cycle != 41 || hb.MonoNs != 5000 || hb.State != shm.StateFaulted || hb.Fault != 17 ||
-		hb.RTMode != shm.RTDegraded || hb.RTReason != "no CAP_SYS_NICE: SCHED_OTHER" || hb.Overruns[1] != 2 || hb.Overruns[0] != 0 {
+	if hb.Cycle != 41 || hb.MonoNs != 5000 || hb.State != wire.Faulted || hb.Fault != 17 ||
+		hb.RTMode != wire.RTDegraded || hb.RTReason != "no CAP_SYS_NICE: SCHED_OTHER" || hb.Overruns[1] != 2 || hb.Overruns[0] != 0 {
 		t.Errorf("heartbeat %+v", hb)
 	}
 	w.Close()
-	if hb := r.Heartbeat(); hb.PID != 0 || hb.State != shm.StateFaulted {
+	if hb := r.Heartbeat(); hb.PID != 0 || hb.State != wire.Faulted {
 		t.Errorf("after close: pid %d state %v (a faulted state stays)", hb.PID, hb.State)
 	}
 }
@@ -129,21 +131,21 @@ func TestCommands(t *testing.T) {
 	tab := shmtest.Table(p)
 	tab.Samples[1].Value = 4
 	ex := &shmtest.Executive{W: w, Tags: tab}
-	origin := shm.NewOrigin("mqtt:operator")
+	origin := wire.NewOrigin("mqtt:operator")
 	cases := []struct {
-		cmd  shm.Command
+		cmd  wire.Command
 		want error
 	}{
-		{shm.Command{Kind: shm.CmdWriteTag, Tag: 1, Value: 7, Origin: origin}, nil},
-		{shm.Command{Kind: shm.CmdWriteTag, Tag: 1, Value: 11}, shm.ErrOutOfRange},
-		{shm.Command{Kind: shm.CmdWriteTag, Tag: 1, Value: math.NaN()}, shm.ErrOutOfRange},
-		{shm.Command{Kind: shm.CmdWriteTag, Tag: 2, Value: 1}, shm.ErrReadOnly},
-		{shm.Command{Kind: shm.CmdWriteTag, Tag: 9, Value: 1}, shm.ErrUnknownTag},
-		{shm.Command{Kind: shm.CmdWriteTag, Tag: -1, Value: 1}, shm.ErrUnknownTag},
-		{shm.Command{Kind: shm.CmdWriteTag, Tag: 3, Value: 1}, shm.ErrType},
-		{shm.Command{Kind: shm.CmdWriteTag, Tag: 3, IsText: true, Text: []byte("pump A")}, nil},
-		{shm.Command{Kind: shm.CmdWriteTag, Tag: 1, IsText: true, Text: []byte("x")}, shm.ErrType},
-		{shm.Command{Kind: shm.CmdRebirth}, shm.ErrRejected},
+		{wire.Command{Kind: wire.WriteTag, Tag: 1, Value: wire.Number(7), Origin: origin}, nil},
+		{wire.Command{Kind: wire.WriteTag, Tag: 1, Value: wire.Number(11)}, wire.ErrOutOfRange},
+		{wire.Command{Kind: wire.WriteTag, Tag: 1, Value: wire.Number(math.NaN())}, wire.ErrWrongType},
+		{wire.Command{Kind: wire.WriteTag, Tag: 2, Value: wire.Number(1)}, wire.ErrReadOnly},
+		{wire.Command{Kind: wire.WriteTag, Tag: 9, Value: wire.Number(1)}, wire.ErrUnknownTag},
+		{wire.Command{Kind: wire.WriteTag, Tag: -1, Value: wire.Number(1)}, wire.ErrUnknownTag},
+		{wire.Command{Kind: wire.WriteTag, Tag: 3, Value: wire.Number(1)}, wire.ErrWrongType},
+		{wire.Command{Kind: wire.WriteTag, Tag: 3, Value: wire.Text("pump A")}, nil},
+		{wire.Command{Kind: wire.WriteTag, Tag: 1, Value: wire.Text("x")}, wire.ErrWrongType},
+		{wire.Command{Kind: wire.CommandKind(99)}, wire.ErrUnsupported},
 	}
 	for _, c := range cases {
 		id, err := r.Submit(c.cmd)
@@ -163,13 +165,13 @@ func TestCommands(t *testing.T) {
 		t.Errorf("applied values %v %q", tab.Samples[1].Value, tab.Text[3])
 	}
 	// The first write's old value came back.
-	id, _ := r.Submit(shm.Command{Kind: shm.CmdWriteTag, Tag: 1, Value: 2})
+	id, _ := r.Submit(wire.Command{Kind: wire.WriteTag, Tag: 1, Value: wire.Number(2)})
 	ex.Step()
 	if res, _ := r.Await(ctxT(t), id); res.Old != 7 {
 		t.Errorf("old value %v, want 7", res.Old)
 	}
 	// Text longer than the layout allows is refused before it reaches the ring.
-	if _, err := r.Submit(shm.Command{IsText: true, Text: make([]byte, l.CommandTextMax()+1)}); !errors.Is(err, shm.ErrInvalid) {
+	if _, err := r.Submit(wire.Command{Value: wire.Value{Text: make([]byte, l.CommandTextMax()+1), IsText: true}}); !errors.Is(err, shm.ErrInvalid) {
 		t.Errorf("long text: %v", err)
 	}
 }
@@ -181,13 +183,13 @@ func TestCommandBusyAndTimeout(t *testing.T) {
 	w, r := shmtest.Pair(t, l)
 	var ids []uint64
 	for i := 0; i < 4; i++ {
-		id, err := r.Submit(shm.Command{Kind: shm.CmdWriteTag, Tag: 0, Value: float64(i)})
+		id, err := r.Submit(wire.Command{Kind: wire.WriteTag, Tag: 0, Value: wire.Number(float64(i))})
 		if err != nil {
 			t.Fatalf("submit %d: %v", i, err)
 		}
 		ids = append(ids, id)
 	}
-	if _, err := r.Submit(shm.Command{Kind: shm.CmdWriteTag}); !errors.Is(err, shm.ErrBusy) {
+	if _, err := r.Submit(wire.Command{Kind: wire.WriteTag}); !errors.Is(err, wire.ErrBusy) {
 		t.Fatalf("fifth submit into a ring of 4: %v, want ErrBusy", err)
 	}
 	if hb := r.Heartbeat(); hb.CommandsBusy != 1 {
@@ -200,7 +202,7 @@ func TestCommandBusyAndTimeout(t *testing.T) {
 	}
 	// The executive takes commands only while results have room: the result
 	// ring has the same capacity, so it takes all four, one at a time.
-	var c shm.Command
+	var c wire.Command
 	for i := 0; i < 4; i++ {
 		if !w.PollCommand(&c) {
 			t.Fatalf("poll %d failed", i)
@@ -208,9 +210,9 @@ func TestCommandBusyAndTimeout(t *testing.T) {
 		if w.PollCommand(&c) {
 			t.Fatal("second poll before reply succeeded")
 		}
-		w.Reply(shm.Result{ID: c.ID, Status: shm.StatusAccepted})
+		w.Reply(wire.Result{ID: c.ID, Status: wire.Applied})
 	}
-	if w.Reply(shm.Result{}) {
+	if w.Reply(wire.Result{}) {
 		t.Error("reply without a command succeeded")
 	}
 	// Results out of order of awaiting are kept.
@@ -226,21 +228,21 @@ func TestResultRingFullStallsCommands(t *testing.T) {
 	p.Commands = 2
 	l := shmtest.Layout(t, p)
 	w, r := shmtest.Pair(t, l)
-	var c shm.Command
+	var c wire.Command
 	for round := 0; round < 2; round++ {
-		r.Submit(shm.Command{Kind: shm.CmdWriteTag})
+		r.Submit(wire.Command{Kind: wire.WriteTag})
 		if !w.PollCommand(&c) {
 			t.Fatal("poll failed")
 		}
-		w.Reply(shm.Result{ID: c.ID, Status: shm.StatusAccepted})
+		w.Reply(wire.Result{ID: c.ID, Status: wire.Applied})
 	}
 	// Two unread results fill the result ring: the next command waits in
 	// the command ring instead of losing its result.
-	r.Submit(shm.Command{Kind: shm.CmdWriteTag})
+	r.Submit(wire.Command{Kind: wire.WriteTag})
 	if w.PollCommand(&c) {
 		t.Fatal("took a command with no room for its result")
 	}
-	var res [4]shm.Result
+	var res [4]wire.Result
 	if n := r.Results(res[:]); n != 2 {
 		t.Fatalf("%d results", n)
 	}
@@ -254,19 +256,19 @@ func TestEventsWrapAround(t *testing.T) {
 	p.Events = 8
 	l := shmtest.Layout(t, p)
 	w, r := shmtest.Pair(t, l)
-	buf := make([]shm.Event, 5)
+	buf := make([]wire.Event, 5)
 	next, got := 0, 0
 	for round := 0; round < 1000; round++ {
 		// Push a varying batch that fits, read a varying batch.
 		for i := 0; i < round%7+1 && next-got < 8; i++ {
-			if !w.PushEvent(shm.Event{Kind: shm.EventLog, Cycle: uint64(next), Task: 0, Tag: -1, Text: "event"}) {
+			if !w.PushEvent(wire.Event{Kind: wire.Log, Cycle: uint64(next), Task: 0, Tag: -1, Text: "event"}) {
 				break
 			}
 			next++
 		}
 		n := r.Events(buf[:round%5+1])
 		for _, e := range buf[:n] {
-			if e.Cycle != uint64(got) || e.Text != "event" || e.Kind != shm.EventLog || e.Tag != -1 {
+			if e.Cycle != uint64(got) || e.Text != "event" || e.Kind != wire.Log || e.Tag != -1 {
 				t.Fatalf("event %d = %+v", got, e)
 			}
 			got++
@@ -288,21 +290,21 @@ func TestEventsWrapAround(t *testing.T) {
 	}
 	// A full ring drops and counts; what is in it survives.
 	for i := 0; i < 8; i++ {
-		w.PushEvent(shm.Event{Cycle: uint64(i)})
+		w.PushEvent(wire.Event{Cycle: uint64(i)})
 	}
-	if w.PushEvent(shm.Event{Text: "lost"}) {
+	if w.PushEvent(wire.Event{Text: "lost"}) {
 		t.Fatal("push into a full ring succeeded")
 	}
 	if hb := r.Heartbeat(); hb.EventsDropped != 1 {
 		t.Fatalf("dropped %d, want 1", hb.EventsDropped)
 	}
-	if n := r.Events(make([]shm.Event, 20)); n != 8 {
+	if n := r.Events(make([]wire.Event, 20)); n != 8 {
 		t.Fatalf("read %d after overflow, want 8", n)
 	}
 	long := string(make([]byte, 300))
-	w.PushEvent(shm.Event{Text: long})
-	if r.Events(buf[:1]); len(buf[0].Text) != 96 {
-		t.Errorf("long text kept %d bytes, want 96", len(buf[0].Text))
+	w.PushEvent(wire.Event{Text: long})
+	if r.Events(buf[:1]); len(buf[0].Text) != wire.EventTextMax {
+		t.Errorf("long text kept %d bytes, want %d", len(buf[0].Text), wire.EventTextMax)
 	}
 }
 
@@ -312,7 +314,7 @@ func TestAllocationFree(t *testing.T) {
 	w, r := shmtest.Pair(t, l)
 	tab := shmtest.Table(p)
 	var cycle uint64
-	var c shm.Command
+	var c wire.Command
 	check := func(name string, f func()) {
 		if n := testing.AllocsPerRun(200, f); n != 0 {
 			t.Errorf("%s allocates %v times per call", name, n)
@@ -325,21 +327,21 @@ func TestAllocationFree(t *testing.T) {
 		w.Publish(cycle, tab.Samples, tab.Text)
 	})
 	check("PublishAll", func() { w.PublishAll(cycle, tab.Samples, tab.Text) })
-	check("Beat+SetState", func() { w.Beat(cycle, 1); w.SetState(shm.StateRunning, 0) })
-	check("SetRTMode", func() { w.SetRTMode(shm.RTFull, "") })
+	check("Beat+SetState", func() { w.Beat(cycle, 1); w.SetState(wire.Running, 0) })
+	check("SetRTMode", func() { w.SetRTMode(wire.RTFull, "") })
 	check("Record", func() { w.RecordWakeup(1, 12345); w.RecordExec(0, 999); w.Overrun(0) })
 	check("PushEvent", func() {
-		w.PushEvent(shm.Event{Kind: shm.EventAlarmRaise, Tag: 3, Text: "level high"})
-		r.Events(make([]shm.Event, 0)) // keep the ring from filling
+		w.PushEvent(wire.Event{Kind: wire.AlarmRaise, Tag: 3, Text: "level high"})
+		r.Events(make([]wire.Event, 0)) // keep the ring from filling
 	})
 	for i := 0; i < 64; i++ {
-		r.Submit(shm.Command{Kind: shm.CmdWriteTag, Tag: 101, IsText: true, Text: []byte("text")})
+		r.Submit(wire.Command{Kind: wire.WriteTag, Tag: 101, Value: wire.Text("text")})
 	}
-	var res [1]shm.Result
+	var res [1]wire.Result
 	if n := testing.AllocsPerRun(50, func() {
 		if w.PollCommand(&c) {
-			shm.Check(tab.Info, &c)
-			w.Reply(shm.Result{ID: c.ID, Status: shm.StatusAccepted})
+			wire.CheckTagWrite(tab.Info, c.Tag, c.Value)
+			w.Reply(wire.Result{ID: c.ID, Status: wire.Applied})
 		}
 		r.Results(res[:])
 	}); n != 0 {

@@ -19,6 +19,7 @@ import (
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/shmtest"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 var longRun = flag.Bool("shm.long", false, "run the two-process hammer test for 60s instead of 2s")
@@ -111,17 +112,17 @@ func child(role, path string) int {
 		return 2
 	}
 	defer w.Close()
-	w.SetState(shm.StateRunning, 0)
+	w.SetState(wire.Running, 0)
 	samples := make([]tag.Sample, l.Tags())
 	text := make([]string, l.Tags())
-	var c shm.Command
+	var c wire.Command
 	var count uint64
 	giveUp := time.Now().Add(10 * time.Minute) // if the parent vanished without halting us
 	next := monoNow()
 	for gen := uint64(1); ; gen++ {
 		if w.PollCommand(&c) {
-			res := shm.Result{ID: c.ID, Status: shm.StatusAccepted, Cycle: gen}
-			if c.Kind == shm.CmdHalt {
+			res := wire.Result{ID: c.ID, Status: wire.Applied, Cycle: gen}
+			if c.Kind == wire.Halt {
 				res.Old = float64(count)
 				w.Reply(res)
 				return 0
@@ -193,7 +194,7 @@ func startPeer(tb testing.TB, role string, p shm.Params) *peer {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		pr.r, err = shm.AttachReader(region, l, shm.ReaderOptions{})
-		if err == nil && pr.r.Heartbeat().State == shm.StateRunning {
+		if err == nil && pr.r.Heartbeat().State == wire.Running {
 			return pr
 		}
 		if time.Now().After(deadline) {
@@ -208,10 +209,10 @@ func (pr *peer) stop(tb testing.TB) uint64 {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var res shm.Result
+	var res wire.Result
 	var err error
 	for {
-		res, err = pr.r.Do(ctx, shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("test")})
+		res, err = pr.r.Do(ctx, wire.Command{Kind: wire.Halt, Origin: wire.NewOrigin("test")})
 		if err == nil || ctx.Err() != nil {
 			break
 		}
@@ -335,9 +336,9 @@ func BenchmarkCommandRing(b *testing.B) {
 	unpin, how := pin(0)
 	defer unpin()
 	pr := startPeer(b, "drain", drainParams())
-	results := make([]shm.Result, 1024)
+	results := make([]wire.Result, 1024)
 	got := 0
-	cmd := shm.Command{Kind: shm.CmdWriteTag, Tag: 0, Value: 1, Origin: shm.NewOrigin("bench")}
+	cmd := wire.Command{Kind: wire.WriteTag, Tag: 0, Value: wire.Number(1), Origin: wire.NewOrigin("bench")}
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; {

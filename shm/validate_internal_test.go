@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 func testParams() Params {
@@ -112,7 +113,7 @@ func TestAttachValidation(t *testing.T) {
 	}{
 		{name: "blank", corrupt: func(b []byte, _ *geom) { clear(b) }, want: ErrNotFormatted},
 		{name: "magic", corrupt: func(b []byte, _ *geom) { b[0] = 'X' }, want: ErrMagic, text: `"Xkrt-shm"`},
-		{name: "version", corrupt: func(b []byte, g *geom) { le.PutUint32(b[hVersion:], 9) }, want: ErrVersion, text: "region has 9, expected 2"},
+		{name: "version", corrupt: func(b []byte, g *geom) { le.PutUint32(b[hVersion:], 9) }, want: ErrVersion, text: "region has 9, expected 3"},
 		{name: "crc", corrupt: func(b []byte, _ *geom) { b[hTags]++ }, want: ErrCorrupt, text: "header checksum"},
 		{name: "header size", corrupt: resealed(func(b []byte) { le.PutUint32(b[hHeaderSize:], 4096) }), want: ErrCorrupt},
 		{name: "huge tag count", corrupt: resealed(func(b []byte) { le.PutUint32(b[hTags:], math.MaxUint32) }), want: ErrCorrupt},
@@ -122,7 +123,7 @@ func TestAttachValidation(t *testing.T) {
 		{name: "histogram counts", corrupt: resealed(func(b []byte) { le.PutUint32(b[hHistCounts:], 7) }), want: ErrCorrupt},
 		{name: "config hash", other: func(p *Params) { p.ConfigHash[0] = 2 }, want: ErrConfigHash, text: "0200000000"},
 		{name: "partition", other: func(p *Params) { p.Partition = "line2" }, want: ErrPartition, text: `region has "line1", expected "line2"`},
-		{name: "size", other: func(p *Params) { p.MinSize = 1 << 20 }, want: ErrSize, text: "region has 552960, expected 1048576"},
+		{name: "size", other: func(p *Params) { p.MinSize = 1 << 20 }, want: ErrSize, text: "region has 569344, expected 1048576"},
 		{name: "tag count", other: func(p *Params) { p.Tags = p.Tags[:1] }, want: ErrLayout},
 		{name: "event ring", other: func(p *Params) { p.Events = 16 }, want: ErrLayout, text: "event ring capacity: region has 1024, expected 16"},
 		{name: "directory text slot", corrupt: func(b []byte, g *geom) {
@@ -259,8 +260,8 @@ func TestWriterRestartDiscardsCommandsKeepsEvents(t *testing.T) {
 	ctx := context.Background()
 	w, _ := AttachWriter(ctx, r, l, WriterOptions{})
 	rd, _ := AttachReader(r, l, ReaderOptions{})
-	rd.Submit(Command{Kind: CmdWriteTag, Tag: 0, Value: 1})
-	w.PushEvent(Event{Kind: EventFault, Text: "dying"})
+	rd.Submit(wire.Command{Kind: wire.WriteTag, Tag: 0, Value: wire.Number(1)})
+	w.PushEvent(wire.Event{Kind: wire.Fault, Text: "dying"})
 	w.RecordExec(0, 100)
 	w.Overrun(0)
 	seq := atomic64(r.mem, l.g.Sec[secImage].Off)
@@ -269,15 +270,15 @@ func TestWriterRestartDiscardsCommandsKeepsEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c Command
+	var c wire.Command
 	if w2.PollCommand(&c) {
 		t.Error("stale command survived the restart")
 	}
 	hb := rd.Heartbeat()
-	if hb.CommandsDiscarded != 1 || hb.Overruns[0] != 0 || hb.State != StateBooting || hb.Claims != 2 {
+	if hb.CommandsDiscarded != 1 || hb.Overruns[0] != 0 || hb.State != wire.Booting || hb.Claims != 2 {
 		t.Errorf("after restart: %+v", hb)
 	}
-	var ev [2]Event
+	var ev [2]wire.Event
 	if n := rd.Events(ev[:]); n != 1 || ev[0].Text != "dying" {
 		t.Errorf("events after restart: %d %+v", n, ev[0])
 	}
@@ -288,7 +289,7 @@ func TestWriterRestartDiscardsCommandsKeepsEvents(t *testing.T) {
 		t.Errorf("image seq %d after restart, want 6 (unlocked)", *seq)
 	}
 	// The bridge's command ids keep growing across the restart.
-	id, _ := rd.Submit(Command{Kind: CmdWriteTag})
+	id, _ := rd.Submit(wire.Command{Kind: wire.WriteTag})
 	if !w2.PollCommand(&c) || c.ID != id || id != 2 {
 		t.Errorf("command after restart: %+v (id %d)", c, id)
 	}
@@ -302,7 +303,7 @@ func TestCorruptRingIndices(t *testing.T) {
 	rd, _ := AttachReader(r, l, ReaderOptions{})
 	// Bridge's command head jumps far ahead.
 	*atomic64(r.mem, l.g.Sec[secCommands].Off) = 1 << 50
-	var c Command
+	var c wire.Command
 	if w.PollCommand(&c) {
 		t.Error("took a command from a corrupt ring")
 	}
@@ -313,7 +314,7 @@ func TestCorruptRingIndices(t *testing.T) {
 	*atomic64(r.mem, l.g.Sec[secEvents].Off) = 0
 	*atomic64(r.mem, l.g.Sec[secEvents].Off+lineSize) = 10
 	rd2, _ := AttachReader(r, l, ReaderOptions{})
-	if n := rd2.Events(make([]Event, 4)); n != 0 {
+	if n := rd2.Events(make([]wire.Event, 4)); n != 0 {
 		t.Errorf("read %d events from a corrupt ring", n)
 	}
 	// Garbage in slots: lengths are clamped.
@@ -322,8 +323,8 @@ func TestCorruptRingIndices(t *testing.T) {
 		r.mem[i] = 0xff
 	}
 	w.evt.commit()
-	var ev [1]Event
-	if rd2.Events(ev[:]); len(ev[0].Text) != eventTextMax {
+	var ev [1]wire.Event
+	if rd2.Events(ev[:]); len(ev[0].Text) != wire.EventTextMax {
 		t.Errorf("garbage event text %d bytes", len(ev[0].Text))
 	}
 	// Negative histogram counts are an error, not a panic.

@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Clock is the time source of the waits in this package.
@@ -110,6 +111,7 @@ func writeDirectory(m mem, l *Layout) {
 		e := m[int(g.Sec[secDir].Off)+i*dirEntrySize:][:dirEntrySize]
 		copy(e[dName:dName+nameMax], in.Name)
 		copy(e[dUnit:dUnit+unitMax], in.Unit)
+		copy(e[dDevice:dDevice+nameMax], in.Device)
 		e[dType] = typeCode(in.Type)
 		e[dAccess] = accessCode(in.Access)
 		e[dWritable], e[dRetain] = boolByte(in.Writable), boolByte(in.Retain)
@@ -279,7 +281,7 @@ func newWriter(m mem, l *Layout, log *slog.Logger) *Writer {
 
 func (w *Writer) claim(pid uint32) {
 	m := w.m
-	m.store32(w.hb+hbState, uint32(StateBooting))
+	m.store32(w.hb+hbState, uint32(wire.Booting))
 	m.store32(w.hb+hbFault, 0)
 	if n := w.cmd.skipAll(); n > 0 && n <= w.cmd.cap {
 		m.add(w.hb+hbCmdDiscarded, n)
@@ -315,8 +317,8 @@ func (w *Writer) Layout() *Layout { return w.l }
 // without waiting, and the state is set to stopping unless it is faulted or
 // safe. It does not unmap the region.
 func (w *Writer) Close() error {
-	if s := State(w.m.load32(w.hb + hbState)); s != StateFaulted && s != StateSafe {
-		w.m.store32(w.hb+hbState, uint32(StateStopping))
+	if s := wire.State(w.m.load32(w.hb + hbState)); s != wire.Faulted && s != wire.Safe {
+		w.m.store32(w.hb+hbState, uint32(wire.Stopping))
 	}
 	w.m.store32(hPID, 0)
 	return nil
@@ -391,8 +393,8 @@ func (w *Writer) Beat(cycle uint64, monoNs int64) {
 // SetState publishes the executive state and fault code.
 //
 // Hot path: no allocation.
-func (w *Writer) SetState(s State, fault uint32) {
-	w.m.store32(w.hb+hbFault, fault)
+func (w *Writer) SetState(s wire.State, code wire.FaultCode) {
+	w.m.store32(w.hb+hbFault, uint32(code))
 	w.m.store32(w.hb+hbState, uint32(s))
 }
 
@@ -400,7 +402,7 @@ func (w *Writer) SetState(s State, fault uint32) {
 // bytes).
 //
 // No allocation.
-func (w *Writer) SetRTMode(mode RTMode, reason string) {
+func (w *Writer) SetRTMode(mode wire.RTMode, reason string) {
 	m, hb := w.m, w.hb
 	atomic.AddUint64(m.u64(hb+hbRTSeq), 1)
 	reason = reason[:min(len(reason), reasonMax)]
@@ -416,7 +418,7 @@ func (w *Writer) SetRTMode(mode RTMode, reason string) {
 // is dropped and counted (Heartbeat.EventsDropped); it returns false.
 //
 // Hot path: no allocation, never waits.
-func (w *Writer) PushEvent(e Event) bool {
+func (w *Writer) PushEvent(e wire.Event) bool {
 	off, ok := w.evt.reserve()
 	if !ok {
 		w.m.add(w.hb+hbEventsDropped, 1)
@@ -429,7 +431,9 @@ func (w *Writer) PushEvent(e Event) bool {
 	le.PutUint32(s[esTag:], uint32(e.Tag))
 	le.PutUint16(s[esTask:], uint16(e.Task))
 	s[esKind] = byte(e.Kind)
-	n := copy(s[esText:], e.Text)
+	s[esState] = byte(e.State)
+	le.PutUint16(s[esCode:], uint16(e.Code))
+	n := copy(s[esText:esText+wire.EventTextMax], e.Text)
 	s[esLen] = byte(n)
 	w.evt.commit()
 	return true
@@ -443,7 +447,7 @@ func (w *Writer) PushEvent(e Event) bool {
 // buffer until the next call.
 //
 // Hot path: no allocation, never waits.
-func (w *Writer) PollCommand(c *Command) bool {
+func (w *Writer) PollCommand(c *wire.Command) bool {
 	if w.replyOwed || !w.res.free() {
 		return false
 	}
@@ -456,14 +460,18 @@ func (w *Writer) PollCommand(c *Command) bool {
 	}
 	s := w.m[off:][:w.cmdSlot]
 	c.ID = le.Uint64(s[csID:])
-	c.Value = math.Float64frombits(le.Uint64(s[csValue:]))
+	c.Kind = wire.CommandKind(s[csKind])
 	c.Tag = tag.ID(int32(le.Uint32(s[csTag:])))
-	c.Kind = CommandKind(s[csKind])
-	c.IsText = s[csFlags]&1 != 0
-	copy(c.Origin[:], s[csOrigin:csOrigin+originMax])
+	copy(c.Origin[:], s[csOrigin:csOrigin+wire.OriginMax])
 	n := min(int(le.Uint16(s[csLen:])), len(w.cmdBuf))
 	copy(w.cmdBuf, s[csText:csText+n])
-	c.Text = w.cmdBuf[:n]
+	c.Value, c.Param = wire.Value{Num: math.Float64frombits(le.Uint64(s[csValue:]))}, nil
+	switch {
+	case c.Kind == wire.SetParam:
+		c.Param = w.cmdBuf[:n]
+	case s[csFlags]&1 != 0:
+		c.Value.Text, c.Value.IsText = w.cmdBuf[:n], true
+	}
 	w.cmd.release()
 	w.replyOwed = true
 	return true
@@ -473,7 +481,7 @@ func (w *Writer) PollCommand(c *Command) bool {
 // when no answer was owed.
 //
 // Hot path: no allocation, never waits.
-func (w *Writer) Reply(r Result) bool {
+func (w *Writer) Reply(r wire.Result) bool {
 	if !w.replyOwed {
 		return false
 	}

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/mkrt/mkrt/shm/wire"
 	"time"
 )
 
@@ -44,45 +45,10 @@ func (s *State) UnmarshalText(b []byte) error {
 	return fmt.Errorf("supervisor: unknown partition state %q", b)
 }
 
-// ExecState is the executive's own state, as published in its heartbeat.
-type ExecState uint8
-
-// The executive states (DESIGN.md §4, heartbeat section).
-const (
-	ExecBooting  ExecState = iota // set up, no cycle run yet
-	ExecRunning                   // cycles run
-	ExecSafe                      // outputs held in their safe state
-	ExecStopping                  // shutting down on request
-	ExecFaulted                   // the executive declared a fault
-)
-
-var execNames = [...]string{"booting", "running", "safe", "stopping", "faulted"}
-
-func (s ExecState) String() string {
-	if int(s) < len(execNames) {
-		return execNames[s]
-	}
-	return fmt.Sprintf("exec(%d)", uint8(s))
-}
-
-// MarshalText writes the state's name.
-func (s ExecState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// UnmarshalText reads a state's name.
-func (s *ExecState) UnmarshalText(b []byte) error {
-	for i, n := range execNames {
-		if n == string(b) {
-			*s = ExecState(i)
-			return nil
-		}
-	}
-	return fmt.Errorf("supervisor: unknown executive state %q", b)
-}
-
 // Heartbeat is the executive's liveness signal: its cycle counter and state.
 // The shared-memory reader implements it; Read must not block.
 type Heartbeat interface {
-	Read() (cycle uint64, state ExecState, err error)
+	Read() (cycle uint64, state wire.State, err error)
 }
 
 // Fault is why a partition was last declared faulted.
@@ -93,17 +59,17 @@ type Fault struct {
 
 // Status is everything `mkrt status` shows about a partition.
 type Status struct {
-	Partition string    `json:"partition"`
-	Backend   string    `json:"backend"`
-	State     State     `json:"state"`
-	Exec      ExecState `json:"exec_state"`
-	PID       int       `json:"pid,omitempty"`
-	RT        bool      `json:"rt"`
-	RTWhy     string    `json:"rt_why,omitempty"`
-	Isolation Isolation `json:"isolation"`
-	Restarts  int       `json:"restarts"`
-	LastFault *Fault    `json:"last_fault,omitempty"`
-	Cycle     uint64    `json:"cycle"`
+	Partition string     `json:"partition"`
+	Backend   string     `json:"backend"`
+	State     State      `json:"state"`
+	Exec      wire.State `json:"exec_state"`
+	PID       int        `json:"pid,omitempty"`
+	RT        bool       `json:"rt"`
+	RTWhy     string     `json:"rt_why,omitempty"`
+	Isolation Isolation  `json:"isolation"`
+	Restarts  int        `json:"restarts"`
+	LastFault *Fault     `json:"last_fault,omitempty"`
+	Cycle     uint64     `json:"cycle"`
 	// Since is when the partition last entered Running; Uptime is measured from it.
 	Since  time.Time     `json:"since,omitzero"`
 	Uptime time.Duration `json:"uptime"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mkrt/mkrt/shm/wire"
 	"log/slog"
 	"sync"
 	"time"
@@ -73,7 +74,7 @@ type Supervisor struct {
 
 	mu        sync.Mutex
 	state     State
-	exec      ExecState
+	exec      wire.State
 	cycle     uint64
 	restarts  int
 	lastFault *Fault
@@ -271,7 +272,7 @@ func (s *Supervisor) runOnce(ctx context.Context) (d down) {
 		case now = <-t.C():
 		}
 		cycle, st, err := s.Heartbeat()
-		if err == nil && st == ExecFaulted {
+		if err == nil && st == wire.Faulted {
 			return down{reason: "executive reported a fault while starting"}
 		}
 		if err == nil && (cycle != base || (baseErr != nil && cycle > 0)) {
@@ -313,7 +314,7 @@ func (s *Supervisor) runOnce(ctx context.Context) (d down) {
 }
 
 // Heartbeat reads the heartbeat source and records the reading for Status.
-func (s *Supervisor) Heartbeat() (uint64, ExecState, error) {
+func (s *Supervisor) Heartbeat() (uint64, wire.State, error) {
 	cycle, st, err := s.o.Heartbeat.Read()
 	if err == nil {
 		s.mu.Lock()

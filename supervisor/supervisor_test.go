@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/supervisortest"
 )
@@ -201,7 +202,7 @@ func TestSupervisorNoFirstHeartbeat(t *testing.T) {
 func TestSupervisorExecutiveFaultAndStartFailure(t *testing.T) {
 	r := newRig(t, nil)
 	r.bringUp()
-	r.hb.Set(9, supervisor.ExecFaulted, nil)
+	r.hb.Set(9, wire.Faulted, nil)
 	r.advance(period)
 	r.waitState(supervisor.Restarting)
 	if f := r.sup.Status().LastFault; !strings.Contains(f.Reason, "executive reported a fault") {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Watchdog decides from successive heartbeat readings whether a partition
@@ -32,8 +33,8 @@ func (w *Watchdog) Reset(now time.Time) {
 // (a read error counts as no movement).
 //
 // Hot path: called every period; allocates only when it declares a fault.
-func (w *Watchdog) Observe(now time.Time, cycle uint64, state ExecState, err error) string {
-	if err == nil && state == ExecFaulted {
+func (w *Watchdog) Observe(now time.Time, cycle uint64, state wire.State, err error) string {
+	if err == nil && state == wire.Faulted {
 		return "executive reported a fault"
 	}
 	if err == nil && (!w.started || cycle != w.last) {

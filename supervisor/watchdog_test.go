@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 func TestWatchdog(t *testing.T) {
@@ -17,17 +18,17 @@ func TestWatchdog(t *testing.T) {
 	steps := []struct {
 		ms    int
 		cycle uint64
-		state ExecState
+		state wire.State
 		err   error
 		fault string
 	}{
-		{10, 1, ExecRunning, nil, ""},
-		{20, 2, ExecRunning, nil, ""},
-		{30, 2, ExecRunning, nil, ""},
-		{50, 2, ExecRunning, nil, ""},
-		{60, 3, ExecRunning, nil, ""}, // moved again just in time
-		{80, 3, ExecRunning, errors.New("torn read"), ""},
-		{91, 3, ExecRunning, errors.New("torn read"), "unreadable"},
+		{10, 1, wire.Running, nil, ""},
+		{20, 2, wire.Running, nil, ""},
+		{30, 2, wire.Running, nil, ""},
+		{50, 2, wire.Running, nil, ""},
+		{60, 3, wire.Running, nil, ""}, // moved again just in time
+		{80, 3, wire.Running, errors.New("torn read"), ""},
+		{91, 3, wire.Running, errors.New("torn read"), "unreadable"},
 	}
 	for _, s := range steps {
 		got := w.Observe(at(s.ms), s.cycle, s.state, s.err)
@@ -36,11 +37,11 @@ func TestWatchdog(t *testing.T) {
 		}
 	}
 	w.Reset(t0)
-	w.Observe(at(1), 5, ExecRunning, nil)
-	if got := w.Observe(at(32), 5, ExecRunning, nil); !strings.Contains(got, "stopped at cycle 5") {
+	w.Observe(at(1), 5, wire.Running, nil)
+	if got := w.Observe(at(32), 5, wire.Running, nil); !strings.Contains(got, "stopped at cycle 5") {
 		t.Fatalf("stalled counter: %q", got)
 	}
-	if got := w.Observe(at(33), 6, ExecFaulted, nil); got == "" {
+	if got := w.Observe(at(33), 6, wire.Faulted, nil); got == "" {
 		t.Fatal("executive fault not reported")
 	}
 }
@@ -53,7 +54,7 @@ func TestWatchdogObserveAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, func() {
 		cycle++
 		now = now.Add(time.Millisecond)
-		if w.Observe(now, cycle, ExecRunning, nil) != "" {
+		if w.Observe(now, cycle, wire.Running, nil) != "" {
 			t.Fatal("unexpected fault")
 		}
 	})
@@ -91,7 +92,7 @@ func BenchmarkWatchdogObserve(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		now = now.Add(time.Millisecond)
-		w.Observe(now, uint64(i+1), ExecRunning, nil)
+		w.Observe(now, uint64(i+1), wire.Running, nil)
 	}
 }
 

@@ -8,6 +8,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Entry is one audited write.
@@ -97,20 +99,30 @@ func value(in *tag.Info, v float64, text string) any {
 	return v
 }
 
-func (a *audited) Write(ctx context.Context, w plant.Write) (plant.Result, error) {
-	res, err := a.Plant.Write(ctx, w)
-	e := Entry{Source: w.Source, Who: w.Who, Tag: fmt.Sprintf("#%d", w.ID), New: w.Value, OK: err == nil, Cycle: res.Cycle}
-	if w.ID >= 0 && int(w.ID) < len(a.tags) {
-		in := &a.tags[w.ID]
-		e.Tag, e.New = in.Name, value(in, w.Value, w.Text)
+func (a *audited) Write(ctx context.Context, c wire.Command) (wire.Result, error) {
+	var oldText string
+	if c.Value.IsText && c.Tag >= 0 && int(c.Tag) < len(a.tags) {
+		// The result carries numbers only: read a string's old value first.
+		samples, text := make([]tag.Sample, len(a.tags)), make([]string, len(a.tags))
+		if _, err := a.Plant.Snapshot(samples, text); err == nil {
+			oldText = text[c.Tag]
+		}
+	}
+	res, err := a.Plant.Write(ctx, c)
+	source, who := c.Origin.Split()
+	e := Entry{Source: source, Who: who, Tag: fmt.Sprintf("#%d", c.Tag), New: c.Value.Num, OK: err == nil, Cycle: res.Cycle}
+	if c.Tag >= 0 && int(c.Tag) < len(a.tags) {
+		in := &a.tags[c.Tag]
+		e.Tag, e.New = in.Name, value(in, c.Value.Num, string(c.Value.Text))
 		if err == nil {
-			e.Old = value(in, res.Old.Value, res.OldText)
+			e.Old = value(in, res.Old, oldText)
 		}
 	}
 	if err != nil {
 		e.Error = err.Error()
-		if rej, ok := err.(*plant.RejectedError); ok {
-			e.Cycle = rej.Cycle
+		var rej *wire.RejectedError
+		if errors.As(err, &rej) {
+			e.Cycle = rej.Result.Cycle
 		}
 	}
 	if aerr := a.l.Record(e); aerr != nil {

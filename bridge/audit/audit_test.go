@@ -11,8 +11,8 @@ import (
 
 	"github.com/mkrt/mkrt/bridge/audit"
 	"github.com/mkrt/mkrt/bridge/bridgetest"
-	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 func TestEveryWriteRecorded(t *testing.T) {
@@ -27,10 +27,10 @@ func TestEveryWriteRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	ap := audit.Wrap(p, l)
-	if _, err := ap.Write(ctx, plant.Write{ID: 0, Value: 7, Source: "json", Who: "nodered"}); err != nil {
+	if _, err := ap.Write(ctx, wire.Command{Kind: wire.WriteTag, Tag: 0, Value: wire.Number(7), Origin: wire.NewOrigin("json:nodered")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ap.Write(ctx, plant.Write{ID: 0, Value: 70, Source: "modbus", Who: "10.0.0.9:5000"}); err == nil {
+	if _, err := ap.Write(ctx, wire.Command{Kind: wire.WriteTag, Tag: 0, Value: wire.Number(70), Origin: wire.NewOrigin("modbus:10.0.0.9:5000")}); err == nil {
 		t.Fatal("out of range accepted")
 	}
 	l.Close()

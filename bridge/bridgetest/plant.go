@@ -15,6 +15,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Plant is an in-memory executive: a process image the test changes with
@@ -33,20 +34,20 @@ type Plant struct {
 	ringCap int
 	clock   func() time.Time
 	// Writes is every write applied, in order.
-	applied []plant.Write
+	applied []wire.Command
 }
 
 type pending struct {
-	w    plant.Write
+	c    wire.Command
 	done chan outcome
 }
 
 type outcome struct {
-	res plant.Result
+	res wire.Result
 	err error
 }
 
-// NewPlant builds a running fake plant from a tag table (tag.NewTable).
+// NewPlant builds a running fake plant from a tag table.
 // ring is the command ring's capacity (0: 16).
 func NewPlant(t *tag.Table, ring int) *Plant {
 	if ring <= 0 {
@@ -58,7 +59,7 @@ func NewPlant(t *tag.Table, ring int) *Plant {
 		text:    append([]string(nil), t.Text...),
 		ringCap: ring,
 		clock:   time.Now,
-		health: plant.Health{State: plant.Running, RT: true, Tasks: []plant.TaskHealth{{
+		health: plant.Health{State: wire.Running, RT: true, Tasks: []plant.TaskHealth{{
 			Name: "main", Period: 10 * time.Millisecond,
 			Wakeup: plant.Percentiles{P50: 8 * time.Microsecond, P99: 21 * time.Microsecond, P999: 35 * time.Microsecond, Max: 48 * time.Microsecond},
 			Exec:   plant.Percentiles{P50: 3 * time.Microsecond, P99: 9 * time.Microsecond, P999: 14 * time.Microsecond, Max: 20 * time.Microsecond},
@@ -107,30 +108,30 @@ func (p *Plant) Health() plant.Health {
 	return h
 }
 
-// Write implements plant.Plant: it validates, queues the write in the ring
-// and waits for the cycle that applies it.
-func (p *Plant) Write(ctx context.Context, w plant.Write) (plant.Result, error) {
-	if err := plant.Validate(p.info, w); err != nil {
-		return plant.Result{}, err
+// Write implements plant.Plant: it checks the write (plant.Check), queues
+// it in the ring and waits for the cycle that applies it.
+func (p *Plant) Write(ctx context.Context, c wire.Command) (wire.Result, error) {
+	if err := plant.Check(p.info, &c); err != nil {
+		return wire.Result{}, err
 	}
 	done := make(chan outcome, 1)
 	p.mu.Lock()
 	if !p.health.State.Accepting() {
 		st := p.health.State
 		p.mu.Unlock()
-		return plant.Result{}, fmt.Errorf("bridgetest: executive %s: %w", st, plant.ErrNotRunning)
+		return wire.Result{}, fmt.Errorf("bridgetest: executive %s: %w", st, wire.ErrNotRunning)
 	}
 	if len(p.ring) >= p.ringCap {
 		p.mu.Unlock()
-		return plant.Result{}, fmt.Errorf("bridgetest: %d commands queued: %w", p.ringCap, plant.ErrBusy)
+		return wire.Result{}, fmt.Errorf("bridgetest: %d commands queued: %w", p.ringCap, wire.ErrBusy)
 	}
-	p.ring = append(p.ring, pending{w: w, done: done})
+	p.ring = append(p.ring, pending{c: c, done: done})
 	p.mu.Unlock()
 	select {
 	case o := <-done:
 		return o.res, o.err
 	case <-ctx.Done():
-		return plant.Result{}, fmt.Errorf("bridgetest: waiting for the executive: %w", ctx.Err())
+		return wire.Result{}, fmt.Errorf("bridgetest: waiting for the executive: %w", ctx.Err())
 	}
 }
 
@@ -146,21 +147,25 @@ func (p *Plant) Step() {
 	ring := p.ring
 	p.ring = nil
 	now := p.clock().UnixNano()
-	for _, c := range ring {
-		if !p.health.State.Accepting() {
-			c.done <- outcome{err: &plant.RejectedError{Cycle: p.health.Cycle, Reason: plant.ErrNotRunning}}
+	for _, q := range ring {
+		c := &q.c
+		res := wire.Result{ID: c.ID, Status: wire.CheckTagWrite(p.info, c.Tag, c.Value), Cycle: p.health.Cycle}
+		if res.Status == wire.Applied && !p.health.State.Accepting() {
+			res.Status = wire.NotRunning
+		}
+		if res.Status != wire.Applied {
+			q.done <- outcome{res: res, err: res.Err()}
 			continue
 		}
-		if err := plant.Validate(p.info, c.w); err != nil {
-			c.done <- outcome{err: &plant.RejectedError{Cycle: p.health.Cycle, Reason: err}}
-			continue
+		res.Old = p.samples[c.Tag].Value
+		p.samples[c.Tag] = tag.Sample{Value: c.Value.Num, Quality: tag.Good, Time: now}
+		if c.Value.IsText {
+			p.samples[c.Tag].Value = 0
+			p.text[c.Tag] = string(c.Value.Text)
 		}
-		res := plant.Result{Cycle: p.health.Cycle, Old: p.samples[c.w.ID], OldText: p.text[c.w.ID]}
-		p.samples[c.w.ID] = tag.Sample{Value: c.w.Value, Quality: tag.Good, Time: now}
-		p.text[c.w.ID] = c.w.Text
 		p.seq++
-		p.applied = append(p.applied, c.w)
-		c.done <- outcome{res: res}
+		p.applied = append(p.applied, *c)
+		q.done <- outcome{res: res}
 	}
 }
 
@@ -218,7 +223,7 @@ func (p *Plant) SetDevice(device string, q tag.Quality, r tag.Reason) {
 }
 
 // SetState changes the executive's state (faulted, stopping, ...).
-func (p *Plant) SetState(s plant.State, fault string) {
+func (p *Plant) SetState(s wire.State, fault string) {
 	p.mu.Lock()
 	p.health.State, p.health.Fault = s, fault
 	p.mu.Unlock()
@@ -245,10 +250,10 @@ func (p *Plant) Value(id tag.ID) tag.Sample {
 }
 
 // Applied returns every write applied so far.
-func (p *Plant) Applied() []plant.Write {
+func (p *Plant) Applied() []wire.Command {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]plant.Write(nil), p.applied...)
+	return append([]wire.Command(nil), p.applied...)
 }
 
 // Queued is the number of writes waiting in the ring.

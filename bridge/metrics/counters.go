@@ -5,7 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 
-	"github.com/mkrt/mkrt/bridge/plant"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // WriteResult classifies a write's outcome for counting.
@@ -33,14 +33,17 @@ func (r WriteResult) String() string {
 
 // Classify maps a Plant.Write error to its result.
 func Classify(err error) WriteResult {
+	var rej *wire.RejectedError
 	switch {
 	case err == nil:
 		return WriteOK
-	case errors.Is(err, plant.ErrBusy):
+	case errors.Is(err, wire.ErrBusy):
 		return WriteBusy
-	case errors.Is(err, plant.ErrNotRunning):
+	case errors.Is(err, wire.ErrNotRunning):
 		return WriteNotRunning
-	case errors.Is(err, plant.ErrRejected):
+	case errors.As(err, &rej) && rej.Checked():
+		return WriteInvalid
+	case errors.Is(err, wire.ErrRejected):
 		return WriteRejected
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return WriteTimeout

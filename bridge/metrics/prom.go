@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mkrt/mkrt/bridge/plant"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Collector exposes the executive's health and the bridge's counters to
@@ -64,7 +65,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	h := c.health()
-	for s := plant.Booting; s <= plant.Down; s++ {
+	for _, s := range wire.States {
 		v := 0.0
 		if s == h.State {
 			v = 1

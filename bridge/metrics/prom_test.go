@@ -10,16 +10,17 @@ import (
 
 	"github.com/mkrt/mkrt/bridge/metrics"
 	"github.com/mkrt/mkrt/bridge/plant"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 func TestEndpoint(t *testing.T) {
-	h := plant.Health{State: plant.Running, Cycle: 1234, RT: true, Tasks: []plant.TaskHealth{{Name: "fast", Overruns: 2,
+	h := plant.Health{State: wire.Running, Cycle: 1234, RT: true, Tasks: []plant.TaskHealth{{Name: "fast", Overruns: 2,
 		Wakeup: plant.Percentiles{P99: 21 * time.Microsecond}, Exec: plant.Percentiles{Max: 40 * time.Microsecond}}}}
 	sp := new(metrics.Counters)
 	sp.Published.Add(5)
 	sp.Dropped.Add(1)
 	sp.CountWrite(nil)
-	sp.CountWrite(plant.ErrBusy)
+	sp.CountWrite(wire.ErrBusy)
 	e, err := metrics.Listen("127.0.0.1:0", metrics.NewCollector(func() plant.Health { return h }, map[string]*metrics.Counters{"sparkplug": sp}))
 	if err != nil {
 		t.Fatal(err)
@@ -52,9 +53,9 @@ func TestEndpoint(t *testing.T) {
 
 func TestClassify(t *testing.T) {
 	for err, want := range map[error]metrics.WriteResult{
-		nil: metrics.WriteOK, plant.ErrBusy: metrics.WriteBusy, plant.ErrOutOfRange: metrics.WriteInvalid,
-		&plant.RejectedError{Reason: plant.ErrOutOfRange}: metrics.WriteRejected, context.DeadlineExceeded: metrics.WriteTimeout,
-		&plant.RejectedError{Reason: plant.ErrNotRunning}: metrics.WriteNotRunning,
+		nil: metrics.WriteOK, wire.ErrBusy: metrics.WriteBusy, wire.ErrOutOfRange: metrics.WriteInvalid, (&wire.RejectedError{Result: wire.Result{Status: wire.OutOfRange, Cycle: 9}}): metrics.WriteRejected,
+		&wire.RejectedError{Result: wire.Result{Status: wire.OutOfRange}}: metrics.WriteInvalid, context.DeadlineExceeded: metrics.WriteTimeout,
+		&wire.RejectedError{Result: wire.Result{Status: wire.NotRunning, Cycle: 9}}: metrics.WriteNotRunning,
 	} {
 		if got := metrics.Classify(err); got != want {
 			t.Errorf("%v: %v want %v", err, got, want)

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // order rearranges big-endian bytes into the wire order (and back: every
@@ -105,7 +105,7 @@ func decode(src []uint16, t tag.DataType, o configs.Order) (float64, string, err
 		case 0, 1:
 			return float64(r), "", nil
 		default:
-			return 0, "", fmt.Errorf("modbusserver: %d is not a boolean (0 or 1): %w", r, plant.ErrBadValue)
+			return 0, "", fmt.Errorf("modbusserver: %d is not a boolean (0 or 1): %w", r, wire.ErrWrongType)
 		}
 	case tag.Int16:
 		return float64(int16(binary.BigEndian.Uint16(buf[:]))), "", nil
@@ -120,13 +120,13 @@ func decode(src []uint16, t tag.DataType, o configs.Order) (float64, string, err
 	case tag.Float32:
 		v := float64(math.Float32frombits(binary.BigEndian.Uint32(buf[:])))
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return 0, "", fmt.Errorf("modbusserver: not a finite number: %w", plant.ErrBadValue)
+			return 0, "", fmt.Errorf("modbusserver: not a finite number: %w", wire.ErrWrongType)
 		}
 		return v, "", nil
 	}
 	v := math.Float64frombits(binary.BigEndian.Uint64(buf[:]))
 	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, "", fmt.Errorf("modbusserver: not a finite number: %w", plant.ErrBadValue)
+		return 0, "", fmt.Errorf("modbusserver: not a finite number: %w", wire.ErrWrongType)
 	}
 	return v, "", nil
 }

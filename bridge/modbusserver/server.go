@@ -31,6 +31,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // ErrMap is a register map that cannot be served.
@@ -352,23 +353,25 @@ func (s *Server) HandleHoldingRegisters(req *modbus.HoldingRegistersRequest) ([]
 	return nil, s.apply(ws)
 }
 
-func who(addr, role string) string {
+// who is the origin of a client's writes: its address and, over MBAPS,
+// the role its certificate carries.
+func who(addr, role string) wire.Origin {
 	if role != "" {
-		return "modbus " + addr + " (" + role + ")"
+		return wire.NewOrigin("modbus:" + addr + " (" + role + ")")
 	}
-	return "modbus " + addr
+	return wire.NewOrigin("modbus:" + addr)
 }
 
 // plan turns a write request into validated tag writes. Every address must
 // be mapped, every value whole (no partial multi-register values), every tag
 // writable and every value in range — or nothing is written.
-func (s *Server) plan(ar configs.Area, addr, qty uint16, value func(e *entry, off int) (float64, string, error), who string) ([]plant.Write, error) {
+func (s *Server) plan(ar configs.Area, addr, qty uint16, value func(e *entry, off int) (float64, string, error), who wire.Origin) ([]wire.Command, error) {
 	a := s.areas[ar]
 	end := int(addr) + int(qty)
 	if a == nil || qty == 0 || end > len(a.owner) {
 		return nil, modbus.ErrIllegalDataAddress
 	}
-	var ws []plant.Write
+	var ws []wire.Command
 	for k := int(addr); k < end; {
 		ei := a.owner[k]
 		if ei < 0 {
@@ -385,11 +388,11 @@ func (s *Server) plan(ar configs.Area, addr, qty uint16, value func(e *entry, of
 		if err != nil {
 			return nil, modbus.ErrIllegalDataValue
 		}
-		w := plant.Write{ID: e.id, Value: v, Text: text, Source: "modbus", Who: who}
 		if in := s.tags[e.id]; in.Type != tag.String && in.Type != tag.Float32 && in.Type != tag.Float64 && e.scale != 1 {
-			w.Value = math.Round(w.Value*1e9) / 1e9 // scaled integers: undo float noise
+			v = math.Round(v*1e9) / 1e9 // scaled integers: undo float noise
 		}
-		if err := plant.Validate(s.tags, w); err != nil {
+		w := wire.Command{Kind: wire.WriteTag, Tag: e.id, Value: wire.ValueOf(&s.tags[e.id], v, text), Origin: who}
+		if err := plant.Check(s.tags, &w); err != nil {
 			s.count.CountWrite(err)
 			return nil, exception(err)
 		}
@@ -400,17 +403,17 @@ func (s *Server) plan(ar configs.Area, addr, qty uint16, value func(e *entry, of
 }
 
 // apply sends the writes to the executive and waits for each answer.
-func (s *Server) apply(ws []plant.Write) error {
+func (s *Server) apply(ws []wire.Command) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	defer cancel()
 	for _, w := range ws {
 		res, err := s.p.Write(ctx, w)
 		s.count.CountWrite(err)
 		if err != nil {
-			s.log.Warn("modbusserver: write failed", "tag", s.tags[w.ID].Name, "who", w.Who, "err", err)
+			s.log.Warn("modbusserver: write failed", "tag", s.tags[w.Tag].Name, "who", w.Origin.String(), "err", err)
 			return exception(err)
 		}
-		s.log.Debug("modbusserver: write applied", "tag", s.tags[w.ID].Name, "cycle", res.Cycle)
+		s.log.Debug("modbusserver: write applied", "tag", s.tags[w.Tag].Name, "cycle", res.Cycle)
 	}
 	// a read right after the answer sees the written value
 	if err := s.Refresh(); err != nil {
@@ -422,11 +425,11 @@ func (s *Server) apply(ws []plant.Write) error {
 // exception maps a write error to its Modbus exception.
 func exception(err error) error {
 	switch {
-	case errors.Is(err, plant.ErrUnknownTag), errors.Is(err, plant.ErrReadOnly):
+	case errors.Is(err, wire.ErrUnknownTag), errors.Is(err, wire.ErrReadOnly):
 		return modbus.ErrIllegalDataAddress
-	case errors.Is(err, plant.ErrOutOfRange), errors.Is(err, plant.ErrBadValue):
+	case errors.Is(err, wire.ErrOutOfRange), errors.Is(err, wire.ErrWrongType):
 		return modbus.ErrIllegalDataValue
-	case errors.Is(err, plant.ErrBusy), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, wire.ErrBusy), errors.Is(err, context.DeadlineExceeded):
 		return modbus.ErrServerDeviceBusy
 	}
 	return modbus.ErrServerDeviceFailure

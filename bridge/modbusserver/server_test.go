@@ -15,9 +15,9 @@ import (
 
 	"github.com/mkrt/mkrt/bridge/bridgetest"
 	"github.com/mkrt/mkrt/bridge/modbusserver"
-	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 func f64(v float64) *float64 { return &v }
@@ -162,7 +162,7 @@ func TestReadWriteAndExceptions(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c2.name, err, c2.want)
 		}
 	}
-	r.plant.SetState(plant.Faulted, "overrun")
+	r.plant.SetState(wire.Faulted, "overrun")
 	if err := c.WriteFloat32(0, 10); !errors.Is(err, modbus.ErrServerDeviceFailure) {
 		t.Errorf("executive faulted: %v", err)
 	}

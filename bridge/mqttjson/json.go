@@ -28,6 +28,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/mqttc"
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Config is the JSON interface's topics and behaviour.
@@ -288,21 +289,21 @@ func ParseSet(in *tag.Info, payload []byte) (v float64, text, id string, err err
 			ID string          `json:"id"`
 		}
 		if err := json.Unmarshal(raw, &obj); err != nil {
-			return 0, "", "", fmt.Errorf("mqttjson: %w: %v", plant.ErrBadValue, err)
+			return 0, "", "", fmt.Errorf("mqttjson: %w: %v", wire.ErrWrongType, err)
 		}
 		if obj.V == nil {
-			return 0, "", obj.ID, fmt.Errorf("mqttjson: no \"v\" in the request: %w", plant.ErrBadValue)
+			return 0, "", obj.ID, fmt.Errorf("mqttjson: no \"v\" in the request: %w", wire.ErrWrongType)
 		}
 		raw, id = obj.V, obj.ID
 	}
 	var x any
 	if err := json.Unmarshal(raw, &x); err != nil {
-		return 0, "", id, fmt.Errorf("mqttjson: %w: %v", plant.ErrBadValue, err)
+		return 0, "", id, fmt.Errorf("mqttjson: %w: %v", wire.ErrWrongType, err)
 	}
 	switch val := x.(type) {
 	case bool:
 		if in.Type == tag.String {
-			return 0, "", id, fmt.Errorf("mqttjson: boolean for string tag %s: %w", in.Name, plant.ErrBadValue)
+			return 0, "", id, fmt.Errorf("mqttjson: boolean for string tag %s: %w", in.Name, wire.ErrWrongType)
 		}
 		if val {
 			return 1, "", id, nil
@@ -310,16 +311,16 @@ func ParseSet(in *tag.Info, payload []byte) (v float64, text, id string, err err
 		return 0, "", id, nil
 	case float64:
 		if in.Type == tag.String {
-			return 0, "", id, fmt.Errorf("mqttjson: number for string tag %s: %w", in.Name, plant.ErrBadValue)
+			return 0, "", id, fmt.Errorf("mqttjson: number for string tag %s: %w", in.Name, wire.ErrWrongType)
 		}
 		return val, "", id, nil
 	case string:
 		if in.Type != tag.String {
-			return 0, "", id, fmt.Errorf("mqttjson: string for %s tag %s: %w", in.Type, in.Name, plant.ErrBadValue)
+			return 0, "", id, fmt.Errorf("mqttjson: string for %s tag %s: %w", in.Type, in.Name, wire.ErrWrongType)
 		}
 		return 0, val, id, nil
 	}
-	return 0, "", id, fmt.Errorf("mqttjson: unsupported value %s: %w", raw, plant.ErrBadValue)
+	return 0, "", id, fmt.Errorf("mqttjson: unsupported value %s: %w", raw, wire.ErrWrongType)
 }
 
 // set handles one /set request and publishes its result.
@@ -338,14 +339,14 @@ func (j *Publisher) apply(ctx context.Context, name string, payload []byte) (res
 		j.count.CountWrite(err)
 		if err != nil {
 			res.OK, res.Error = false, err.Error()
-			var rej *plant.RejectedError
+			var rej *wire.RejectedError
 			if errors.As(err, &rej) {
-				res.Cycle = rej.Cycle
+				res.Cycle = rej.Result.Cycle
 			}
 		}
 	}()
 	if !ok {
-		err = fmt.Errorf("mqttjson: %q: %w", name, plant.ErrUnknownTag)
+		err = fmt.Errorf("mqttjson: %q: %w", name, wire.ErrUnknownTag)
 		return
 	}
 	in := &j.tags[id]
@@ -355,8 +356,8 @@ func (j *Publisher) apply(ctx context.Context, name string, payload []byte) (res
 	if err != nil {
 		return
 	}
-	w := plant.Write{ID: id, Value: v, Text: text, Source: "json", Who: "mqtt " + j.base + name + "/set"}
-	if err = plant.Validate(j.tags, w); err != nil {
+	w := wire.Command{Kind: wire.WriteTag, Tag: id, Value: wire.ValueOf(in, v, text), Origin: wire.NewOrigin("json:mqtt " + j.base + name + "/set")}
+	if err = plant.Check(j.tags, &w); err != nil {
 		return
 	}
 	wctx, cancel := context.WithTimeout(ctx, j.cfg.WriteTimeout)

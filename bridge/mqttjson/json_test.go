@@ -12,6 +12,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/mqttjson"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 func f64(v float64) *float64 { return &v }
@@ -128,14 +129,14 @@ func TestPublishAndSet(t *testing.T) {
 		{"running", `true`, "not writable"},
 		{"count", `1.5`, "type"},
 		{"nosuch", `1`, "unknown tag"},
-		{"recipe", `"much too long"`, "type"},
+		{"recipe", `"much too long"`, "out of range"},
 	} {
 		pub("mkrt/edge1/"+c.tag+"/set", c.payload)
 		if r := result(c.tag); r.OK || !strings.Contains(r.Error, c.err) {
 			t.Errorf("%s <- %s: %+v, want error %q", c.tag, c.payload, r, c.err)
 		}
 	}
-	p.SetState(2, "")
+	p.SetState(wire.Safe, "")
 	pub("mkrt/edge1/setpoint/set", `10`)
 	if r := result("setpoint"); r.OK || !strings.Contains(r.Error, "not running") {
 		t.Fatalf("write while safe: %+v", r)

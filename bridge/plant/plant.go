@@ -11,12 +11,11 @@ package plant
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Plant is the process image and command path of one running partition.
@@ -30,38 +29,14 @@ type Plant interface {
 	Snapshot(dst []tag.Sample, text []string) (seq uint64, err error)
 	// Health is the executive's state and timing.
 	Health() Health
-	// Write asks the executive to set a tag at the start of a cycle and
-	// waits, bounded by ctx, for its accept or reject. Errors are classified
-	// with errors.Is against ErrUnknownTag, ErrReadOnly, ErrOutOfRange,
-	// ErrBadValue, ErrBusy, ErrNotRunning and ErrRejected.
-	Write(ctx context.Context, w Write) (Result, error)
+	// Write sends a wire.WriteTag command to the executive, which applies
+	// it at the start of a cycle, and waits, bounded by ctx, for its answer.
+	// A refusal is a *wire.RejectedError (errors.Is wire.ErrRejected and the
+	// status's sentinel: wire.ErrOutOfRange, wire.ErrReadOnly, ...); a full
+	// command ring is wire.ErrBusy; no executive to answer is
+	// wire.ErrNotRunning.
+	Write(ctx context.Context, c wire.Command) (wire.Result, error)
 }
-
-// State is the executive's state, as in the shared-memory heartbeat.
-type State uint8
-
-// The executive states.
-const (
-	Booting State = iota
-	Running
-	Safe
-	Stopping
-	Faulted
-	// Down means no executive is attached (no heartbeat).
-	Down
-)
-
-var stateNames = [...]string{"booting", "running", "safe", "stopping", "faulted", "down"}
-
-func (s State) String() string {
-	if int(s) < len(stateNames) {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("state(%d)", uint8(s))
-}
-
-// Accepting reports whether the executive applies commands in this state.
-func (s State) Accepting() bool { return s == Running }
 
 // Percentiles is a latency distribution summary.
 type Percentiles struct {
@@ -82,8 +57,9 @@ type TaskHealth struct {
 
 // Health is the executive's state and timing.
 type Health struct {
-	State State
-	// Fault is the fault description when State is Faulted.
+	State wire.State
+	// Fault is why the executive is not running: its fault code's name
+	// when it faulted, or why the supervisor declared it down.
 	Fault string
 	// Cycle is the cycle counter of the heartbeat.
 	Cycle uint64
@@ -94,92 +70,16 @@ type Health struct {
 	Tasks    []TaskHealth
 }
 
-// Write is one command from SCADA.
-type Write struct {
-	ID tag.ID
-	// Value is the new value of numeric and bool tags (bool as 0 or 1).
-	Value float64
-	// Text is the new value of string tags.
-	Text string
-	// Source is the protocol the command came from: "sparkplug", "json", "modbus", "cli".
-	Source string
-	// Who identifies the client (MQTT client id or user, Modbus peer address).
-	Who string
-}
-
-// Result is the executive's answer to an accepted write.
-type Result struct {
-	// Cycle is the cycle at whose start the write was applied.
-	Cycle uint64
-	// Old is the tag's sample before the write (OldText for string tags).
-	Old     tag.Sample
-	OldText string
-}
-
-// Write errors. Every error Write returns matches one of them with errors.Is.
-var (
-	ErrUnknownTag = errors.New("unknown tag")
-	ErrReadOnly   = errors.New("tag is not writable")
-	ErrOutOfRange = errors.New("value out of range")
-	ErrBadValue   = errors.New("value does not fit the tag's type")
-	// ErrBusy: the command ring is full; retry later.
-	ErrBusy = errors.New("command ring full")
-	// ErrNotRunning: the executive is not running (faulted, stopped, down).
-	ErrNotRunning = errors.New("executive not running")
-	// ErrRejected: the executive refused the write; RejectedError says why.
-	ErrRejected = errors.New("write rejected by the executive")
-)
-
-// RejectedError is a write the executive refused, with the cycle it did so.
-type RejectedError struct {
-	Cycle  uint64
-	Reason error // one of the Err values above
-}
-
-func (e *RejectedError) Error() string {
-	return fmt.Sprintf("plant: write rejected at cycle %d: %v", e.Cycle, e.Reason)
-}
-
-// Is makes errors.Is match ErrRejected and the reason.
-func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
-
-func (e *RejectedError) Unwrap() error { return e.Reason }
-
-// Validate checks a write against the tag directory the way the executive
-// does: the tag exists, SCADA may write it, the value fits the type and lies
-// within min/max. Every protocol server calls it before Write so that bad
-// writes never reach the command ring.
-func Validate(tags []tag.Info, w Write) error {
-	if w.ID < 0 || int(w.ID) >= len(tags) {
-		return fmt.Errorf("plant: tag id %d: %w", w.ID, ErrUnknownTag)
-	}
-	in := &tags[w.ID]
-	if !in.Writable {
-		return fmt.Errorf("plant: %s: %w", in.Name, ErrReadOnly)
-	}
-	if in.Type == tag.String {
-		if in.Length > 0 && len(w.Text) > in.Length {
-			return fmt.Errorf("plant: %s: %d bytes, at most %d: %w", in.Name, len(w.Text), in.Length, ErrBadValue)
+// Check is the check every protocol server makes before it sends a write:
+// wire.CheckTagWrite against the tag directory, refusing what the executive
+// would refuse (a *wire.RejectedError naming the tag and why) without
+// using the command ring.
+func Check(tags []tag.Info, c *wire.Command) error {
+	if s := wire.CheckTagWrite(tags, c.Tag, c.Value); s != wire.Applied {
+		if c.Tag < 0 || int(c.Tag) >= len(tags) {
+			return &wire.RejectedError{Result: wire.Result{Status: s}, Tag: fmt.Sprintf("tag #%d", c.Tag)}
 		}
-		return nil
-	}
-	v := w.Value
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return fmt.Errorf("plant: %s: %v: %w", in.Name, v, ErrBadValue)
-	}
-	if lo, hi, ok := in.Type.IntRange(); ok || in.Type == tag.Bool {
-		if in.Type == tag.Bool {
-			lo, hi = 0, 1
-		}
-		if v < lo || v > hi {
-			return fmt.Errorf("plant: %s: %v outside %s range: %w", in.Name, v, in.Type, ErrBadValue)
-		}
-		if v != math.Trunc(v) {
-			return fmt.Errorf("plant: %s: %v is not an integer: %w", in.Name, v, ErrBadValue)
-		}
-	}
-	if v < in.Min || v > in.Max {
-		return fmt.Errorf("plant: %s: %v outside [%v, %v]: %w", in.Name, v, in.Min, in.Max, ErrOutOfRange)
+		return wire.Refuse(&tags[c.Tag], c.Value, s)
 	}
 	return nil
 }

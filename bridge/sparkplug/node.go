@@ -40,6 +40,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/sparkplug/sproto"
 	"github.com/mkrt/mkrt/bridge/store"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Namespace is the Sparkplug B topic namespace.
@@ -740,17 +741,17 @@ func (n *Node) command(ctx context.Context, dev string, mt *sproto.Payload_Metri
 	}
 	if id < 0 || n.tags[id].Device != dev {
 		n.log.Warn("sparkplug: command for unknown tag", "device", dev, "name", mt.GetName(), "alias", mt.GetAlias())
-		n.count.CountWrite(plant.ErrUnknownTag)
+		n.count.CountWrite(wire.ErrUnknownTag)
 		return
 	}
 	v, s, err := commandValue(mt, n.tags[id].Type)
 	if err != nil {
 		n.log.Warn("sparkplug: command", "tag", n.tags[id].Name, "err", err)
-		n.count.CountWrite(plant.ErrBadValue)
+		n.count.CountWrite(wire.ErrWrongType)
 		return
 	}
-	w := plant.Write{ID: id, Value: v, Text: s, Source: "sparkplug", Who: n.cfg.Group + "/" + n.cfg.Node + " command"}
-	if err := plant.Validate(n.tags, w); err != nil {
+	w := wire.Command{Kind: wire.WriteTag, Tag: id, Value: wire.ValueOf(&n.tags[id], v, s), Origin: wire.NewOrigin("sparkplug:" + n.cfg.Group + "/" + n.cfg.Node + " command")}
+	if err := plant.Check(n.tags, &w); err != nil {
 		n.log.Warn("sparkplug: command refused", "tag", n.tags[id].Name, "err", err)
 		n.count.CountWrite(err)
 		return

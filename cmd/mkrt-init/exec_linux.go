@@ -13,6 +13,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/app"
 	"github.com/mkrt/mkrt/rtkernel/pid1"
 	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // runExecutive loads the config from the initramfs, brings up the
@@ -83,8 +84,8 @@ func reportFault(cfg *configs.Config, loc shm.Location, cause error) {
 	if err != nil {
 		return
 	}
-	w.SetState(shm.StateFaulted, 1)
-	w.PushEvent(shm.Event{Kind: shm.EventFault, Task: -1, Tag: -1, Text: fmt.Sprint(cause)})
+	w.SetState(wire.Faulted, 1)
+	w.PushEvent(wire.Event{Kind: wire.Fault, Task: -1, Tag: -1, Text: fmt.Sprint(cause)})
 	// Leave the writer attached: Close would mark the region free, and the
 	// faulted state is what the supervisor must read.
 }

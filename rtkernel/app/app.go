@@ -26,6 +26,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // ErrConfig wraps every error that restarting will not fix (the config does
@@ -156,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	w.SetState(shm.StateBooting, 0)
+	w.SetState(wire.Booting, 0)
 	runCtx, stopRun := context.WithCancel(ctx)
 	// The reporters write into the region: they end before it is unmapped.
 	var reporters sync.WaitGroup
@@ -170,7 +171,7 @@ func Run(ctx context.Context, o Options) error {
 	reporters.Go(func() { stopOnHalt(runCtx, e, stopRun) })
 	err = e.Run(runCtx)
 	st := e.Status()
-	w.SetState(State(st.State), uint32(st.Code))
+	w.SetState(st.State, st.Code)
 	switch {
 	case err == nil:
 		log.Info("control program stopped", "state", st.State, "reason", st.Reason)
@@ -194,10 +195,10 @@ func reportRT(ctx context.Context, e *executive.Executive, w *shm.Writer) {
 	}
 	st := e.Status().RT
 	if st.Degraded() {
-		w.SetRTMode(shm.RTDegraded, strings.Join(st.Reasons(), "; "))
+		w.SetRTMode(wire.RTDegraded, strings.Join(st.Reasons(), "; "))
 		return
 	}
-	w.SetRTMode(shm.RTFull, "")
+	w.SetRTMode(wire.RTFull, "")
 }
 
 // stopOnHalt ends the run once a halt command has driven the outputs to
@@ -211,7 +212,7 @@ func stopOnHalt(ctx context.Context, e *executive.Executive, stop context.Cancel
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if s, code, _ := e.State(); s == executive.Safe && code == executive.FaultHalt {
+			if s, code, _ := e.State(); s == wire.Safe && code == wire.FaultHalt {
 				stop()
 				return
 			}

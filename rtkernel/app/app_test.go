@@ -12,6 +12,7 @@ import (
 	"github.com/mkrt/mkrt/io/sim"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // TestControlLoopOverSharedMemory runs the tank example against the tank
@@ -77,7 +78,7 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 		if err := r.Snapshot(ctx, &img); err != nil {
 			t.Fatal(err)
 		}
-		if hb.State == shm.StateRunning && img.Samples[level].Quality == tag.Good {
+		if hb.State == wire.Running && img.Samples[level].Quality == tag.Good {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -88,18 +89,18 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 	if got := img.Samples[sp].Value; got != 1.5 {
 		t.Errorf("level_sp = %v, want the retained 1.5", got)
 	}
-	res, err := r.Do(ctx, shm.Command{Kind: shm.CmdWriteTag, Tag: sp, Value: 2.0, Origin: shm.NewOrigin("test")})
+	res, err := r.Do(ctx, wire.Command{Kind: wire.WriteTag, Tag: sp, Value: wire.Number(2.0), Origin: wire.NewOrigin("test")})
 	if err != nil {
 		t.Fatalf("write setpoint: %v", err)
 	}
-	if res.Status != shm.StatusAccepted || res.Cycle == 0 || res.Old != 1.5 {
+	if res.Status != wire.Applied || res.Cycle == 0 || res.Old != 1.5 {
 		t.Errorf("result %+v, want accepted at a cycle with old value 1.5", res)
 	}
-	res, err = r.Do(ctx, shm.Command{Kind: shm.CmdWriteTag, Tag: sp, Value: 99, Origin: shm.NewOrigin("test")})
-	if !errors.Is(err, shm.ErrOutOfRange) && res.Status != shm.StatusOutOfRange {
+	res, err = r.Do(ctx, wire.Command{Kind: wire.WriteTag, Tag: sp, Value: wire.Number(99), Origin: wire.NewOrigin("test")})
+	if !errors.Is(err, wire.ErrOutOfRange) && res.Status != wire.OutOfRange {
 		t.Errorf("out-of-range write: %+v, %v", res, err)
 	}
-	if _, err := r.Submit(shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("test")}); err != nil {
+	if _, err := r.Submit(wire.Command{Kind: wire.Halt, Origin: wire.NewOrigin("test")}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -110,7 +111,7 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Run did not return after a halt command")
 	}
-	if st := r.Heartbeat().State; st != shm.StateSafe && st != shm.StateStopping {
+	if st := r.Heartbeat().State; st != wire.Safe && st != wire.Stopping {
 		t.Errorf("state after halt %v, want safe or stopping", st)
 	}
 
@@ -120,7 +121,7 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 	go func() { done <- Run(ctx, Options{Config: cfg, Shm: loc}) }()
 	for {
 		// The new executive has attached and published a few cycles of its own.
-		if hb := r.Heartbeat(); hb.Claims > claims && hb.State == shm.StateRunning && hb.Cycle >= 3 {
+		if hb := r.Heartbeat(); hb.Claims > claims && hb.State == wire.Running && hb.Cycle >= 3 {
 			break
 		}
 		if ctx.Err() != nil {
@@ -134,7 +135,7 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 	if got := img.Samples[sp].Value; got != 2.0 {
 		t.Errorf("after a restart level_sp = %v, want 2.0 taken from the region", got)
 	}
-	if _, err := r.Submit(shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("test")}); err != nil {
+	if _, err := r.Submit(wire.Command{Kind: wire.Halt, Origin: wire.NewOrigin("test")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {

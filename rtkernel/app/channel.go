@@ -6,18 +6,20 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
-// channel is the executive's Channel on a shared-memory Writer.
+// channel is the executive's Channel on a shared-memory Writer. The
+// executive speaks the channel's vocabulary (shm/wire), so commands,
+// results, states and events pass through as they are.
 //
 // Hot path: every method runs on a task thread, never blocks and allocates
 // nothing except for the text of a parameter or string command.
 type channel struct {
 	w      *shm.Writer
-	wall   func() time.Time
-	cmd    shm.Command
-	state  executive.State
-	code   executive.FaultCode
+	cmd    wire.Command
+	state  wire.State
+	code   wire.FaultCode
 	first  bool // no image published yet
 	stated bool // no state published yet
 	// link translates a take command's time from the running executive's
@@ -26,64 +28,20 @@ type channel struct {
 }
 
 func newChannel(w *shm.Writer) *channel {
-	return &channel{w: w, wall: time.Now, first: true}
+	return &channel{w: w, first: true}
 }
 
 // DrainCommands applies up to max commands from the command ring.
-func (c *channel) DrainCommands(max int, apply func(executive.Command) executive.Result) int {
+func (c *channel) DrainCommands(max int, apply func(wire.Command) wire.Result) int {
 	n := 0
 	for n < max && c.w.PollCommand(&c.cmd) {
 		n++
-		in := &c.cmd
-		cmd := executive.Command{ID: in.ID, Tag: in.Tag, Value: in.Value}
-		switch in.Kind {
-		case shm.CmdWriteTag:
-			cmd.Kind = executive.WriteTag
-			if in.IsText {
-				cmd.Text = string(in.Text)
-			}
-		case shm.CmdSetParam:
-			cmd.Kind = executive.SetParam
-			cmd.Text = string(in.Text)
-		case shm.CmdHalt:
-			cmd.Kind = executive.Halt
-		case shm.CmdHandOver:
-			switch string(in.Text) {
-			case HandOverRelease:
-				cmd.Kind = executive.Release
-			case HandOverTake:
-				cmd.Kind = executive.Take
-				cmd.Value = float64(c.link.ours(int64(in.Value)))
-			default:
-				c.w.Reply(shm.Result{ID: in.ID, Status: shm.StatusRejected})
-				continue
-			}
-		default:
-			c.w.Reply(shm.Result{ID: in.ID, Status: shm.StatusRejected})
-			continue
+		if c.cmd.Kind == wire.Take {
+			c.cmd.Value.Num = float64(c.link.ours(int64(c.cmd.Value.Num)))
 		}
-		r := apply(cmd)
-		c.w.Reply(shm.Result{ID: in.ID, Status: resultStatus(r.Status), Cycle: r.Cycle, Old: r.Old})
+		c.w.Reply(apply(c.cmd))
 	}
 	return n
-}
-
-func resultStatus(s executive.ResultStatus) shm.Status {
-	switch s {
-	case executive.Applied:
-		return shm.StatusAccepted
-	case executive.UnknownTag:
-		return shm.StatusUnknownTag
-	case executive.NotWritable, executive.OwnedByTask:
-		return shm.StatusReadOnly
-	case executive.WrongType:
-		return shm.StatusType
-	case executive.OutOfRange:
-		return shm.StatusOutOfRange
-	case executive.Refused:
-		return shm.StatusBusy
-	}
-	return shm.StatusRejected
 }
 
 // Publish writes the image; only the tags changed since the last cycle are copied.
@@ -100,43 +58,17 @@ func (c *channel) Publish(tab *tag.Table, cycle uint64) {
 func (c *channel) Heartbeat(h executive.Heartbeat) {
 	if h.State != c.state || h.Code != c.code || !c.stated {
 		c.state, c.code, c.stated = h.State, h.Code, true
-		c.w.SetState(State(h.State), uint32(h.Code))
+		c.w.SetState(h.State, h.Code)
 	}
 	c.w.Beat(h.Cycle, int64(h.Time))
 }
 
-// State maps the executive's state to the channel's.
-func State(s executive.State) shm.State {
-	switch s {
-	case executive.Booting:
-		return shm.StateBooting
-	case executive.Running:
-		return shm.StateRunning
-	case executive.Safe:
-		return shm.StateSafe
-	case executive.Stopping:
-		return shm.StateStopping
-	case executive.Faulted:
-		return shm.StateFaulted
-	}
-	return shm.StateUnknown
-}
-
 // Event forwards overruns, faults and state changes to the event ring.
-func (c *channel) Event(e executive.Event) {
-	ev := shm.Event{Task: int16(e.Task), Tag: -1, Cycle: e.Cycle, Time: c.wall().UnixNano(), Text: e.Reason}
-	switch e.Kind {
-	case executive.EventOverrun:
-		ev.Kind, ev.Value = shm.EventOverrun, float64(e.Late)
+func (c *channel) Event(e wire.Event) {
+	if e.Kind == wire.Overrun {
 		c.w.Overrun(e.Task)
-	case executive.EventFault:
-		ev.Kind, ev.Value = shm.EventFault, float64(e.Code)
-	case executive.EventState:
-		ev.Kind, ev.Value = shm.EventState, float64(State(e.State))
-	default:
-		return
 	}
-	c.w.PushEvent(ev)
+	c.w.PushEvent(e)
 }
 
 // RecordLatency records one cycle's timing into the shared histograms.

@@ -15,6 +15,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor/deploy"
 )
 
@@ -201,7 +202,7 @@ func overruns(now, before shm.Heartbeat) uint64 {
 
 type tankSwitch struct {
 	at, period int64
-	nc, oc     shm.HandOverCounters
+	nc, oc     wire.HandOverCounters
 }
 
 // handOverTank runs the tank loop on this kernel, starts the changed
@@ -213,11 +214,11 @@ func handOverTank(t *testing.T, k kernel) tankSwitch {
 	oldCfg, newCfg := tankPair(ctx, t)
 	old := startApp(ctx, t, oldCfg, "old", shm.Location{})
 	waitFor(ctx, t, "old partition running", func() bool {
-		return old.r.Heartbeat().State == shm.StateRunning && old.r.Heartbeat().Cycle > 50
+		return old.r.Heartbeat().State == wire.Running && old.r.Heartbeat().Cycle > 50
 	})
 	nw := startAppOn(ctx, t, k, newCfg, "new", old.loc)
 	waitFor(ctx, t, "new partition on standby", func() bool {
-		return nw.r.Heartbeat().Cycle > 5 && nw.r.HandOver().Counters().Mode == shm.ModeStandby
+		return nw.r.Heartbeat().Cycle > 5 && nw.r.HandOver().Counters().Mode == wire.Standby
 	})
 	origin, period, ok := old.r.HandOver().Grid()
 	if !ok {
@@ -233,18 +234,18 @@ func handOverTank(t *testing.T, k kernel) tankSwitch {
 	at := origin + ((now+int64(10*period)-origin)/period+1)*period
 	for _, c := range []struct {
 		r    *shm.Reader
-		verb string
-	}{{nw.r, HandOverTake}, {old.r, HandOverRelease}} {
-		res, err := c.r.Do(ctx, shm.Command{Kind: shm.CmdHandOver, Tag: -1, Value: float64(at), Text: []byte(c.verb), Origin: shm.NewOrigin("test")})
+		kind wire.CommandKind
+	}{{nw.r, wire.Take}, {old.r, wire.Release}} {
+		res, err := c.r.Do(ctx, wire.Command{Kind: c.kind, Tag: -1, Value: wire.Number(float64(at)), Origin: wire.NewOrigin("test")})
 		if err == nil {
 			err = res.Err()
 		}
 		if err != nil {
-			t.Fatalf("%s: %v", c.verb, err)
+			t.Fatalf("%v: %v", c.kind, err)
 		}
 	}
 	waitFor(ctx, t, "switch", func() bool {
-		return nw.r.HandOver().Counters().Mode == shm.ModeDriving && old.r.HandOver().Counters().Mode == shm.ModeReleased
+		return nw.r.HandOver().Counters().Mode == wire.Driving && old.r.HandOver().Counters().Mode == wire.Released
 	})
 	nc, oc := nw.r.HandOver().Counters(), old.r.HandOver().Counters()
 	t.Logf("switch at %+d periods from the chosen time; new: %+v; old: %+v", (oc.Switch-at)/period, nc, oc)
@@ -258,14 +259,14 @@ func handOverTank(t *testing.T, k kernel) tankSwitch {
 	if overran > 0 {
 		t.Logf("%d overruns during the hand-over (old %d, new %d; this machine is loaded); %d missed cycles", overran, overruns(old.r.Heartbeat(), hbOld), overruns(nw.r.Heartbeat(), hbNew), nc.Missed+oc.Missed)
 	}
-	if tr := nc.Blocks >> 32; tr != 3 {
+	if tr := nc.Blocks.Carried; tr != 3 {
 		t.Fatalf("%d blocks carried over, want 3 (pid, interlock, alarms)", tr)
 	}
 	// The released old program keeps computing what it would drive: the
 	// new one's valve must match it (lag tau 0 passes the level through).
 	var worst float64
 	for range 20 {
-		if old.r.Heartbeat().State != shm.StateRunning || nw.r.Heartbeat().State != shm.StateRunning {
+		if old.r.Heartbeat().State != wire.Running || nw.r.Heartbeat().State != wire.Running {
 			t.Fatalf("an executive left running: old %v, new %v", old.r.Heartbeat().State, nw.r.Heartbeat().State)
 		}
 		ov, _ := old.value(ctx, t, "inflow_valve")
@@ -318,11 +319,11 @@ func TestHandOverBetweenKernelsOverPhysicalMemory(t *testing.T) {
 	}
 	old := startAppAt(ctx, t, hostKernel, oldCfg, "old", phys(0x8fc00000), shm.Location{})
 	waitFor(ctx, t, "old instance running", func() bool {
-		return old.r.Heartbeat().State == shm.StateRunning && old.r.Heartbeat().Cycle > 50
+		return old.r.Heartbeat().State == wire.Running && old.r.Heartbeat().Cycle > 50
 	})
 	nw := startAppAt(ctx, t, otherKernel, newCfg, "new", phys(0x9fc00000), old.loc)
 	waitFor(ctx, t, "new instance on standby", func() bool {
-		return nw.r.Heartbeat().Cycle > 5 && nw.r.HandOver().Counters().Mode == shm.ModeStandby
+		return nw.r.Heartbeat().Cycle > 5 && nw.r.HandOver().Counters().Mode == wire.Standby
 	})
 	hbOld, hbNew := old.r.Heartbeat(), nw.r.Heartbeat()
 	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
@@ -333,9 +334,9 @@ func TestHandOverBetweenKernelsOverPhysicalMemory(t *testing.T) {
 	}
 	t.Logf("switched: %+v", sw)
 	fmt.Printf("hand-over between kernels over physical memory: missed cycles %d, retries %d, %d blocks carried, %v from request to switch\n",
-		sw.Missed, sw.Retries, sw.Transferred, sw.Took.Round(time.Millisecond))
+		sw.Missed, sw.Retries, sw.Blocks.Carried, sw.Took.Round(time.Millisecond))
 	overran := overruns(old.r.Heartbeat(), hbOld) + overruns(nw.r.Heartbeat(), hbNew)
-	if sw.Missed > overran || sw.Transferred != 3 || sw.Fresh != 2 {
+	if sw.Missed > overran || sw.Blocks.Carried != 3 || sw.Blocks.Fresh != 2 {
 		t.Fatalf("switch %+v (%d overruns meanwhile): want no missed cycle but for overruns, 3 blocks carried, 2 fresh", sw, overran)
 	}
 	cancel()

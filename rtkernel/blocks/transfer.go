@@ -3,6 +3,7 @@ package blocks
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/mkrt/mkrt/shm/wire"
 	"math"
 )
 
@@ -61,17 +62,6 @@ func (tp *TaskProgram) ExportState(dst []byte) []byte {
 	return dst
 }
 
-// ImportStats says what ImportState carried over.
-type ImportStats struct {
-	// Transferred blocks continue from the exported state.
-	Transferred int
-	// Fresh blocks of this program had no matching block in the export
-	// (new, or changed type or state size) and start from their initial state.
-	Fresh int
-	// Dropped blocks of the export have no match in this program.
-	Dropped int
-}
-
 // xferBlock is one decoded block of an export.
 type xferBlock struct {
 	name, typ   []byte
@@ -120,8 +110,8 @@ func nextBlock(p []byte, off int) (b xferBlock, next int, ok bool) {
 // thread between cycles.
 //
 // No allocation after the first call.
-func (tp *TaskProgram) ImportState(src []byte) (ImportStats, error) {
-	var st ImportStats
+func (tp *TaskProgram) ImportState(src []byte) (wire.BlockCounts, error) {
+	var st wire.BlockCounts
 	if len(src) < xferHead || string(src[:4]) != xferMagic {
 		return st, fmt.Errorf("%w: task %q: not a block state export", ErrState, tp.name)
 	}
@@ -158,7 +148,7 @@ func (tp *TaskProgram) ImportState(src []byte) (ImportStats, error) {
 			continue
 		}
 		tp.seen[bi] = true
-		st.Transferred++
+		st.Carried++
 		for k := range xb.nstate {
 			tp.state[int(b.st)+k] = math.Float64frombits(binary.LittleEndian.Uint64(xb.vals[8*k:]))
 		}
@@ -166,6 +156,6 @@ func (tp *TaskProgram) ImportState(src []byte) (ImportStats, error) {
 			tp.regs[int(b.out)+k] = math.Float64frombits(binary.LittleEndian.Uint64(xb.vals[8*(xb.nstate+k):]))
 		}
 	}
-	st.Fresh = len(tp.blocks) - st.Transferred
+	st.Fresh = len(tp.blocks) - st.Carried
 	return st, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // mixedPlus is mixed with the PID's pv filtered by a new lag, an extra
@@ -52,7 +53,7 @@ func TestExportImportByNameAcrossStructuralChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	// mixed: 11 blocks; mixedPlus drops ramp and adds pvlag and alm2.
-	if want := (blocks.ImportStats{Transferred: 10, Fresh: 2, Dropped: 1}); st != want {
+	if want := (wire.BlockCounts{Carried: 10, Fresh: 2, Dropped: 1}); st != want {
 		t.Fatalf("ImportState: %+v, want %+v", st, want)
 	}
 	// With tau 0 the lag passes pv through, so the PID sees the same input.
@@ -79,7 +80,7 @@ func TestImportSkipsChangedType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st != (blocks.ImportStats{Fresh: 1, Dropped: 1}) {
+	if st != (wire.BlockCounts{Fresh: 1, Dropped: 1}) {
 		t.Fatalf("ImportState: %+v", st)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Errors returned by New and Run, to be matched with errors.Is.
@@ -87,8 +88,8 @@ type TaskStatus struct {
 
 // Status is a copy of the executive's state.
 type Status struct {
-	State  State
-	Code   FaultCode
+	State  wire.State
+	Code   wire.FaultCode
 	Reason string
 	// RT merges the process's and every task thread's real-time setup.
 	RT    rt.Status
@@ -237,7 +238,7 @@ func New(cfg *configs.Config, tab *tag.Table, programs Programs, io IO, ch Chann
 	if opts.HandOver != nil || opts.TakeFrom != nil {
 		e.tasks[0].ho = newHandover(opts.HandOver, opts.TakeFrom)
 	}
-	e.setState(Booting, NoFault, "")
+	e.setState(wire.Booting, wire.NoFault, "")
 	return e, nil
 }
 
@@ -349,7 +350,7 @@ func cloneTable(t *tag.Table) *tag.Table {
 	return &c
 }
 
-func (e *Executive) setState(s State, code FaultCode, reason string) {
+func (e *Executive) setState(s wire.State, code wire.FaultCode, reason string) {
 	e.reason.Store(&reason)
 	e.code.Store(uint32(code))
 	e.state.Store(uint32(s))
@@ -358,8 +359,8 @@ func (e *Executive) setState(s State, code FaultCode, reason string) {
 // enterSafe moves a running executive to the safe state; it reports whether
 // this call made the change. Called on task threads when a fault occurs
 // (allocates: it runs once per fault, not per cycle).
-func (e *Executive) enterSafe(code FaultCode, reason string) bool {
-	if !e.state.CompareAndSwap(uint32(Running), uint32(Safe)) {
+func (e *Executive) enterSafe(code wire.FaultCode, reason string) bool {
+	if !e.state.CompareAndSwap(uint32(wire.Running), uint32(wire.Safe)) {
 		return false
 	}
 	e.reason.Store(&reason)
@@ -369,8 +370,8 @@ func (e *Executive) enterSafe(code FaultCode, reason string) bool {
 }
 
 // State reports the executive's state, fault code and reason.
-func (e *Executive) State() (State, FaultCode, string) {
-	return State(e.state.Load()), FaultCode(e.code.Load()), *e.reason.Load()
+func (e *Executive) State() (wire.State, wire.FaultCode, string) {
+	return wire.State(e.state.Load()), wire.FaultCode(e.code.Load()), *e.reason.Load()
 }
 
 // Status returns a copy of the executive's state and counters. Not for the
@@ -479,7 +480,7 @@ func (e *Executive) Run(ctx context.Context) error {
 	for _, t := range e.tasks {
 		t.first = first
 	}
-	e.setState(Running, NoFault, "")
+	e.setState(wire.Running, wire.NoFault, "")
 	close(start)
 
 	collected := make(chan struct{})
@@ -499,7 +500,7 @@ func (e *Executive) Run(ctx context.Context) error {
 		copy(e.tab.Text, e.tasks[0].tab.Text)
 		e.share.collect(0, e.tab)
 	}
-	if s, code, reason := e.State(); s == Faulted {
+	if s, code, reason := e.State(); s == wire.Faulted {
 		return fmt.Errorf("%w: %s: %s", ErrFault, code, reason)
 	}
 	return nil
@@ -567,8 +568,8 @@ func (nopIO) WriteOutputs(*tag.Table, []tag.ID) {}
 // nopChannel is the Channel of an executive without a general side.
 type nopChannel struct{}
 
-func (nopChannel) DrainCommands(int, func(Command) Result) int     { return 0 }
-func (nopChannel) Publish(*tag.Table, uint64)                      {}
-func (nopChannel) Heartbeat(Heartbeat)                             {}
-func (nopChannel) Event(Event)                                     {}
-func (nopChannel) RecordLatency(int, time.Duration, time.Duration) {}
+func (nopChannel) DrainCommands(int, func(wire.Command) wire.Result) int { return 0 }
+func (nopChannel) Publish(*tag.Table, uint64)                            {}
+func (nopChannel) Heartbeat(Heartbeat)                                   {}
+func (nopChannel) Event(wire.Event)                                      {}
+func (nopChannel) RecordLatency(int, time.Duration, time.Duration)       {}

@@ -14,6 +14,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/executive/executivetest"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 const period = time.Millisecond
@@ -127,10 +128,10 @@ func TestOverrunSkip(t *testing.T) {
 		t.Errorf("dt = %v, want %v", dt, period)
 	}
 	ev := r.ch.Events()
-	if len(ev) != 1 || ev[0].Kind != executive.EventOverrun || ev[0].Late != period+period/2 {
+	if len(ev) != 1 || ev[0].Kind != wire.Overrun || time.Duration(ev[0].Value) != period+period/2 {
 		t.Fatalf("events = %+v, want one overrun 1.5ms late", ev)
 	}
-	if s, _, _ := r.exec.State(); s != executive.Running {
+	if s, _, _ := r.exec.State(); s != wire.Running {
 		t.Fatalf("state = %v after one overrun, want running", s)
 	}
 }
@@ -171,7 +172,7 @@ func TestWatchdogSafeState(t *testing.T) {
 	}
 	r.cycles(3) // runs 4, 5, 6 overrun
 	st, code, reason := r.exec.State()
-	if st != executive.Safe || code != executive.FaultOverruns || !strings.Contains(reason, `task "main" overran`) {
+	if st != wire.Safe || code != wire.FaultOverruns || !strings.Contains(reason, `task "main" overran`) {
 		t.Fatalf("state = %v %v %q, want safe after 3 consecutive overruns", st, code, reason)
 	}
 	r.cycles(2)
@@ -185,12 +186,12 @@ func TestWatchdogSafeState(t *testing.T) {
 		}
 	}
 	hb, _ := r.ch.LastHeartbeat()
-	if hb.State != executive.Safe || hb.Code != executive.FaultOverruns || hb.Tasks[0].Faults != 1 {
+	if hb.State != wire.Safe || hb.Code != wire.FaultOverruns || hb.Tasks[0].Faults != 1 {
 		t.Errorf("heartbeat = %+v, want safe/overruns with one fault", hb)
 	}
 	var faults int
 	for _, e := range r.ch.Events() {
-		if e.Kind == executive.EventFault {
+		if e.Kind == wire.Fault {
 			faults++
 		}
 	}
@@ -202,7 +203,7 @@ func TestWatchdogSafeState(t *testing.T) {
 func TestWatchdogNeedsConsecutiveOverruns(t *testing.T) {
 	r := newRig(t, configs.OverrunSkip, execAt(0, 2*period, 2, 3, 5, 6, 8, 9))
 	r.cycles(10)
-	if s, _, _ := r.exec.State(); s != executive.Running {
+	if s, _, _ := r.exec.State(); s != wire.Running {
 		t.Fatalf("state = %v after pairs of overruns, want running", s)
 	}
 	if c := r.exec.Status().Tasks[0]; c.Overruns != 6 {
@@ -230,13 +231,13 @@ func TestRunStopsInSafeState(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, code, _ := e.State()
-	if st != executive.Stopping || code != executive.FaultStop {
+	if st != wire.Stopping || code != wire.FaultStop {
 		t.Fatalf("state = %v %v, want stopping", st, code)
 	}
 	if s, _ := io.Written(valve); s.Value != 0 || s.Reason != tag.SafeState {
 		t.Fatalf("valve after stop = %+v, want its safe value 0", s)
 	}
-	if hb, _ := ch.LastHeartbeat(); hb.State != executive.Stopping || hb.Cycle != 500 {
+	if hb, _ := ch.LastHeartbeat(); hb.State != wire.Stopping || hb.Cycle != 500 {
 		t.Fatalf("last heartbeat = %+v, want stopping at cycle 500", hb)
 	}
 	h := e.Histograms()[0]
@@ -280,7 +281,7 @@ func TestRunStopsOnContext(t *testing.T) {
 	case <-deadline:
 		t.Fatal("Run did not return after cancel")
 	}
-	if s, _, _ := e.State(); s != executive.Stopping {
+	if s, _, _ := e.State(); s != wire.Stopping {
 		t.Fatalf("state = %v, want stopping", s)
 	}
 }
@@ -304,7 +305,7 @@ func TestPanicFaults(t *testing.T) {
 	if !errors.Is(err, executive.ErrFault) || !strings.Contains(err.Error(), "panic") {
 		t.Fatalf("Run = %v, want ErrFault with the panic", err)
 	}
-	if s, code, _ := e.State(); s != executive.Faulted || code != executive.FaultPanic {
+	if s, code, _ := e.State(); s != wire.Faulted || code != wire.FaultPanic {
 		t.Fatalf("state = %v %v, want faulted/panic", s, code)
 	}
 	if s, _ := io.Written(valve); s.Value != 0 || s.Reason != tag.SafeState {
@@ -317,28 +318,28 @@ func TestCommands(t *testing.T) {
 	r.cycles(2)
 	sp, mode, count, enable, label := id(t, r.tab, "setpoint"), id(t, r.tab, "mode"), id(t, r.tab, "count"), id(t, r.tab, "enable"), id(t, r.tab, "label")
 	cmds := []struct {
-		cmd  executive.Command
-		want executive.ResultStatus
+		cmd  wire.Command
+		want wire.Status
 	}{
-		{executive.Command{Kind: executive.WriteTag, Tag: sp, Value: 7.5}, executive.Applied},
-		{executive.Command{Kind: executive.WriteTag, Tag: sp, Value: 11}, executive.OutOfRange},
-		{executive.Command{Kind: executive.WriteTag, Tag: sp, Value: math.NaN()}, executive.WrongType},
-		{executive.Command{Kind: executive.WriteTag, Tag: mode, Value: 1.5}, executive.WrongType},
-		{executive.Command{Kind: executive.WriteTag, Tag: mode, Value: -3}, executive.Applied},
-		{executive.Command{Kind: executive.WriteTag, Tag: mode, Value: 40000}, executive.OutOfRange},
-		{executive.Command{Kind: executive.WriteTag, Tag: count, Value: -1}, executive.OutOfRange},
-		{executive.Command{Kind: executive.WriteTag, Tag: enable, Value: 2}, executive.WrongType},
-		{executive.Command{Kind: executive.WriteTag, Tag: enable, Value: 1}, executive.Applied},
-		{executive.Command{Kind: executive.WriteTag, Tag: label, Text: "too long!"}, executive.OutOfRange},
-		{executive.Command{Kind: executive.WriteTag, Tag: label, Text: "auto"}, executive.Applied},
-		{executive.Command{Kind: executive.WriteTag, Tag: id(t, r.tab, "readonly"), Value: 1}, executive.NotWritable},
-		{executive.Command{Kind: executive.WriteTag, Tag: id(t, r.tab, "level"), Value: 1}, executive.NotWritable},
-		{executive.Command{Kind: executive.WriteTag, Tag: id(t, r.tab, "valve"), Value: 1}, executive.OwnedByTask},
-		{executive.Command{Kind: executive.WriteTag, Tag: 999, Value: 1}, executive.UnknownTag},
-		{executive.Command{Kind: executive.WriteTag, Tag: -1, Value: 1}, executive.UnknownTag},
-		{executive.Command{Kind: executive.SetParam, Text: "pid1.kp", Value: 2}, executive.Applied},
-		{executive.Command{Kind: executive.SetParam, Text: "1bad", Value: 2}, executive.BadParam},
-		{executive.Command{Kind: 99}, executive.Unsupported},
+		{wire.Command{Kind: wire.WriteTag, Tag: sp, Value: wire.Number(7.5)}, wire.Applied},
+		{wire.Command{Kind: wire.WriteTag, Tag: sp, Value: wire.Number(11)}, wire.OutOfRange},
+		{wire.Command{Kind: wire.WriteTag, Tag: sp, Value: wire.Number(math.NaN())}, wire.WrongType},
+		{wire.Command{Kind: wire.WriteTag, Tag: mode, Value: wire.Number(1.5)}, wire.WrongType},
+		{wire.Command{Kind: wire.WriteTag, Tag: mode, Value: wire.Number(-3)}, wire.Applied},
+		{wire.Command{Kind: wire.WriteTag, Tag: mode, Value: wire.Number(40000)}, wire.OutOfRange},
+		{wire.Command{Kind: wire.WriteTag, Tag: count, Value: wire.Number(-1)}, wire.OutOfRange},
+		{wire.Command{Kind: wire.WriteTag, Tag: enable, Value: wire.Number(2)}, wire.WrongType},
+		{wire.Command{Kind: wire.WriteTag, Tag: enable, Value: wire.Number(1)}, wire.Applied},
+		{wire.Command{Kind: wire.WriteTag, Tag: label, Value: wire.Text("too long!")}, wire.OutOfRange},
+		{wire.Command{Kind: wire.WriteTag, Tag: label, Value: wire.Text("auto")}, wire.Applied},
+		{wire.Command{Kind: wire.WriteTag, Tag: id(t, r.tab, "readonly"), Value: wire.Number(1)}, wire.ReadOnly},
+		{wire.Command{Kind: wire.WriteTag, Tag: id(t, r.tab, "level"), Value: wire.Number(1)}, wire.ReadOnly},
+		{wire.Command{Kind: wire.WriteTag, Tag: id(t, r.tab, "valve"), Value: wire.Number(1)}, wire.Owned},
+		{wire.Command{Kind: wire.WriteTag, Tag: 999, Value: wire.Number(1)}, wire.UnknownTag},
+		{wire.Command{Kind: wire.WriteTag, Tag: -1, Value: wire.Number(1)}, wire.UnknownTag},
+		{wire.Command{Kind: wire.SetParam, Value: wire.Number(2), Param: []byte("pid1.kp")}, wire.Applied},
+		{wire.Command{Kind: wire.SetParam, Value: wire.Number(2), Param: []byte("1bad")}, wire.BadParam},
+		{wire.Command{Kind: 99}, wire.Unsupported},
 	}
 	for i, c := range cmds {
 		c.cmd.ID = uint64(i + 1)
@@ -367,14 +368,13 @@ func TestCommands(t *testing.T) {
 		t.Errorf("param = %v %v, want 2", v, ok)
 	}
 
-	r.ch.Send(executive.Command{ID: 100, Kind: executive.Halt, Origin: "cli"},
-		executive.Command{ID: 101, Kind: executive.WriteTag, Tag: sp, Value: 1})
+	r.ch.Send(wire.Command{ID: 100, Kind: wire.Halt, Origin: wire.NewOrigin("cli")}, wire.Command{ID: 101, Kind: wire.WriteTag, Tag: sp, Value: wire.Number(1)})
 	r.cycles(1)
 	res = r.ch.Results()
-	if got := res[len(res)-1]; got.Status != executive.Refused {
+	if got := res[len(res)-1]; got.Status != wire.NotRunning {
 		t.Errorf("write after halt: %v, want refused", got.Status)
 	}
-	if s, code, reason := r.exec.State(); s != executive.Safe || code != executive.FaultHalt || reason != "halted by cli" {
+	if s, code, reason := r.exec.State(); s != wire.Safe || code != wire.FaultHalt || reason != "halted by cli" {
 		t.Errorf("state after halt = %v %v %q", s, code, reason)
 	}
 }

@@ -1,5 +1,7 @@
 package executive
 
+import "github.com/mkrt/mkrt/shm/wire"
+
 // StartForTest readies the executive for CycleForTest without starting
 // threads: state running, first deadline now.
 func (e *Executive) StartForTest() {
@@ -9,7 +11,7 @@ func (e *Executive) StartForTest() {
 		t.rec.begin(now)
 		t.counters = make([]TaskCounters, len(e.tasks))
 	}
-	e.setState(Running, NoFault, "")
+	e.setState(wire.Running, wire.NoFault, "")
 }
 
 // CycleForTest runs one cycle of a task on the caller's goroutine, through
@@ -17,4 +19,4 @@ func (e *Executive) StartForTest() {
 func (e *Executive) CycleForTest(task int) { e.tasks[task].step(e.clock) }
 
 // StopForTest runs a task's stop cycle.
-func (e *Executive) StopForTest(task int) { e.tasks[task].stop(Stopping, FaultStop) }
+func (e *Executive) StopForTest(task int) { e.tasks[task].stop(wire.Stopping, wire.FaultStop) }

@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mkrt/mkrt/rtkernel/blocks"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Hand-over: a running executive (the old one) hands the outputs of the
@@ -53,50 +53,16 @@ type Baton interface {
 type StateCarrier interface {
 	ExportLen() int
 	ExportState(dst []byte) []byte
-	ImportState(src []byte) (blocks.ImportStats, error)
+	ImportState(src []byte) (wire.BlockCounts, error)
 }
 
-// HandOverMode is where the executive stands in a hand-over (the same
-// numbers as shm.HandOverMode).
-type HandOverMode uint64
-
-// The hand-over modes.
-const (
-	Driving HandOverMode = iota
-	Standby
-	Releasing
-	Released
-)
-
-var modeNames = [...]string{"driving", "standby", "releasing", "released"}
-
-func (m HandOverMode) String() string {
-	if int(m) < len(modeNames) {
-		return modeNames[m]
-	}
-	return "mode?"
-}
-
-// HandOverStatus are the executive's hand-over counters.
+// HandOverStatus are the executive's hand-over counters: the ones its
+// region publishes (Switch on this executive's monotonic clock) and a few
+// for its own status.
 type HandOverStatus struct {
-	Mode HandOverMode
-	// Driven counts cycles that handed outputs to the field I/O; Standby
-	// cycles run before taking over; Released cycles run after handing over.
-	Driven, Standby, Released uint64
-	// Retries counts cycles at which the taking side found no offer (the
-	// old side drove them).
-	Retries uint64
-	// Missed counts cycles between the old side's last driven cycle and
-	// the taking side's first that neither drove (0 when the switch is
-	// exact).
-	Missed uint64
-	// Switch is the scheduled start of the first cycle driven by the new
-	// executive (both sides report it), 0 before the switch.
-	Switch time.Duration
+	wire.HandOverCounters
 	// LastDriven is the scheduled start of the old side's last driven cycle.
 	LastDriven time.Duration
-	// Blocks says how the block state was carried over (taking side).
-	Blocks blocks.ImportStats
 	// Tags counts tag values carried over (taking side).
 	Tags int
 	// OfferFailed counts exports that did not fit the hand-over area.
@@ -119,7 +85,7 @@ type handover struct {
 	driven, standby, released, retries, miss atomic.Uint64
 	offerFailed, importFailed                atomic.Uint64
 	switchAt, lastDriven                     atomic.Int64
-	transferred, fresh, dropped, tags        atomic.Int64
+	carried, fresh, dropped, tags            atomic.Int64
 }
 
 func newHandover(own, from Baton) *handover {
@@ -129,17 +95,16 @@ func newHandover(own, from Baton) *handover {
 	}
 	if from != nil {
 		h.dst = make([]byte, from.Cap())
-		h.mode.Store(uint64(Standby))
+		h.mode.Store(uint64(wire.Standby))
 	}
 	return h
 }
 
 func (h *handover) status() HandOverStatus {
-	return HandOverStatus{Mode: HandOverMode(h.mode.Load()), Driven: h.driven.Load(), Standby: h.standby.Load(),
-		Released: h.released.Load(), Retries: h.retries.Load(), Missed: h.miss.Load(),
-		Switch: time.Duration(h.switchAt.Load()), LastDriven: time.Duration(h.lastDriven.Load()),
-		Blocks: blocks.ImportStats{Transferred: int(h.transferred.Load()), Fresh: int(h.fresh.Load()), Dropped: int(h.dropped.Load())},
-		Tags:   int(h.tags.Load()), OfferFailed: h.offerFailed.Load(), ImportFailed: h.importFailed.Load()}
+	return HandOverStatus{HandOverCounters: wire.HandOverCounters{Mode: wire.HandOverMode(h.mode.Load()), Driven: h.driven.Load(),
+		Standby: h.standby.Load(), Released: h.released.Load(), Retries: h.retries.Load(), Missed: h.miss.Load(), Switch: h.switchAt.Load(),
+		Blocks: wire.BlockCounts{Carried: int(h.carried.Load()), Fresh: int(h.fresh.Load()), Dropped: int(h.dropped.Load())}},
+		LastDriven: time.Duration(h.lastDriven.Load()), Tags: int(h.tags.Load()), OfferFailed: h.offerFailed.Load(), ImportFailed: h.importFailed.Load()}
 }
 
 // silent reports whether the executive must not hand anything to the field
@@ -148,8 +113,8 @@ func (t *task) silent() bool {
 	if t.ho == nil {
 		return false
 	}
-	m := HandOverMode(t.ho.mode.Load())
-	return m == Standby || m == Released
+	m := wire.HandOverMode(t.ho.mode.Load())
+	return m == wire.Standby || m == wire.Released
 }
 
 // write hands ids to the field I/O unless the executive is silent. Hot path.
@@ -166,7 +131,7 @@ func (t *task) write(ids []tag.ID) {
 // imported (once).
 func (t *task) takeOver() {
 	h := t.ho
-	if HandOverMode(h.mode.Load()) != Standby || h.takeAt == 0 || t.sched < h.takeAt {
+	if wire.HandOverMode(h.mode.Load()) != wire.Standby || h.takeAt == 0 || t.sched < h.takeAt {
 		return
 	}
 	after, blob, ok := h.from.Take(int64(t.sched), h.dst)
@@ -184,7 +149,7 @@ func (t *task) takeOver() {
 	}
 	h.lastDriven.Store(after)
 	h.switchAt.Store(int64(t.sched))
-	h.mode.Store(uint64(Driving))
+	h.mode.Store(uint64(wire.Driving))
 }
 
 // claim decides, after the blocks ran and before outputs are written,
@@ -192,16 +157,16 @@ func (t *task) takeOver() {
 func (t *task) claim() {
 	h := t.ho
 	h.drove = false
-	switch HandOverMode(h.mode.Load()) {
-	case Standby:
+	switch wire.HandOverMode(h.mode.Load()) {
+	case wire.Standby:
 		h.standby.Add(1)
 		return
-	case Released:
+	case wire.Released:
 		h.released.Add(1)
 		return
-	case Releasing:
+	case wire.Releasing:
 		if t.sched >= h.releaseAt && !h.own.Keep(int64(t.sched)) {
-			h.mode.Store(uint64(Released))
+			h.mode.Store(uint64(wire.Released))
 			h.switchAt.Store(int64(t.sched))
 			h.released.Add(1)
 			return
@@ -216,7 +181,7 @@ func (t *task) claim() {
 // exports its state and offers the next cycle. Hot path: no allocation.
 func (t *task) offer() {
 	h := t.ho
-	if !h.drove || HandOverMode(h.mode.Load()) != Releasing || t.sched+t.period < h.releaseAt {
+	if !h.drove || wire.HandOverMode(h.mode.Load()) != wire.Releasing || t.sched+t.period < h.releaseAt {
 		return
 	}
 	h.lastDriven.Store(int64(t.sched))
@@ -226,34 +191,34 @@ func (t *task) offer() {
 }
 
 // release starts a release at time at (first task, from a command).
-func (t *task) release(at time.Duration) ResultStatus {
+func (t *task) release(at time.Duration) wire.Status {
 	h := t.ho
 	if h == nil || h.own == nil || len(t.e.tasks) > 1 {
-		return Unsupported
+		return wire.Unsupported
 	}
-	if HandOverMode(h.mode.Load()) != Driving || State(t.e.state.Load()) != Running {
-		return Refused
+	if wire.HandOverMode(h.mode.Load()) != wire.Driving || wire.State(t.e.state.Load()) != wire.Running {
+		return wire.NotRunning
 	}
 	if _, ok := t.prog.(StateCarrier); !ok {
-		return Unsupported
+		return wire.Unsupported
 	}
 	h.own.Reset()
 	h.releaseAt = at
-	h.mode.Store(uint64(Releasing))
-	return Applied
+	h.mode.Store(uint64(wire.Releasing))
+	return wire.Applied
 }
 
 // take arms the take-over at time at (first task, from a command).
-func (t *task) take(at time.Duration) ResultStatus {
+func (t *task) take(at time.Duration) wire.Status {
 	h := t.ho
 	if h == nil || h.from == nil {
-		return Unsupported
+		return wire.Unsupported
 	}
-	if HandOverMode(h.mode.Load()) != Standby {
-		return Refused
+	if wire.HandOverMode(h.mode.Load()) != wire.Standby {
+		return wire.NotRunning
 	}
 	h.takeAt = at
-	return Applied
+	return wire.Applied
 }
 
 // The executive's state export: "mkho", u16 version, u16 flags, u64 cycle,
@@ -409,7 +374,7 @@ func (t *task) importState(p []byte) bool {
 	if err != nil {
 		return false
 	}
-	t.ho.transferred.Store(int64(st.Transferred))
+	t.ho.carried.Store(int64(st.Carried))
 	t.ho.fresh.Store(int64(st.Fresh))
 	t.ho.dropped.Store(int64(st.Dropped))
 	return true

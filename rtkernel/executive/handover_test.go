@@ -11,6 +11,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/executive/executivetest"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // loopConfig is a level loop: a PID from the level input to the valve
@@ -112,8 +113,8 @@ func runHandOver(t *testing.T, at, lateAt int) handOverRun {
 	r.switchK = -1
 	for k := range 60 {
 		if k == 5 {
-			old.ch.Send(executive.Command{ID: 1, Kind: executive.Release, Value: float64(T)})
-			nw.ch.Send(executive.Command{ID: 2, Kind: executive.Take, Value: float64(T)})
+			old.ch.Send(wire.Command{ID: 1, Kind: wire.Release, Value: wire.Number(float64(T))})
+			nw.ch.Send(wire.Command{ID: 2, Kind: wire.Take, Value: wire.Number(float64(T))})
 		}
 		var oldDrove, newDrove bool
 		if k == lateAt {
@@ -137,7 +138,7 @@ func runHandOver(t *testing.T, at, lateAt int) handOverRun {
 		}
 	}
 	for _, res := range append(old.ch.Results(), nw.ch.Results()...) {
-		if res.Status != executive.Applied {
+		if res.Status != wire.Applied {
 			t.Fatalf("command %d: %v", res.ID, res.Status)
 		}
 	}
@@ -162,16 +163,16 @@ func TestHandOverSwitchAtCycleBoundary(t *testing.T) {
 		t.Fatalf("valve stepped by %v at the switch", r.step)
 	}
 	n, o := r.newHO, r.oldHO
-	if n.Mode != executive.Driving || n.Retries != 0 || n.Missed != 0 || n.Standby != 20 || n.Driven != 40 {
+	if n.Mode != wire.Driving || n.Retries != 0 || n.Missed != 0 || n.Standby != 20 || n.Driven != 40 {
 		t.Fatalf("new side: %+v", n)
 	}
-	if n.Blocks != (blocks.ImportStats{Transferred: 1, Fresh: 2}) || n.Tags < 2 {
+	if n.Blocks != (wire.BlockCounts{Carried: 1, Fresh: 2}) || n.Tags < 2 {
 		t.Fatalf("new side import: blocks %+v, tags %d", n.Blocks, n.Tags)
 	}
-	if o.Mode != executive.Released || o.Driven != 20 || o.Released != 40 {
+	if o.Mode != wire.Released || o.Driven != 20 || o.Released != 40 {
 		t.Fatalf("old side: %+v", o)
 	}
-	if want := time.Second + 20*period; n.Switch != want || o.Switch != want || n.LastDriven != want-period {
+	if want := time.Second + 20*period; time.Duration(n.Switch) != want || time.Duration(o.Switch) != want || n.LastDriven != want-period {
 		t.Fatalf("switch at %v/%v, last driven %v; want %v", n.Switch, o.Switch, n.LastDriven, want)
 	}
 }
@@ -208,10 +209,10 @@ func TestStandbyNeverDrivesWithoutTake(t *testing.T) {
 		t.Fatal("standby executive wrote on stop")
 	}
 	plain := newSide(t, false, nil, nil)
-	plain.ch.Send(executive.Command{ID: 1, Kind: executive.Take, Value: 1}, executive.Command{ID: 2, Kind: executive.Release, Value: 1})
+	plain.ch.Send(wire.Command{ID: 1, Kind: wire.Take, Value: wire.Number(1)}, wire.Command{ID: 2, Kind: wire.Release, Value: wire.Number(1)})
 	plain.cycle(0)
 	for _, res := range plain.ch.Results() {
-		if res.Status != executive.Unsupported {
+		if res.Status != wire.Unsupported {
 			t.Fatalf("command %d without hand-over areas: %v, want unsupported", res.ID, res.Status)
 		}
 	}
@@ -220,13 +221,13 @@ func TestStandbyNeverDrivesWithoutTake(t *testing.T) {
 // A releasing executive whose successor never takes keeps driving.
 func TestReleaseWithoutTakerKeepsDriving(t *testing.T) {
 	old := newSide(t, false, executivetest.NewBaton(64<<10), nil)
-	old.ch.Send(executive.Command{ID: 1, Kind: executive.Release, Value: float64(time.Second + 3*period)})
+	old.ch.Send(wire.Command{ID: 1, Kind: wire.Release, Value: wire.Number(float64(time.Second + 3*period))})
 	for k := range 20 {
 		if !old.cycle(k) {
 			t.Fatalf("cycle %d not driven", k)
 		}
 	}
-	if st := old.exec.Status().HandOver; st.Mode != executive.Releasing || st.Driven != 20 {
+	if st := old.exec.Status().HandOver; st.Mode != wire.Releasing || st.Driven != 20 {
 		t.Fatalf("%+v", st)
 	}
 }
@@ -235,7 +236,7 @@ func TestReleaseWithoutTakerKeepsDriving(t *testing.T) {
 func TestReleasingCycleAllocationFree(t *testing.T) {
 	area := executivetest.NewBaton(64 << 10)
 	old := newSide(t, false, area, nil)
-	old.ch.Send(executive.Command{ID: 1, Kind: executive.Release, Value: float64(time.Second + period)})
+	old.ch.Send(wire.Command{ID: 1, Kind: wire.Release, Value: wire.Number(float64(time.Second + period))})
 	old.cycle(0)
 	old.cycle(1)
 	lvl := old.id("level")

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Program is one task's compiled block program (*blocks.TaskProgram). It is
@@ -55,13 +56,13 @@ type IO interface {
 type Channel interface {
 	// DrainCommands applies up to max pending commands through apply and
 	// returns how many were taken; apply's Result goes back to the sender.
-	DrainCommands(max int, apply func(Command) Result) int
+	DrainCommands(max int, apply func(wire.Command) wire.Result) int
 	// Publish writes the process image at the end of a cycle.
 	Publish(tab *tag.Table, cycle uint64)
 	// Heartbeat reports liveness and state once per cycle of the first task.
 	Heartbeat(h Heartbeat)
 	// Event reports an overrun, a fault or a state change.
-	Event(e Event)
+	Event(e wire.Event)
 	// RecordLatency records one cycle's wake-up latency and execution time
 	// of task (its index in the config) into the shared histograms.
 	RecordLatency(task int, wake, exec time.Duration)

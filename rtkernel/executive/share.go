@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // slot is one tag's value in the shared area between tasks.
@@ -82,12 +83,12 @@ func (s *shared) collect(task int, tab *tag.Table) {
 // the first task, which passes them to the Channel.
 type ring struct {
 	head, tail atomic.Uint64
-	buf        [32]Event
+	buf        [32]wire.Event
 	dropped    atomic.Uint64
 }
 
 // push adds e, or counts it dropped when the ring is full. Producer side.
-func (r *ring) push(e Event) {
+func (r *ring) push(e wire.Event) {
 	h, t := r.head.Load(), r.tail.Load()
 	if h-t >= uint64(len(r.buf)) {
 		r.dropped.Add(1)
@@ -98,10 +99,10 @@ func (r *ring) push(e Event) {
 }
 
 // pop removes the oldest event. Consumer side.
-func (r *ring) pop() (Event, bool) {
+func (r *ring) pop() (wire.Event, bool) {
 	t, h := r.tail.Load(), r.head.Load()
 	if t == h {
-		return Event{}, false
+		return wire.Event{}, false
 	}
 	e := r.buf[t%uint64(len(r.buf))]
 	r.tail.Store(t + 1)

@@ -3,13 +3,13 @@ package executive
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync/atomic"
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // safeValue is one output's configured safe value.
@@ -51,7 +51,7 @@ type task struct {
 	safe       []safeValue
 	safeWrites []tag.ID
 	owner      []int
-	apply      func(Command) Result
+	apply      func(wire.Command) wire.Result
 	one        [1]tag.ID
 	counters   []TaskCounters // heartbeat scratch, first task only
 	ho         *handover      // first task only; nil without hand-over
@@ -102,12 +102,12 @@ func (t *task) loop(done <-chan struct{}) {
 	for {
 		select {
 		case <-done:
-			t.stop(Stopping, FaultStop)
+			t.stop(wire.Stopping, wire.FaultStop)
 			return
 		default:
 		}
 		if limit > 0 && t.cycle >= limit {
-			t.stop(Stopping, FaultStop)
+			t.stop(wire.Stopping, wire.FaultStop)
 			return
 		}
 		t.step(clock)
@@ -138,7 +138,7 @@ func (t *task) cycleOnce() {
 		t.takeOver()
 	}
 	writes := t.outputs
-	if State(e.state.Load()) == Running {
+	if wire.State(e.state.Load()) == wire.Running {
 		t.prog.Run(t.sched, t.dt)
 	} else {
 		t.driveSafe()
@@ -187,10 +187,11 @@ func (t *task) account(start, end time.Duration) {
 			next = t.sched + k*t.period
 			s.missed.Add(uint64(k - 1))
 		}
-		t.event(Event{Kind: EventOverrun, Task: t.idx, Cycle: t.cycle, Time: end, State: State(e.state.Load()), Late: end - deadline})
-		if n == t.watchdog && e.enterSafe(FaultOverruns, t.overrunReason(n)) {
+		now := e.wall().UnixNano()
+		t.event(wire.Event{Kind: wire.Overrun, Task: t.idx, Tag: -1, Cycle: t.cycle, Time: now, State: wire.State(e.state.Load()), Value: float64(end - deadline)})
+		if n == t.watchdog && e.enterSafe(wire.FaultOverruns, t.overrunReason(n)) {
 			s.faults.Add(1)
-			t.event(Event{Kind: EventFault, Task: t.idx, Cycle: t.cycle, Time: end, State: Safe, Code: FaultOverruns, Reason: *e.reason.Load()})
+			t.event(wire.Event{Kind: wire.Fault, Task: t.idx, Tag: -1, Cycle: t.cycle, Time: now, State: wire.Safe, Code: wire.FaultOverruns, Text: *e.reason.Load()})
 		}
 	} else {
 		s.consecutive.Store(0)
@@ -209,7 +210,7 @@ func (t *task) overrunReason(n uint64) string {
 }
 
 // event hands e to the Channel (first task) or to the first task's ring.
-func (t *task) event(ev Event) {
+func (t *task) event(ev wire.Event) {
 	if t.idx == 0 {
 		t.e.ch.Event(ev)
 		return
@@ -237,7 +238,7 @@ func (t *task) heartbeat(now time.Duration) {
 	for i, o := range e.tasks {
 		t.counters[i] = o.stats.load()
 	}
-	e.ch.Heartbeat(Heartbeat{Cycle: t.cycle, Time: now, State: State(e.state.Load()), Code: FaultCode(e.code.Load()),
+	e.ch.Heartbeat(Heartbeat{Cycle: t.cycle, Time: now, State: wire.State(e.state.Load()), Code: wire.FaultCode(e.code.Load()),
 		Reason: *e.reason.Load(), Tasks: t.counters})
 }
 
@@ -254,14 +255,14 @@ func (t *task) driveSafe() {
 
 // stop runs the last cycle: state s, outputs at their safe values, the image
 // and a heartbeat published.
-func (t *task) stop(s State, code FaultCode) {
+func (t *task) stop(s wire.State, code wire.FaultCode) {
 	e := t.e
-	if cur := State(e.state.Load()); cur == Running || cur == Safe {
+	if cur := wire.State(e.state.Load()); cur == wire.Running || cur == wire.Safe {
 		if e.state.CompareAndSwap(uint32(cur), uint32(s)) {
 			reason := "stopped"
-			if s == Stopping && cur == Safe {
+			if s == wire.Stopping && cur == wire.Safe {
 				reason = *e.reason.Load()
-				code = FaultCode(e.code.Load())
+				code = wire.FaultCode(e.code.Load())
 			}
 			e.reason.Store(&reason)
 			e.code.Store(uint32(code))
@@ -288,19 +289,19 @@ func (t *task) recoverFault() {
 	}
 	e := t.e
 	reason := fmt.Sprintf("task %q: panic: %v", t.name, r)
-	e.setState(Faulted, FaultPanic, reason)
+	e.setState(wire.Faulted, wire.FaultPanic, reason)
 	t.stats.faults.Add(1)
 	e.log.Error("executive: task faulted; outputs at their safe values", "task", t.name, "reason", reason)
 	func() {
 		defer func() { _ = recover() }()
-		t.stop(Faulted, FaultPanic)
+		t.stop(wire.Faulted, wire.FaultPanic)
 	}()
 	if t.idx != 0 {
-		t.events.push(Event{Kind: EventFault, Task: t.idx, Cycle: t.cycle, State: Faulted, Code: FaultPanic, Reason: reason})
+		t.events.push(wire.Event{Kind: wire.Fault, Task: t.idx, Tag: -1, Cycle: t.cycle, Time: e.wall().UnixNano(), State: wire.Faulted, Code: wire.FaultPanic, Text: reason})
 	} else {
 		func() {
 			defer func() { _ = recover() }()
-			e.ch.Event(Event{Kind: EventFault, Task: t.idx, Cycle: t.cycle, State: Faulted, Code: FaultPanic, Reason: reason})
+			e.ch.Event(wire.Event{Kind: wire.Fault, Task: t.idx, Tag: -1, Cycle: t.cycle, Time: e.wall().UnixNano(), State: wire.Faulted, Code: wire.FaultPanic, Text: reason})
 		}()
 	}
 	if e.cancel != nil {
@@ -310,107 +311,65 @@ func (t *task) recoverFault() {
 
 // applyCommand validates and applies one command. First task's thread,
 // between cycles; allocation-free except for a halt's reason.
-func (t *task) applyCommand(c Command) Result {
+func (t *task) applyCommand(c wire.Command) wire.Result {
 	e := t.e
-	res := Result{ID: c.ID, Cycle: t.cycle + 1}
-	running := State(e.state.Load()) == Running
+	res := wire.Result{ID: c.ID, Status: wire.Applied, Cycle: t.cycle + 1}
+	running := wire.State(e.state.Load()) == wire.Running
 	switch c.Kind {
-	case Halt:
-		if e.enterSafe(FaultHalt, "halted by "+c.Origin) {
+	case wire.Halt:
+		if e.enterSafe(wire.FaultHalt, "halted by "+c.Origin.String()) {
 			// Queued, not sent: the Channel is inside DrainCommands.
-			t.events.push(Event{Kind: EventState, Task: t.idx, Cycle: t.cycle, State: Safe, Code: FaultHalt, Reason: *e.reason.Load()})
+			t.events.push(wire.Event{Kind: wire.StateChange, Task: t.idx, Tag: -1, Cycle: t.cycle, Time: e.wall().UnixNano(), State: wire.Safe, Code: wire.FaultHalt, Text: *e.reason.Load()})
 		}
 		return res
-	case SetParam:
+	case wire.SetParam:
 		if !running {
-			res.Status = Refused
+			res.Status = wire.NotRunning
 			return res
 		}
 		ps, ok := t.prog.(ParamSetter)
 		if !ok {
-			res.Status = Unsupported
+			res.Status = wire.Unsupported
 			return res
 		}
-		if err := ps.SetParam(c.Text, c.Value); err != nil {
-			res.Status = BadParam
+		if err := ps.SetParam(string(c.Param), c.Value.Num); err != nil {
+			res.Status = wire.BadParam
 		}
 		return res
-	case Release:
-		res.Status = t.release(time.Duration(c.Value))
+	case wire.Release:
+		res.Status = t.release(time.Duration(c.Value.Num))
 		return res
-	case Take:
-		res.Status = t.take(time.Duration(c.Value))
+	case wire.Take:
+		res.Status = t.take(time.Duration(c.Value.Num))
 		return res
-	case WriteTag:
+	case wire.WriteTag:
 	default:
-		res.Status = Unsupported
+		res.Status = wire.Unsupported
 		return res
 	}
-	if c.Tag < 0 || int(c.Tag) >= t.tab.Len() {
-		res.Status = UnknownTag
+	if res.Status = wire.CheckTagWrite(t.tab.Info, c.Tag, c.Value); res.Status != wire.Applied {
 		return res
 	}
 	in := &t.tab.Info[c.Tag]
 	smp := &t.tab.Samples[c.Tag]
 	res.Old = smp.Value
-	if res.Status = validate(in, c); res.Status != Applied {
-		return res
-	}
 	if e.blockOut[c.Tag] || t.owner[c.Tag] != t.idx {
-		res.Status = OwnedByTask
+		res.Status = wire.Owned
 		return res
 	}
 	if !running {
-		res.Status = Refused
+		res.Status = wire.NotRunning
 		return res
 	}
-	if in.Type == tag.String {
-		t.tab.Text[c.Tag] = c.Text
+	if c.Value.IsText {
+		t.tab.Text[c.Tag] = string(c.Value.Text)
 		*smp = tag.Sample{Quality: tag.Good, Time: e.wall().UnixNano()}
 	} else {
-		*smp = tag.Sample{Value: c.Value, Quality: tag.Good, Time: e.wall().UnixNano()}
+		*smp = tag.Sample{Value: c.Value.Num, Quality: tag.Good, Time: e.wall().UnixNano()}
 	}
 	if in.Device != "" {
 		t.one[0] = c.Tag
 		t.write(t.one[:])
 	}
 	return res
-}
-
-// validate checks a tag write against the tag's writability, type and range.
-func validate(in *tag.Info, c Command) ResultStatus {
-	if !in.Writable {
-		return NotWritable
-	}
-	v := c.Value
-	switch in.Type {
-	case tag.String:
-		if len(c.Text) > in.Length {
-			return OutOfRange
-		}
-		return Applied
-	case tag.Bool:
-		if v != 0 && v != 1 {
-			return WrongType
-		}
-		return Applied
-	}
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return WrongType
-	}
-	if lo, hi, integer := in.Type.IntRange(); integer {
-		if v != math.Trunc(v) {
-			return WrongType
-		}
-		if v < lo || v > hi {
-			return OutOfRange
-		}
-	}
-	if in.Type == tag.Float32 && math.Abs(v) > math.MaxFloat32 {
-		return OutOfRange
-	}
-	if v < in.Min || v > in.Max {
-		return OutOfRange
-	}
-	return Applied
 }

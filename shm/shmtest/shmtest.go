@@ -19,6 +19,7 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Params returns layout parameters for n float64 tags named t0..t{n-1}
@@ -127,14 +128,14 @@ func PCIDevice(t testing.TB, dir string, size int64) string {
 
 // Executive is a deterministic stand-in for the real executive: each Step
 // is one cycle that applies up to Commands queued commands to Tags (checked
-// with shm.Check), publishes the image and beats. Tests call Step
+// with wire.CheckTagWrite), publishes the image and beats. Tests call Step
 // themselves; nothing runs in the background.
 type Executive struct {
 	W        *shm.Writer
 	Tags     *tag.Table
 	Cycle    uint64
 	Commands int // per cycle; default 16
-	// Halted is set by a CmdHalt.
+	// Halted is set by a wire.Halt.
 	Halted bool
 }
 
@@ -146,26 +147,26 @@ func (e *Executive) Step() int {
 		max = 16
 	}
 	n := 0
-	var c shm.Command
+	var c wire.Command
 	for n < max && e.W.PollCommand(&c) {
 		n++
-		res := shm.Result{ID: c.ID, Cycle: e.Cycle, Status: shm.StatusAccepted}
+		res := wire.Result{ID: c.ID, Cycle: e.Cycle, Status: wire.Applied}
 		switch c.Kind {
-		case shm.CmdWriteTag, shm.CmdSetParam:
-			res.Status = shm.Check(e.Tags.Info, &c)
-			if res.Status == shm.StatusAccepted {
+		case wire.WriteTag:
+			res.Status = wire.CheckTagWrite(e.Tags.Info, c.Tag, c.Value)
+			if res.Status == wire.Applied {
 				res.Old = e.Tags.Samples[c.Tag].Value
-				if c.IsText {
-					e.Tags.Text[c.Tag] = string(c.Text)
+				if c.Value.IsText {
+					e.Tags.Text[c.Tag] = string(c.Value.Text)
 				} else {
-					e.Tags.Samples[c.Tag].Value = c.Value
+					e.Tags.Samples[c.Tag].Value = c.Value.Num
 				}
 				e.Tags.Samples[c.Tag].Quality = tag.Good
 			}
-		case shm.CmdHalt:
+		case wire.Halt:
 			e.Halted = true
 		default:
-			res.Status = shm.StatusRejected
+			res.Status = wire.Unsupported
 		}
 		e.W.Reply(res)
 	}

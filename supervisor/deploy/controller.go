@@ -8,11 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
-	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 )
@@ -25,14 +24,14 @@ type controller struct {
 
 func (c *controller) Status() supervisor.Status {
 	g := c.d.current()
-	st := g.ch.withRT(g.sup.Status())
+	st := withRT(g.ch, g.sup.Status())
 	st.HandOver = c.d.handOverStatus(g)
 	return st
 }
 
 func (c *controller) Tags() []control.TagValue {
 	ch := c.d.current().ch
-	img, err := ch.image()
+	img, err := ch.Image()
 	infos := ch.Tags()
 	out := make([]control.TagValue, len(infos))
 	for i, in := range infos {
@@ -65,42 +64,42 @@ func (c *controller) Set(ctx context.Context, name, value string) (control.Resul
 	if id < 0 {
 		return res, fmt.Errorf("%w: no tag %q (mkrt tags lists them)", control.ErrNotFound, name)
 	}
-	w := bridge.Write{ID: id, Source: "cli", Who: "mkrt set"}
+	w := wire.Command{Kind: wire.WriteTag, Tag: id, Origin: wire.NewOrigin("cli:mkrt set")}
 	switch infos[id].Type {
 	case tag.String:
-		w.Text = value
+		w.Value = wire.Text(value)
 	case tag.Bool:
 		v, err := (configs.Value{Raw: value}).Bool()
 		if err != nil {
 			return res, fmt.Errorf("%w: %s is a bool: %v", control.ErrInvalid, name, err)
 		}
 		if v {
-			w.Value = 1
+			w.Value = wire.Number(1)
 		}
 	default:
 		v, err := strconv.ParseFloat(value, 64)
 		if err != nil {
 			return res, fmt.Errorf("%w: %s is a number: %q is not one", control.ErrInvalid, name, value)
 		}
-		w.Value = v
+		w.Value = wire.Number(v)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	r, err := ch.Write(ctx, w)
 	if err != nil {
 		switch {
-		case errors.Is(err, bridge.ErrReadOnly):
+		case errors.Is(err, wire.ErrReadOnly):
 			return res, fmt.Errorf("%w: %s is not writable", control.ErrForbidden, name)
-		case errors.Is(err, bridge.ErrUnknownTag):
+		case errors.Is(err, wire.ErrUnknownTag):
 			return res, fmt.Errorf("%w: %s", control.ErrNotFound, name)
-		case errors.Is(err, bridge.ErrOutOfRange), errors.Is(err, bridge.ErrBadValue):
+		case errors.Is(err, wire.ErrOutOfRange), errors.Is(err, wire.ErrWrongType):
 			return res, fmt.Errorf("%w: %s = %s: %v", control.ErrInvalid, name, value, err)
 		default:
 			return res, fmt.Errorf("%w: %v", control.ErrUnavailable, err)
 		}
 	}
 	res.Applied = true
-	res.Message = fmt.Sprintf("applied at cycle %d (was %s)", r.Cycle, strconv.FormatFloat(r.Old.Value, 'g', -1, 64))
+	res.Message = fmt.Sprintf("applied at cycle %d (was %s)", r.Cycle, strconv.FormatFloat(r.Old, 'g', -1, 64))
 	return res, nil
 }
 
@@ -142,7 +141,7 @@ func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResul
 	defer cancel()
 	for _, p := range changes {
 		name := p.Name()
-		res, err := g.ch.r.Do(ctx, shm.Command{Kind: shm.CmdSetParam, Tag: -1, Value: p.Value, Text: []byte(name), Origin: shm.NewOrigin("cli:mkrt apply")})
+		res, err := g.ch.Reader().Do(ctx, wire.Command{Kind: wire.SetParam, Tag: -1, Value: wire.Number(p.Value), Origin: wire.NewOrigin("cli:mkrt apply"), Param: []byte(name)})
 		if err == nil {
 			err = res.Err()
 		}

@@ -32,10 +32,12 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/bridge"
+	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/kexec"
@@ -135,8 +137,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	ready := func(g *generation) {
 		if o.Ready != nil {
 			go func() {
-				g.ch.awaitRT(time.Second)
-				o.Ready(Ready{Config: cfg, Socket: o.Socket, Region: g.regionName(), StateDir: o.StateDir, Bridge: g.bridgeStatus(), Partition: g.ch.withRT(g.sup.Status())})
+				g.ch.AwaitRT(time.Second)
+				o.Ready(Ready{Config: cfg, Socket: o.Socket, Region: g.regionName(), StateDir: o.StateDir, Bridge: g.bridgeStatus(), Partition: withRT(g.ch, g.sup.Status())})
 			}()
 		}
 	}
@@ -222,7 +224,7 @@ func seedRetained(ctx context.Context, region *shm.Region, l *shm.Layout, cfg *c
 // a second) and when the deployment stops. Only good values are taken: a
 // tag that is not good (a stale image while the partition is down, a
 // failed write) keeps the value last saved for it.
-func keepRetained(ctx context.Context, ch *channel, store *retain.Store, log *slog.Logger) error {
+func keepRetained(ctx context.Context, ch *plant.Region, store *retain.Store, log *slog.Logger) error {
 	infos := ch.Tags()
 	var ids []tag.ID
 	for i, in := range infos {
@@ -246,7 +248,7 @@ func keepRetained(ctx context.Context, ch *channel, store *retain.Store, log *sl
 			return <-done
 		case <-t.C:
 		}
-		img, err := ch.image()
+		img, err := ch.Image()
 		if err != nil || img.Cycle == 0 {
 			continue
 		}
@@ -286,6 +288,31 @@ func updateRetained(latest []retain.Value, have []bool, ids []tag.ID, infos []ta
 // sameValue is a == b, with NaN equal to NaN.
 func sameValue(a, b retain.Value) bool {
 	return a == b || (a.Name == b.Name && a.Text == b.Text && a.Value != a.Value && b.Value != b.Value)
+}
+
+// withRT takes the real-time outcome from the executive's heartbeat: only
+// the executive knows what it got (in a VM or a second kernel the backend
+// cannot see it).
+func withRT(ch *plant.Region, s supervisor.Status) supervisor.Status {
+	switch mode, why := ch.RT(); mode {
+	case wire.RTFull:
+		s.RT, s.RTWhy = true, ""
+	case wire.RTDegraded:
+		s.RT, s.RTWhy = false, why
+	}
+	return s
+}
+
+// taskStats are the tasks' counters and latency for mkrt status.
+type taskStats struct{ ch *plant.Region }
+
+func (t taskStats) TaskStats() []supervisor.TaskStats {
+	h := t.ch.Health()
+	out := make([]supervisor.TaskStats, len(h.Tasks))
+	for i, t := range h.Tasks {
+		out[i] = supervisor.TaskStats{Name: t.Name, Period: t.Period, Cycles: t.Cycles, Overruns: t.Overruns, P50: t.Wakeup.P50, P99: t.Wakeup.P99, Max: t.Wakeup.Max}
+	}
+	return out
 }
 
 type bridgeLinks struct{ b *bridge.Bridge }

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"github.com/mkrt/mkrt/bridge/plant"
 	"math"
 	"os"
 	"strings"
@@ -92,58 +93,6 @@ func TestParamValue(t *testing.T) {
 	}
 }
 
-func TestMarkStale(t *testing.T) {
-	s := []tag.Sample{
-		{Value: 1, Quality: tag.Good},
-		{Value: 2, Quality: tag.Uncertain},
-		{Value: 3, Quality: tag.Bad, Reason: tag.Timeout},
-		{Value: 4, Quality: tag.Stale, Reason: tag.CommFailure},
-	}
-	markStale(s)
-	want := []tag.Sample{
-		{Value: 1, Quality: tag.Stale, Reason: tag.NotRunning},
-		{Value: 2, Quality: tag.Stale, Reason: tag.NotRunning},
-		{Value: 3, Quality: tag.Bad, Reason: tag.Timeout},
-		{Value: 4, Quality: tag.Stale, Reason: tag.CommFailure},
-	}
-	for i := range s {
-		if s[i] != want[i] {
-			t.Errorf("sample %d = %+v, want %+v", i, s[i], want[i])
-		}
-	}
-	// Hot path: the bridge's scan calls it through Snapshot.
-	big := make([]tag.Sample, 1000)
-	if n := testing.AllocsPerRun(100, func() { markStale(big) }); n != 0 {
-		t.Errorf("markStale allocates %v times", n)
-	}
-}
-
-func TestDirectoryTakesDevicesFromConfig(t *testing.T) {
-	cfg := loadExample(t)
-	tab, err := cfg.TagTable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	region := append([]tag.Info(nil), tab.Info...)
-	for i := range region {
-		region[i].Device = "" // the region does not store it
-	}
-	got := directory(region, tab.Info)
-	for i := range got {
-		if got[i].Device != tab.Info[i].Device {
-			t.Errorf("tag %s: device %q, want %q", got[i].Name, got[i].Device, tab.Info[i].Device)
-		}
-	}
-	if got[0].Device != "tank" {
-		t.Errorf("level's device %q, want tank", got[0].Device)
-	}
-	// A directory that does not match the config keeps what it has.
-	other := directory(region[:2], []tag.Info{{Name: "x", Device: "d"}})
-	if other[0].Device != "" {
-		t.Errorf("device taken from a different tag: %+v", other[0])
-	}
-}
-
 func TestUpdateRetainedKeepsLastGoodValue(t *testing.T) {
 	infos := []tag.Info{{Name: "a", Retain: true}, {Name: "b"}, {Name: "c", Retain: true}}
 	ids := []tag.ID{0, 2}
@@ -156,7 +105,7 @@ func TestUpdateRetainedKeepsLastGoodValue(t *testing.T) {
 		t.Error("unchanged image (NaN included) reported as a change")
 	}
 	// The partition went down: stale values do not replace the saved ones.
-	markStale(img.Samples)
+	plant.MarkStale(img.Samples)
 	img.Samples[0].Value = 7
 	if updateRetained(latest, have, ids, infos, img) || latest[0].Value != 1 {
 		t.Errorf("stale image changed the retained values: %v", latest)

@@ -17,7 +17,7 @@ import (
 
 	"github.com/mkrt/mkrt/bridge/bridgetest"
 	"github.com/mkrt/mkrt/bridge/sparkplug/sproto"
-	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/retain"
@@ -27,7 +27,7 @@ import (
 // over MQTT (a Sparkplug NCMD from a host) and over Modbus TCP move it.
 func TestRunSettlesAndFollowsSetpoints(t *testing.T) {
 	p := newPlant(t, plantOptions{level: 1.5, sp: 1.5, speed: 120})
-	if st := p.status(); st.State != supervisor.Running || st.Exec != supervisor.ExecRunning {
+	if st := p.status(); st.State != supervisor.Running || st.Exec != wire.Running {
 		t.Fatalf("status after Ready: %s / executive %s, want running / running", st.State, st.Exec)
 	}
 	p.waitSettled(1.5, 0.05, 3*time.Second, 60*time.Second)
@@ -103,7 +103,7 @@ func TestRunKillRestartsWithRetainedValues(t *testing.T) {
 		var firstGood time.Duration
 		eventually(t, 30*time.Second, "a new executive running cycles", func() (bool, string) {
 			h := hb.Heartbeat()
-			if h.PID == 0 || int(h.PID) == before.PID || h.State != shm.StateRunning || h.Cycle == 0 {
+			if h.PID == 0 || int(h.PID) == before.PID || h.State != wire.Running || h.Cycle == 0 {
 				return false, fmt.Sprintf("pid %d state %d cycle %d", h.PID, h.State, h.Cycle)
 			}
 			if firstGood == 0 {

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/bridge"
+	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/retain"
 )
@@ -94,7 +96,7 @@ type generation struct {
 	loc          shm.Location // where the region is
 	region       *shm.Region
 	reader       *shm.Reader
-	ch           *channel
+	ch           *plant.Region
 	part         supervisor.Partition
 	takeOver     *takeOverPartition // nil for a normal start
 	sup          *supervisor.Supervisor
@@ -197,15 +199,15 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 	if g.reader, err = shm.AttachReader(g.region, layout, shm.ReaderOptions{}); err != nil {
 		return nil, err
 	}
-	g.ch = newChannel(g.reader, tab.Info)
+	g.ch = plant.NewRegion(g.reader)
 	period, missed := supervisor.HeartbeatFromConfig(cfg)
 	g.sup, err = supervisor.New(supervisor.Options{
 		Name: d.name, Partition: g.part, Heartbeat: g.ch, Period: period, Missed: missed,
 		StartTimeout: startTimeout(cfg), ExitOnGiveUp: true,
-		Tasks: g.ch, Links: d, Log: log.With("component", "supervisor"),
+		Tasks: taskStats{g.ch}, Links: d, Log: log.With("component", "supervisor"),
 		Listeners: []supervisor.Listener{supervisor.ListenerFuncs{
 			Up: func(string) {
-				g.ch.setUp(true, "")
+				g.ch.SetUp(true, "")
 				g.upOnce.Do(func() {
 					close(g.up)
 					if ready != nil {
@@ -213,7 +215,7 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 					}
 				})
 			},
-			Down: func(_ string, f supervisor.Fault) { g.ch.setUp(false, f.Reason) },
+			Down: func(_ string, f supervisor.Fault) { g.ch.SetUp(false, f.Reason) },
 		}},
 	})
 	if err != nil {
@@ -336,7 +338,7 @@ func (g *generation) halt(context.Context) error {
 	if g.ch == nil {
 		return errors.New("deploy: no channel to the partition")
 	}
-	_, err := g.ch.r.Submit(shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("supervisor")})
+	_, err := g.ch.Reader().Submit(wire.Command{Kind: wire.Halt, Origin: wire.NewOrigin("supervisor")})
 	return err
 }
 

@@ -7,17 +7,12 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // ErrHandOver classifies a hand-over that did not switch: the running
 // partition keeps driving the outputs.
 var ErrHandOver = errors.New("deploy: hand-over did not switch")
-
-// The verbs of a shm.CmdHandOver command (rtkernel/app reads the same).
-const (
-	handOverRelease = "release"
-	handOverTake    = "take"
-)
 
 // Switched is the outcome of a hand-over switch.
 type Switched struct {
@@ -30,9 +25,9 @@ type Switched struct {
 	Missed uint64
 	// Retries counts cycles at which the new partition found no state yet.
 	Retries uint64
-	// Transferred, Fresh and Dropped count blocks whose state carried over,
-	// new blocks, and blocks of the old program without a match.
-	Transferred, Fresh, Dropped int
+	// Blocks counts blocks whose state carried over, new blocks, and
+	// blocks of the old program without a match.
+	Blocks wire.BlockCounts
 	// Took is the time from the request to the confirmed switch.
 	Took time.Duration
 }
@@ -79,7 +74,7 @@ func SwitchOver(ctx context.Context, old, next *shm.Reader, o SwitchOptions) (Sw
 	if _, np, ok := nh.Grid(); !ok || np != period {
 		return s, fmt.Errorf("%w: the new partition runs a period of %v, the running one %v: a hand-over keeps the first task's period", ErrHandOver, time.Duration(np), time.Duration(period))
 	}
-	if m := nh.Counters().Mode; m != shm.ModeStandby {
+	if m := nh.Counters().Mode; m != wire.Standby {
 		return s, fmt.Errorf("%w: the new partition is %v, not on standby", ErrHandOver, m)
 	}
 	s.Period = time.Duration(period)
@@ -89,21 +84,21 @@ func SwitchOver(ctx context.Context, old, next *shm.Reader, o SwitchOptions) (Sw
 	// Take first: a release whose take is not armed only delays the switch.
 	for _, c := range []struct {
 		r    *shm.Reader
-		verb string
-	}{{next, handOverTake}, {old, handOverRelease}} {
-		res, err := c.r.Do(ctx, shm.Command{Kind: shm.CmdHandOver, Tag: -1, Value: float64(s.At), Text: []byte(c.verb), Origin: shm.NewOrigin("supervisor:hand-over")})
+		kind wire.CommandKind
+	}{{next, wire.Take}, {old, wire.Release}} {
+		res, err := c.r.Do(ctx, wire.Command{Kind: c.kind, Tag: -1, Value: wire.Number(float64(s.At)), Origin: wire.NewOrigin("supervisor:hand-over")})
 		if err == nil {
 			err = res.Err()
 		}
 		if err != nil {
-			return s, fmt.Errorf("%w: %s: %w", ErrHandOver, c.verb, err)
+			return s, fmt.Errorf("%w: %v: %w", ErrHandOver, c.kind, err)
 		}
 	}
 	for {
 		nc, oc := nh.Counters(), oh.Counters()
-		if nc.Mode == shm.ModeDriving && oc.Mode == shm.ModeReleased {
+		if nc.Mode == wire.Driving && oc.Mode == wire.Released {
 			s.Switch, s.Missed, s.Retries = nc.Switch, nc.Missed, nc.Retries
-			s.Transferred, s.Fresh, s.Dropped = blockCounts(nc.Blocks)
+			s.Blocks = nc.Blocks
 			if oc.Switch != nc.Switch {
 				// Both sides saw the baton change hands at the same cycle, or
 				// the old one stopped driving earlier than the new one began.
@@ -120,10 +115,4 @@ func SwitchOver(ctx context.Context, old, next *shm.Reader, o SwitchOptions) (Sw
 		case <-time.After(o.Poll):
 		}
 	}
-}
-
-// blockCounts splits HandOverCounters.Blocks into transferred, fresh and
-// dropped block counts.
-func blockCounts(b uint64) (transferred, fresh, dropped int) {
-	return int(b >> 32), int(b >> 16 & 0xffff), int(b & 0xffff)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor/deploy"
 )
 
@@ -157,8 +158,8 @@ func TestHandOverProcesses(t *testing.T) {
 		time.Sleep(sw.Period)
 	}
 	fmt.Printf("hand-over between processes: missed cycles %d, retries %d, blocks carried %d (fresh %d, dropped %d), request to switch %v (switch %d cycles after the chosen time), largest valve difference from the run without hand-over %.4f %%\n",
-		sw.Missed, sw.Retries, sw.Transferred, sw.Fresh, sw.Dropped, sw.Took.Round(time.Millisecond), (sw.Switch-sw.At)/int64(sw.Period), worst)
-	if sw.Missed != 0 || sw.Transferred != 3 || sw.Fresh != 2 {
+		sw.Missed, sw.Retries, sw.Blocks.Carried, sw.Blocks.Fresh, sw.Blocks.Dropped, sw.Took.Round(time.Millisecond), (sw.Switch-sw.At)/int64(sw.Period), worst)
+	if sw.Missed != 0 || sw.Blocks.Carried != 3 || sw.Blocks.Fresh != 2 {
 		t.Fatalf("switch %+v", sw)
 	}
 	if worst > 0.5 {
@@ -176,7 +177,7 @@ func TestHandOverProcesses(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the released executive did not exit within 10s of SIGTERM")
 	}
-	if st := nw.r.Heartbeat().State; st != shm.StateRunning {
+	if st := nw.r.Heartbeat().State; st != wire.Running {
 		t.Fatalf("new partition %v after the old one stopped", st)
 	}
 	t.Logf("valve %v before the old partition stopped, %v after", before, nw.value(ctx, t, "inflow_valve"))

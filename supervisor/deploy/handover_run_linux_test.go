@@ -16,6 +16,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/bridgetest"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 )
@@ -110,11 +111,11 @@ func watchValves(ctx context.Context, t *testing.T, p *testPlant, next string, p
 			}
 			// Counters start zero (driving) until the executive publishes
 			// them: driving counts once it reports its switch.
-			nc := shm.HandOverCounters{}
+			nc := wire.HandOverCounters{}
 			if newR != nil {
 				nc = newR.HandOver().Counters()
 			}
-			driving := nc.Mode == shm.ModeDriving && nc.Switch != 0
+			driving := nc.Mode == wire.Driving && nc.Switch != 0
 			if newR != nil {
 				nv, _ := valve(newR)
 				w.mu.Lock()
@@ -139,7 +140,7 @@ func watchValves(ctx context.Context, t *testing.T, p *testPlant, next string, p
 			if !w.switched {
 				w.switched, w.atSwitch = true, math.Abs(nv-w.lastOld)
 			}
-			if oldR.HandOver().Counters().Mode == shm.ModeReleased && oldR.Heartbeat().State == shm.StateRunning {
+			if oldR.HandOver().Counters().Mode == wire.Released && oldR.Heartbeat().State == wire.Running {
 				w.worst = math.Max(w.worst, math.Abs(ov-nv))
 				w.pairs++
 			}
@@ -282,7 +283,7 @@ func TestRunHandOverFailsAndRefuses(t *testing.T) {
 	if st.State != supervisor.Running || st.PID != st0.PID || st.Restarts != 0 || st.HandOver != nil {
 		t.Errorf("after the failed hand-over: %s, pid %d (was %d), %d restarts, hand-over %+v; want the same partition running", st.State, st.PID, st0.PID, st.Restarts, st.HandOver)
 	}
-	if c := hb.HandOver().Counters(); c.Mode != shm.ModeDriving {
+	if c := hb.HandOver().Counters(); c.Mode != wire.Driving {
 		t.Errorf("running generation %v after the failed hand-over, want driving", c.Mode)
 	}
 	for _, f := range []string{p.region + "-2", p.stateDir + "/generation-2.yaml"} {

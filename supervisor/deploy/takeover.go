@@ -14,7 +14,7 @@ import (
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/rt"
-	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 )
@@ -181,11 +181,11 @@ func (d *deployment) handOver(ctx context.Context, nc *configs.Config) (control.
 		cycle = uint64(int64(hb.Cycle) - (hb.MonoNs-sw.Switch+per/2)/per)
 	}
 	ho := &supervisor.HandOver{Generation: n, Cycle: cycle, Time: time.Now(), Missed: sw.Missed, Retries: sw.Retries,
-		Carried: sw.Transferred, Fresh: sw.Fresh, Dropped: sw.Dropped, Took: time.Since(begin), CPUs: plan.cpus.String()}
+		Carried: sw.Blocks.Carried, Fresh: sw.Blocks.Fresh, Dropped: sw.Blocks.Dropped, Took: time.Since(begin), CPUs: plan.cpus.String()}
 	d.mu.Lock()
 	d.cur, d.n, d.last = next, n, ho
 	d.mu.Unlock()
-	log.Info("hand-over: switched", "cycle", cycle, "missed", sw.Missed, "retries", sw.Retries, "carried", sw.Transferred, "fresh", sw.Fresh, "dropped", sw.Dropped, "took", ho.Took)
+	log.Info("hand-over: switched", "cycle", cycle, "missed", sw.Missed, "retries", sw.Retries, "carried", sw.Blocks.Carried, "fresh", sw.Blocks.Fresh, "dropped", sw.Blocks.Dropped, "took", ho.Took)
 
 	// Serve the new region; then the old generation, which drives nothing
 	// any more, stops and its region goes.
@@ -211,7 +211,7 @@ func (d *deployment) handOver(ctx context.Context, nc *configs.Config) (control.
 		where = "on the standby CPUs " + plan.cpus.String()
 	}
 	out.Message = fmt.Sprintf("handed over to generation %d %s at cycle %d: %d missed cycles, %d retries, %d blocks carried (%d fresh, %d dropped), %v from apply to switch",
-		n, where, cycle, sw.Missed, sw.Retries, sw.Transferred, sw.Fresh, sw.Dropped, ho.Took.Round(time.Millisecond))
+		n, where, cycle, sw.Missed, sw.Retries, sw.Blocks.Carried, sw.Blocks.Fresh, sw.Blocks.Dropped, ho.Took.Round(time.Millisecond))
 	return out, nil
 }
 
@@ -250,7 +250,7 @@ func (d *deployment) switchTo(ctx context.Context, cur, next *generation) (Switc
 		return Switched{}, err
 	}
 	nh := next.reader.HandOver()
-	for nh.Counters().Mode != shm.ModeStandby {
+	for nh.Counters().Mode != wire.Standby {
 		select {
 		case <-ctx.Done():
 			return Switched{}, fmt.Errorf("deploy: generation %d is %v, not on standby: %w", next.n, nh.Counters().Mode, ctx.Err())
@@ -263,10 +263,10 @@ func (d *deployment) switchTo(ctx context.Context, cur, next *generation) (Switc
 	defer cancel()
 	sw, err := SwitchOver(sctx, cur.reader, next.reader, SwitchOptions{Mono: partitionClock(cur)})
 	if err != nil {
-		if nc := nh.Counters(); nc.Mode == shm.ModeDriving && cur.reader.HandOver().Counters().Mode == shm.ModeReleased {
+		if nc := nh.Counters(); nc.Mode == wire.Driving && cur.reader.HandOver().Counters().Mode == wire.Released {
 			d.log.Warn("hand-over: the switch was confirmed after its deadline", "err", err)
 			sw.Switch, sw.Missed, sw.Retries = nc.Switch, nc.Missed, nc.Retries
-			sw.Transferred, sw.Fresh, sw.Dropped = blockCounts(nc.Blocks)
+			sw.Blocks = nc.Blocks
 			_, per, _ := nh.Grid()
 			sw.Period = time.Duration(per)
 			return sw, nil

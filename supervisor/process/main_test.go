@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 )
 
@@ -75,15 +76,15 @@ func fakeExecutive(mode string) int {
 // fileHeartbeat reads the fake executive's heartbeat file.
 type fileHeartbeat string
 
-func (f fileHeartbeat) Read() (uint64, supervisor.ExecState, error) {
+func (f fileHeartbeat) Read() (uint64, wire.State, error) {
 	b, err := os.ReadFile(string(f))
 	if err != nil {
-		return 0, supervisor.ExecBooting, err
+		return 0, wire.Booting, err
 	}
 	if len(b) < 8 {
-		return 0, supervisor.ExecBooting, errors.New("short heartbeat")
+		return 0, wire.Booting, errors.New("short heartbeat")
 	}
-	return binary.LittleEndian.Uint64(b), supervisor.ExecRunning, nil
+	return binary.LittleEndian.Uint64(b), wire.Running, nil
 }
 
 // fakeCommand is the argv and env running this test binary as a fake executive.

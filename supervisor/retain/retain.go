@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Value is one retained tag's value. Numeric and bool tags use Value;
@@ -287,16 +288,24 @@ func FromTable(t *tag.Table) []Value {
 }
 
 // Restore writes vals into the table's retained tags and returns how many
-// were applied; values of tags that no longer exist or are no longer
-// retained are skipped (the config changed) and named in skipped.
+// were applied. Values of tags that no longer exist or are no longer
+// retained (the config changed), and values the tag no longer admits
+// (wire.CheckValue: its type, min/max or length changed; NaN and ±Inf
+// never) are skipped and named in skipped with the reason.
 func Restore(t *tag.Table, vals []Value) (applied int, skipped []string) {
 	for _, v := range vals {
 		id, ok := t.Lookup(v.Name)
 		if !ok || !t.Info[id].Retain {
-			skipped = append(skipped, v.Name)
+			skipped = append(skipped, v.Name+" (not a retained tag)")
 			continue
 		}
-		if t.Info[id].Type == "string" {
+		in := &t.Info[id]
+		wv := wire.ValueOf(in, v.Value, v.Text)
+		if st := wire.CheckValue(in, wv); st != wire.Applied {
+			skipped = append(skipped, v.Name+" ("+wire.Explain(in, wv, st)+")")
+			continue
+		}
+		if wv.IsText {
 			t.Text[id] = v.Text
 		} else {
 			t.Samples[id].Value = v.Value

@@ -198,8 +198,27 @@ func TestTableRoundTrip(t *testing.T) {
 	}
 	fresh, _ := cfg.TagTable()
 	n, skipped := Restore(fresh, append(got, Value{Name: "gone", Value: 1}, Value{Name: "pv", Value: 2}))
-	if n != 2 || !reflect.DeepEqual(skipped, []string{"gone", "pv"}) || fresh.Samples[0].Value != 55 || fresh.Text[2] != "B" || fresh.Samples[1].Value != 0 {
+	if n != 2 || !reflect.DeepEqual(skipped, []string{"gone (not a retained tag)", "pv (not a retained tag)"}) || fresh.Samples[0].Value != 55 || fresh.Text[2] != "B" || fresh.Samples[1].Value != 0 {
 		t.Fatalf("Restore: %d %v %v", n, skipped, fresh.Samples)
+	}
+}
+
+// A retained value is checked like any write before it is restored: a
+// file written before the tag's limits changed, or one holding NaN, must
+// not put a value into the plant that the tag no longer admits.
+func TestRestoreChecksValues(t *testing.T) {
+	max := 10.0
+	cfg := &configs.Config{Tags: []configs.Tag{
+		{Name: "sp", Retain: true, Max: &max, Initial: configs.Value{Raw: "1", Set: true}},
+		{Name: "count", Type: tag.Int16, Retain: true},
+		{Name: "recipe", Type: tag.String, Length: 4, Retain: true},
+	}}
+	for _, v := range []Value{{Name: "sp", Value: math.NaN()}, {Name: "sp", Value: math.Inf(1)}, {Name: "sp", Value: 11},
+		{Name: "count", Value: 1.5}, {Name: "count", Value: 40000}, {Name: "recipe", Text: "longer"}} {
+		tbl, _ := cfg.TagTable()
+		if n, skipped := Restore(tbl, []Value{v}); n != 0 || len(skipped) != 1 || tbl.Samples[0].Value != 1 || tbl.Samples[1].Value != 0 || tbl.Text[2] != "" {
+			t.Errorf("Restore(%+v) = %d %v; the table now %v %q", v, n, skipped, tbl.Samples, tbl.Text)
+		}
 	}
 }
 

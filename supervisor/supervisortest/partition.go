@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 )
 
@@ -13,19 +14,19 @@ import (
 type Heartbeat struct {
 	mu    sync.Mutex
 	cycle uint64
-	state supervisor.ExecState
+	state wire.State
 	err   error
 }
 
 // Read returns the values last set.
-func (h *Heartbeat) Read() (uint64, supervisor.ExecState, error) {
+func (h *Heartbeat) Read() (uint64, wire.State, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.cycle, h.state, h.err
 }
 
 // Set sets the cycle, the state and the read error.
-func (h *Heartbeat) Set(cycle uint64, state supervisor.ExecState, err error) {
+func (h *Heartbeat) Set(cycle uint64, state wire.State, err error) {
 	h.mu.Lock()
 	h.cycle, h.state, h.err = cycle, state, err
 	h.mu.Unlock()
@@ -35,7 +36,7 @@ func (h *Heartbeat) Set(cycle uint64, state supervisor.ExecState, err error) {
 func (h *Heartbeat) Beat() {
 	h.mu.Lock()
 	h.cycle++
-	h.state, h.err = supervisor.ExecRunning, nil
+	h.state, h.err = wire.Running, nil
 	h.mu.Unlock()
 }
 

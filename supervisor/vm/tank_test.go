@@ -13,6 +13,7 @@ import (
 	"github.com/mkrt/mkrt/io/sim"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor/image"
 )
 
@@ -127,7 +128,7 @@ func TestTankInPREEMPTRTGuest(t *testing.T) {
 		if err := r.Snapshot(ctx, &img); err != nil {
 			t.Fatalf("snapshot: %v\nconsole:\n%s", err, strings.Join(v.Console(), "\n"))
 		}
-		if hb.State == shm.StateRunning && img.Samples[level].Quality == tag.Good {
+		if hb.State == wire.Running && img.Samples[level].Quality == tag.Good {
 			t.Logf("QEMU start to first control cycle: %s; level %.3f m good after %s; rt %v %q", firstCycle, img.Samples[level].Value, time.Since(start), hb.RTMode, hb.RTReason)
 			break
 		}
@@ -137,12 +138,12 @@ func TestTankInPREEMPTRTGuest(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	res, err := r.Do(ctx, shm.Command{Kind: shm.CmdWriteTag, Tag: sp, Value: 1.8, Origin: shm.NewOrigin("test")})
-	if err != nil || res.Status != shm.StatusAccepted || res.Cycle == 0 {
+	res, err := r.Do(ctx, wire.Command{Kind: wire.WriteTag, Tag: sp, Value: wire.Number(1.8), Origin: wire.NewOrigin("test")})
+	if err != nil || res.Status != wire.Applied || res.Cycle == 0 {
 		t.Fatalf("setpoint write: %+v, %v", res, err)
 	}
 	t.Logf("setpoint acknowledged by the guest at cycle %d", res.Cycle)
-	if _, err := r.Submit(shm.Command{Kind: shm.CmdHalt, Origin: shm.NewOrigin("test")}); err != nil {
+	if _, err := r.Submit(wire.Command{Kind: wire.Halt, Origin: wire.NewOrigin("test")}); err != nil {
 		t.Fatal(err)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
@@ -179,15 +180,15 @@ func TestGuestFaultReachesHost(t *testing.T) {
 		t.Fatalf("guest did not power off: %v", err)
 	}
 	hb := r.Heartbeat()
-	evs := make([]shm.Event, 16)
+	evs := make([]wire.Event, 16)
 	n := r.Events(evs)
 	var fault string
 	for _, e := range evs[:n] {
-		if e.Kind == shm.EventFault {
+		if e.Kind == wire.Fault {
 			fault = e.Text
 		}
 	}
-	if hb.State != shm.StateFaulted || !strings.Contains(fault, "no Ethernet link") {
+	if hb.State != wire.Faulted || !strings.Contains(fault, "no Ethernet link") {
 		t.Fatalf("host sees state %v, fault %q; want faulted with the NIC error\nconsole:\n%s", hb.State, fault, strings.Join(v.Console(), "\n"))
 	}
 	t.Logf("guest fault seen by the host: %s", fault)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Clock is a monotonic clock that jumps to every deadline at once. It is
@@ -189,9 +190,9 @@ func (f *IO) Writes() uint64 {
 // Channel records what the executive sends and feeds it queued commands.
 type Channel struct {
 	mu         sync.Mutex
-	pending    []executive.Command
-	results    []executive.Result
-	events     []executive.Event
+	pending    []wire.Command
+	results    []wire.Result
+	events     []wire.Event
 	heartbeats uint64
 	last       executive.Heartbeat
 	lastTasks  []executive.TaskCounters
@@ -203,18 +204,18 @@ type Channel struct {
 // NewChannel returns a channel for an executive of tasks tasks.
 func NewChannel(tasks int) *Channel {
 	return &Channel{latencies: make([]uint64, tasks), lastTasks: make([]executive.TaskCounters, tasks),
-		results: make([]executive.Result, 0, 64), events: make([]executive.Event, 0, 64)}
+		results: make([]wire.Result, 0, 64), events: make([]wire.Event, 0, 64)}
 }
 
 // Send queues commands for the next DrainCommands.
-func (c *Channel) Send(cmds ...executive.Command) {
+func (c *Channel) Send(cmds ...wire.Command) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pending = append(c.pending, cmds...)
 }
 
 // DrainCommands applies up to max queued commands.
-func (c *Channel) DrainCommands(max int, apply func(executive.Command) executive.Result) int {
+func (c *Channel) DrainCommands(max int, apply func(wire.Command) wire.Result) int {
 	n := 0
 	for ; n < max; n++ {
 		c.mu.Lock()
@@ -252,7 +253,7 @@ func (c *Channel) Heartbeat(h executive.Heartbeat) {
 }
 
 // Event records an event.
-func (c *Channel) Event(e executive.Event) {
+func (c *Channel) Event(e wire.Event) {
 	c.mu.Lock()
 	c.events = append(c.events, e)
 	c.mu.Unlock()
@@ -268,17 +269,17 @@ func (c *Channel) RecordLatency(task int, _, _ time.Duration) {
 }
 
 // Results returns the command results so far.
-func (c *Channel) Results() []executive.Result {
+func (c *Channel) Results() []wire.Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]executive.Result(nil), c.results...)
+	return append([]wire.Result(nil), c.results...)
 }
 
 // Events returns the events so far.
-func (c *Channel) Events() []executive.Event {
+func (c *Channel) Events() []wire.Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]executive.Event(nil), c.events...)
+	return append([]wire.Event(nil), c.events...)
 }
 
 // LastHeartbeat returns the last heartbeat and how many were sent.
