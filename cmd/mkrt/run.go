@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -50,7 +51,7 @@ func newRunCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&backend, "backend", "", "override partition.backend (process, vm, multikernel, parker or jailhouse)")
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", "", "retained values, store-and-forward buffer and audit log (default /var/lib/mkrt/NAME as root)")
-	cmd.Flags().StringVar(&o.Socket, "socket", "", "control socket (default "+control.Dir+"/NAME.sock as root)")
+	cmd.Flags().StringVar(&o.Socket, "socket", "", "control socket (default "+control.SocketPath("NAME")+")")
 	cmd.Flags().StringVar(&o.Kernel, "kernel", "", "vm and second-kernel backends: kernel image (default partition.kernel.image; vm: else the newest /boot/vmlinuz-*-rt-*)")
 	cmd.Flags().StringVar(&o.Init, "init", "", "vm and second-kernel backends: static mkrt-init binary for the initramfs (default: next to mkrt)")
 	cmd.Flags().StringVar(&o.Jailhouse.Loader, "jailhouse-loader", "", "jailhouse backend: Jailhouse's linux-loader.bin (default: where make install puts it)")
@@ -108,7 +109,7 @@ func printReady(w io.Writer, r deploy.Ready) {
 		}
 	}
 	sock := ""
-	if filepath.Dir(r.Socket) != control.Dir {
+	if !slices.Contains(control.Dirs(), filepath.Dir(r.Socket)) {
 		sock = " --socket " + r.Socket
 	}
 	fmt.Fprintf(w, "mkrt status%s\n", sock)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,8 +20,9 @@ type socketFlags struct {
 }
 
 func (f *socketFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.socket, "socket", "", "control socket of the partition (default: "+control.Dir+"/<partition>.sock, or the only socket there)")
-	cmd.Flags().StringVarP(&f.partition, "partition", "p", "", "partition name (selects "+control.Dir+"/<name>.sock)")
+	dirs := strings.Join(control.Dirs(), " or ")
+	cmd.Flags().StringVar(&f.socket, "socket", "", "control socket of the partition (default: <partition>.sock, or the only socket, in "+dirs+")")
+	cmd.Flags().StringVarP(&f.partition, "partition", "p", "", "partition name (selects <name>.sock in "+dirs+")")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON instead of text")
 }
 
@@ -28,9 +30,9 @@ func (f *socketFlags) add(cmd *cobra.Command) {
 func (f *socketFlags) client() (*control.Client, error) {
 	sock := f.socket
 	if sock == "" && f.partition != "" {
-		sock = control.SocketPath(f.partition)
+		sock = control.Find(f.partition)
 	}
-	path, err := control.Resolve(sock, control.Dir)
+	path, err := control.Resolve(sock, control.Dirs()...)
 	if err != nil {
 		return nil, err
 	}

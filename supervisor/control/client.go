@@ -40,21 +40,25 @@ func NewClient(path string) *Client {
 }
 
 // Resolve picks the socket the CLI talks to: flag when set, else the only
-// *.sock in dir. It fails with ErrNoPartition when there is none and asks
-// for --socket when there are several.
-func Resolve(flag, dir string) (string, error) {
+// *.sock in dirs (see Dirs). It fails with ErrNoPartition when there is
+// none and asks to choose when there are several.
+func Resolve(flag string, dirs ...string) (string, error) {
 	if flag != "" {
 		return flag, nil
 	}
-	socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
-	sort.Strings(socks)
+	var socks []string
+	for _, d := range dirs {
+		found, _ := filepath.Glob(filepath.Join(d, "*.sock"))
+		sort.Strings(found)
+		socks = append(socks, found...)
+	}
 	switch len(socks) {
 	case 0:
-		return "", fmt.Errorf("%w in %s (start one with mkrt run CONFIG)", ErrNoPartition, dir)
+		return "", fmt.Errorf("%w in %s (start one with mkrt run CONFIG)", ErrNoPartition, strings.Join(dirs, " or "))
 	case 1:
 		return socks[0], nil
 	}
-	return "", fmt.Errorf("control: %d partitions are running (%s); choose one with --socket", len(socks), strings.Join(socks, ", "))
+	return "", fmt.Errorf("control: %d partitions are running (%s); choose one with -p NAME or --socket", len(socks), strings.Join(socks, ", "))
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {

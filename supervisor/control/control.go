@@ -21,16 +21,56 @@ package control
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/mkrt/mkrt/supervisor"
 )
 
-// Dir is where partitions' sockets live.
+// Dir is where a root supervisor puts partitions' sockets.
 const Dir = "/run/mkrt"
 
-// SocketPath is the control socket of the named partition under Dir.
-func SocketPath(partition string) string { return Dir + "/" + partition + ".sock" }
+// UserDir is where this user's supervisor puts them: Dir for root, else
+// $XDG_RUNTIME_DIR/mkrt (~/.cache/mkrt without XDG_RUNTIME_DIR).
+func UserDir() string { return userDir(os.Geteuid(), os.Getenv, os.UserHomeDir) }
+
+func userDir(euid int, getenv func(string) string, home func() (string, error)) string {
+	if euid == 0 {
+		return Dir
+	}
+	base := getenv("XDG_RUNTIME_DIR")
+	if base == "" {
+		h, _ := home()
+		base = filepath.Join(h, ".cache")
+	}
+	return filepath.Join(base, "mkrt")
+}
+
+// Dirs are where the CLI looks for sockets: UserDir first, then Dir (a
+// member of a root supervisor's socket group talks to it from any user).
+func Dirs() []string {
+	if d := UserDir(); d != Dir {
+		return []string{d, Dir}
+	}
+	return []string{Dir}
+}
+
+// SocketPath is the control socket this user's supervisor of the named
+// partition listens on (under UserDir).
+func SocketPath(partition string) string { return filepath.Join(UserDir(), partition+".sock") }
+
+// Find is the socket of the named partition: the first of Dirs that has
+// it, else its path under UserDir.
+func Find(partition string) string {
+	for _, d := range Dirs() {
+		p := filepath.Join(d, partition+".sock")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return SocketPath(partition)
+}
 
 // TagValue is one tag's current value as the CLI shows it.
 type TagValue struct {

@@ -54,8 +54,8 @@ type Options struct {
 	// audit log; default /var/lib/mkrt/<name> as root, else
 	// $XDG_STATE_HOME/mkrt/<name>.
 	StateDir string
-	// Socket is the control socket; default /run/mkrt/<name>.sock as root,
-	// else $XDG_RUNTIME_DIR/mkrt/<name>.sock.
+	// Socket is the control socket; default control.SocketPath(name):
+	// /run/mkrt/<name>.sock as root, else $XDG_RUNTIME_DIR/mkrt/<name>.sock.
 	Socket string
 	// Executable is the mkrt binary the process backend runs as
 	// `mkrt executive`; default os.Executable().
@@ -123,7 +123,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		o.StateDir = defaultDir("/var/lib/mkrt", os.Getenv("XDG_STATE_HOME"), ".local/state", name)
 	}
 	if o.Socket == "" {
-		o.Socket = filepath.Join(defaultDir("/run/mkrt", os.Getenv("XDG_RUNTIME_DIR"), ".cache", ""), name+".sock")
+		o.Socket = control.SocketPath(name)
 	}
 	if err := os.MkdirAll(o.StateDir, 0o750); err != nil {
 		return fmt.Errorf("deploy: state directory: %w", err)
