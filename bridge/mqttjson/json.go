@@ -211,14 +211,7 @@ func (j *Publisher) poll(ctx context.Context, c *mqttc.Conn) error {
 }
 
 func (j *Publisher) changed(i int) bool {
-	c, p := j.cur[i], j.pub[i]
-	if c.Quality != p.Quality {
-		return true
-	}
-	if j.tags[i].Type == tag.String {
-		return j.curText[i] != j.pubText[i]
-	}
-	return c.Value != p.Value && !(math.Abs(c.Value-p.Value) <= j.tags[i].Deadband)
+	return j.tags[i].Changed(j.cur[i], j.pub[i], j.curText[i], j.pubText[i])
 }
 
 // AppendValue appends a tag's JSON message {"v":…,"q":"…","ts":…}.

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -567,20 +566,7 @@ func (n *Node) poll(publish bool) {
 // changed reports whether tag i differs from what was last reported, by
 // more than its deadband.
 func (n *Node) changed(i int) bool {
-	c, p := n.cur[i], n.pub[i]
-	if c.Quality != p.Quality {
-		return true
-	}
-	if n.tags[i].Type == "string" {
-		return n.curText[i] != n.pubText[i]
-	}
-	if c.Value == p.Value {
-		return false
-	}
-	if math.IsNaN(c.Value) != math.IsNaN(p.Value) {
-		return true
-	}
-	return math.Abs(c.Value-p.Value) > n.tags[i].Deadband
+	return n.tags[i].Changed(n.cur[i], n.pub[i], n.curText[i], n.pubText[i])
 }
 
 func (n *Node) addTag(pl *sproto.Payload, i int, ts time.Time) *sproto.Payload {

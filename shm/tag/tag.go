@@ -8,7 +8,10 @@
 // directory and in the bridge. Nothing here needs privileges.
 package tag
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Quality says how far a value can be trusted (OPC UA / Sparkplug sense).
 type Quality uint8
@@ -129,3 +132,25 @@ func (t *Table) Lookup(name string) (ID, bool) {
 
 // Len is the number of tags.
 func (t *Table) Len() int { return len(t.Info) }
+
+// Changed reports whether a tag's sample (and text, for string tags) moved
+// from what was last reported, for report by exception: a quality change
+// always counts, text any change, a number more than the tag's deadband.
+// NaN is one value (NaN to NaN is no change; NaN to a number is one).
+//
+// Hot path (every scan of the bridge): no allocation.
+func (in *Info) Changed(cur, last Sample, curText, lastText string) bool {
+	if cur.Quality != last.Quality {
+		return true
+	}
+	if in.Type == String {
+		return curText != lastText
+	}
+	if cur.Value == last.Value {
+		return false
+	}
+	if math.IsNaN(cur.Value) || math.IsNaN(last.Value) {
+		return math.IsNaN(cur.Value) != math.IsNaN(last.Value)
+	}
+	return math.Abs(cur.Value-last.Value) > in.Deadband
+}
