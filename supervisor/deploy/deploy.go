@@ -35,8 +35,6 @@ import (
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
-	"github.com/mkrt/mkrt/shm"
-	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
@@ -197,97 +195,6 @@ func (d *deployment) wait(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", ev.what, ev.err)
 		}
 	}
-}
-
-// seedRetained writes the retained values from the store into the freshly
-// formatted region's image, where the executive takes them from when it
-// starts (rtkernel/app): the same path for a child process, a VM guest or a
-// second kernel, none of which need to read the file.
-func seedRetained(ctx context.Context, region *shm.Region, l *shm.Layout, cfg *configs.Config, store *retain.Store, log *slog.Logger) error {
-	vals, err := store.Load()
-	if err != nil || len(vals) == 0 {
-		if errors.Is(err, os.ErrNotExist) {
-			err = nil
-		}
-		return err
-	}
-	tab, err := cfg.TagTable()
-	if err != nil {
-		return err
-	}
-	n, skipped := retain.Restore(tab, vals)
-	log.Info("retained values seeded", "tags", n, "skipped", skipped)
-	return shm.Seed(ctx, region, l, tab.Samples, tab.Text)
-}
-
-// keepRetained saves the retain tags' values when they change (at most once
-// a second) and when the deployment stops. Only good values are taken: a
-// tag that is not good (a stale image while the partition is down, a
-// failed write) keeps the value last saved for it.
-func keepRetained(ctx context.Context, ch *plant.Region, store *retain.Store, log *slog.Logger) error {
-	infos := ch.Tags()
-	var ids []tag.ID
-	for i, in := range infos {
-		if in.Retain {
-			ids = append(ids, tag.ID(i))
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	saver := retain.NewSaver(store, time.Second, supervisor.RealClock{}, log)
-	done := make(chan error, 1)
-	go func() { done <- saver.Run(ctx) }()
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	latest := make([]retain.Value, len(ids))
-	have := make([]bool, len(ids))
-	for {
-		select {
-		case <-ctx.Done():
-			return <-done
-		case <-t.C:
-		}
-		img, err := ch.Image()
-		if err != nil || img.Cycle == 0 {
-			continue
-		}
-		if updateRetained(latest, have, ids, infos, &img) {
-			vals := make([]retain.Value, 0, len(ids))
-			for i := range latest {
-				if have[i] {
-					vals = append(vals, latest[i])
-				}
-			}
-			saver.Update(vals)
-		}
-	}
-}
-
-// updateRetained takes the good values of the retain tags ids from img into
-// latest (have marks the ones known) and reports whether any changed.
-func updateRetained(latest []retain.Value, have []bool, ids []tag.ID, infos []tag.Info, img *shm.Image) bool {
-	changed := false
-	for i, id := range ids {
-		if int(id) >= len(img.Samples) {
-			continue
-		}
-		s := img.Samples[id]
-		if s.Quality != tag.Good {
-			continue
-		}
-		v := retain.Value{Name: infos[id].Name, Value: s.Value, Text: img.Text[id]}
-		if have[i] && sameValue(latest[i], v) {
-			continue
-		}
-		latest[i], have[i], changed = v, true, true
-	}
-	return changed
-}
-
-// sameValue is a == b, with NaN equal to NaN.
-func sameValue(a, b retain.Value) bool {
-	return a == b || (a.Name == b.Name && a.Text == b.Text && a.Value != a.Value && b.Value != b.Value)
 }
 
 // withRT takes the real-time outcome from the executive's heartbeat: only

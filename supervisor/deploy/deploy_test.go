@@ -1,16 +1,11 @@
 package deploy
 
 import (
-	"github.com/mkrt/mkrt/bridge/plant"
-	"math"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/mkrt/mkrt/configs"
-	"github.com/mkrt/mkrt/shm"
-	"github.com/mkrt/mkrt/shm/tag"
-	"github.com/mkrt/mkrt/supervisor/retain"
 )
 
 func loadExample(t *testing.T, replace ...string) *configs.Config {
@@ -90,29 +85,6 @@ func TestParamValue(t *testing.T) {
 		if _, err := paramValue(c[0], configs.Value{Raw: c[1]}); err == nil {
 			t.Errorf("paramValue(%s, %q) accepted", c[0], c[1])
 		}
-	}
-}
-
-func TestUpdateRetainedKeepsLastGoodValue(t *testing.T) {
-	infos := []tag.Info{{Name: "a", Retain: true}, {Name: "b"}, {Name: "c", Retain: true}}
-	ids := []tag.ID{0, 2}
-	latest, have := make([]retain.Value, 2), make([]bool, 2)
-	img := &shm.Image{Samples: []tag.Sample{{Value: 1, Quality: tag.Good}, {}, {Value: math.NaN(), Quality: tag.Good}}, Text: make([]string, 3)}
-	if !updateRetained(latest, have, ids, infos, img) || !have[0] || !have[1] || latest[0].Value != 1 {
-		t.Fatalf("first image: %v %v", latest, have)
-	}
-	if updateRetained(latest, have, ids, infos, img) {
-		t.Error("unchanged image (NaN included) reported as a change")
-	}
-	// The partition went down: stale values do not replace the saved ones.
-	plant.MarkStale(img.Samples)
-	img.Samples[0].Value = 7
-	if updateRetained(latest, have, ids, infos, img) || latest[0].Value != 1 {
-		t.Errorf("stale image changed the retained values: %v", latest)
-	}
-	img.Samples[0] = tag.Sample{Value: 2, Quality: tag.Good}
-	if !updateRetained(latest, have, ids, infos, img) || latest[0].Value != 2 {
-		t.Errorf("good new value not taken: %v", latest)
 	}
 }
 

@@ -192,7 +192,7 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 		return nil, err
 	}
 	if takeFrom == "" {
-		if err := seedRetained(d.ctx, g.region, layout, cfg, d.store, log); err != nil {
+		if err := retain.Seed(d.ctx, g.region, layout, cfg, d.store, log); err != nil {
 			log.Warn("retained values not seeded into the shared region", "err", err)
 		}
 	}
@@ -285,7 +285,7 @@ func (g *generation) serve() error {
 		}()
 	}
 	run("bridge", br.Run)
-	run("retain", func(ctx context.Context) error { return keepRetained(ctx, g.ch, d.store, d.log) })
+	run("retain", func(ctx context.Context) error { return retain.Keep(ctx, g.ch.Tags(), g.ch.Image, d.store, d.log) })
 	go func() { wg.Wait(); close(done) }()
 	return nil
 }
