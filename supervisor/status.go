@@ -94,17 +94,16 @@ type HandOver struct {
 	// one found no state offered yet (the old one kept driving them).
 	Missed  uint64 `json:"missed"`
 	Retries uint64 `json:"retries"`
-	// Carried, Fresh and Dropped count blocks whose state carried over, new
-	// blocks that started fresh, and blocks of the old program left out.
-	Carried int `json:"carried"`
-	Fresh   int `json:"fresh"`
-	Dropped int `json:"dropped"`
+	// How the blocks' state carried over: blocks whose state carried over,
+	// new blocks that started fresh, and blocks of the old program left out.
+	wire.BlockCounts
+
 	// Took is the time from the apply request to the confirmed switch.
 	Took time.Duration `json:"took"`
 	// Mode and Driven are the running generation's hand-over counters now:
 	// its mode ("driving") and the cycles it drove since the switch.
-	Mode   string `json:"mode,omitempty"`
-	Driven uint64 `json:"driven"`
+	Mode   wire.HandOverMode `json:"mode"`
+	Driven uint64            `json:"driven"`
 	// CPUs the generation runs on.
 	CPUs string `json:"cpus,omitempty"`
 }

@@ -318,7 +318,9 @@ type BlockCounts struct {
 	// Carried blocks took the old program's state; Fresh blocks are new
 	// (or changed shape) and started from scratch; Dropped blocks of the
 	// old program are not in the new one.
-	Carried, Fresh, Dropped int
+	Carried int `json:"carried"`
+	Fresh   int `json:"fresh"`
+	Dropped int `json:"dropped"`
 }
 
 // HandOverCounters are one executive's hand-over counters, published in

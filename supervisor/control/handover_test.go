@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 )
@@ -13,7 +14,7 @@ import (
 // mkrt status shows the last hand-over, and it crosses the socket intact.
 func TestStatusShowsHandOver(t *testing.T) {
 	ctrl := fakeController()
-	h := &supervisor.HandOver{Generation: 2, Cycle: 1234, Time: time.Unix(1, 0).UTC(), Retries: 1, Carried: 3, Fresh: 2, Took: 241 * time.Millisecond, Mode: "driving", Driven: 50, CPUs: "0"}
+	h := &supervisor.HandOver{Generation: 2, Cycle: 1234, Time: time.Unix(1, 0).UTC(), Retries: 1, BlockCounts: wire.BlockCounts{Carried: 3, Fresh: 2}, Took: 241 * time.Millisecond, Mode: wire.Driving, Driven: 50, CPUs: "0"}
 	ctrl.St.HandOver = h
 	var b bytes.Buffer
 	if err := control.WriteStatus(&b, ctrl.St); err != nil {

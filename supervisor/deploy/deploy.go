@@ -16,7 +16,7 @@
 // kernel (or hypervisor) with their patch set, and have run only against
 // the fakes of their interfaces (Options.Kexec, Options.Jailhouse).
 //
-// A structural `mkrt apply` is a hand-over (takeover.go): a new generation
+// A structural `mkrt apply` is a hand-over (handover.go; the switch itself in switch.go): a new generation
 // of the partition starts on standby beside the running one — a process,
 // a second guest, a second multikernel instance or Parker secondary — and
 // takes the outputs and the controller state at a cycle boundary.

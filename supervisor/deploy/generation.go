@@ -98,7 +98,7 @@ type generation struct {
 	reader       *shm.Reader
 	ch           *plant.Region
 	part         supervisor.Partition
-	takeOver     *takeOverPartition // nil for a normal start
+	standby      *standbyPartition // nil for a normal start
 	sup          *supervisor.Supervisor
 	up           chan struct{} // closed at the partition's first heartbeat
 	upOnce       sync.Once
@@ -177,8 +177,8 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 				return nil, fmt.Errorf("deploy: generation %d: the standby start would place the shared region at %v, not %v (%v)", n, loc, g.loc, err)
 			}
 		}
-		g.takeOver = &takeOverPartition{standby: standby, normal: g.part}
-		g.part = g.takeOver
+		g.standby = &standbyPartition{standby: standby, normal: g.part}
+		g.part = g.standby
 	}
 	if g.region, err = shm.Open(g.loc); err != nil {
 		return nil, err

@@ -185,7 +185,7 @@ func TestRunHandOver(t *testing.T) {
 	control.WriteStatus(&b, st)
 	t.Logf("mkrt status after the hand-over:\n%s", b.String())
 	h := st.HandOver
-	if h == nil || h.Generation != 2 || h.Missed != 0 || h.Carried != 3 || h.Fresh != 2 || h.Mode != "driving" {
+	if h == nil || h.Generation != 2 || h.Missed != 0 || h.Carried != 3 || h.Fresh != 2 || h.Mode != wire.Driving {
 		t.Fatalf("status hand-over = %+v; want generation 2, 0 missed, 3 carried, 2 fresh, driving", h)
 	}
 	if !strings.Contains(b.String(), "0 missed cycles") {

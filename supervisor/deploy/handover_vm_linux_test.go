@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/bridge/bridgetest"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/deploy"
 )
@@ -214,7 +215,7 @@ func TestHandOverVM(t *testing.T) {
 	if ho == nil || ho.Generation != 2 {
 		t.Fatalf("status after the hand-over: %+v", st.HandOver)
 	}
-	if ho.Missed != 0 || ho.Carried != 4 || ho.Fresh != 1 || ho.Mode != "driving" {
+	if ho.Missed != 0 || ho.Carried != 4 || ho.Fresh != 1 || ho.Mode != wire.Driving {
 		t.Fatalf("hand-over: %+v; want 0 missed, 4 blocks carried, 1 fresh, driving", ho)
 	}
 	if tv, ok := tag("level_high"); !ok || tv.Quality != "good" || tv.Value != 0 {

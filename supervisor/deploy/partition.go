@@ -67,7 +67,7 @@ func (g *generation) held() []kexec.Range {
 		return nil
 	}
 	part := g.part
-	if t, ok := part.(*takeOverPartition); ok {
+	if t, ok := part.(*standbyPartition); ok {
 		part = t.cur()
 	}
 	switch p := part.(type) {

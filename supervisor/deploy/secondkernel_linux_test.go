@@ -18,6 +18,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/pid1"
 	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor/deploy"
 	"github.com/mkrt/mkrt/supervisor/jailhouse"
 	"github.com/mkrt/mkrt/supervisor/jailhouse/jailhousetest"
@@ -231,7 +232,7 @@ func TestMultikernelRunAndHandOver(t *testing.T) {
 		return s == "", k.State()
 	})
 	st = p.status()
-	if st.HandOver == nil || st.HandOver.Mode != "driving" || st.HandOver.Carried != 3 {
+	if st.HandOver == nil || st.HandOver.Mode != wire.Driving || st.HandOver.Carried != 3 {
 		t.Fatalf("status after the hand-over: %+v", st.HandOver)
 	}
 	kernels.checkMissed(st.HandOver.Missed)
@@ -314,7 +315,7 @@ func TestParkerRunAndHandOver(t *testing.T) {
 		return !strings.Contains(st, p.name+"(") && strings.Contains(st, p.name+"-2("), st
 	})
 	st = p.status()
-	if st.HandOver == nil || st.HandOver.Mode != "driving" || st.HandOver.Carried != 3 {
+	if st.HandOver == nil || st.HandOver.Mode != wire.Driving || st.HandOver.Carried != 3 {
 		t.Fatalf("status after the hand-over: %+v", st.HandOver)
 	}
 	kernels.checkMissed(st.HandOver.Missed)

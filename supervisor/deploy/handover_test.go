@@ -108,9 +108,9 @@ func (f fakePartition) Console() []string          { return nil }
 
 // A generation restarted after its switch starts ordinarily: the region it
 // took over from is gone.
-func TestTakeOverPartitionRestartsOrdinarily(t *testing.T) {
+func TestStandbyPartitionRestartsOrdinarily(t *testing.T) {
 	var started []string
-	p := &takeOverPartition{standby: fakePartition{"standby", &started}, normal: fakePartition{"normal", &started}}
+	p := &standbyPartition{standby: fakePartition{"standby", &started}, normal: fakePartition{"normal", &started}}
 	ctx := context.Background()
 	p.Start(ctx)
 	p.Stop(ctx)
