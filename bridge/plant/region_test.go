@@ -1,10 +1,18 @@
 package plant_test
 
 import (
+	"context"
+	"errors"
 	"testing"
+	"time"
 
+	"github.com/mkrt/mkrt/bridge/bridgetest"
 	"github.com/mkrt/mkrt/bridge/plant"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/shmtest"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
+	"github.com/mkrt/mkrt/shm/wire/wiretest"
 )
 
 func TestMarkStale(t *testing.T) {
@@ -30,5 +38,55 @@ func TestMarkStale(t *testing.T) {
 	big := make([]tag.Sample, 1000)
 	if n := testing.AllocsPerRun(100, func() { plant.MarkStale(big) }); n != 0 {
 		t.Errorf("MarkStale allocates %v times", n)
+	}
+}
+
+// statusOf is the status a Plant.Write error stands for.
+func statusOf(err error) wire.Status {
+	var rej *wire.RejectedError
+	switch {
+	case err == nil:
+		return wire.Applied
+	case errors.As(err, &rej):
+		return rej.Result.Status
+	}
+	return 0
+}
+
+// The production Plant (over a real region, with the region's stand-in
+// executive answering) and the bridge's in-memory fake refuse and accept
+// the shared write-check table (shm/wire/wiretest) alike.
+func TestWriteCheckTable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := shm.Params{Tags: wiretest.Tags(), Tasks: []shm.Task{{Name: "main", Period: time.Millisecond}}, Partition: "test"}
+	l := shmtest.Layout(t, p)
+	w, r := shmtest.Pair(t, l)
+	ex := &shmtest.Executive{W: w, Tags: shmtest.Table(p)}
+	region := plant.NewRegion(r)
+	region.SetUp(true, "")
+	go func() {
+		for ctx.Err() == nil {
+			ex.Step()
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	tab, err := tag.NewTable(wiretest.Tags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := bridgetest.NewPlant(tab, 0)
+	fake.Start(ctx, time.Millisecond)
+	for name, pl := range map[string]plant.Plant{"region": region, "bridgetest": fake} {
+		for _, c := range wiretest.WriteCases() {
+			cmd := wire.Command{Kind: wire.WriteTag, Tag: c.ID(), Value: c.Value, Origin: wire.NewOrigin("test:table")}
+			if got := statusOf(plant.Check(pl.Tags(), &cmd)); got != c.Want {
+				t.Errorf("%s: Check %s <- %v: %v, want %v", name, c.Tag, c.Value, got, c.Want)
+			}
+			_, err := pl.Write(ctx, cmd)
+			if got := statusOf(err); got != c.Want {
+				t.Errorf("%s: Write %s <- %v: %v (%v), want %v", name, c.Tag, c.Value, got, err, c.Want)
+			}
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/executive/executivetest"
 	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/shm/wire"
+	"github.com/mkrt/mkrt/shm/wire/wiretest"
 )
 
 const period = time.Millisecond
@@ -398,6 +399,47 @@ func TestNewRejects(t *testing.T) {
 		mutate(cfg)
 		if _, err := executive.New(cfg, tab, prog, nil, nil, executive.Options{NoRealtime: true}); !errors.Is(err, executive.ErrConfig) {
 			t.Errorf("%s: New = %v, want ErrConfig", name, err)
+		}
+	}
+}
+
+// The executive answers the shared write-check table (shm/wire/wiretest)
+// exactly as wire.CheckTagWrite does, and applies what it accepts.
+func TestWriteCheckTable(t *testing.T) {
+	cfg := &configs.Config{Tasks: []configs.Task{{Name: "main", Period: configs.Duration(period)}}}
+	tab, err := tag.NewTable(wiretest.Tags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock, ch := executivetest.NewClock(time.Second), executivetest.NewChannel(1)
+	e, err := executive.New(cfg, tab, func(string, *tag.Table) (executive.Program, error) { return &executivetest.Program{Clock: clock}, nil },
+		nil, ch, executive.Options{Clock: clock, NoRealtime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.StartForTest()
+	e.CycleForTest(0)
+	cases := wiretest.WriteCases()
+	for i, c := range cases {
+		ch.Send(wire.Command{ID: uint64(i + 1), Kind: wire.WriteTag, Tag: c.ID(), Value: c.Value})
+		e.CycleForTest(0)
+	}
+	res := ch.Results()
+	if len(res) != len(cases) {
+		t.Fatalf("%d results for %d writes", len(res), len(cases))
+	}
+	last := map[tag.ID]wire.Value{} // the last accepted write of each tag
+	for i, c := range cases {
+		if res[i].Status != c.Want {
+			t.Errorf("%s <- %v: %v, want %v", c.Tag, c.Value, res[i].Status, c.Want)
+		}
+		if c.Want == wire.Applied {
+			last[c.ID()] = c.Value
+		}
+	}
+	for id, v := range last {
+		if v.IsText && tab.Text[id] != string(v.Text) || !v.IsText && tab.Samples[id].Value != v.Num {
+			t.Errorf("%s: last accepted %v, the table holds %v %q", tab.Info[id].Name, v, tab.Samples[id].Value, tab.Text[id])
 		}
 	}
 }
