@@ -210,6 +210,12 @@ var statusNames = [...]string{"", "applied", "unknown tag", "read-only", "writte
 
 func (s Status) String() string { return name(statusNames[:], int(s), "status") }
 
+// MarshalText writes the status's name.
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a status's name.
+func (s *Status) UnmarshalText(b []byte) error { return parse(statusNames[:], b, "status", s) }
+
 // Err is nil for Applied, else the sentinel that classifies the refusal
 // (ErrUnknownTag, ErrReadOnly, ..., ErrRejected for an unknown status).
 func (s Status) Err() error {

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 )
 
@@ -92,8 +93,13 @@ type Result struct {
 	Value string `json:"value"`
 	// Applied is true when the executive confirmed the write; false when it
 	// was queued but not yet confirmed.
-	Applied bool   `json:"applied"`
-	Message string `json:"message,omitempty"`
+	Applied bool `json:"applied"`
+	// Status and Cycle are the executive's answer (wire.Applied at the
+	// start of Cycle); Old is the tag's value before (numbers).
+	Status  wire.Status `json:"status,omitempty"`
+	Cycle   uint64      `json:"cycle,omitempty"`
+	Old     float64     `json:"old,omitempty"`
+	Message string      `json:"message,omitempty"`
 }
 
 // ApplyResult is the outcome of applying a config.

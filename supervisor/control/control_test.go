@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/supervisortest"
@@ -268,5 +269,26 @@ func BenchmarkStatusRoundTrip(b *testing.B) {
 		if _, err := c.Status(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// refusing answers every write with the executive's refusal.
+type refusing struct {
+	*supervisortest.Controller
+	res wire.Result
+}
+
+func (r refusing) Set(context.Context, string, string) (control.Result, error) {
+	return control.Result{}, fmt.Errorf("%w: %w", control.ErrInvalid, r.res.Err())
+}
+
+// A write the executive refused crosses the socket as the refusal itself:
+// the CLI classifies it with the wire vocabulary and knows the cycle.
+func TestRefusalCrossesTheSocket(t *testing.T) {
+	_, c := serve(t, refusing{fakeController(), wire.Result{Status: wire.OutOfRange, Cycle: 77}})
+	_, err := c.Set(tctx(t), "setpoint", "99")
+	var rej *wire.RejectedError
+	if !errors.Is(err, control.ErrInvalid) || !errors.Is(err, wire.ErrOutOfRange) || !errors.As(err, &rej) || rej.Result.Cycle != 77 {
+		t.Fatalf("Set = %v (%T), want invalid, out of range at cycle 77", err, err)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Options configure a Server.
@@ -217,10 +219,13 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// errorBody is every error response.
+// errorBody is every error response. A write the executive (or the
+// check before it) refused carries its status and cycle.
 type errorBody struct {
-	Error string `json:"error"`
-	Kind  string `json:"kind,omitempty"`
+	Error  string      `json:"error"`
+	Kind   string      `json:"kind,omitempty"`
+	Status wire.Status `json:"status,omitempty"`
+	Cycle  uint64      `json:"cycle,omitempty"`
 }
 
 var kinds = []struct {
@@ -236,6 +241,9 @@ var kinds = []struct {
 
 func writeError(w http.ResponseWriter, err error) {
 	body := errorBody{Error: err.Error()}
+	if rej := (*wire.RejectedError)(nil); errors.As(err, &rej) {
+		body.Status, body.Cycle = rej.Result.Status, rej.Result.Cycle
+	}
 	status := http.StatusInternalServerError
 	for _, k := range kinds {
 		if errors.Is(err, k.err) {
@@ -254,24 +262,40 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-// kindError turns an error body back into an error that errors.Is matches.
+// kindError turns an error body back into an error that errors.Is matches:
+// its kind, and for a refused write the refusal (wire.ErrOutOfRange, ...).
 func kindError(status int, b errorBody) error {
+	e := &RemoteError{Status: status, Msg: strings.TrimSpace(b.Error)}
 	for _, k := range kinds {
 		if b.Kind == k.name {
-			return &RemoteError{Status: status, Msg: b.Error, kind: k.err}
+			e.kind = k.err
 		}
 	}
-	return &RemoteError{Status: status, Msg: strings.TrimSpace(b.Error)}
+	if b.Status != 0 {
+		e.Refusal = &wire.RejectedError{Result: wire.Result{Status: b.Status, Cycle: b.Cycle}}
+	}
+	return e
 }
 
 // RemoteError is an error the supervisor answered with.
 type RemoteError struct {
 	Status int
 	Msg    string
-	kind   error
+	// Refusal is the executive's (or the check's) answer to a refused write.
+	Refusal *wire.RejectedError
+	kind    error
 }
 
 func (e *RemoteError) Error() string { return e.Msg }
 
-// Unwrap exposes the kind (ErrNotFound, ErrInvalid, ...).
-func (e *RemoteError) Unwrap() error { return e.kind }
+// Unwrap exposes the kind (ErrNotFound, ErrInvalid, ...) and the refusal.
+func (e *RemoteError) Unwrap() []error {
+	var errs []error
+	if e.kind != nil {
+		errs = append(errs, e.kind)
+	}
+	if e.Refusal != nil {
+		errs = append(errs, e.Refusal)
+	}
+	return errs
+}

@@ -98,7 +98,7 @@ func (c *controller) Set(ctx context.Context, name, value string) (control.Resul
 			return res, fmt.Errorf("%w: %v", control.ErrUnavailable, err)
 		}
 	}
-	res.Applied = true
+	res.Applied, res.Status, res.Cycle, res.Old = true, r.Status, r.Cycle, r.Old
 	res.Message = fmt.Sprintf("applied at cycle %d (was %s)", r.Cycle, strconv.FormatFloat(r.Old, 'g', -1, 64))
 	return res, nil
 }
