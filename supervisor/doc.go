@@ -4,9 +4,9 @@
 // the restart policy with crash-loop detection, and the status a running
 // partition reports to the control socket.
 //
-// The pieces compose as follows. A backend (supervisor/process, and later vm,
+// The pieces compose as follows. A backend (supervisor/process, vm,
 // multikernel, parker, jailhouse) implements Partition; its Start runs a
-// Runner over named Steps (check readiness, isolate cores, move IRQs, assign
+// Lifecycle of named Steps (check readiness, isolate cores, move IRQs, assign
 // NICs, create shared memory, load, start) and unwinds them in reverse on
 // failure or Stop. A Supervisor owns one Partition: it starts it, waits for
 // the first heartbeat, watches the heartbeat every period, declares the
