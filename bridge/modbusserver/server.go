@@ -1,15 +1,18 @@
 // Package modbusserver is the bridge's Modbus TCP server for SCADA
 // (github.com/simonvetter/modbus): tags mapped to coils, discrete inputs,
 // input and holding registers per the config's map, with data types, word
-// order and scaling. Reads are served from the latest snapshot of the
-// process image; writes are allowed only to writable tags, checked against
-// type and min/max, sent through the Plant and answered only once the
-// executive accepted or rejected them. Rejections map to exception codes:
-// illegal data address (unmapped, read-only, partial multi-register value),
-// illegal data value (out of range, wrong type), server device busy (command
-// ring full), server device failure (executive not running). It limits
-// clients, closes idle ones, and serves MBAPS (Modbus over TLS with client
-// certificates) when configured.
+// order and scaling. Values are laid out in registers by io/modbus/register,
+// the codec the executive's field-device client uses too, so SCADA sees a
+// tag in a given order exactly as a device in that order would hold it; a
+// value outside its wire type's range is served clamped. Reads are served
+// from the latest snapshot of the process image; writes are allowed only to
+// writable tags, checked against type and min/max, sent through the Plant
+// and answered only once the executive accepted or rejected them.
+// Rejections map to exception codes: illegal data address (unmapped,
+// read-only, partial multi-register value), illegal data value (out of
+// range, wrong type), server device busy (command ring full), server device
+// failure (executive not running). It limits clients, closes idle ones, and
+// serves MBAPS (Modbus over TLS with client certificates) when configured.
 //
 // It needs a TCP port, nothing else.
 package modbusserver
@@ -30,6 +33,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/metrics"
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/io/modbus/register"
 	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/shm/wire"
 )
@@ -88,6 +92,7 @@ type Server struct {
 	areas   map[configs.Area]*area
 	samples []tag.Sample
 	text    []string
+	wire    []byte // Refresh's scratch: one entry's registers as wire bytes
 	fresh   bool
 }
 
@@ -194,12 +199,15 @@ func New(cfg Config, p plant.Plant) (*Server, error) {
 	}
 	s.samples = make([]tag.Sample, len(s.tags))
 	s.text = make([]string, len(s.tags))
+	for _, e := range s.ents {
+		s.wire = make([]byte, max(len(s.wire), 2*e.n))
+	}
 	return s, nil
 }
 
 // Refresh reads the process image into the register image.
 //
-// Hot path: runs every scan; encode allocates nothing (TestEncodeAllocatesNothing).
+// Hot path: runs every scan and allocates nothing (TestRefreshAllocatesNothing).
 func (s *Server) Refresh() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -215,7 +223,13 @@ func (s *Server) Refresh() error {
 			a.bits[e.addr] = v != 0
 			continue
 		}
-		encode(a.regs[e.addr:e.addr+e.n], e.typ, e.order, (v-e.offset)/e.scale, s.text[e.id])
+		w := s.wire[:2*e.n]
+		if e.typ == tag.String {
+			register.EncodeString(w, e.order, s.text[e.id])
+		} else {
+			register.Encode(w, e.typ, e.order, (v-e.offset)/e.scale)
+		}
+		register.FromBytes(a.regs[e.addr:e.addr+e.n], w)
 	}
 	s.fresh = true
 	return nil
@@ -344,13 +358,29 @@ func (s *Server) HandleHoldingRegisters(req *modbus.HoldingRegistersRequest) ([]
 		return nil, err
 	}
 	ws, err := s.plan(configs.AreaHolding, req.Addr, req.Quantity, func(e *entry, off int) (float64, string, error) {
-		raw, text, err := decode(req.Args[off:off+e.n], e.typ, e.order)
-		return raw*e.scale + e.offset, text, err
+		return decode(e, req.Args[off:off+e.n])
 	}, who(req.ClientAddr, req.ClientRole))
 	if err != nil {
 		return nil, err
 	}
 	return nil, s.apply(ws)
+}
+
+// decode reads the registers a client wrote to entry e: the text of a
+// string, or the engineering value (scale and offset applied) of anything
+// else. Registers that hold no value of the type (a bool other than 0 or 1,
+// a NaN or infinite float) are the wrong type.
+func decode(e *entry, r []uint16) (float64, string, error) {
+	w := make([]byte, 2*len(r))
+	register.ToBytes(w, r)
+	if e.typ == tag.String {
+		return 0, register.DecodeString(w, e.order, len(w), ""), nil
+	}
+	raw, err := register.Decode(w, e.typ, e.order)
+	if err != nil {
+		return 0, "", fmt.Errorf("modbusserver: registers %04x as %s %s: %w: %w", r, e.typ, e.order, err, wire.ErrWrongType)
+	}
+	return raw*e.scale + e.offset, "", nil
 }
 
 // who is the origin of a client's writes: its address and, over MBAPS,

@@ -62,9 +62,14 @@ func start(t testing.TB, ring int, step bool) *rig {
 		t.Fatal(err)
 	}
 	p.Set(0, 1.5)
-	port := bridgetest.FreePort(t)
+	return serve(t, p, testMap, bridgetest.FreePort(t), step)
+}
+
+// serve runs a server of map m over p on port (unit id 1) until the test
+// ends; with step the plant runs a cycle every 2ms.
+func serve(t testing.TB, p *bridgetest.Plant, m []configs.RegisterMap, port int, step bool) *rig {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	srv, err := modbusserver.New(modbusserver.Config{Listen: addr, Map: testMap, WriteTimeout: 500 * time.Millisecond, UnitID: 1}, p)
+	srv, err := modbusserver.New(modbusserver.Config{Listen: addr, Map: m, WriteTimeout: 500 * time.Millisecond, UnitID: 1}, p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,12 @@
 // every poll period in its own goroutine, decodes every config data type
 // (bool, int16, uint16, int32, uint32, int64, float32, float64, string; byte
 // and word orders ABCD, CDAB, BADC, DCBA; scale and offset; one bit of a
-// register) and writes outputs when they change (and every write_every),
-// coalescing back-to-back outputs into one FC16/FC15 request, FC6/FC5 for a
-// single register or coil and FC22 (mask write) for one bit of a register
-// (read-modify-write on devices without FC22).
+// register) with the register codec of package io/modbus/register, the one
+// the bridge's Modbus server uses too, and writes outputs when they change
+// (and every write_every), coalescing back-to-back outputs into one
+// FC16/FC15 request, FC6/FC5 for a single register or coil and FC22 (mask
+// write) for one bit of a register (read-modify-write on devices without
+// FC22).
 //
 // Zero-valued device settings take the defaults of configs.Device; since
 // zero means "default", a negative retries means no retries and a negative

@@ -14,6 +14,8 @@ import (
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
+var orders = []configs.Order{configs.ABCD, configs.CDAB, configs.BADC, configs.DCBA}
+
 // recorder serves a sim.Bank and records every request as "fcN addr+qty".
 type recorder struct {
 	*sim.Bank

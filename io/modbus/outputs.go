@@ -10,6 +10,7 @@ import (
 	gb "github.com/goburrow/modbus"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/io/modbus/register"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -107,13 +108,13 @@ func (s *Scanner) writeSpan(ctx context.Context, r *Request, o *outputs, tags []
 			b := &s.plan.bindings[i]
 			w := s.wire[2*(b.addr-addr) : 2*(b.end()-addr)]
 			if b.typ == tag.String {
-				encodeString(o.text[i], b.order, w)
+				register.EncodeString(w, b.order, o.text[i])
 			} else {
 				raw := o.values[i]
 				if b.typ.Numeric() {
 					raw = (raw - b.offset) / b.scale
 				}
-				encodeRegisters(b, raw, w)
+				register.Encode(w, b.typ, b.order, raw)
 			}
 		}
 		op = func(c gb.Client) ([]byte, error) {
@@ -136,10 +137,7 @@ func (s *Scanner) writeSpan(ctx context.Context, r *Request, o *outputs, tags []
 // other bits as they are on the device.
 func (s *Scanner) writeMask(ctx context.Context, o *outputs, i int) error {
 	b := &s.plan.bindings[i]
-	bit := b.bit
-	if b.order == configs.BADC || b.order == configs.DCBA {
-		bit ^= 8 // the device sees the register with its bytes swapped
-	}
+	bit := register.WireBit(b.order, b.bit) // the mask addresses the register as the device holds it
 	and, or := ^uint16(1<<bit), uint16(0)
 	if o.values[i] != 0 {
 		or = 1 << bit

@@ -115,6 +115,41 @@ func TestHotPathAllocs(t *testing.T) {
 	s.SetOutputs(nil, nil)
 }
 
+// TestPollDecodeAllocs proves that decoding a poll's answer on the I/O
+// goroutine allocates nothing: every type in every order, a bit, and a
+// string once its text is known.
+func TestPollDecodeAllocs(t *testing.T) {
+	var tags []configs.IOTag
+	a := 0
+	for _, typ := range tag.DataTypes {
+		for _, o := range orders {
+			it := configs.IOTag{Name: fmt.Sprintf("%s_%s", typ, o), Area: configs.AreaHolding, Address: a, Type: typ, Order: o}
+			if typ == tag.String {
+				it.Length = 6
+			}
+			tags = append(tags, it)
+			a += typ.Registers(it.Length)
+		}
+	}
+	tags = append(tags, configs.IOTag{Name: "bit", Area: configs.AreaHolding, Address: a, Bit: ptr(9), Order: configs.BADC})
+	dev := tcpDevice("hot", "127.0.0.1:1", tags...)
+	s, err := NewScanner(dev, newTable(t, dev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire := []byte("PUMP-7\x41\x20\x00\x00")
+	decodeAll := func() {
+		for i := range s.plan.bindings {
+			b := &s.plan.bindings[i]
+			s.decode(b, wire[:2*b.regs], i)
+		}
+	}
+	decodeAll()
+	if n := testing.AllocsPerRun(1000, decodeAll); n != 0 {
+		t.Errorf("decoding %d tags allocates %v times per poll", len(s.plan.bindings), n)
+	}
+}
+
 // TestTripleBufferNeverTears runs a producer and a consumer concurrently:
 // every version the consumer sees is whole (all fields of one version) and
 // versions never go backwards. Run with -race.

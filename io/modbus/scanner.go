@@ -15,6 +15,7 @@ import (
 	gb "github.com/goburrow/modbus"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/io/modbus/register"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -494,13 +495,10 @@ func (s *Scanner) read(r *Request) error {
 		b := &s.plan.bindings[i]
 		off := b.addr - r.Address
 		var raw float64
-		switch {
-		case b.bitArea():
+		if b.bitArea() {
 			raw = getBit(res, off)
-		case b.typ == tag.String:
-			s.cur.text[i] = decodeString(res[2*off:2*(off+b.regs)], b.length, b.order, s.cur.text[i])
-		default:
-			raw = decodeRegisters(b, res[2*off:2*(off+b.regs)])
+		} else {
+			raw = s.decode(b, res[2*off:2*(off+b.regs)], i)
 		}
 		v := raw
 		if b.typ.Numeric() {
@@ -513,6 +511,28 @@ func (s *Scanner) read(r *Request) error {
 		s.cur.samples[i] = smp
 	}
 	return nil
+}
+
+// decode reads binding b (index i) from its registers: a string into the
+// current text, a number or one bit as the raw value it returns.
+//
+// Hot path (I/O goroutine): allocation-free while strings do not change.
+func (s *Scanner) decode(b *binding, wire []byte, i int) float64 {
+	switch {
+	case b.typ == tag.String:
+		s.cur.text[i] = register.DecodeString(wire, b.order, b.length, s.cur.text[i])
+		return 0
+	case b.bit >= 0:
+		if register.Bit(wire, b.order, b.bit) {
+			return 1
+		}
+		return 0
+	}
+	// A field device's value is taken as it comes: a bool register other
+	// than 0 is true and a NaN or infinity is flagged out of range by the
+	// caller, so Decode's ErrNotBool and ErrNotFinite change nothing here.
+	raw, _ := register.Decode(wire, b.typ, b.order)
+	return raw
 }
 
 func (r *Request) readOp() string {

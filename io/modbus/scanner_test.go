@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/io/modbus/register"
 	"github.com/mkrt/mkrt/io/sim"
 	"github.com/mkrt/mkrt/shm/tag"
 )
@@ -30,10 +31,9 @@ func TestScannerReadsEveryTypeAndOrder(t *testing.T) {
 		for _, order := range orders {
 			name := string(typ) + "_" + string(order)
 			tags = append(tags, configs.IOTag{Name: name, Area: configs.AreaHolding, Address: a, Type: typ, Order: order})
-			b := &binding{typ: typ, order: order, regs: typ.Registers(0), bit: -1}
-			encodeRegisters(b, values[typ], regs[2*a:])
+			register.Encode(regs[2*a:], typ, order, values[typ])
 			want[name] = values[typ]
-			a += b.regs
+			a += typ.Registers(0)
 		}
 	}
 	// Scale and offset, a bit, a string, coils and discrete inputs.
