@@ -8,15 +8,21 @@ import (
 // Console keeps the last lines a partition's program wrote (stdout, stderr
 // or a serial console), like gokrazy's ring buffer of logs. It is an
 // io.Writer safe for concurrent use; an unfinished line is kept until its
-// newline arrives (or it grows past MaxLine).
+// newline arrives (or it grows past MaxLine). A serial console's CRLF line
+// ends are taken as newlines (the CR is dropped).
 type Console struct {
 	mu      sync.Mutex
 	lines   []string
 	next    int
 	full    bool
 	partial []byte
-	// OnLine, when set, sees every complete line (e.g. to log it).
+	// OnLine, when set, sees every complete line (e.g. to log it), in
+	// order. It is called outside the ring's lock: Lines does not wait for
+	// it.
 	OnLine func(line string)
+	// seeing serialises the OnLine calls; it is taken before mu is let go,
+	// so lines reach OnLine in the ring's order.
+	seeing sync.Mutex
 }
 
 // MaxLine is the longest line kept; longer ones are split.
@@ -27,9 +33,9 @@ func NewConsole(n int) *Console { return &Console{lines: make([]string, max(n, 1
 
 // Write splits p into lines and keeps them.
 func (c *Console) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	n := len(p)
+	var done []string // complete lines, for OnLine
+	c.mu.Lock()
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if room := MaxLine - len(c.partial); i < 0 || i > room {
@@ -37,28 +43,36 @@ func (c *Console) Write(p []byte) (int, error) {
 			c.partial = append(c.partial, p[:take]...)
 			p = p[take:]
 			if len(c.partial) >= MaxLine {
-				c.addLocked(string(c.partial))
+				done = append(done, c.addLocked(string(c.partial)))
 				c.partial = c.partial[:0]
 			}
 			continue
 		}
 		c.partial = append(c.partial, p[:i]...)
-		c.addLocked(string(c.partial))
+		done = append(done, c.addLocked(string(bytes.TrimSuffix(c.partial, []byte{'\r'}))))
 		c.partial = c.partial[:0]
 		p = p[i+1:]
+	}
+	if c.OnLine == nil || len(done) == 0 {
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.seeing.Lock()
+	c.mu.Unlock()
+	defer c.seeing.Unlock()
+	for _, l := range done {
+		c.OnLine(l)
 	}
 	return n, nil
 }
 
-func (c *Console) addLocked(line string) {
+func (c *Console) addLocked(line string) string {
 	c.lines[c.next] = line
 	c.next = (c.next + 1) % len(c.lines)
 	if c.next == 0 {
 		c.full = true
 	}
-	if c.OnLine != nil {
-		c.OnLine(line)
-	}
+	return line
 }
 
 // Lines returns the kept lines, oldest first.

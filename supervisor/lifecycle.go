@@ -5,18 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"sync"
+	"time"
 )
 
 // ErrStarted is a Start of a partition that is already started (Stop it
-// first).
-var ErrStarted = errors.New("already started")
+// first); ErrNotStarted a Wait (or Kill) of a partition whose program never
+// ran.
+var (
+	ErrStarted    = errors.New("already started")
+	ErrNotStarted = errors.New("not started")
+)
 
 // Lifecycle owns the step Runner of a partition backend between Start and
 // Stop: Start runs the host preparation with a new Runner, Stop unwinds the
-// Runner of the current start. Backends embed one per partition. The zero
-// value is usable (no log, real clock); set Backend, Log and Clock before
-// the first Start.
+// Runner of the current start. It also keeps the Ending of the program's
+// current run, which the backend's start step records with Running (or
+// Reap, for a child process) and Wait awaits. Backends embed one per
+// partition. The zero value is usable (no log, real clock); set Backend,
+// Log and Clock before the first Start.
+//
+// Its lock is never held while a step runs (see Runner), so Stop, Records
+// and Wait answer during a long boot.
 type Lifecycle struct {
 	// Backend prefixes the errors of Start ("process: already started").
 	Backend string
@@ -26,6 +37,7 @@ type Lifecycle struct {
 	mu     sync.Mutex
 	runner *Runner // of the current start; nil when stopped
 	last   *Runner // of the last start, for Records
+	ending *Ending // of the program's current or last run; nil before the first
 }
 
 // Start runs the steps of one start. begin is called once the start is
@@ -55,7 +67,8 @@ func (l *Lifecycle) Start(ctx context.Context, begin func() []Step) error {
 }
 
 // Stop undoes the steps of the current start in reverse; nothing when the
-// partition is not started.
+// partition is not started. A Stop during a Start cancels the start, which
+// undoes what it did (see Runner.Unwind).
 func (l *Lifecycle) Stop(ctx context.Context) error {
 	l.mu.Lock()
 	r := l.runner
@@ -76,6 +89,55 @@ func (l *Lifecycle) Records() []StepRecord {
 		return nil
 	}
 	return r.Records()
+}
+
+// Running records the ending of the program's run that a start step just
+// began; Ending and Wait see it until the next run. A backend calls it from
+// a step, never while holding a lock its begin function takes.
+func (l *Lifecycle) Running(e *Ending) {
+	l.mu.Lock()
+	l.ending = e
+	l.mu.Unlock()
+}
+
+// Reap makes cmd, a child process just started (the executive, QEMU), the
+// program's current run (see Running) and reaps it in the background: the
+// run ends with the child's exit code, or the signal that ended it, once
+// onExit (optional; e.g. to clear the pid and log) has seen it.
+func (l *Lifecycle) Reap(cmd *exec.Cmd, onExit func(Exit)) *Ending {
+	e := NewEnding()
+	l.Running(e)
+	now := time.Now
+	if l.Clock != nil {
+		now = l.Clock.Now
+	}
+	go func() {
+		werr := cmd.Wait()
+		x := processExit(cmd.ProcessState, werr, now())
+		if onExit != nil {
+			onExit(x)
+		}
+		e.End(x)
+	}()
+	return e
+}
+
+// Ending is the ending of the program's current or last run, nil before
+// the first.
+func (l *Lifecycle) Ending() *Ending {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ending
+}
+
+// Wait returns how the program's current run ended, or ctx.Err() when ctx
+// ends first; before the first run an error wrapping ErrNotStarted.
+func (l *Lifecycle) Wait(ctx context.Context) (Exit, error) {
+	e := l.Ending()
+	if e == nil {
+		return Exit{}, fmt.Errorf("%s: partition %w", l.Backend, ErrNotStarted)
+	}
+	return e.Wait(ctx)
 }
 
 // Ending is how one run of a partition's program ends: set once by the
@@ -101,6 +163,20 @@ func (e *Ending) End(x Exit) {
 
 // Done is closed once the run ended.
 func (e *Ending) Done() <-chan struct{} { return e.done }
+
+// EndsWithin waits up to d for the run to end and reports whether it did:
+// the bound on the wait after a SIGKILL, which a process stuck in
+// uninterruptible sleep does not obey.
+func (e *Ending) EndsWithin(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-e.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
 
 // Wait returns how the run ended, or ctx.Err() when ctx ends first (a run
 // that has ended is reported even with ctx done).

@@ -128,3 +128,48 @@ func TestEnding(t *testing.T) {
 		t.Fatalf("wait after the end = %v, %v; want exit status 3 even with a cancelled ctx", x, err)
 	}
 }
+
+// Stop during a start that waits abandons the start: it is undone, and the
+// lifecycle is stopped.
+func TestLifecycleStopDuringStart(t *testing.T) {
+	var (
+		log []string
+		mu  sync.Mutex
+	)
+	booting := make(chan struct{})
+	l := supervisor.Lifecycle{Backend: "test"}
+	started := make(chan error, 1)
+	go func() {
+		started <- l.Start(context.Background(), func() []supervisor.Step { return blockingSteps(&log, &mu, booting) })
+	}()
+	<-booting
+	if err := l.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-started; !errors.Is(err, context.Canceled) {
+		t.Fatalf("start = %v, want it cancelled by the stop", err)
+	}
+	if err := l.Start(context.Background(), func() []supervisor.Step { return nil }); err != nil {
+		t.Fatalf("start after the abandoned one: %v", err)
+	}
+}
+
+func TestLifecycleWait(t *testing.T) {
+	l := supervisor.Lifecycle{Backend: "test"}
+	if _, err := l.Wait(context.Background()); !errors.Is(err, supervisor.ErrNotStarted) || err.Error() != "test: partition not started" {
+		t.Fatalf("wait before any run = %v", err)
+	}
+	first := supervisor.NewEnding()
+	l.Running(first)
+	first.End(supervisor.Exit{Code: 1})
+	if x, err := l.Wait(context.Background()); err != nil || x.Code != 1 || l.Ending() != first {
+		t.Fatalf("wait = %v, %v", x, err)
+	}
+	second := supervisor.NewEnding()
+	l.Running(second)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait on the running second run = %v", err)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +46,28 @@ type Exit struct {
 	// Signal names the signal that ended it ("killed", "segmentation fault"), or "".
 	Signal string
 	Time   time.Time
+}
+
+// processExit is how a child process (the executive, QEMU) ended, from its
+// state after Wait: its exit code, or the signal that ended it. A nil ps is
+// a Wait that failed (werr says why).
+func processExit(ps *os.ProcessState, werr error, now time.Time) Exit {
+	e := Exit{Code: -1, Time: now}
+	if ps == nil {
+		e.Signal = fmt.Sprintf("wait failed: %v", werr)
+		return e
+	}
+	// syscall.WaitStatus on Unix (and Windows, where Signaled is false).
+	type waitStatus interface {
+		Signaled() bool
+		Signal() syscall.Signal
+	}
+	if ws, ok := ps.Sys().(waitStatus); ok && ws.Signaled() {
+		e.Signal = ws.Signal().String()
+		return e
+	}
+	e.Code = ps.ExitCode()
+	return e
 }
 
 // Restartable reports whether the supervisor should restart after e.

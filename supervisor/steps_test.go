@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mkrt/mkrt/supervisor"
 )
@@ -107,5 +109,79 @@ func TestRunnerRunsOnce(t *testing.T) {
 	}
 	if err := r.Run(context.Background()); err == nil {
 		t.Fatal("second Run succeeded")
+	}
+}
+
+// blockingSteps is check, then a boot that runs until its ctx ends (and
+// says when it began), each recording its do and undo in log.
+func blockingSteps(log *[]string, mu *sync.Mutex, booting chan<- struct{}) []supervisor.Step {
+	add := func(s string) { mu.Lock(); *log = append(*log, s); mu.Unlock() }
+	return []supervisor.Step{
+		{Name: "check", Do: func(context.Context) error { add("do check"); return nil },
+			Undo: func(context.Context) error { add("undo check"); return nil }},
+		{Name: "boot", Do: func(ctx context.Context) error {
+			add("do boot")
+			close(booting)
+			<-ctx.Done()
+			return ctx.Err()
+		}, Undo: func(context.Context) error { add("undo boot"); return nil }},
+	}
+}
+
+// A step that waits holds no lock of the runner: Records answers, and an
+// Unwind cancels the run, which undoes what it did.
+func TestRunnerUnwindDuringRunCancelsIt(t *testing.T) {
+	var (
+		log []string
+		mu  sync.Mutex
+	)
+	booting := make(chan struct{})
+	r := supervisor.NewRunner(blockingSteps(&log, &mu, booting), nil, nil)
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(context.Background()) }()
+	<-booting
+	if recs := r.Records(); len(recs) != 1 || recs[0].Name != "check" {
+		t.Fatalf("records during the boot = %v", recs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Unwind(ctx); err != nil {
+		t.Fatalf("unwind: %v", err)
+	}
+	if err := <-ran; !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want it cancelled", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"do check", "do boot", "undo check"}; !reflect.DeepEqual(log, want) {
+		t.Fatalf("ran %q, want %q", log, want)
+	}
+}
+
+// An Unwind waits for a run in progress no longer than its own context.
+func TestRunnerUnwindIsBounded(t *testing.T) {
+	release := make(chan struct{})
+	booting := make(chan struct{})
+	r := supervisor.NewRunner([]supervisor.Step{{Name: "boot", Do: func(context.Context) error {
+		close(booting)
+		<-release // ignores its ctx, as a stuck system call would
+		return nil
+	}, Undo: func(context.Context) error { return nil }}}, nil, nil)
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(context.Background()) }()
+	<-booting
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := r.Unwind(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unwind = %v, want its deadline", err)
+	}
+	close(release)
+	// The run was asked to stop: it undoes itself even though its step succeeded.
+	var se *supervisor.StepError
+	if err := <-ran; !errors.As(err, &se) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want a stopped start", err)
+	}
+	if recs := r.Records(); len(recs) != 2 || recs[1].Action != "undo" {
+		t.Fatalf("records %v, want the boot done and undone", recs)
 	}
 }

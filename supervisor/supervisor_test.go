@@ -3,6 +3,7 @@ package supervisor_test
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -215,6 +216,30 @@ func TestSupervisorExecutiveFaultAndStartFailure(t *testing.T) {
 		case <-r.ctx.Done():
 			t.Fatalf("fault %+v", f)
 		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func TestLifecycleReap(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	now := time.Unix(1, 0)
+	clock := supervisortest.NewClock(now)
+	l := supervisor.Lifecycle{Backend: "test", Clock: clock}
+	for script, want := range map[string]supervisor.Exit{
+		"exit 3":     {Code: 3, Time: now},
+		"kill -9 $$": {Code: -1, Signal: "killed", Time: now},
+	} {
+		cmd := exec.Command("sh", "-c", script)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var seen supervisor.Exit
+		l.Reap(cmd, func(e supervisor.Exit) { seen = e })
+		got, err := l.Wait(supervisortest.Context(t, 10*time.Second))
+		if err != nil || got != want || seen != want {
+			t.Errorf("%s: %+v (onExit saw %+v), %v; want %+v", script, got, seen, err, want)
 		}
 	}
 }

@@ -93,8 +93,8 @@ func multikernelPartition(cfg *configs.Config, o Options, g *generation, log *sl
 	if err != nil {
 		return nil, err
 	}
-	return multikernel.New(multikernel.Options{Config: pc, Kernel: kernel, Initrd: initrd, Name: name, Beside: o.beside,
-		Formatted: true, Halt: g.halt, Host: host})
+	return multikernel.New(multikernel.Options{Config: pc, Name: name, Beside: o.beside,
+		Options: kexec.Options{Kernel: kernel, Initrd: initrd, Formatted: true, Halt: g.halt, Host: host}})
 }
 
 // parkerPartition runs the control program as PID 1 of a Parker secondary
@@ -117,7 +117,8 @@ func parkerPartition(cfg *configs.Config, o Options, g *generation, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("deploy: parker backend: %w", err)
 	}
-	return parker.New(parker.Options{Config: pc, Kernel: kernel, Initrd: initrd, SharedMemory: addr, Formatted: true, Halt: g.halt, Host: host})
+	return parker.New(parker.Options{Config: pc, SharedMemory: addr,
+		Options: kexec.Options{Kernel: kernel, Initrd: initrd, Formatted: true, Halt: g.halt, Host: host}})
 }
 
 // reservation is the first range of at least size bytes that the host's

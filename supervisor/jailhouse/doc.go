@@ -29,8 +29,12 @@
 //   - The /dev/jailhouse ioctls (ENABLE, DISABLE, CELL_CREATE, CELL_LOAD,
 //     CELL_START, CELL_DESTROY) with their argument structs, behind the
 //     Device seam; Steps and Partition drive them as undoable
-//     supervisor.Steps. jailhousetest holds a fake /dev/jailhouse that
-//     enforces the driver's state machine and records every argument.
+//     supervisor.Steps through a supervisor.Lifecycle (no lock is held
+//     while an ioctl runs or a stop waits for the cell). While the cell
+//     runs, its state is polled and what the hypervisor console shows is
+//     copied into the partition's console ring (supervisor.Console).
+//     jailhousetest holds a fake /dev/jailhouse that enforces the driver's
+//     state machine and records every argument.
 //
 // To run for real it needs root, an x86-64 host booted with the Jailhouse
 // driver loaded (jailhouse.ko), a root-cell system config that declares the

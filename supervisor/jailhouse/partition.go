@@ -39,23 +39,28 @@ type PartitionOptions struct {
 	Halt  func(ctx context.Context) error
 	Log   *slog.Logger
 	Clock supervisor.Clock
-	// Poll is how often the cell's state is read; default 100ms.
+	// Poll is how often the cell's state and the hypervisor console are
+	// read; default 100ms.
 	Poll time.Duration
+	// ConsoleLines is the size of the console ring; default 500.
+	ConsoleLines int
 }
 
 // Partition is a control program in a Jailhouse cell; it implements
 // supervisor.Partition.
 type Partition struct {
-	o    PartitionOptions
-	name string
-	log  *slog.Logger
+	o       PartitionOptions
+	name    string
+	log     *slog.Logger
+	console *supervisor.Console
+
+	life supervisor.Lifecycle
 
 	mu      sync.Mutex
 	dev     Device
-	enabled bool // we enabled the hypervisor and disable it on stop
-	runner  *supervisor.Runner
-	ended   *supervisor.Ending // of the cell's current run
-	cancel  context.CancelFunc
+	enabled bool               // we enabled the hypervisor and disable it on stop
+	cancel  context.CancelFunc // ends the watch of the cell's current run
+	watched chan struct{}      // closed when that watch returned
 	info    supervisor.Info
 }
 
@@ -84,8 +89,13 @@ func NewPartition(o PartitionOptions) (*Partition, error) {
 	if o.Poll <= 0 {
 		o.Poll = 100 * time.Millisecond
 	}
+	if o.ConsoleLines <= 0 {
+		o.ConsoleLines = 500
+	}
 	name := o.Plan.Cell.Name
-	return &Partition{o: o, name: name, log: o.Log.With("partition", name, "backend", "jailhouse")}, nil
+	p := &Partition{o: o, name: name, log: o.Log.With("partition", name, "backend", "jailhouse"), console: supervisor.NewConsole(o.ConsoleLines)}
+	p.life = supervisor.Lifecycle{Backend: "jailhouse", Log: p.log, Clock: o.Clock}
+	return p, nil
 }
 
 // Backend is "jailhouse".
@@ -97,7 +107,10 @@ func (p *Partition) Backend() string { return "jailhouse" }
 //	enable hypervisor     (only when not enabled; undo: disable)
 //	create cell           (undo: destroy)
 //	load cell             (loader, kernel, initramfs, boot parameters)
-//	start cell
+//	start cell            and watch its state and the hypervisor console
+//	                      (undo: ask the executive to halt, wait for the
+//	                      cell to shut down or the stop's context to end,
+//	                      end the watch)
 func (p *Partition) Steps() []supervisor.Step {
 	cell := p.o.Plan.Cell
 	return []supervisor.Step{
@@ -107,17 +120,20 @@ func (p *Partition) Steps() []supervisor.Step {
 				if err != nil {
 					return err
 				}
+				p.mu.Lock()
 				p.dev = d
+				p.mu.Unlock()
 				return nil
 			},
 			Undo: func(context.Context) error {
-				err := p.dev.Close()
+				p.mu.Lock()
+				d := p.dev
 				p.dev = nil
-				return err
+				p.mu.Unlock()
+				return d.Close()
 			}},
 		{Name: "enable hypervisor",
 			Do: func(context.Context) error {
-				p.enabled = false
 				if on, _ := fs.ReadFile(p.o.Sys, "devices/jailhouse/enabled"); strings.TrimSpace(string(on)) == "1" {
 					p.log.Info("hypervisor already enabled")
 					return nil
@@ -129,18 +145,23 @@ func (p *Partition) Steps() []supervisor.Step {
 				if err != nil {
 					return fmt.Errorf("jailhouse: root-cell config: %w", err)
 				}
-				if err := p.dev.Ioctl(Enable(sys)); err != nil {
+				if err := p.ioctl(Enable(sys)); err != nil {
 					return err
 				}
+				p.mu.Lock()
 				p.enabled = true
+				p.mu.Unlock()
 				return nil
 			},
 			Undo: func(context.Context) error {
-				if !p.enabled {
+				p.mu.Lock()
+				enabled := p.enabled
+				p.enabled = false
+				p.mu.Unlock()
+				if !enabled {
 					return nil
 				}
-				p.enabled = false
-				return p.dev.Ioctl(Disable())
+				return p.ioctl(Disable())
 			}},
 		{Name: "create cell",
 			Do: func(context.Context) error {
@@ -148,9 +169,9 @@ func (p *Partition) Steps() []supervisor.Step {
 				if err != nil {
 					return err
 				}
-				return p.dev.Ioctl(CellCreate(b))
+				return p.ioctl(CellCreate(b))
 			},
-			Undo: func(context.Context) error { return p.dev.Ioctl(CellDestroy(cell.Name)) }},
+			Undo: func(context.Context) error { return p.ioctl(CellDestroy(cell.Name)) }},
 		{Name: "load cell",
 			Do: func(context.Context) error {
 				var in LinuxBoot
@@ -173,44 +194,99 @@ func (p *Partition) Steps() []supervisor.Step {
 				if err != nil {
 					return err
 				}
-				return p.dev.Ioctl(CellLoad(cell.Name, imgs))
+				return p.ioctl(CellLoad(cell.Name, imgs))
 			}},
-		{Name: "start cell",
-			Do: func(context.Context) error { return p.dev.Ioctl(CellStart(cell.Name)) }},
+		{Name: "start cell", Do: p.startCell, Undo: p.stopCell},
 	}
 }
 
-// Start brings the cell up and watches its state.
-func (p *Partition) Start(ctx context.Context) error {
+// ioctl issues r on the open device (outside the lock: an ioctl may take
+// long, ENABLE above all).
+func (p *Partition) ioctl(r Request) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ended != nil {
-		select {
-		case <-p.ended.Done():
-		default:
-			return errors.New("jailhouse: partition already running")
+	d := p.dev
+	p.mu.Unlock()
+	if d == nil {
+		return fmt.Errorf("jailhouse: %s: /dev/jailhouse is not open", IoctlName(r.Cmd))
+	}
+	return d.Ioctl(r)
+}
+
+// Start brings the cell up and watches its state; on failure everything
+// done is undone.
+func (p *Partition) Start(ctx context.Context) error {
+	return p.life.Start(ctx, func() []supervisor.Step {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.enabled = false
+		p.info = supervisor.Info{RT: true, Isolation: supervisor.Isolation{
+			CPUs: configs.CPUList(p.o.Plan.Cell.CPUs).String(), CPUSet: "jailhouse cell",
+		}}
+		for _, n := range p.o.Plan.NICs {
+			p.info.NICs = append(p.info.NICs, n.Addr)
 		}
-	}
-	p.info = supervisor.Info{RT: true, Isolation: supervisor.Isolation{
-		CPUs: configs.CPUList(p.o.Plan.Cell.CPUs).String(), CPUSet: "jailhouse cell",
-	}}
-	for _, n := range p.o.Plan.NICs {
-		p.info.NICs = append(p.info.NICs, n.Addr)
-	}
-	r := supervisor.NewRunner(p.Steps(), p.log, p.o.Clock)
-	if err := r.Run(ctx); err != nil {
+		return p.Steps()
+	})
+}
+
+// startCell starts the cell and the watch of its run.
+func (p *Partition) startCell(ctx context.Context) error {
+	if err := p.ioctl(CellStart(p.name)); err != nil {
 		return err
 	}
-	p.runner = r
+	ended := supervisor.NewEnding()
+	p.life.Running(ended)
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p.cancel, p.ended = cancel, supervisor.NewEnding()
-	go p.watch(wctx, p.ended)
+	watched := make(chan struct{})
+	p.mu.Lock()
+	p.cancel, p.watched = cancel, watched
+	p.mu.Unlock()
+	go func() {
+		defer close(watched)
+		p.watch(wctx, ended)
+	}()
 	return nil
 }
 
-// watch polls the cell's sysfs state until it shuts down or fails.
+// stopCell asks the executive to halt and waits (bounded by ctx) for the
+// cell to shut down, then ends the watch; the cell is destroyed by the
+// undo of "create cell".
+func (p *Partition) stopCell(ctx context.Context) error {
+	done := p.life.Ending().Done()
+	if p.o.Halt != nil {
+		if err := p.o.Halt(ctx); err != nil {
+			p.log.Warn("halt request failed", "err", err)
+		} else {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				p.log.Warn("cell did not shut down in time; destroying it")
+			}
+		}
+	}
+	p.mu.Lock()
+	cancel, watched := p.cancel, p.watched
+	p.cancel, p.watched = nil, nil
+	p.mu.Unlock()
+	cancel()
+	// The watch returns at once; the bound guards a sysfs read that hangs.
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-watched:
+	case <-t.C:
+		p.log.Warn("cell watch did not end")
+	}
+	return nil
+}
+
+// watch polls the cell's sysfs state until it shuts down or fails, and
+// copies what the hypervisor console shows into the console ring.
 func (p *Partition) watch(ctx context.Context, ended *supervisor.Ending) {
+	var seen []byte
+	defer func() { p.readConsole(seen) }() // what the cell printed last
 	for {
+		seen = p.readConsole(seen)
 		st, err := CellState(p.o.Sys, p.name)
 		e := supervisor.Exit{Code: -1, Time: p.o.Clock.Now()}
 		switch {
@@ -263,46 +339,14 @@ func CellState(sys fs.FS, name string) (string, error) {
 }
 
 // Wait returns when the cell shut down, failed or was destroyed.
-func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) {
-	p.mu.Lock()
-	ended := p.ended
-	p.mu.Unlock()
-	if ended == nil {
-		return supervisor.Exit{}, errors.New("jailhouse: not started")
-	}
-	return ended.Wait(ctx)
-}
+func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) { return p.life.Wait(ctx) }
 
 // Stop asks the executive to halt and waits (bounded by ctx) for the cell
 // to shut down, then destroys the cell and undoes the bring-up.
-func (p *Partition) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	ended, r := p.ended, p.runner
-	p.mu.Unlock()
-	var done <-chan struct{} // nil (never ready) when not started
-	if ended != nil {
-		done = ended.Done()
-	}
-	if done != nil && p.o.Halt != nil {
-		if err := p.o.Halt(ctx); err != nil {
-			p.log.Warn("halt request failed", "err", err)
-		} else {
-			select {
-			case <-done:
-			case <-ctx.Done():
-				p.log.Warn("cell did not shut down in time; destroying it")
-			}
-		}
-	}
-	if p.cancel != nil {
-		p.cancel()
-		<-done
-	}
-	if r == nil {
-		return nil
-	}
-	return r.Unwind(context.WithoutCancel(ctx))
-}
+func (p *Partition) Stop(ctx context.Context) error { return p.life.Stop(ctx) }
+
+// Records is what the last start and stop ran.
+func (p *Partition) Records() []supervisor.StepRecord { return p.life.Records() }
 
 // Kill destroys the cell at once, leaving the hypervisor enabled.
 func (p *Partition) Kill() error {
@@ -310,7 +354,7 @@ func (p *Partition) Kill() error {
 	dev := p.dev
 	p.mu.Unlock()
 	if dev == nil {
-		return errors.New("jailhouse: not started")
+		return fmt.Errorf("jailhouse: partition %w", supervisor.ErrNotStarted)
 	}
 	return dev.Ioctl(CellDestroy(p.name))
 }
@@ -322,20 +366,33 @@ func (p *Partition) Info() supervisor.Info {
 	return p.info.Clone()
 }
 
-// Console returns the hypervisor console's latest lines (cells with a
-// permitted virtual console write there; the cell's 8250 goes to the
-// host's serial port and is not visible here).
-func (p *Partition) Console() []string {
+// Console returns the hypervisor console's latest lines, as the watch of
+// the cell's run copied them (cells with a permitted virtual console write
+// there; the cell's 8250 goes to the host's serial port and is not visible
+// here).
+func (p *Partition) Console() []string { return p.console.Lines() }
+
+// readConsole copies into the console ring what the hypervisor console
+// (devices/jailhouse/console, a ring the driver unrolls) shows beyond
+// seen, what it showed at the last read, and returns what it shows now.
+func (p *Partition) readConsole(seen []byte) []byte {
 	b, err := fs.ReadFile(p.o.Sys, "devices/jailhouse/console")
 	if err != nil {
-		return nil
+		return seen
 	}
-	lines := strings.Split(strings.TrimRight(string(bytes.ReplaceAll(b, []byte{0}, nil)), "\n"), "\n")
-	if len(lines) > 500 {
-		lines = lines[len(lines)-500:]
+	b = bytes.ReplaceAll(b, []byte{0}, nil)
+	p.console.Write(consoleNews(seen, b))
+	return b
+}
+
+// consoleNews is what now shows beyond seen: the bytes after the longest
+// end of seen that now begins with (the console ring drops its oldest
+// bytes as it fills); all of now when they share nothing.
+func consoleNews(seen, now []byte) []byte {
+	for i := range seen {
+		if bytes.HasPrefix(now, seen[i:]) {
+			return now[len(seen)-i:]
+		}
 	}
-	if len(lines) == 1 && lines[0] == "" {
-		return nil
-	}
-	return lines
+	return now
 }

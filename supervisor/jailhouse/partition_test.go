@@ -3,6 +3,7 @@ package jailhouse_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -269,4 +270,41 @@ func TestFakeStateMachine(t *testing.T) {
 	check("start destroyed", d.Ioctl(jailhouse.CellStart("tank-level")), syscall.ENOENT)
 	check("unknown ioctl", d.Ioctl(jailhouse.Request{Cmd: 0x1234}), syscall.ENOTTY)
 	check("disable", d.Ioctl(jailhouse.Disable()), 0)
+}
+
+// The hypervisor console is copied into the console ring while the cell
+// runs, each line once, also after the console's own ring has wrapped.
+func TestConsole(t *testing.T) {
+	r := newRig(t, true)
+	r.dev.Console = "Initializing Jailhouse hypervisor v0.12\n"
+	ctx := ctxT(t)
+	if err := r.part.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"Initializing Jailhouse hypervisor v0.12"}
+	for i := range 100 { // 100 lines of 28 bytes wrap the 2 KiB console
+		line := fmt.Sprintf("cell tank-level: line %06d", i)
+		r.dev.Print(line + "\n")
+		want = append(want, line)
+		if i%10 == 9 { // let the watch see each tenth of it
+			waitFor(t, func() bool { got := r.part.Console(); return len(got) > 0 && got[len(got)-1] == line })
+		}
+	}
+	if err := r.part.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.part.Console(); !slices.Equal(got, want) {
+		t.Fatalf("console %q\nwant %q", got, want)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -6,6 +6,13 @@
 // counting the NUL; the reboot argument a struct { int32 id }), and the
 // extraction of the ELF vmlinux from an x86 bzImage.
 //
+// Secondary is what the two backends share of a secondary kernel's life:
+// the kernel-support check, the shared kernfs mount, the shared region
+// mapped through /dev/mem, the load and unload of the image, the start and
+// its wait, the halt (the executive first, then the kernel, then by force)
+// and the wait for the kernel to stop, as supervisor.Steps each backend
+// lists among its own. kexectest.Host is the matching part of their fakes.
+//
 // The multikernel flag values are those of the interface pinned in
 // supervisor/multikernel (kerf 0.3.x, commit 210659e): KEXEC_MULTIKERNEL is
 // 0x10 and the instance id sits in bits 5-15. Mainline kernels give the
@@ -15,7 +22,9 @@
 // Linux runs the real system calls (Linux); they need CAP_SYS_ADMIN
 // (mount) and CAP_SYS_BOOT (kexec_file_load, reboot). kexectest.Recorder
 // is the fake that checks every argument byte for byte. On other systems
-// the calls return ErrUnsupported.
+// the calls return ErrUnsupported. Secondary also maps the shared region
+// through /dev/mem (root; CONFIG_STRICT_DEVMEM lets reserved ranges
+// through).
 package kexec
 
 import (

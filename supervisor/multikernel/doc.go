@@ -24,7 +24,10 @@
 //     kexec_file_load the ELF vmlinux with KEXEC_MULTIKERNEL|KEXEC_MK_ID(id)
 //     (a bzImage is decompressed first), and start it with reboot(2). Stop
 //     halts (force-halts when the context ends), unloads, removes the
-//     instance, unmaps and unmounts what it mounted.
+//     instance, unmaps and unmounts what it mounted. The steps run through
+//     a supervisor.Lifecycle; those parker has too (check, mount,
+//     shared-memory, load, start and their waits) are kexec.Secondary's,
+//     given this package's kernfs, flags and reboot(2) commands.
 //
 // mkrt run (supervisor/deploy) uses Locate to learn where the shared region
 // will be before the start, formats it there (Formatted: the start then

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm"
@@ -42,28 +40,19 @@ type Options struct {
 	// Config is the control config: metadata.name names the instance,
 	// partition gives CPUs, memory, shared_memory, NICs and kernel.cmdline.
 	Config *configs.Config
-	// Kernel is the application kernel (ELF vmlinux or bzImage); Initrd the
-	// mkrt initramfs ("" loads none).
-	Kernel, Initrd string
 	// Baseline is written to device_tree when the kernel has none yet
 	// (kerf init's job; nil: a missing baseline is an error).
 	Baseline []byte
-	// Halt, when set, asks the executive to stop (through the shared
-	// region's command ring) before the instance is halted.
-	Halt func(ctx context.Context) error
 	// Name is the instance name; default metadata.name. A hand-over runs
 	// the new generation as a second instance beside the running one.
 	Name string
 	// Beside are the memory ranges of instances this supervisor runs; the
 	// instance's memory is placed clear of them.
 	Beside []Range
-	// Formatted says the caller formats the shared region before the start
-	// (mkrt run: it outlives restarts and carries retained values): the
-	// start maps it without clearing it.
-	Formatted bool
 
-	// Host is the kernel seams and waits; zero is the real host.
-	kexec.Host
+	// Options are the kernel, the initramfs, the halt request, Formatted
+	// and the host seams, as for parker.
+	kexec.Options
 }
 
 // Partition is a multikernel instance; it implements supervisor.Partition.
@@ -72,16 +61,16 @@ type Partition struct {
 	log *slog.Logger
 
 	life supervisor.Lifecycle
+	// kern is the instance's kernel: the steps and waits multikernel
+	// shares with parker.
+	kern kexec.Secondary
 	// located is the plan Locate returned (nil without Locate).
 	located *Plan
 
-	mu      sync.Mutex
-	plan    *Plan
-	tx      string // overlays/tx_<n> of the instance
-	kernfs  kexec.Kernfs
-	region  *shm.Region
-	started bool
-	info    supervisor.Info
+	mu   sync.Mutex
+	plan *Plan
+	tx   string // overlays/tx_<n> of the instance
+	info supervisor.Info
 }
 
 var _ supervisor.Partition = (*Partition)(nil)
@@ -97,6 +86,8 @@ func New(o Options) (*Partition, error) {
 	o.Host.Defaults(DefaultRoot)
 	p := &Partition{o: o, log: o.Log.With("partition", o.Config.Metadata.Name, "backend", "multikernel")}
 	p.life = supervisor.Lifecycle{Backend: "multikernel", Log: o.Log, Clock: o.Clock}
+	p.kern = kexec.Secondary{Options: o.Options, Backend: "multikernel", Control: kexec.Control{Boot: p.boot, State: p.state, Halt: p.halt}}
+	p.kern.Log = p.log
 	return p, nil
 }
 
@@ -124,15 +115,34 @@ func (p *Partition) SharedMemory() shm.Location {
 }
 
 // Steps returns host preparation for one start, in order.
+//
+//	check            the kernel has the multikernel kernfs
+//	mount            /sys/fs/multikernel (shared; undo: the last user unmounts)
+//	baseline         check (or write) the baseline device tree; plan the instance
+//	create-instance  the overlay written to overlays/new; wait for ready
+//	                 (undo: rmdir overlays/tx_<n>)
+//	shared-memory    map the region through /dev/mem (undo: unmap)
+//	load             kexec_file_load with KEXEC_MULTIKERNEL|KEXEC_MK_ID(id) (undo: unload)
+//	start            reboot(2) start, wait for active (undo: halt, force-halt)
+//
+// Everything but baseline and create-instance is kexec.Secondary's.
 func (p *Partition) Steps() []supervisor.Step {
 	return []supervisor.Step{
-		{Name: "check", Do: p.check},
-		{Name: "mount", Do: p.mount, Undo: p.unmount},
+		{Name: "check", Do: func(context.Context) error {
+			return p.kern.Supported(ErrUnsupported, "boot a kernel built from github.com/multikernel/linux; interface pinned to "+Pin)
+		}},
+		p.kern.MountStep(func() error {
+			_, err := p.o.FS.ReadFile(p.path("device_tree"))
+			return err
+		}),
 		{Name: "baseline", Do: p.baseline},
 		{Name: "create-instance", Do: p.create, Undo: p.remove},
-		{Name: "shared-memory", Do: p.mapShm, Undo: p.unmapShm},
-		{Name: "load", Do: p.load, Undo: p.unload},
-		{Name: "start", Do: p.start, Undo: p.halt},
+		p.kern.SharedMemoryStep(p.SharedMemory),
+		p.kern.LoadStep(func() (string, uintptr, error) {
+			plan := p.Plan()
+			return plan.Cmdline, kexec.Multikernel | kexec.MKID(plan.ID), nil
+		}),
+		p.kern.StartStep(),
 	}
 }
 
@@ -154,45 +164,11 @@ func (p *Partition) Start(ctx context.Context) error {
 func (p *Partition) Stop(ctx context.Context) error { return p.life.Stop(ctx) }
 
 // Kill force-halts the instance without undoing anything.
-func (p *Partition) Kill() error {
-	p.mu.Lock()
-	plan := p.plan
-	p.mu.Unlock()
-	if plan == nil {
-		return errors.New("multikernel: not started")
-	}
-	if err := kexec.Reboot(p.o.Sys, kexec.CmdForceHalt, plan.ID); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return err
-	}
-	return nil
-}
+func (p *Partition) Kill() error { return p.halt(true) }
 
 // Wait returns when the instance leaves active: exit status 0 when it
 // halted, -1 ("failed") when the kernel reports failure.
-func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) {
-	p.mu.Lock()
-	plan, started := p.plan, p.started
-	p.mu.Unlock()
-	if plan == nil || !started {
-		return supervisor.Exit{}, errors.New("multikernel: not started")
-	}
-	for {
-		st, err := p.status(plan.Name)
-		switch {
-		case err != nil && !errors.Is(err, fs.ErrNotExist):
-			return supervisor.Exit{}, err
-		case errors.Is(err, fs.ErrNotExist) || st != StatusActive:
-			p.log.Info("instance left active", "status", st)
-			if st == StatusFailed {
-				return supervisor.Exit{Code: -1, Signal: "failed", Time: p.o.Clock.Now()}, nil
-			}
-			return supervisor.Exit{Code: 0, Time: p.o.Clock.Now()}, nil
-		}
-		if err := p.sleep(ctx, p.o.Poll); err != nil {
-			return supervisor.Exit{}, err
-		}
-	}
-}
+func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) { return p.kern.Wait(ctx) }
 
 // Info reports the instance's CPUs and what could not be done.
 func (p *Partition) Info() supervisor.Info {
@@ -208,67 +184,43 @@ func (p *Partition) path(elems ...string) string {
 	return path.Join(append([]string{p.o.Root}, elems...)...)
 }
 
-func (p *Partition) status(name string) (string, error) {
-	b, err := p.o.FS.ReadFile(p.path("instances", name, "status"))
-	if err != nil {
-		return "", fmt.Errorf("multikernel: %w", err)
+// state reads the instance's status (instances/<name>/status); an
+// instance that is gone is not running.
+func (p *Partition) state() (kexec.State, error) {
+	plan := p.Plan()
+	if plan == nil {
+		return kexec.State{}, fmt.Errorf("multikernel: partition %w", supervisor.ErrNotStarted)
 	}
-	return strings.TrimSpace(string(b)), nil
+	b, err := p.o.FS.ReadFile(p.path("instances", plan.Name, "status"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return kexec.State{}, nil
+	case err != nil:
+		return kexec.State{}, fmt.Errorf("multikernel: %w", err)
+	}
+	st := strings.TrimSpace(string(b))
+	return kexec.State{Status: st, Running: st == StatusActive, Failed: st == StatusFailed}, nil
 }
 
-func (p *Partition) sleep(ctx context.Context, d time.Duration) error {
-	t := p.o.Clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// boot starts the loaded instance: reboot(2) MKLI.
+func (p *Partition) boot() error { return kexec.Reboot(p.o.Sys, kexec.CmdStart, p.Plan().ID) }
 
-// waitStatus polls until the instance's status satisfies ok, bounded by
-// ctx and timeout.
-func (p *Partition) waitStatus(ctx context.Context, name string, timeout time.Duration, what string, ok func(string) bool) (string, error) {
-	deadline := p.o.Clock.Now().Add(timeout)
-	for {
-		st, err := p.status(name)
-		if err == nil && ok(st) {
-			return st, nil
-		}
-		if err == nil && st == StatusFailed {
-			return st, fmt.Errorf("multikernel: instance %s failed while waiting for %s", name, what)
-		}
-		if !p.o.Clock.Now().Before(deadline) {
-			return st, fmt.Errorf("multikernel: instance %s: no %s within %v (status %q, %v)", name, what, timeout, st, err)
-		}
-		if err := p.sleep(ctx, p.o.Poll); err != nil {
-			return st, fmt.Errorf("multikernel: waiting for %s of %s: %w", what, name, err)
-		}
+// halt halts the instance with reboot(2) MKLH, or with force MKLF; an
+// instance that is not running (ESRCH) is no error.
+func (p *Partition) halt(force bool) error {
+	plan := p.Plan()
+	if plan == nil {
+		return fmt.Errorf("multikernel: partition %w", supervisor.ErrNotStarted)
 	}
-}
-
-func (p *Partition) check(context.Context) error {
-	b, err := p.o.FS.ReadFile("/proc/filesystems")
-	if err != nil {
-		return fmt.Errorf("multikernel: %w", err)
+	cmd := uint32(kexec.CmdHalt)
+	if force {
+		cmd = kexec.CmdForceHalt
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && f[len(f)-1] == "multikernel" {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: /proc/filesystems lists no multikernel (boot a kernel built from github.com/multikernel/linux; interface pinned to %s)", ErrUnsupported, Pin)
-}
-
-func (p *Partition) mount(context.Context) error {
-	return p.kernfs.Mount(p.o.Sys, "multikernel", p.o.Root, func() error {
-		_, err := p.o.FS.ReadFile(p.path("device_tree"))
+	if err := kexec.Reboot(p.o.Sys, cmd, plan.ID); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err
-	})
+	}
+	return nil
 }
-
-func (p *Partition) unmount(context.Context) error { return p.kernfs.Unmount(p.o.Sys, p.o.Root) }
 
 // hostFS reads absolute paths through the FS seam for ReadHost.
 type hostFS struct{ fs process.FS }
@@ -401,7 +353,7 @@ func (p *Partition) create(ctx context.Context) error {
 	if id, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || id != plan.ID {
 		return fmt.Errorf("multikernel: instance %s has id %q, the overlay asked for %d", plan.Name, strings.TrimSpace(string(b)), plan.ID)
 	}
-	_, err = p.waitStatus(ctx, plan.Name, p.o.BootTimeout, "status ready", func(s string) bool { return s == StatusReady })
+	err = p.kern.Await(ctx, p.o.BootTimeout, "status "+StatusReady, func(st kexec.State) bool { return st.Status == StatusReady })
 	if err == nil {
 		p.log.Info("instance created", "instance", plan.Name, "id", plan.ID, "tx", added[0], "cpus", plan.CPUs,
 			"memory", fmt.Sprintf("%#x+%#x", plan.MemoryBase, plan.MemoryBytes))
@@ -419,105 +371,6 @@ func (p *Partition) remove(context.Context) error {
 	}
 	if err := p.o.FS.Rmdir(p.path("overlays", tx)); err != nil {
 		return fmt.Errorf("multikernel: removing the instance: %w", err)
-	}
-	return nil
-}
-
-func (p *Partition) mapShm(context.Context) error {
-	loc := p.SharedMemory()
-	r, err := shm.Open(loc)
-	if err != nil {
-		return fmt.Errorf("multikernel: mapping the shared region: %w", err)
-	}
-	if !p.o.Formatted {
-		// A header left by an earlier run must not look valid to the bridge.
-		clear(r.Bytes())
-	}
-	p.mu.Lock()
-	p.region = r
-	p.mu.Unlock()
-	return nil
-}
-
-func (p *Partition) unmapShm(context.Context) error {
-	p.mu.Lock()
-	r := p.region
-	p.region = nil
-	p.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	return r.Close()
-}
-
-func (p *Partition) flags() uintptr { return kexec.Multikernel | kexec.MKID(p.Plan().ID) }
-
-func (p *Partition) load(context.Context) error {
-	plan := p.Plan()
-	k, err := kexec.OpenVmlinux(p.o.Kernel, p.o.TempDir)
-	if err != nil {
-		return fmt.Errorf("multikernel: %w", err)
-	}
-	defer k.Close()
-	var initrd *os.File
-	if p.o.Initrd != "" {
-		if initrd, err = os.Open(p.o.Initrd); err != nil {
-			return fmt.Errorf("multikernel: initramfs: %w", err)
-		}
-		defer initrd.Close()
-	}
-	if err := kexec.Load(p.o.Sys, k, initrd, plan.Cmdline, p.flags()); err != nil {
-		return err
-	}
-	p.log.Info("kernel loaded", "instance", plan.Name, "kernel", p.o.Kernel, "cmdline", plan.Cmdline)
-	return nil
-}
-
-func (p *Partition) unload(context.Context) error {
-	// After a halt the image is spent: nothing left to unload.
-	if err := kexec.Unload(p.o.Sys, p.flags()); err != nil && !errors.Is(err, syscall.ENOENT) {
-		return err
-	}
-	return nil
-}
-
-func (p *Partition) start(ctx context.Context) error {
-	plan := p.Plan()
-	if err := kexec.Reboot(p.o.Sys, kexec.CmdStart, plan.ID); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.started = true
-	p.mu.Unlock()
-	_, err := p.waitStatus(ctx, plan.Name, p.o.BootTimeout, "status active", func(s string) bool { return s == StatusActive })
-	return err
-}
-
-// halt asks the executive to stop, halts the instance, and force-halts it
-// when it is still active after the halt timeout or ctx ends.
-func (p *Partition) halt(ctx context.Context) error {
-	plan := p.Plan()
-	p.mu.Lock()
-	p.started = false
-	p.mu.Unlock()
-	if st, err := p.status(plan.Name); err == nil && st != StatusActive && st != StatusLoaded {
-		return nil // it ended on its own
-	}
-	if p.o.Halt != nil {
-		if err := p.o.Halt(ctx); err != nil {
-			p.log.Warn("halt request to the executive failed", "err", err)
-		}
-	}
-	err := kexec.Reboot(p.o.Sys, kexec.CmdHalt, plan.ID)
-	if err == nil || errors.Is(err, syscall.ESRCH) {
-		_, err = p.waitStatus(ctx, plan.Name, p.o.HaltTimeout, "halt", func(s string) bool { return s != StatusActive })
-		if err == nil {
-			return nil
-		}
-	}
-	p.log.Warn("instance did not halt; forcing", "err", err)
-	if ferr := kexec.Reboot(p.o.Sys, kexec.CmdForceHalt, plan.ID); ferr != nil && !errors.Is(ferr, syscall.ESRCH) {
-		return errors.Join(err, ferr)
 	}
 	return nil
 }

@@ -37,6 +37,11 @@
 // entry of another name over the next reservation. The kernfs mount is
 // shared by the secondaries of one process (kexec.SharedMount).
 //
+// The bring-up runs as supervisor.Steps through a supervisor.Lifecycle;
+// the steps multikernel has too (check, mount, shared-memory, load, start
+// and their waits) are kexec.Secondary's, given this package's kernfs
+// entry, command line and online file.
+//
 // Running for real needs root, a boot kernel built with the RFC
 // (CONFIG_PARKER, parker_cma= on its command line) and /dev/mem access to
 // the reserved range. No such kernel is on the development machines: every
@@ -49,13 +54,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm"
@@ -82,21 +85,14 @@ type Options struct {
 	// Config is the control config (metadata.name names the entry;
 	// partition gives CPUs, memory, NICs by PCI address, kernel.cmdline).
 	Config *configs.Config
-	// Kernel is the application kernel image; Initrd the mkrt initramfs
-	// ("" loads none).
-	Kernel, Initrd string
 	// SharedMemory is the physical address of the region the host reserved
 	// with memmap=<size>$<addr>; its size is partition.shared_memory.
 	SharedMemory uint64
-	// Halt asks the executive to stop and take its kernel offline.
-	Halt func(ctx context.Context) error
-	// Formatted says the caller formats the shared region before the start
-	// (mkrt run: it outlives restarts and carries retained values): the
-	// start maps it without clearing it.
-	Formatted bool
 
-	// Host is the kernel seams and waits; zero is the real host.
-	kexec.Host
+	// Options are the kernel, the initramfs, the halt request (without
+	// it, Stop cannot take the secondary offline), Formatted and the host
+	// seams, as for multikernel.
+	kexec.Options
 }
 
 // Partition is a Parker secondary kernel; it implements supervisor.Partition.
@@ -105,13 +101,12 @@ type Partition struct {
 	log *slog.Logger
 
 	life supervisor.Lifecycle
+	// kern is the secondary kernel: the steps and waits parker shares
+	// with multikernel.
+	kern kexec.Secondary
 
-	mu      sync.Mutex
-	kernfs  kexec.Kernfs
-	region  *shm.Region
-	started bool
-	cmdline string
-	info    supervisor.Info
+	mu   sync.Mutex
+	info supervisor.Info
 }
 
 var _ supervisor.Partition = (*Partition)(nil)
@@ -133,6 +128,8 @@ func New(o Options) (*Partition, error) {
 	o.Host.Defaults(DefaultRoot)
 	p := &Partition{o: o, log: o.Log.With("partition", o.Config.Metadata.Name, "backend", "parker")}
 	p.life = supervisor.Lifecycle{Backend: "parker", Log: o.Log, Clock: o.Clock}
+	p.kern = kexec.Secondary{Options: o.Options, Backend: "parker", Control: kexec.Control{Boot: p.online, State: p.state, Halt: p.halt}}
+	p.kern.Log = p.log
 	return p, nil
 }
 
@@ -170,26 +167,36 @@ func (p *Partition) Locate() (shm.Location, error) {
 }
 
 // Cmdline is the secondary's command line of the current start.
-func (p *Partition) Cmdline() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmdline
-}
+func (p *Partition) Cmdline() string { return p.kern.Cmdline() }
 
 func (p *Partition) dir(elems ...string) string {
 	return path.Join(append([]string{p.o.Root, p.o.Config.Metadata.Name}, elems...)...)
 }
 
 // Steps returns host preparation for one start, in order.
+//
+//	check          the kernel has the parker kernfs; the shared region is reserved
+//	mount          /sys/fs/parker (shared; undo: the last user unmounts)
+//	mkdir          the kernel entry <name> (undo: rmdir, which returns its resources)
+//	assign         cpus, memory, bind
+//	shared-memory  map the reserved region through /dev/mem (undo: unmap)
+//	load           kexec_file_load with parker=<control structure> (undo: unload)
+//	start          write online, wait for it to read 1 (undo: ask the
+//	               executive to halt, wait for online to read 0)
+//
+// mount, shared-memory, load and start are kexec.Secondary's.
 func (p *Partition) Steps() []supervisor.Step {
 	return []supervisor.Step{
 		{Name: "check", Do: p.check},
-		{Name: "mount", Do: p.mount, Undo: p.unmount},
+		p.kern.MountStep(func() error {
+			_, err := p.o.FS.ReadDir(p.o.Root)
+			return err
+		}),
 		{Name: "mkdir", Do: p.mkdir, Undo: p.rmdir},
 		{Name: "assign", Do: p.assign},
-		{Name: "shared-memory", Do: p.mapShm, Undo: p.unmapShm},
-		{Name: "load", Do: p.load, Undo: p.unload},
-		{Name: "start", Do: p.online, Undo: p.offline},
+		p.kern.SharedMemoryStep(p.SharedMemory),
+		p.kern.LoadStep(p.image),
+		p.kern.StartStep(),
 	}
 }
 
@@ -218,26 +225,7 @@ func (p *Partition) Stop(ctx context.Context) error { return p.life.Stop(ctx) }
 func (p *Partition) Kill() error { return ErrNoHalt }
 
 // Wait returns when online reads 0 (exit status 0).
-func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) {
-	p.mu.Lock()
-	started := p.started
-	p.mu.Unlock()
-	if !started {
-		return supervisor.Exit{}, errors.New("parker: not started")
-	}
-	for {
-		on, err := p.isOnline()
-		if err != nil {
-			return supervisor.Exit{}, err
-		}
-		if !on {
-			return supervisor.Exit{Code: 0, Time: p.o.Clock.Now()}, nil
-		}
-		if err := p.sleep(ctx); err != nil {
-			return supervisor.Exit{}, err
-		}
-	}
-}
+func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) { return p.kern.Wait(ctx) }
 
 // Info reports the CPUs, the NICs and what could not be done.
 func (p *Partition) Info() supervisor.Info {
@@ -249,55 +237,37 @@ func (p *Partition) Info() supervisor.Info {
 // Console returns nothing: Parker has no host-side console.
 func (p *Partition) Console() []string { return nil }
 
-func (p *Partition) sleep(ctx context.Context) error {
-	t := p.o.Clock.NewTimer(p.o.Poll)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (p *Partition) isOnline() (bool, error) {
+// state reads the entry's online file: running while it reads 1.
+func (p *Partition) state() (kexec.State, error) {
 	b, err := p.o.FS.ReadFile(p.dir("online"))
 	if err != nil {
-		return false, fmt.Errorf("parker: %w", err)
+		return kexec.State{}, fmt.Errorf("parker: %w", err)
 	}
-	return strings.TrimSpace(string(b)) == "1", nil
+	st := strings.TrimSpace(string(b))
+	return kexec.State{Status: st, Running: st == "1"}, nil
 }
 
-// waitOnline polls online until it reads want, bounded by ctx and timeout.
-func (p *Partition) waitOnline(ctx context.Context, want bool, timeout time.Duration) error {
-	deadline := p.o.Clock.Now().Add(timeout)
-	for {
-		on, err := p.isOnline()
-		if err == nil && on == want {
-			return nil
-		}
-		if !p.o.Clock.Now().Before(deadline) {
-			return fmt.Errorf("parker: online did not read %v within %v (%v)", want, timeout, err)
-		}
-		if err := p.sleep(ctx); err != nil {
-			return fmt.Errorf("parker: waiting for online: %w", err)
-		}
+// online starts the loaded image on the entry's CPUs.
+func (p *Partition) online() error {
+	if err := p.o.FS.WriteFile(p.dir("online"), []byte("1")); err != nil {
+		return fmt.Errorf("parker: starting the secondary: %w", err)
 	}
+	return nil
+}
+
+// halt cannot halt a secondary: the RFC has no way. Only the executive's
+// halt request (Options.Halt, asked first) takes its kernel offline; without
+// one there is nothing to wait for.
+func (p *Partition) halt(force bool) error {
+	if force || p.o.Halt == nil {
+		return ErrNoHalt
+	}
+	return nil
 }
 
 func (p *Partition) check(context.Context) error {
-	b, err := p.o.FS.ReadFile("/proc/filesystems")
-	if err != nil {
-		return fmt.Errorf("parker: %w", err)
-	}
-	found := false
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && f[len(f)-1] == "parker" {
-			found = true
-		}
-	}
-	if !found {
-		return fmt.Errorf("%w: /proc/filesystems lists no parker (boot a kernel with the Parker RFC and parker_cma=)", ErrUnsupported)
+	if err := p.kern.Supported(ErrUnsupported, "boot a kernel with the Parker RFC and parker_cma="); err != nil {
+		return err
 	}
 	if p.o.SharedMemory == 0 {
 		return fmt.Errorf("%w: no shared region address (reserve one with memmap=<size>$<addr> on the host's command line)", ErrSharedMemory)
@@ -330,15 +300,6 @@ func reserved(iomem []byte, addr, size uint64) error {
 	return fmt.Errorf("%w: %#x+%#x is not inside a Reserved range of /proc/iomem (add memmap=%#x$%#x to the host's command line)",
 		ErrSharedMemory, addr, size, size, addr)
 }
-
-func (p *Partition) mount(context.Context) error {
-	return p.kernfs.Mount(p.o.Sys, "parker", p.o.Root, func() error {
-		_, err := p.o.FS.ReadDir(p.o.Root)
-		return err
-	})
-}
-
-func (p *Partition) unmount(context.Context) error { return p.kernfs.Unmount(p.o.Sys, p.o.Root) }
 
 func (p *Partition) mkdir(context.Context) error {
 	if err := p.o.FS.Mkdir(p.dir()); err != nil {
@@ -382,39 +343,17 @@ func (p *Partition) assign(context.Context) error {
 	return nil
 }
 
-func (p *Partition) mapShm(context.Context) error {
-	r, err := shm.Open(p.SharedMemory())
-	if err != nil {
-		return fmt.Errorf("parker: mapping the shared region: %w", err)
-	}
-	if !p.o.Formatted {
-		clear(r.Bytes()) // no stale header from an earlier run
-	}
-	p.mu.Lock()
-	p.region = r
-	p.mu.Unlock()
-	return nil
-}
-
-func (p *Partition) unmapShm(context.Context) error {
-	p.mu.Lock()
-	r := p.region
-	p.region = nil
-	p.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	return r.Close()
-}
-
-func (p *Partition) load(context.Context) error {
+// image is the load's command line: parker=<control structure> (read
+// from the entry), the shared region and the partition's own; flags 0 (an
+// ordinary kexec image).
+func (p *Partition) image() (string, uintptr, error) {
 	b, err := p.o.FS.ReadFile(p.dir("control_structure"))
 	if err != nil {
-		return fmt.Errorf("parker: %w", err)
+		return "", 0, fmt.Errorf("parker: %w", err)
 	}
 	control, err := strconv.ParseUint(strings.TrimSpace(string(b)), 0, 64)
 	if err != nil {
-		return fmt.Errorf("parker: control_structure reads %q: %w", strings.TrimSpace(string(b)), err)
+		return "", 0, fmt.Errorf("parker: control_structure reads %q: %w", strings.TrimSpace(string(b)), err)
 	}
 	n := len(p.o.Config.Partition.CPUs)
 	var rt, hk []int
@@ -428,61 +367,5 @@ func (p *Partition) load(context.Context) error {
 	extra := fmt.Sprintf("parker=%#x memmap=%#x$%#x %s", control, size, p.o.SharedMemory, p.o.Config.Partition.Kernel.Cmdline)
 	cmdline := image.Cmdline(image.CmdlineOptions{RTCPUs: rt, Housekeeping: hk, Idle: "poll", MaxCState: 1,
 		Shm: fmt.Sprintf("phys:%#x,%#x", p.o.SharedMemory, size), Extra: extra})
-	k, err := kexec.OpenVmlinux(p.o.Kernel, p.o.TempDir)
-	if err != nil {
-		return fmt.Errorf("parker: %w", err)
-	}
-	defer k.Close()
-	var initrd *os.File
-	if p.o.Initrd != "" {
-		if initrd, err = os.Open(p.o.Initrd); err != nil {
-			return fmt.Errorf("parker: initramfs: %w", err)
-		}
-		defer initrd.Close()
-	}
-	if err := kexec.Load(p.o.Sys, k, initrd, cmdline, 0); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.cmdline = cmdline
-	p.mu.Unlock()
-	p.log.Info("kernel loaded", "kernel", p.o.Kernel, "cmdline", cmdline)
-	return nil
-}
-
-func (p *Partition) unload(context.Context) error {
-	if err := kexec.Unload(p.o.Sys, 0); err != nil && !errors.Is(err, syscall.ENOENT) {
-		return err
-	}
-	return nil
-}
-
-func (p *Partition) online(ctx context.Context) error {
-	if err := p.o.FS.WriteFile(p.dir("online"), []byte("1")); err != nil {
-		return fmt.Errorf("parker: starting the secondary: %w", err)
-	}
-	p.mu.Lock()
-	p.started = true
-	p.mu.Unlock()
-	return p.waitOnline(ctx, true, p.o.BootTimeout)
-}
-
-// offline asks the executive to halt and waits for online to read 0.
-func (p *Partition) offline(ctx context.Context) error {
-	p.mu.Lock()
-	p.started = false
-	p.mu.Unlock()
-	if on, err := p.isOnline(); err == nil && !on {
-		return nil
-	}
-	if p.o.Halt == nil {
-		return ErrNoHalt
-	}
-	if err := p.o.Halt(ctx); err != nil {
-		p.log.Warn("halt request to the executive failed", "err", err)
-	}
-	if err := p.waitOnline(ctx, false, p.o.HaltTimeout); err != nil {
-		return fmt.Errorf("%w: %w", ErrNoHalt, err)
-	}
-	return nil
+	return cmdline, 0, nil
 }

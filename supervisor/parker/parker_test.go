@@ -38,9 +38,9 @@ func newRig(t *testing.T) *rig {
 		Backend: configs.BackendParker, CPUs: configs.CPUList{2, 3}, Memory: 256 << 20, SharedMemory: 4 << 20,
 		NICs: []configs.NIC{{PCI: "03:00.0"}}, Kernel: configs.Kernel{Cmdline: "ip=dhcp"}}}
 	r := &rig{k: k}
-	r.o = parker.Options{Config: cfg, Kernel: kernel, SharedMemory: shmAddr,
+	r.o = parker.Options{Config: cfg, SharedMemory: shmAddr, Options: kexec.Options{Kernel: kernel,
 		Host: kexec.Host{FS: k, Sys: k, DevMem: devmem, TempDir: dir, Poll: time.Millisecond, BootTimeout: time.Second, HaltTimeout: 200 * time.Millisecond},
-		Halt: func(context.Context) error { k.Offline("tank"); return nil }}
+		Halt: func(context.Context) error { k.Offline("tank"); return nil }}}
 	return r
 }
 
@@ -144,26 +144,15 @@ func TestFailureAtEveryStep(t *testing.T) {
 		"load":          func(r *rig) { r.k.Recorder.Fail("kexec_file_load", syscall.ENOEXEC) },
 		"start":         func(r *rig) { r.k.Fail("write", dir+"/online", syscall.EINVAL) },
 	}
-	for _, s := range (&parker.Partition{}).Steps() {
-		inject, ok := steps[s.Name]
+	supervisortest.FailEachStep(t, (&parker.Partition{}).Steps(), func(t *testing.T, step string) (supervisor.Partition, func() string) {
+		inject, ok := steps[step]
 		if !ok {
-			t.Errorf("no injection for step %s", s.Name)
-			continue
+			return nil, nil
 		}
-		t.Run(s.Name, func(t *testing.T) {
-			r := newRig(t)
-			inject(r)
-			before := r.k.State()
-			err := r.partition(t).Start(ctx(t))
-			var se *supervisor.StepError
-			if !errors.As(err, &se) || se.Step != s.Name {
-				t.Fatalf("err = %v, want a failure of step %s", err, s.Name)
-			}
-			if after := r.k.State(); after != before {
-				t.Errorf("state after unwinding %q, before %q", after, before)
-			}
-		})
-	}
+		r := newRig(t)
+		inject(r)
+		return r.partition(t), r.k.State
+	})
 }
 
 func TestRFCErrors(t *testing.T) {

@@ -3,11 +3,8 @@ package process
 import (
 	"errors"
 	"fmt"
-	"os/exec"
 	"syscall"
-	"time"
 
-	"github.com/mkrt/mkrt/supervisor"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,18 +26,4 @@ func signalGroup(pid int, sig signal) error {
 		return fmt.Errorf("process: kill(-%d, %v): %w", pid, sig, err)
 	}
 	return nil
-}
-
-func exitOf(cmd *exec.Cmd, werr error, now time.Time) supervisor.Exit {
-	e := supervisor.Exit{Code: -1, Time: now}
-	if cmd.ProcessState == nil {
-		e.Signal = fmt.Sprintf("wait failed: %v", werr)
-		return e
-	}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		e.Signal = ws.Signal().String()
-		return e
-	}
-	e.Code = cmd.ProcessState.ExitCode()
-	return e
 }

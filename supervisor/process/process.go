@@ -98,14 +98,13 @@ type Partition struct {
 
 	life supervisor.Lifecycle
 
-	mu    sync.Mutex
-	info  supervisor.Info
-	cmd   *exec.Cmd
-	ended *supervisor.Ending // of the child's current run
-	cg    *cpuset
-	irqs  irqState
-	nics  []movedNIC
-	shm   *os.File
+	mu   sync.Mutex
+	info supervisor.Info
+	cmd  *exec.Cmd
+	cg   *cpuset
+	irqs irqState
+	nics []movedNIC
+	shm  *os.File
 }
 
 var _ supervisor.Partition = (*Partition)(nil)
@@ -455,9 +454,10 @@ func (p *Partition) startChild(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("process: start %s: %w", p.cfg.Command[0], err)
 	}
-	ended := supervisor.NewEnding()
+	// cmd first: until Running, a signal sees the last run ended and
+	// sends nothing.
 	p.mu.Lock()
-	p.cmd, p.ended = cmd, ended
+	p.cmd = cmd
 	p.info.PID = cmd.Process.Pid
 	p.info.RT = p.privileged()
 	p.info.RTWhy = ""
@@ -465,20 +465,18 @@ func (p *Partition) startChild(ctx context.Context) error {
 		p.info.RTWhy = "not root: the executive cannot get SCHED_FIFO"
 	}
 	p.mu.Unlock()
-	go func() {
-		werr := cmd.Wait()
-		e := exitOf(cmd, werr, p.cfg.Clock.Now())
+	ended := p.life.Reap(cmd, func(e supervisor.Exit) {
 		p.mu.Lock()
 		p.info.PID = 0
 		p.mu.Unlock()
 		p.log.Info("partition program ended", "how", e.String())
-		ended.End(e)
-	}()
+	})
 	if cg != nil {
 		if err := cg.attach(cmd.Process.Pid); err != nil {
 			// The child runs unconfined; that is worse than not running.
-			p.signal(killSignal)
-			<-ended.Done()
+			if kerr := p.kill(ended); kerr != nil {
+				return errors.Join(err, kerr)
+			}
 			return err
 		}
 	}
@@ -489,12 +487,7 @@ func (p *Partition) startChild(ctx context.Context) error {
 // stopChild sends SIGTERM to the child's group, then SIGKILL after
 // KillGrace or when ctx ends, and waits for the child to be reaped.
 func (p *Partition) stopChild(ctx context.Context) error {
-	p.mu.Lock()
-	ended := p.ended
-	p.mu.Unlock()
-	if ended == nil {
-		return nil
-	}
+	ended := p.life.Ending()
 	done := ended.Done()
 	select {
 	case <-done:
@@ -511,38 +504,33 @@ func (p *Partition) stopChild(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	p.log.Warn("partition program ignored SIGTERM; killing its process group")
+	return p.kill(ended)
+}
+
+// kill sends SIGKILL to the child's group and waits for the child to be
+// reaped, bounded (see Ending.EndsWithin).
+func (p *Partition) kill(ended *supervisor.Ending) error {
 	p.signal(killSignal)
-	// SIGKILL cannot be ignored; the bound guards an unkillable (D state) child.
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
-	select {
-	case <-done:
-		return nil
-	case <-t.C:
+	if !ended.EndsWithin(10 * time.Second) {
 		return errors.New("process: child did not die after SIGKILL (uninterruptible sleep?)")
 	}
+	return nil
 }
 
 // Kill sends SIGKILL to the child's process group.
 func (p *Partition) Kill() error { return p.signal(killSignal) }
 
 // Wait waits for the child to end.
-func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) {
-	p.mu.Lock()
-	ended := p.ended
-	p.mu.Unlock()
-	if ended == nil {
-		return supervisor.Exit{}, errors.New("process: not started")
-	}
-	return ended.Wait(ctx)
-}
+func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) { return p.life.Wait(ctx) }
 
-// signal sends sig to the child's process group (the child is its leader).
+// signal sends sig to the child's process group (the child is its leader);
+// nothing when it has ended (its group id may be another's by now).
 func (p *Partition) signal(sig signal) error {
 	p.mu.Lock()
-	cmd, ended := p.cmd, p.ended
+	cmd := p.cmd
 	p.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
+	ended := p.life.Ending()
+	if cmd == nil || cmd.Process == nil || ended == nil {
 		return nil
 	}
 	select {

@@ -1,9 +1,10 @@
 // Package supervisortest holds fakes for the supervisor's seams: a clock
 // moved by hand, a scripted heartbeat, a partition backend that records
 // calls, an in-memory /sys and /proc tree with injectable errors, a network
-// namespace recorder and a control-socket controller. Tests of the
-// supervisor, its backends and its users (the bridge, the CLI) build on them.
-// Nothing here needs privileges.
+// namespace recorder and a control-socket controller, and FailEachStep,
+// the check that a backend unwinds from a failure in any step. Tests of
+// the supervisor, its backends and its users (the bridge, the CLI) build
+// on them. Nothing here needs privileges.
 package supervisortest
 
 import (

@@ -4,10 +4,17 @@
 // dedicated NIC is vfio-pci passthrough on real hosts or virtio-net on a tap;
 // vCPU threads are pinned to the partition's host cores through QMP; KVM is
 // used when it works, TCG otherwise (detected, and reported). The serial
-// console is captured to the partition log.
+// console goes into the partition's console ring (supervisor.Console) and,
+// with Options.ConsoleLog, to the partition log.
+//
+// The bring-up is a list of named supervisor.Steps run by a
+// supervisor.Lifecycle (tap, qemu, pin-vcpus), undone in reverse on failure
+// and on Stop; no lock is held while QEMU starts, while QMP is dialled or
+// while a stop waits for QEMU to end.
 //
 // It needs qemu-system-x86_64 (Debian qemu-system-x86), a kernel and an
-// initramfs from supervisor/image; root for taps and vfio.
+// initramfs from supervisor/image; root for taps and vfio; /dev/kvm for
+// KVM (else TCG).
 package vm
 
 import (

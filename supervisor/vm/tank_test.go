@@ -14,6 +14,7 @@ import (
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/shm/wire"
+	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/image"
 )
 
@@ -101,9 +102,9 @@ func TestTankInPREEMPTRTGuest(t *testing.T) {
 	shmPath, shmSize, r := hostRegion(t, l)
 
 	tap := fmt.Sprintf("mkrtt%d", os.Getpid()%100000)
-	var console strings.Builder
+	console := supervisor.NewConsole(1 << 16) // all of it, beyond the partition's ring
 	v := New(Options{Name: cfg.Metadata.Name, RunDir: t.TempDir(), Tap: tap, HostAddress: hostCIDR, HostCPUs: []int{1},
-		ConsoleLog: &lockedWriter{w: &console},
+		ConsoleLog: console,
 		QEMU:       Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, Accel: "tcg", ShmPath: shmPath, ShmSize: shmSize}})
 	start := time.Now()
 	if err := v.Start(ctx); err != nil {
@@ -155,8 +156,8 @@ func TestTankInPREEMPTRTGuest(t *testing.T) {
 	if exit.Code != 0 {
 		t.Errorf("qemu exit %v, want 0 (guest powered off)", exit)
 	}
-	if !strings.Contains(console.String(), "control program stopped") {
-		t.Errorf("console lacks the executive's clean stop:\n%s", console.String())
+	if all := strings.Join(console.Lines(), "\n"); !strings.Contains(all, "control program stopped") {
+		t.Errorf("console lacks the executive's clean stop:\n%s", all)
 	}
 }
 

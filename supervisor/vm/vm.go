@@ -1,7 +1,6 @@
 package vm
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/supervisor"
 )
 
@@ -38,20 +38,25 @@ type Options struct {
 	ConsoleLines int
 	// ConsoleLog, if set, also receives every console line.
 	ConsoleLog io.Writer
+	// Clock times the steps and the exit; default the real clock.
+	Clock supervisor.Clock
 }
 
-// VM is a partition in a QEMU guest.
+// VM is a partition in a QEMU guest; it implements supervisor.Partition.
 type VM struct {
-	o   Options
-	log *slog.Logger
+	o       Options
+	log     *slog.Logger
+	console *supervisor.Console
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	ended   *supervisor.Ending // of QEMU's current run
-	console *ring
-	info    supervisor.Info
-	undo    []func()
+	life supervisor.Lifecycle
+
+	mu   sync.Mutex
+	qemu Config // this start's invocation (the tap's NIC filled in)
+	cmd  *exec.Cmd
+	info supervisor.Info
 }
+
+var _ supervisor.Partition = (*VM)(nil)
 
 // New returns a VM partition; nothing runs until Start.
 func New(o Options) *VM {
@@ -67,75 +72,178 @@ func New(o Options) *VM {
 	if o.QEMU.QMP == "" {
 		o.QEMU.QMP = filepath.Join(o.RunDir, "mkrt-"+o.Name+".qmp")
 	}
-	return &VM{o: o, log: o.Log.With("partition", o.Name, "backend", "vm"), console: newRing(o.ConsoleLines)}
+	if o.Clock == nil {
+		o.Clock = supervisor.RealClock{}
+	}
+	v := &VM{o: o, log: o.Log.With("partition", o.Name, "backend", "vm"), console: supervisor.NewConsole(o.ConsoleLines)}
+	v.life = supervisor.Lifecycle{Backend: "vm", Log: v.log, Clock: o.Clock}
+	if w := o.ConsoleLog; w != nil {
+		v.console.OnLine = func(line string) { fmt.Fprintln(w, line) }
+	}
+	return v
 }
 
 // Backend is "vm".
-func (v *VM) Backend() string { return "vm" }
+func (v *VM) Backend() string { return string(configs.BackendVM) }
 
-// Start creates the tap, starts QEMU and pins its vCPU threads.
-func (v *VM) Start(ctx context.Context) (err error) {
+// Steps returns the bring-up of one start, in order:
+//
+//	tap         create the tap with HostAddress (undo: delete it)
+//	qemu        start QEMU, its serial console into the console ring
+//	            (undo: ask the executive to halt, QMP quit, kill when the
+//	            stop's context ends; remove the QMP socket)
+//	pin-vcpus   pin the vCPU threads to HostCPUs through QMP (a failure is
+//	            a degradation, not an error)
+func (v *VM) Steps() []supervisor.Step {
+	return []supervisor.Step{
+		{Name: "tap", Do: v.createTap, Undo: v.deleteTap},
+		{Name: "qemu", Do: v.startQEMU, Undo: v.stopQEMU},
+		{Name: "pin-vcpus", Do: v.pinVCPUs},
+	}
+}
+
+// Start creates the tap, starts QEMU and pins its vCPU threads; on failure
+// everything done is undone.
+func (v *VM) Start(ctx context.Context) error {
+	return v.life.Start(ctx, func() []supervisor.Step {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		v.qemu, v.cmd = v.o.QEMU, nil
+		v.info = supervisor.Info{Isolation: supervisor.Isolation{CPUSet: "none", CPUs: configs.CPUList(v.o.HostCPUs).String()}}
+		return v.Steps()
+	})
+}
+
+// Stop asks the executive to halt (the guest powers off), then QMP quit,
+// then kills QEMU when ctx ends; it undoes the host preparation.
+func (v *VM) Stop(ctx context.Context) error { return v.life.Stop(ctx) }
+
+// Records is what the last start and stop ran.
+func (v *VM) Records() []supervisor.StepRecord { return v.life.Records() }
+
+func (v *VM) degrade(msg string) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.cmd != nil && v.ended != nil {
-		select {
-		case <-v.ended.Done():
-		default:
-			return errors.New("vm: already running")
-		}
+	v.info.Degradations = append(v.info.Degradations, msg)
+	v.mu.Unlock()
+}
+
+func (v *VM) createTap(context.Context) error {
+	tap := v.o.Tap
+	if tap == "" {
+		return nil
 	}
-	v.info = supervisor.Info{Isolation: supervisor.Isolation{CPUSet: "none", CPUs: cpulist(v.o.HostCPUs)}}
-	defer func() {
-		if err != nil {
-			v.undoAll()
-		}
-	}()
-	if v.o.Tap != "" {
-		if err := createTap(v.o.Tap, v.o.HostAddress); err != nil {
-			return err
-		}
-		tap := v.o.Tap
-		v.undo = append(v.undo, func() { _ = deleteLink(tap) })
-		v.o.QEMU.NIC = NIC{Kind: "tap", Tap: tap, MAC: v.o.QEMU.NIC.MAC}
-		v.info.NICs = []string{tap}
+	if err := createTap(tap, v.o.HostAddress); err != nil {
+		return err
 	}
-	args, err := v.o.QEMU.Args()
+	v.mu.Lock()
+	v.qemu.NIC = NIC{Kind: "tap", Tap: tap, MAC: v.o.QEMU.NIC.MAC}
+	v.info.NICs = []string{tap}
+	v.mu.Unlock()
+	return nil
+}
+
+func (v *VM) deleteTap(context.Context) error {
+	if v.o.Tap == "" {
+		return nil
+	}
+	return deleteLink(v.o.Tap)
+}
+
+func (v *VM) startQEMU(context.Context) error {
+	v.mu.Lock()
+	qemu := v.qemu
+	v.mu.Unlock()
+	args, err := qemu.Args()
 	if err != nil {
 		return err
 	}
-	bin := v.o.QEMU.QEMU
+	bin := qemu.QEMU
 	if bin == "" {
 		bin = "qemu-system-x86_64"
 	}
-	_ = os.Remove(v.o.QEMU.QMP)
+	_ = os.Remove(qemu.QMP)
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return fmt.Errorf("vm: %w", err)
-	}
-	cmd.Stderr = cmd.Stdout
+	cmd.Stdout, cmd.Stderr = v.console, v.console
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("vm: start %s: %w (install Debian qemu-system-x86)", bin, err)
 	}
-	v.cmd, v.ended = cmd, supervisor.NewEnding()
+	// cmd first: until Running, Kill sees the last run ended and sends
+	// nothing.
+	v.mu.Lock()
+	v.cmd = cmd
 	v.info.PID = cmd.Process.Pid
-	v.log.Info("qemu started", "pid", cmd.Process.Pid, "accel", v.o.QEMU.Accel)
-	go v.capture(out)
-	go func(cmd *exec.Cmd, ended *supervisor.Ending) {
-		ended.End(exitOf(cmd, cmd.Wait()))
-	}(cmd, v.ended)
-	v.undo = append(v.undo, func() { _ = os.Remove(v.o.QEMU.QMP) })
-	if v.o.QEMU.Accel != "kvm" {
+	if qemu.Accel != "kvm" {
 		v.info.Degradations = append(v.info.Degradations, "accel: tcg (software emulation; latency figures are not representative)")
 	}
-	if len(v.o.HostCPUs) > 0 {
-		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := v.pin(qctx); err != nil {
-			v.info.Degradations = append(v.info.Degradations, "vcpu pinning: "+err.Error())
-			v.log.Warn("vCPU threads not pinned", "err", err)
+	v.mu.Unlock()
+	v.log.Info("qemu started", "pid", cmd.Process.Pid, "accel", qemu.Accel)
+	v.life.Reap(cmd, func(e supervisor.Exit) {
+		v.mu.Lock()
+		v.info.PID = 0
+		v.mu.Unlock()
+		v.log.Info("qemu ended", "how", e.String())
+	})
+	return nil
+}
+
+// stopQEMU asks the executive to halt (the guest powers off), then QEMU to
+// quit (QMP), then kills it when ctx ends, and waits for it to be reaped.
+func (v *VM) stopQEMU(ctx context.Context) error {
+	defer os.Remove(v.o.QEMU.QMP)
+	ended := v.life.Ending()
+	if ended == nil {
+		return nil
+	}
+	done := ended.Done()
+	if v.o.Halt != nil {
+		if err := v.o.Halt(ctx); err != nil {
+			v.log.Warn("halt request failed", "err", err)
 		}
+		t := time.NewTimer(remaining(ctx, 5*time.Second))
+		select {
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if q, err := DialQMP(qctx, v.o.QEMU.QMP); err == nil {
+		_, _ = q.Execute("quit", nil)
+		q.Close()
+	}
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	v.log.Warn("qemu did not quit; killing it")
+	if err := v.Kill(); err != nil {
+		return err
+	}
+	if !ended.EndsWithin(10 * time.Second) {
+		return errors.New("vm: qemu did not die after SIGKILL (uninterruptible sleep?)")
+	}
+	return nil
+}
+
+// pinVCPUs pins vCPU i to HostCPUs[i % len] through QMP, bounded by 10s;
+// a failure is a degradation.
+func (v *VM) pinVCPUs(ctx context.Context) error {
+	if len(v.o.HostCPUs) == 0 {
+		return nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := v.pin(qctx); err != nil {
+		v.degrade("vcpu pinning: " + err.Error())
+		v.log.Warn("vCPU threads not pinned", "err", err)
 	}
 	return nil
 }
@@ -160,68 +268,8 @@ func (v *VM) pin(ctx context.Context) error {
 	return nil
 }
 
-func (v *VM) capture(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		v.console.add(line)
-		if v.o.ConsoleLog != nil {
-			fmt.Fprintln(v.o.ConsoleLog, line)
-		}
-	}
-}
-
 // Wait returns how QEMU ended (the guest powering off is exit status 0).
-func (v *VM) Wait(ctx context.Context) (supervisor.Exit, error) {
-	v.mu.Lock()
-	ended := v.ended
-	v.mu.Unlock()
-	if ended == nil {
-		return supervisor.Exit{}, errors.New("vm: not started")
-	}
-	return ended.Wait(ctx)
-}
-
-// Stop asks the executive to halt (the guest powers off), then QMP quit,
-// then kills QEMU when ctx ends; it undoes the host preparation.
-func (v *VM) Stop(ctx context.Context) error {
-	v.mu.Lock()
-	ended := v.ended
-	v.mu.Unlock()
-	if ended != nil {
-		done := ended.Done()
-		if v.o.Halt != nil {
-			if err := v.o.Halt(ctx); err != nil {
-				v.log.Warn("halt request failed", "err", err)
-			}
-			select {
-			case <-done:
-			case <-time.After(remaining(ctx, 5*time.Second)):
-			}
-		}
-		select {
-		case <-done:
-		default:
-			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			if q, err := DialQMP(qctx, v.o.QEMU.QMP); err == nil {
-				_, _ = q.Execute("quit", nil)
-				q.Close()
-			}
-			cancel()
-			select {
-			case <-done:
-			case <-ctx.Done():
-				_ = v.Kill()
-				<-done
-			}
-		}
-	}
-	v.mu.Lock()
-	v.undoAll()
-	v.mu.Unlock()
-	return nil
-}
+func (v *VM) Wait(ctx context.Context) (supervisor.Exit, error) { return v.life.Wait(ctx) }
 
 func remaining(ctx context.Context, max time.Duration) time.Duration {
 	if dl, ok := ctx.Deadline(); ok {
@@ -232,15 +280,24 @@ func remaining(ctx context.Context, max time.Duration) time.Duration {
 	return max
 }
 
-// Kill ends QEMU at once.
+// Kill ends QEMU at once (SIGKILL to its process group); nothing when it
+// has ended already (its group id may be another's by now).
 func (v *VM) Kill() error {
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.cmd == nil || v.cmd.Process == nil {
-		return errors.New("vm: not started")
+	cmd := v.cmd
+	v.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return fmt.Errorf("vm: partition %w", supervisor.ErrNotStarted)
 	}
-	if err := syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("vm: kill qemu group %d: %w", v.cmd.Process.Pid, err)
+	if e := v.life.Ending(); e != nil {
+		select {
+		case <-e.Done():
+			return nil
+		default:
+		}
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("vm: kill(-%d, SIGKILL): %w", cmd.Process.Pid, err)
 	}
 	return nil
 }
@@ -253,76 +310,4 @@ func (v *VM) Info() supervisor.Info {
 }
 
 // Console returns the latest serial console lines.
-func (v *VM) Console() []string { return v.console.lines() }
-
-func (v *VM) undoAll() {
-	for i := len(v.undo) - 1; i >= 0; i-- {
-		v.undo[i]()
-	}
-	v.undo = nil
-}
-
-func exitOf(cmd *exec.Cmd, err error) supervisor.Exit {
-	e := supervisor.Exit{Time: time.Now(), Code: -1}
-	if cmd.ProcessState == nil {
-		return e
-	}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		e.Signal = ws.Signal().String()
-		return e
-	}
-	e.Code = cmd.ProcessState.ExitCode()
-	return e
-}
-
-func cpulist(cpus []int) string {
-	s := ""
-	for i, c := range cpus {
-		if i > 0 {
-			s += ","
-		}
-		s += fmt.Sprint(c)
-	}
-	return s
-}
-
-// ring keeps the last n lines.
-type ring struct {
-	mu   sync.Mutex
-	buf  []string
-	next int
-	full bool
-}
-
-func newRing(n int) *ring { return &ring{buf: make([]string, n)} }
-
-func (r *ring) add(s string) {
-	r.mu.Lock()
-	r.buf[r.next] = s
-	r.next = (r.next + 1) % len(r.buf)
-	if r.next == 0 {
-		r.full = true
-	}
-	r.mu.Unlock()
-}
-
-func (r *ring) lines() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.full {
-		return append([]string(nil), r.buf[:r.next]...)
-	}
-	return append(append([]string(nil), r.buf[r.next:]...), r.buf[:r.next]...)
-}
-
-// lockedWriter serialises writes to w.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
+func (v *VM) Console() []string { return v.console.Lines() }

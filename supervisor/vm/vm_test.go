@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/image"
 )
 
@@ -59,13 +61,86 @@ func TestArgs(t *testing.T) {
 	}
 }
 
-func TestRing(t *testing.T) {
-	r := newRing(3)
-	for _, s := range []string{"a", "b", "c", "d"} {
-		r.add(s)
+// fakeQEMU writes a stand-in for qemu-system-x86_64 that prints a serial
+// console with CRLF line ends and runs until killed, creating no QMP socket.
+func fakeQEMU(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "qemu")
+	script := "#!/bin/sh\nprintf 'SeaBIOS\\r\\nLinux version 6.1.0-rt\\r\\n'\nexec sleep 60\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if got := r.lines(); !reflect.DeepEqual(got, []string{"b", "c", "d"}) {
-		t.Fatalf("lines = %v", got)
+	return bin
+}
+
+// TestLifecycleWithoutQEMU runs the bring-up against a stand-in QEMU that
+// never opens QMP: the partition answers Info while the start dials QMP,
+// the failed dial is a degradation, the serial console lands in the ring,
+// and the stop kills the stand-in when its context ends and undoes every
+// step.
+func TestLifecycleWithoutQEMU(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no /bin/sh for the stand-in QEMU")
+	}
+	v := New(Options{Name: "fake", RunDir: t.TempDir(), HostCPUs: []int{0, 1},
+		QEMU: Config{QEMU: fakeQEMU(t), Kernel: "/k", Initrd: "/i", Accel: "tcg"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sctx, scancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer scancel()
+	started := make(chan error, 1)
+	go func() { started <- v.Start(sctx) }()
+	// The start is dialling QMP now (for up to 1.5s): Info must not wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for v.Info().PID == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("QEMU stand-in not started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	infoAt := time.Now()
+	info := v.Info()
+	if took := time.Since(infoAt); took > 100*time.Millisecond {
+		t.Errorf("Info took %v during the QMP dial", took)
+	}
+	if info.CPUs != "0-1" {
+		t.Errorf("info CPUs %q, want the cpulist 0-1", info.CPUs)
+	}
+	if err := <-started; err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	info = v.Info()
+	if len(info.Degradations) != 2 || !strings.HasPrefix(info.Degradations[0], "accel: tcg") || !strings.HasPrefix(info.Degradations[1], "vcpu pinning: ") {
+		t.Errorf("degradations %q, want tcg and vcpu pinning", info.Degradations)
+	}
+	if err := v.Start(ctx); !errors.Is(err, supervisor.ErrStarted) {
+		t.Errorf("second start: %v, want ErrStarted", err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for len(v.Console()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := v.Console(); !reflect.DeepEqual(got, []string{"SeaBIOS", "Linux version 6.1.0-rt"}) {
+		t.Errorf("console %q", got)
+	}
+	stopCtx, stopCancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer stopCancel()
+	if err := v.Stop(stopCtx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	e, err := v.Wait(ctx)
+	if err != nil || e.Signal != "killed" {
+		t.Errorf("exit %v, %v; want killed", e, err)
+	}
+	var ran []string
+	for _, r := range v.Records() {
+		ran = append(ran, r.Action+" "+r.Name)
+	}
+	if want := []string{"do tap", "do qemu", "do pin-vcpus", "undo qemu", "undo tap"}; !reflect.DeepEqual(ran, want) {
+		t.Errorf("ran %q, want %q", ran, want)
+	}
+	if err := v.Kill(); err != nil {
+		t.Errorf("kill after the end: %v", err)
 	}
 }
 

@@ -52,7 +52,8 @@ type Device struct {
 	CPUs []int
 	// Fail makes a request fail with the errno before the fake looks at it.
 	Fail map[uint32]syscall.Errno
-	// Console is what the hypervisor console shows.
+	// Console is what the hypervisor console shows (set it before the
+	// test starts; Print adds to it while a partition reads it).
 	Console string
 	// Boot, when set, stands for the cell's Linux: a CELL_START calls it
 	// with the cell's config (outside the device's lock). The stand-in
@@ -318,6 +319,21 @@ func (d *Device) Cell(name string) *Cell {
 	}
 	cp := *c
 	return &cp
+}
+
+// ConsoleSize is how much the fake hypervisor console keeps, as the real
+// one's page-sized ring: Print drops the oldest bytes beyond it.
+const ConsoleSize = 2048
+
+// Print writes s to the hypervisor console, as a cell with a virtual
+// console (or the hypervisor) does.
+func (d *Device) Print(s string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.Console += s
+	if n := len(d.Console); n > ConsoleSize {
+		d.Console = d.Console[n-ConsoleSize:]
+	}
 }
 
 // SetState changes a cell's state as the hypervisor would ("shut down"

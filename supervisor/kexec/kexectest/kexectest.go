@@ -3,8 +3,9 @@
 // behind its pointers, and checks them as the kernel does (a command line
 // whose length counts its terminating NUL, known flag bits, instance ids in
 // range, the reboot magic numbers, fds that can be read). Backends' fakes
-// (multikerneltest, parkertest) give it a Handle function that runs their
-// state machine. Nothing here needs privileges.
+// (multikerneltest, parkertest) embed a Host: the Recorder with their
+// state machine as its Handle, the host's files, injected file faults and
+// the kernfs mount they share. Nothing here needs privileges.
 package kexectest
 
 import (

@@ -15,7 +15,6 @@ import (
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/kexec/kexectest"
 	"github.com/mkrt/mkrt/supervisor/multikernel"
-	"github.com/mkrt/mkrt/supervisor/supervisortest"
 )
 
 // Root is where the kernfs is mounted.
@@ -40,11 +39,11 @@ type instance struct {
 
 // Kernel is a fake multikernel host kernel: a kernfs tree (through the
 // supervisor/process.FS methods) and the system calls (through the
-// embedded kexectest.Recorder, which checks the argument layouts) sharing
-// one state machine:
+// embedded kexectest.Host, whose Recorder checks the argument layouts)
+// sharing one state machine:
 //
-//   - mount(multikernel) at Root: ENODEV when the kernel lacks it, EBUSY
-//     when mounted; umount2: EBUSY while instances exist;
+//   - mount(multikernel) at Root: as kexectest.Host mounts; umount2:
+//     EBUSY while instances exist;
 //   - device_tree: the baseline, written once (EBUSY while instances
 //     exist, EINVAL when not a DTB with /resources);
 //   - overlays/new: an instance-create overlay makes instances/<name> in
@@ -64,17 +63,13 @@ type instance struct {
 // Fail injects an errno per file operation and path; Recorder.Fail per
 // system call. Safe for concurrent use.
 type Kernel struct {
-	*kexectest.Recorder
+	*kexectest.Host
 
 	mu        sync.Mutex
-	supported bool
-	mounted   bool
 	baseline  []byte
 	pool      multikernel.Host
 	instances map[string]*instance
 	nextTx    int
-	files     map[string]string
-	faults    supervisortest.Faults
 
 	// Boot, when set, stands for the instance's kernel: a start calls it
 	// with the instance's name and command line (outside the kernel's
@@ -88,52 +83,24 @@ type Kernel struct {
 // without, serving host files (path -> content, e.g. /proc/cpuinfo) and,
 // when baseline is not nil, a baseline already written.
 func New(supported bool, host map[string]string, baseline []byte) *Kernel {
-	k := &Kernel{Recorder: &kexectest.Recorder{}, supported: supported, instances: map[string]*instance{},
-		files: map[string]string{}, nextTx: 1}
-	for p, c := range host {
-		k.files[p] = c
-	}
-	if supported {
-		k.files["/proc/filesystems"] += "nodev\tmultikernel\n"
-	}
+	k := &Kernel{instances: map[string]*instance{}, nextTx: 1}
+	k.Host = kexectest.NewHost("multikernel", Root, supported, host, k.syscall)
 	if baseline != nil {
-		h, err := multikernel.ParseBaseline(baseline)
-		if err == nil {
+		if h, err := multikernel.ParseBaseline(baseline); err == nil {
 			k.baseline, k.pool = baseline, h
 		}
 	}
-	k.Recorder.Handle = k.syscall
 	return k
 }
-
-// Fail makes op ("read", "write", "readdir", "rmdir", "mkdir") on name
-// fail with err; nil clears it.
-func (k *Kernel) Fail(op, name string, err error) { k.faults.Fail(op, name, err) }
 
 // State is a summary of everything the kernel holds, to compare before and
 // after a sequence.
 func (k *Kernel) State() string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var b strings.Builder
-	fmt.Fprintf(&b, "mounted=%v baseline=%d", k.mounted, len(k.baseline))
-	names := make([]string, 0, len(k.instances))
-	for n := range k.instances {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		in := k.instances[n]
-		fmt.Fprintf(&b, " %s(id=%d tx=%d %s)", n, in.ID, in.tx, in.status)
-	}
-	return b.String()
-}
-
-// Mounted reports whether the kernfs is mounted.
-func (k *Kernel) Mounted() bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.mounted
+	return kexectest.Summary(k.Host, fmt.Sprintf("baseline=%d", len(k.baseline)), k.instances, func(n string, in *instance) string {
+		return fmt.Sprintf("%s(id=%d tx=%d %s)", n, in.ID, in.tx, in.status)
+	})
 }
 
 // Status returns an instance's status and the command line it was loaded
@@ -157,11 +124,10 @@ func (k *Kernel) Exit(name, status string) {
 	}
 }
 
-func (k *Kernel) check(op, name string) error { return k.faults.Check(op, name) }
-
-// rel returns name relative to Root and whether it is inside the mounted kernfs.
+// rel returns name relative to Root and whether it is inside the mounted
+// kernfs.
 func (k *Kernel) rel(name string) (string, bool) {
-	if name != Root && !strings.HasPrefix(name, Root+"/") {
+	if name != Root && !strings.HasPrefix(name, Root+"/") || !k.Mounted() {
 		return "", false
 	}
 	return strings.TrimPrefix(strings.TrimPrefix(name, Root), "/"), true
@@ -173,14 +139,11 @@ func enoent(op, name string) error { return &fs.PathError{Op: op, Path: name, Er
 func (k *Kernel) ReadFile(name string) ([]byte, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.check("read", name); err != nil {
-		return nil, err
-	}
-	if c, ok := k.files[name]; ok {
-		return []byte(c), nil
+	if b, ok, err := k.HostFile(name); ok {
+		return b, err
 	}
 	r, in := k.rel(name)
-	if !in || !k.mounted {
+	if !in {
 		return nil, enoent("open", name)
 	}
 	if r == "device_tree" {
@@ -204,11 +167,11 @@ func (k *Kernel) ReadFile(name string) ([]byte, error) {
 func (k *Kernel) WriteFile(name string, data []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.check("write", name); err != nil {
+	if err := k.Check("write", name); err != nil {
 		return err
 	}
 	r, in := k.rel(name)
-	if !in || !k.mounted {
+	if !in {
 		return enoent("open", name)
 	}
 	perr := func(e syscall.Errno) error { return &fs.PathError{Op: "write", Path: name, Err: e} }
@@ -300,7 +263,7 @@ func (k *Kernel) idUsed(id int) bool {
 func (k *Kernel) Mkdir(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.check("mkdir", name); err != nil {
+	if err := k.Check("mkdir", name); err != nil {
 		return err
 	}
 	return &fs.PathError{Op: "mkdir", Path: name, Err: syscall.EPERM}
@@ -310,11 +273,11 @@ func (k *Kernel) Mkdir(name string) error {
 func (k *Kernel) Rmdir(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.check("rmdir", name); err != nil {
+	if err := k.Check("rmdir", name); err != nil {
 		return err
 	}
 	r, in := k.rel(name)
-	if !in || !k.mounted {
+	if !in {
 		return enoent("rmdir", name)
 	}
 	for n, i := range k.instances {
@@ -333,11 +296,11 @@ func (k *Kernel) Rmdir(name string) error {
 func (k *Kernel) ReadDir(name string) ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.check("readdir", name); err != nil {
+	if err := k.Check("readdir", name); err != nil {
 		return nil, err
 	}
 	r, in := k.rel(name)
-	if !in || !k.mounted {
+	if !in {
 		return nil, enoent("open", name)
 	}
 	var out []string
@@ -405,26 +368,10 @@ func (k *Kernel) transition(c kexectest.Call) (func(), error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var after func()
+	if ok, err := k.MountCall(c, len(k.instances) > 0); ok {
+		return nil, err
+	}
 	switch c.Syscall {
-	case "mount":
-		if c.FSType != "multikernel" || !k.supported {
-			return nil, syscall.ENODEV
-		}
-		if c.Target != Root {
-			return nil, syscall.ENOENT
-		}
-		if k.mounted {
-			return nil, syscall.EBUSY
-		}
-		k.mounted = true
-	case "umount2":
-		if c.Target != Root || !k.mounted {
-			return nil, syscall.EINVAL
-		}
-		if len(k.instances) > 0 {
-			return nil, syscall.EBUSY
-		}
-		k.mounted = false
 	case "kexec_file_load":
 		if c.Flags&kexec.Multikernel == 0 {
 			return nil, nil // an ordinary kexec image; no instance involved

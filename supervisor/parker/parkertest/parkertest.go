@@ -9,9 +9,9 @@ package parkertest
 import (
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +20,6 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/kexec/kexectest"
-	"github.com/mkrt/mkrt/supervisor/supervisortest"
 )
 
 // Root is where the kernfs is mounted.
@@ -36,10 +35,11 @@ type kernel struct {
 	control uint64
 }
 
-// Kernel is the fake boot kernel:
+// Kernel is the fake boot kernel, its system calls through the embedded
+// kexectest.Host:
 //
-//   - mount(parker) at Root: ENODEV without support, EBUSY when mounted
-//     (the RFC allows one mount);
+//   - mount(parker) at Root: as kexectest.Host mounts (the RFC allows one
+//     mount);
 //   - mkdir Root/<name>: a kernel entry with id, control_structure, cpus,
 //     memory, bind, unbind, online and devices/; EEXIST, EINVAL for a name
 //     with a newline or a nested directory;
@@ -56,20 +56,16 @@ type kernel struct {
 //     ordinary image (EINVAL for the multikernel bits), KEXEC_FILE_UNLOAD
 //     drops it (ENOENT when none).
 type Kernel struct {
-	*kexectest.Recorder
+	*kexectest.Host
 
-	mu        sync.Mutex
-	supported bool
-	mounted   bool
-	hostCPUs  int
-	cma       uint64
-	pci       []string
-	kernels   map[string]*kernel
-	nextID    int
-	image     string // the loaded image's command line, "" when none
-	loaded    bool
-	files     map[string]string
-	faults    supervisortest.Faults
+	mu       sync.Mutex
+	hostCPUs int
+	cma      uint64
+	pci      []string
+	kernels  map[string]*kernel
+	nextID   int
+	image    string // the loaded image's command line, "" when none
+	loaded   bool
 
 	// Boot, when set, stands for the secondary kernel: writing online
 	// calls it with the entry's name and the loaded image's command line
@@ -81,37 +77,18 @@ type Kernel struct {
 // New returns a boot kernel with (supported) or without Parker, hostCPUs
 // CPUs, a CMA pool of cma bytes, the PCI devices pci, and host files.
 func New(supported bool, hostCPUs int, cma uint64, pci []string, host map[string]string) *Kernel {
-	k := &Kernel{Recorder: &kexectest.Recorder{}, supported: supported, hostCPUs: hostCPUs, cma: cma,
-		pci: pci, kernels: map[string]*kernel{}, nextID: 1, files: map[string]string{}}
-	for p, c := range host {
-		k.files[p] = c
-	}
-	if supported {
-		k.files["/proc/filesystems"] += "nodev\tparker\n"
-	}
-	k.Recorder.Handle = k.syscall
+	k := &Kernel{hostCPUs: hostCPUs, cma: cma, pci: pci, kernels: map[string]*kernel{}, nextID: 1}
+	k.Host = kexectest.NewHost("parker", Root, supported, host, k.syscall)
 	return k
 }
-
-// Fail makes op ("read", "write", "mkdir", "rmdir", "readdir") on name fail.
-func (k *Kernel) Fail(op, name string, err error) { k.faults.Fail(op, name, err) }
 
 // State summarises what the kernel holds.
 func (k *Kernel) State() string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var b strings.Builder
-	fmt.Fprintf(&b, "mounted=%v loaded=%v", k.mounted, k.loaded)
-	names := make([]string, 0, len(k.kernels))
-	for n := range k.kernels {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		e := k.kernels[n]
-		fmt.Fprintf(&b, " %s(cpus=%v mem=%d devs=%v online=%v)", n, e.cpus, e.memory, e.devices, e.online)
-	}
-	return b.String()
+	return kexectest.Summary(k.Host, fmt.Sprintf("loaded=%v", k.loaded), k.kernels, func(n string, e *kernel) string {
+		return fmt.Sprintf("%s(cpus=%v mem=%d devs=%v online=%v)", n, e.cpus, e.memory, e.devices, e.online)
+	})
 }
 
 // Loaded returns the loaded image's command line.
@@ -137,7 +114,7 @@ func perr(op, name string, e syscall.Errno) error { return &fs.PathError{Op: op,
 
 func (k *Kernel) entry(name string) (*kernel, string, bool) {
 	rest, ok := strings.CutPrefix(name, Root+"/")
-	if !ok || !k.mounted {
+	if !ok || !k.Mounted() {
 		return nil, "", false
 	}
 	dir, file, _ := strings.Cut(rest, "/")
@@ -149,11 +126,8 @@ func (k *Kernel) entry(name string) (*kernel, string, bool) {
 func (k *Kernel) ReadFile(name string) ([]byte, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.faults.Check("read", name); err != nil {
-		return nil, err
-	}
-	if c, ok := k.files[name]; ok {
-		return []byte(c), nil
+	if b, ok, err := k.HostFile(name); ok {
+		return b, err
 	}
 	e, file, ok := k.entry(name)
 	if !ok {
@@ -224,7 +198,7 @@ func (k *Kernel) write(name string, data []byte) (func(), error) {
 func (k *Kernel) writeLocked(name string, data []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.faults.Check("write", name); err != nil {
+	if err := k.Check("write", name); err != nil {
 		return err
 	}
 	e, file, ok := k.entry(name)
@@ -291,11 +265,11 @@ func (k *Kernel) writeLocked(name string, data []byte) error {
 func (k *Kernel) Mkdir(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.faults.Check("mkdir", name); err != nil {
+	if err := k.Check("mkdir", name); err != nil {
 		return err
 	}
 	rest, ok := strings.CutPrefix(name, Root+"/")
-	if !ok || !k.mounted {
+	if !ok || !k.Mounted() {
 		return perr("mkdir", name, syscall.ENOENT)
 	}
 	if strings.ContainsAny(rest, "/\n") {
@@ -313,7 +287,7 @@ func (k *Kernel) Mkdir(name string) error {
 func (k *Kernel) Rmdir(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.faults.Check("rmdir", name); err != nil {
+	if err := k.Check("rmdir", name); err != nil {
 		return err
 	}
 	e, file, ok := k.entry(name)
@@ -334,37 +308,19 @@ func (k *Kernel) Rmdir(name string) error {
 func (k *Kernel) ReadDir(name string) ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if name != Root || !k.mounted {
+	if name != Root || !k.Mounted() {
 		return nil, perr("open", name, syscall.ENOENT)
 	}
-	var out []string
-	for n := range k.kernels {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out, nil
+	return slices.Sorted(maps.Keys(k.kernels)), nil
 }
 
 func (k *Kernel) syscall(c kexectest.Call) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if ok, err := k.MountCall(c, false); ok {
+		return err
+	}
 	switch c.Syscall {
-	case "mount":
-		if c.FSType != "parker" || !k.supported {
-			return syscall.ENODEV
-		}
-		if c.Target != Root {
-			return syscall.ENOENT
-		}
-		if k.mounted {
-			return syscall.EBUSY
-		}
-		k.mounted = true
-	case "umount2":
-		if c.Target != Root || !k.mounted {
-			return syscall.EINVAL
-		}
-		k.mounted = false
 	case "kexec_file_load":
 		if c.Flags&(kexec.Multikernel|kexec.MKIDMask) != 0 {
 			return syscall.EINVAL
