@@ -27,37 +27,42 @@ const maxNodes = 100_000
 const maxDepth = 64
 
 // Load reads, decodes, defaults and validates the control config at path.
-// Every problem is reported at once as Errors, sorted by position.
-func Load(path string) (*Config, error) {
+// checks are further rules kept outside this package (blocks.Validate: the
+// function blocks); they run on the decoded config, even one with problems,
+// so every problem is reported at once as Errors, sorted by position.
+func Load(path string, checks ...Check) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("configs: %w", err)
 	}
-	return load(path, data)
+	return load(path, data, checks)
 }
 
 // LoadBytes is Load for a config already in memory; name is the file name
 // used in positions and as the base of relative paths.
-func LoadBytes(name string, data []byte) (*Config, error) { return load(name, data) }
+func LoadBytes(name string, data []byte, checks ...Check) (*Config, error) {
+	return load(name, data, checks)
+}
 
-func load(name string, data []byte) (*Config, error) {
+func load(name string, data []byte, checks []Check) (*Config, error) {
 	c, errs := parse(name, data)
 	if c == nil {
 		return nil, errs.Err()
 	}
 	c.Defaults()
 	var verrs Errors
-	c.validate(&verrs)
+	c.validate(&verrs, checks)
 	// A field that failed to decode keeps its zero value; do not report that
 	// value again as a validation problem at the same place.
 	bad := map[Pos]bool{}
 	for _, e := range errs {
 		bad[e.Pos] = true
 	}
+	undecoded := len(errs) > 0
 	for _, e := range verrs {
 		switch {
 		case bad[e.Pos]:
-		case e.Pos.Line == 0 && len(errs) > 0:
+		case e.Pos.Line == 0 && undecoded:
 			// About a part that did not decode, already reported.
 		case e.Pos.Line == 0:
 			e.Pos = c.Pos

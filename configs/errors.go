@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -20,6 +21,19 @@ type Errors []*Error
 // Add records a problem at pos.
 func (es *Errors) Add(pos Pos, format string, args ...any) {
 	*es = append(*es, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...)})
+}
+
+// AddErr records the problems of err: each of its Errors where it was
+// written, any other error at the zero Pos. A nil err adds nothing.
+func (es *Errors) AddErr(err error) {
+	var errs Errors
+	switch {
+	case err == nil:
+	case errors.As(err, &errs):
+		*es = append(*es, errs...)
+	default:
+		es.Add(Pos{}, "%v", err)
+	}
 }
 
 // Error prints one problem per line.

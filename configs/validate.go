@@ -19,20 +19,24 @@ import (
 	"github.com/mkrt/mkrt/shm/wire"
 )
 
-// BlockTypes lists the function block types a task may use.
-var BlockTypes = []string{"pid", "lag", "ramp", "limit", "scale", "deadband", "hysteresis", "alarm",
-	"ton", "tof", "tp", "counter", "and", "or", "xor", "not", "compare", "select", "min", "max", "average", "delay"}
+// Check is a rule of a config kept outside this package: the function
+// blocks' types, ports, parameters and units are the rules of the block
+// catalogue (blocks.Validate in rtkernel/blocks, which this package may not
+// import). It returns its problems as Errors, or nil.
+type Check func(*Config) error
 
-// passThrough are the block types whose output carries the unit of their
-// inputs, so a tag wired in and a tag wired out must agree on units.
-var passThrough = []string{"lag", "ramp", "limit", "deadband", "delay", "select", "min", "max", "average"}
-
-// Validate checks every rule of the schema and returns every problem as
-// Errors (sorted by position), or nil. Call it after Defaults (Load does
-// both); on a config without defaults, empty values count as defaults.
-func (c *Config) Validate() error {
+// Validate checks every rule of the schema, and the checks, and returns
+// every problem as Errors (sorted by position), or nil. Call it after
+// Defaults (Load does both); on a config without defaults, empty values
+// count as defaults.
+//
+// This package checks a block's shape: its name, that its inputs read
+// tags and blocks that exist (of its own task), that its outputs write
+// tags that exist and may be written, one writer per tag. What a block of
+// a type takes is the catalogue's to check.
+func (c *Config) Validate(checks ...Check) error {
 	var errs Errors
-	c.validate(&errs)
+	c.validate(&errs, checks)
 	return errs.Err()
 }
 
@@ -57,7 +61,7 @@ func (k *checker) add(pos Pos, format string, args ...any) { k.errs.Add(pos, for
 // at is the position of a field, falling back to its struct's position.
 func (k *checker) at(ptr any, fallback Pos) Pos { return k.c.FieldPos(ptr, fallback) }
 
-func (c *Config) validate(errs *Errors) {
+func (c *Config) validate(errs *Errors, checks []Check) {
 	k := &checker{c: c, errs: errs, tags: c.tagIndex(), blocks: map[string]string{}}
 	k.generic(reflect.ValueOf(c).Elem(), c.Pos, "config")
 	k.name(&c.Metadata.Name, c.Metadata.Pos, "metadata.name")
@@ -68,6 +72,9 @@ func (c *Config) validate(errs *Errors) {
 	k.watchdog()
 	k.bridge()
 	k.latency()
+	for _, check := range checks {
+		errs.AddErr(check(c))
+	}
 }
 
 // generic applies the struct tags: required values must be set, enum
@@ -102,7 +109,7 @@ func (k *checker) generic(v reflect.Value, pos Pos, where string) {
 		if enum := v.Type().Field(f.index).Tag.Get("enum"); enum != "" && fv.Kind() == reflect.String && fv.String() != "" {
 			allowed := strings.Split(enum, ",")
 			if !slices.Contains(allowed, fv.String()) {
-				k.add(fp, "%s: unknown %s %q%s (one of %s)", where, f.name, fv.String(), didYouMean(fv.String(), allowed), strings.Join(allowed, ", "))
+				k.add(fp, "%s: unknown %s %q%s (one of %s)", where, f.name, fv.String(), DidYouMean(fv.String(), allowed), strings.Join(allowed, ", "))
 			}
 		}
 		written := k.c.written(fv.Addr().Interface())
@@ -119,7 +126,10 @@ func (k *checker) generic(v reflect.Value, pos Pos, where string) {
 	}
 }
 
-func didYouMean(s string, candidates []string) string {
+// DidYouMean is ` (did you mean "x"?)` when x, one of candidates, is
+// close enough to s to be what was meant, or "". Messages about a name
+// written wrong end with it.
+func DidYouMean(s string, candidates []string) string {
 	if m := suggest(s, candidates); m != "" {
 		return fmt.Sprintf(" (did you mean %q?)", m)
 	}
@@ -147,7 +157,7 @@ func (k *checker) partition() {
 	b, err := k.c.Board()
 	switch {
 	case errors.Is(err, boards.ErrUnknown):
-		k.add(k.at(&p.Board, p.Pos), "unknown board %q%s (known boards: %s, or the path of a board file)", board, didYouMean(board, boards.Names()), strings.Join(boards.Names(), ", "))
+		k.add(k.at(&p.Board, p.Pos), "unknown board %q%s (known boards: %s, or the path of a board file)", board, DidYouMean(board, boards.Names()), strings.Join(boards.Names(), ", "))
 	case err != nil:
 		k.add(k.at(&p.Board, p.Pos), "board %s: %v", board, err)
 	default:
@@ -383,7 +393,7 @@ func (k *checker) dataType(t *tag.DataType, pos Pos, where string) {
 	for i, d := range tag.DataTypes {
 		names[i] = string(d)
 	}
-	k.add(k.at(t, pos), "%s: unknown type %q%s (one of %s)", where, *t, didYouMean(string(*t), names), strings.Join(names, ", "))
+	k.add(k.at(t, pos), "%s: unknown type %q%s (one of %s)", where, *t, DidYouMean(string(*t), names), strings.Join(names, ", "))
 }
 
 func (k *checker) limits(lo, hi *float64, ptr any, pos Pos, where string) {
@@ -499,13 +509,10 @@ func (k *checker) task(t *Task) {
 	}
 }
 
+// block checks what a block's inputs read and its outputs write; its type,
+// ports, parameters and units are the block catalogue's rules (Check).
 func (k *checker) block(t *Task, b *Block, writers map[string]string) {
 	where := "block " + b.Name
-	if b.Type != "" && !slices.Contains(BlockTypes, b.Type) {
-		k.add(k.at(&b.Type, b.Pos), "%s: unknown block type %q%s (one of %s)", where, b.Type, didYouMean(b.Type, BlockTypes), strings.Join(BlockTypes, ", "))
-	}
-	var unitTags []TagInfo // tags wired straight through a unit-preserving block
-	through := slices.Contains(passThrough, b.Type)
 	for _, port := range sortedKeys(b.Inputs) {
 		r := b.Inputs[port]
 		pos := r.Pos
@@ -522,19 +529,14 @@ func (k *checker) block(t *Task, b *Block, writers map[string]string) {
 		if blk, _, isPort := r.Block(); isPort {
 			switch owner, ok := k.blocks[blk]; {
 			case !ok:
-				k.add(pos, "%s: input %s reads %q, but there is no block %q%s", where, port, r.Raw, blk, didYouMean(blk, sortedKeys(k.blocks)))
+				k.add(pos, "%s: input %s reads %q, but there is no block %q%s", where, port, r.Raw, blk, DidYouMean(blk, sortedKeys(k.blocks)))
 			case owner != t.Name:
 				k.add(pos, "%s: input %s reads block %s of task %s; a block reads only blocks of its own task, so write that output to a tag and read the tag", where, port, blk, owner)
 			}
 			continue
 		}
-		info, ok := k.tags[r.Raw]
-		if !ok {
-			k.add(pos, "%s: input %s reads unknown tag %q%s", where, port, r.Raw, didYouMean(r.Raw, sortedKeys(k.tags)))
-			continue
-		}
-		if through && port != "sel" || b.Type == "pid" && (port == "pv" || port == "sp") {
-			unitTags = append(unitTags, info)
+		if _, ok := k.tags[r.Raw]; !ok {
+			k.add(pos, "%s: input %s reads unknown tag %q%s", where, port, r.Raw, DidYouMean(r.Raw, sortedKeys(k.tags)))
 		}
 	}
 	for _, port := range sortedKeys(b.Outputs) {
@@ -546,7 +548,7 @@ func (k *checker) block(t *Task, b *Block, writers map[string]string) {
 			k.add(pos, "%s: output %s names no tag; write the tag it sets", where, port)
 			continue
 		case !ok:
-			k.add(pos, "%s: output %s writes unknown tag %q%s", where, port, name, didYouMean(name, sortedKeys(k.tags)))
+			k.add(pos, "%s: output %s writes unknown tag %q%s", where, port, name, DidYouMean(name, sortedKeys(k.tags)))
 			continue
 		case info.Device != "" && !info.Access.Writable():
 			k.add(pos, "%s: output %s writes tag %s, which is read-only (access read on device %s); write to a holding register or coil, or set access: read_write", where, port, name, info.Device)
@@ -555,14 +557,6 @@ func (k *checker) block(t *Task, b *Block, writers map[string]string) {
 			k.add(pos, "%s: output %s writes tag %s, which %s already writes; a tag has one writer", where, port, name, other)
 		} else {
 			writers[name] = b.Name + "." + port
-		}
-		if through {
-			unitTags = append(unitTags, info)
-		}
-	}
-	for i := 1; i < len(unitTags); i++ {
-		if a, z := unitTags[0], unitTags[i]; !UnitsMatch(a.Unit, z.Unit) {
-			k.add(b.Pos, "%s: tag %s is in %q but tag %s is in %q; a %s block does not convert units (add a scale block or fix the unit)", where, a.Name, a.Unit, z.Name, z.Unit, b.Type)
 		}
 	}
 }
@@ -590,7 +584,7 @@ func (k *checker) watchdog() {
 		info, ok := k.tags[name]
 		switch {
 		case !ok:
-			k.add(keyPos, "safe_state: unknown tag %q%s", name, didYouMean(name, sortedKeys(k.tags)))
+			k.add(keyPos, "safe_state: unknown tag %q%s", name, DidYouMean(name, sortedKeys(k.tags)))
 		case info.Device != "" && !info.Access.Writable():
 			k.add(keyPos, "safe_state: tag %s is read-only (access read on device %s); only outputs have a safe state", name, info.Device)
 		case !v.Set:
@@ -681,7 +675,7 @@ func (k *checker) modbusServer(ms *ModbusServer, listen func(*string, Pos, strin
 		info, ok := k.tags[e.Tag]
 		if !ok {
 			if e.Tag != "" {
-				k.add(k.at(&e.Tag, e.Pos), "%s: unknown tag %q%s", where, e.Tag, didYouMean(e.Tag, sortedKeys(k.tags)))
+				k.add(k.at(&e.Tag, e.Pos), "%s: unknown tag %q%s", where, e.Tag, DidYouMean(e.Tag, sortedKeys(k.tags)))
 			}
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks"
 )
 
 // newConfigCmd is `mkrt config`: tools for control configs.
@@ -16,10 +17,10 @@ func newConfigCmd() *cobra.Command {
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "schema",
-		Short: "print the JSON Schema of control configs (for editors)",
+		Short: "print the JSON Schema of control configs, with every function-block type (for editors)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := configs.Schema()
+			s, err := configs.Schema(blocks.Catalogue())
 			if err != nil {
 				return err
 			}
@@ -32,7 +33,7 @@ func newConfigCmd() *cobra.Command {
 		Short: "print a config with every default filled in, and its hash",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := configs.Load(args[0])
+			cfg, err := configs.Load(args[0], blocks.Validate)
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}

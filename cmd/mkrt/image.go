@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks"
 	"github.com/mkrt/mkrt/supervisor/image"
 )
 
@@ -22,7 +23,7 @@ func newImageCmd() *cobra.Command {
 		Short: "build a reproducible initramfs with mkrt-init, the config and the NIC modules",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := configs.Load(cfgPath)
+			cfg, err := configs.Load(cfgPath, blocks.Validate)
 			if err != nil {
 				return &exitError{1, err}
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks"
 	"github.com/mkrt/mkrt/supervisor/jailhouse"
 	"github.com/mkrt/mkrt/supervisor/multikernel"
 )
@@ -57,7 +58,7 @@ func partitionConfigCmd() *cobra.Command {
 			"give the memory pool with --pool-base and --pool-size.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := configs.Load(args[0])
+			cfg, err := configs.Load(args[0], blocks.Validate)
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}

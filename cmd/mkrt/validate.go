@@ -11,24 +11,14 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/blocks"
 )
 
-// configCheck is a further check of a config that loaded and validated,
-// such as compiling its function blocks; it returns configs.Errors.
-type configCheck func(*configs.Config) error
+// compileBlocks checks the function blocks against the block catalogue
+// (types, ports, parameters, units, loops) as the executive's compiler does.
+func compileBlocks(cfg *configs.Config) error { return blocks.Validate(cfg) }
 
-// compileBlocks checks the function blocks (ports, parameters, types,
-// loops) by compiling them as the executive does.
-func compileBlocks(cfg *configs.Config) error {
-	tab, err := cfg.TagTable()
-	if err != nil {
-		return err
-	}
-	_, err = blocks.Compile(cfg, tab)
-	return err
-}
-
-// newValidateCmd is `mkrt validate FILE...`. checks run on each config
-// that loads cleanly (the block compiler adds its own here).
-func newValidateCmd(checks ...configCheck) *cobra.Command {
+// newValidateCmd is `mkrt validate FILE...`. checks are rules beyond
+// configs' own (the block catalogue's: compileBlocks); they run on each
+// config, and their problems are printed with configs' in file order.
+func newValidateCmd(checks ...configs.Check) *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "validate control configs",
@@ -47,7 +37,7 @@ func newValidateCmd(checks ...configCheck) *cobra.Command {
 
 // validateFiles validates each file, prints the outcome and returns how
 // many are invalid.
-func validateFiles(w io.Writer, files []string, checks []configCheck) int {
+func validateFiles(w io.Writer, files []string, checks []configs.Check) int {
 	bad := 0
 	for _, f := range files {
 		if err := validateFile(f, checks); err != nil {
@@ -60,26 +50,11 @@ func validateFiles(w io.Writer, files []string, checks []configCheck) int {
 	return bad
 }
 
-func validateFile(file string, checks []configCheck) error {
-	cfg, err := configs.Load(file)
-	if err != nil {
-		var errs configs.Errors
-		if errors.As(err, &errs) {
-			return err
-		}
-		return fmt.Errorf("%s: %w", file, err)
+func validateFile(file string, checks []configs.Check) error {
+	_, err := configs.Load(file, checks...)
+	var errs configs.Errors
+	if err == nil || errors.As(err, &errs) {
+		return err
 	}
-	var all configs.Errors
-	for _, check := range checks {
-		err := check(cfg)
-		var errs configs.Errors
-		switch {
-		case err == nil:
-		case errors.As(err, &errs):
-			all = append(all, errs...)
-		default:
-			all.Add(configs.Pos{File: file}, "%v", err)
-		}
-	}
-	return all.Err()
+	return fmt.Errorf("%s: %w", file, err)
 }

@@ -84,7 +84,33 @@ func TestValidateCompilesBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if bad := validateFiles(&out, []string{bad}, []configCheck{compileBlocks}); bad != 1 || !strings.Contains(out.String(), "ports.yaml:4:") {
+	if bad := validateFiles(&out, []string{bad}, []configs.Check{compileBlocks}); bad != 1 || !strings.Contains(out.String(), "ports.yaml:4:") {
 		t.Fatalf("unknown port not reported: %d %q", bad, out.String())
+	}
+}
+
+// mkrt validate prints configs' problems and the blocks' together, in file
+// order, each once.
+func TestValidateReportsConfigsAndBlocksTogether(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "plant.yaml")
+	src := "metadata: {name: p}\ntags: [{name: x, unit: m}, {name: y, unit: bar}]\ntasks:\n  - name: t\n    period: 10\n    blocks:\n" +
+		"      - {name: a, type: pdi}\n" +
+		"      - {name: b, type: lag, inputs: {in: nope}}\n" +
+		"      - {name: c, type: compare, inputs: {a: x, b: y}, params: {op: gte}}\n"
+	if err := os.WriteFile(bad, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if n := validateFiles(&out, []string{bad}, []configs.Check{compileBlocks}); n != 1 {
+		t.Fatalf("%d invalid", n)
+	}
+	var at []string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		pos, _, _ := strings.Cut(strings.TrimPrefix(line, bad+":"), ": ")
+		at = append(at, pos)
+	}
+	want := []string{"5:13", "7:25", "8:9", "8:43", "9:52", "9:69"}
+	if strings.Join(at, " ") != strings.Join(want, " ") {
+		t.Fatalf("problems at %v, want %v:\n%s", at, want, out.String())
 	}
 }

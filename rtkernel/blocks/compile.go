@@ -56,27 +56,85 @@ type writer struct {
 }
 
 type compiler struct {
-	cfg     *configs.Config
-	tab     *tag.Table
-	errs    configs.Errors
-	nodes   [][]*node // per task
-	byName  map[string]*node
-	writers map[tag.ID]writer
-	units   map[[2]int]string // memo of output units, by node id and port
-	unitIDs map[*node]int
+	cfg *configs.Config
+	tab *tag.Table
+	// errs are the problems with the blocks' types, ports, parameters,
+	// units and loops: the catalogue's rules, which Validate reports.
+	errs configs.Errors
+	// structural are the problems with names and with what the blocks read
+	// and write (tags and blocks that do not exist or may not be written,
+	// two writers of a tag): configs.Validate reports them in its own words,
+	// so only Compile, which may be given a config never validated, does.
+	structural configs.Errors
+	nodes      [][]*node // per task
+	orders     [][]*node // per task, in dependency order
+	byName     map[string]*node
+	writers    map[tag.ID]writer
+	units      map[[2]int]string // memo of output units, by node id and port
+	unitIDs    map[*node]int
 	// later are bool checks against outputs whose kind follows their inputs
 	// (delay, select), made once every input is resolved.
 	later []func()
 }
 
+// Validate checks every function block of cfg against the catalogue: its
+// type, its ports and what they carry, its parameters, the units its ports
+// share, and the loops of each task. It returns every problem as
+// configs.Errors, each at the block, input or parameter at fault, or nil.
+// It is the configs.Check of the blocks: pass it to configs.Load so that
+// its problems are reported with the config's own, in file order. Names,
+// and what the blocks read and write, are configs' own rules; Validate
+// does not report them again.
+func Validate(cfg *configs.Config) error {
+	if cfg == nil {
+		return errors.New("blocks: Validate needs a config")
+	}
+	return check(cfg, validationTable(cfg)).errs.Err()
+}
+
+// validationTable numbers cfg's tags for Validate: the first of a name
+// used twice (configs reports the second).
+func validationTable(cfg *configs.Config) *tag.Table {
+	var infos []tag.Info
+	seen := map[string]bool{}
+	for _, in := range cfg.TagDirectory() {
+		if !seen[in.Name] {
+			seen[in.Name] = true
+			infos = append(infos, in)
+		}
+	}
+	tab, err := tag.NewTable(infos)
+	if err != nil {
+		panic("blocks: " + err.Error()) // the names are unique
+	}
+	return tab
+}
+
 // Compile builds every task's program from the config; tab numbers the tags
-// (tag.NewTable of the same config). Every problem is reported at once as
-// configs.Errors, each at the position of the offending block, input or
-// parameter, with the fix.
+// (tag.NewTable of the same config). It checks the blocks as Validate does,
+// and their names and wiring as configs.Validate does, and reports every
+// problem at once as configs.Errors, each at the position of the offending
+// block, input or parameter, with the fix.
 func Compile(cfg *configs.Config, tab *tag.Table) (*Program, error) {
 	if cfg == nil || tab == nil {
 		return nil, errors.New("blocks: Compile needs a config and its tag table")
 	}
+	c := check(cfg, tab)
+	errs := append(c.errs, c.structural...)
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	prog := &Program{byName: map[string]*TaskProgram{}}
+	for ti := range cfg.Tasks {
+		tp := c.emit(ti, c.orders[ti])
+		prog.tasks = append(prog.tasks, tp)
+		prog.byName[tp.name] = tp
+	}
+	return prog, nil
+}
+
+// check runs every rule over the config's blocks and orders each task.
+func check(cfg *configs.Config, tab *tag.Table) *compiler {
 	c := &compiler{cfg: cfg, tab: tab, byName: map[string]*node{}, writers: map[tag.ID]writer{},
 		units: map[[2]int]string{}, unitIDs: map[*node]int{}}
 	c.collect()
@@ -86,31 +144,24 @@ func Compile(cfg *configs.Config, tab *tag.Table) (*Program, error) {
 		check()
 	}
 	c.checkUnits()
-	prog := &Program{byName: map[string]*TaskProgram{}}
 	for ti := range cfg.Tasks {
-		order := c.order(ti)
-		if len(c.errs) > 0 {
-			continue
-		}
-		tp := c.emit(ti, order)
-		prog.tasks = append(prog.tasks, tp)
-		prog.byName[tp.name] = tp
+		c.orders = append(c.orders, c.order(ti))
 	}
-	if err := c.errs.Err(); err != nil {
-		return nil, err
-	}
-	return prog, nil
+	return c
 }
 
-// at returns p, or fallback when p is not from a file.
-func at(p, fallback configs.Pos) configs.Pos {
-	if p == (configs.Pos{}) {
-		return fallback
+// valuePos is p, the position of the value of entry key of the map m (a
+// block's inputs or params), or where the entry was written when the value
+// has none (a null), or fallback.
+func (c *compiler) valuePos(m any, key string, p, fallback configs.Pos) configs.Pos {
+	if p != (configs.Pos{}) {
+		return p
 	}
-	return p
+	_, v := c.cfg.EntryPos(m, key, fallback)
+	return v
 }
 
-func (n *node) what() string { return fmt.Sprintf("%s block %q", n.typ.name, n.b.Name) }
+func (n *node) what() string { return fmt.Sprintf("%s block %q", n.typ.Name, n.b.Name) }
 
 // collect finds every block's type and parameters.
 func (c *compiler) collect() {
@@ -122,20 +173,25 @@ func (c *compiler) collect() {
 			n := &node{b: b, task: ti, idx: bi}
 			c.unitIDs[n] = len(c.unitIDs)
 			if b.Name == "" {
-				c.errs.Add(b.Pos, "block has no name (add name: ...)")
+				c.structural.Add(b.Pos, "block has no name (add name: ...)")
 			} else if strings.ContainsAny(b.Name, ". \t") {
-				c.errs.Add(b.Pos, "block name %q may not contain '.' or spaces (inputs refer to outputs as block.port)", b.Name)
+				c.structural.Add(b.Pos, "block name %q may not contain '.' or spaces (inputs refer to outputs as block.port)", b.Name)
 			} else if prev, dup := c.byName[b.Name]; dup {
-				c.errs.Add(b.Pos, "block name %q is already used at %s (block names are unique across the config)", b.Name, prev.b.Pos)
+				c.structural.Add(b.Pos, "block name %q is already used at %s (block names are unique across the config)", b.Name, prev.b.Pos)
 			} else {
 				c.byName[b.Name] = n
 			}
-			typ, ok := blockTypes[b.Type]
+			typ, ok := byType[b.Type]
 			if !ok {
-				c.errs.Add(b.Pos, "block %q has unknown type %q (known types: %s)", b.Name, b.Type, strings.Join(typeNames, ", "))
+				errs := &c.errs
+				if b.Type == "" {
+					errs = &c.structural // configs: missing type
+				}
+				errs.Add(c.cfg.FieldPos(&b.Type, b.Pos), "block %s: unknown block type %q%s (one of %s)",
+					b.Name, b.Type, configs.DidYouMean(b.Type, typeNames), strings.Join(typeNames, ", "))
 			} else {
 				n.typ = typ
-				n.outTag = make([]tag.ID, len(typ.out))
+				n.outTag = make([]tag.ID, len(typ.Outputs))
 				for k := range n.outTag {
 					n.outTag[k] = -1
 				}
@@ -149,42 +205,38 @@ func (c *compiler) collect() {
 // params parses and checks a block's parameters.
 func (c *compiler) params(n *node) {
 	typ, b := n.typ, n.b
-	n.params = make([]float64, len(typ.params)+typ.scratch)
+	n.params = make([]float64, len(typ.Params)+typ.scratch)
 	ok := true
 	for _, key := range sortedKeys(b.Params) {
 		v := b.Params[key]
-		k := slices.IndexFunc(typ.params, func(p param) bool { return p.name == key })
+		k := slices.IndexFunc(typ.Params, func(p configs.BlockParam) bool { return p.Name == key })
 		if k < 0 {
-			c.errs.Add(at(v.Pos, b.Pos), "%s has no parameter %q (parameters: %s)", n.what(), key, paramNames(typ))
+			c.errs.Add(c.valuePos(b.Params, key, v.Pos, b.Pos), "%s has no parameter %q (parameters: %s)", n.what(), key, paramNames(typ))
 			ok = false
 			continue
 		}
-		f, msg := parseParam(&typ.params[k], v)
-		if typ.params[k].kind == pRatio && msg == "" && !isNumber(v.Raw) {
-			n.params[len(typ.params)] = f // a time constant, not a ratio
-			n.params[k] = typ.params[k].def
+		f, msg := parseParam(&typ.Params[k], v)
+		if typ.Params[k].Kind == configs.ParamRatio && msg == "" && !isNumber(v.Raw) {
+			n.params[len(typ.Params)] = f // a time constant, not a ratio
+			n.params[k] = typ.Params[k].Default
 			continue
 		}
 		if msg != "" {
-			c.errs.Add(at(v.Pos, b.Pos), "parameter %q of %s %s", key, n.what(), msg)
+			c.errs.Add(c.valuePos(b.Params, key, v.Pos, b.Pos), "parameter %q of %s %s", key, n.what(), msg)
 			ok = false
 			continue
 		}
 		n.params[k] = f
 	}
-	for k, p := range typ.params {
-		if _, set := b.Params[p.name]; set {
+	for k, p := range typ.Params {
+		if _, set := b.Params[p.Name]; set {
 			continue
 		}
-		switch {
-		case p.required:
-			c.errs.Add(b.Pos, "%s needs parameter %q (add params: {%s: ...})", n.what(), p.name, p.name)
+		if p.Required {
+			c.errs.Add(b.Pos, "%s needs parameter %q (add params: {%s: ...})", n.what(), p.Name, p.Name)
 			ok = false
-		case p.optional:
-			n.params[k] = math.NaN()
-		default:
-			n.params[k] = p.def
 		}
+		n.params[k] = p.Default // NaN when optional
 	}
 	if typ.op == opLag {
 		n.params[1] = -1 // no cached coefficient yet
@@ -193,7 +245,7 @@ func (c *compiler) params(n *node) {
 		if name, msg := typ.check(n.params); msg != "" {
 			pos := b.Pos
 			if v, set := b.Params[name]; set {
-				pos = at(v.Pos, b.Pos)
+				pos = c.valuePos(b.Params, name, v.Pos, b.Pos)
 			}
 			c.errs.Add(pos, "%s: %s", n.what(), msg)
 		}
@@ -201,39 +253,42 @@ func (c *compiler) params(n *node) {
 }
 
 func paramNames(typ *blockType) string {
-	if len(typ.params) == 0 {
+	if len(typ.Params) == 0 {
 		return "none"
 	}
-	names := make([]string, len(typ.params))
-	for i, p := range typ.params {
-		names[i] = p.name
+	names := make([]string, len(typ.Params))
+	for i, p := range typ.Params {
+		names[i] = p.Name
 	}
 	return strings.Join(names, ", ")
 }
 
-// parseParam reads one parameter value; msg says what is wrong and the fix.
-func parseParam(p *param, v configs.Value) (float64, string) {
+// parseParam reads one parameter value as its kind says it is written,
+// into the value the program carries; msg says what is wrong and the fix.
+// It is the one reading of a parameter: the compiler's and a live change's
+// (ParamValue).
+func parseParam(p *configs.BlockParam, v configs.Value) (float64, string) {
 	raw := strings.TrimSpace(v.Raw)
-	switch p.kind {
-	case pDuration:
+	switch p.Kind {
+	case configs.ParamDuration:
 		d, err := configs.ParseDuration(raw)
 		if err != nil {
 			return 0, "is a time: " + err.Error()
 		}
 		return d.Seconds(), ""
-	case pBool:
+	case configs.ParamBool:
 		b, err := v.Bool()
 		if err != nil {
 			return 0, "is a bool: " + err.Error()
 		}
 		return b2f(b), ""
-	case pValue:
+	case configs.ParamValue:
 		f, err := v.Float()
 		if err != nil || math.IsNaN(f) {
 			return 0, fmt.Sprintf("must be a number, true or false, not %q", raw)
 		}
 		return f, ""
-	case pRatio:
+	case configs.ParamRatio:
 		if isNumber(raw) {
 			break
 		}
@@ -242,11 +297,11 @@ func parseParam(p *param, v configs.Value) (float64, string) {
 			return 0, fmt.Sprintf("must be a ratio above 0 (e.g. 10) or a filter time above 0 (e.g. 1s), not %q", raw)
 		}
 		return d.Seconds(), ""
-	case pEnum:
-		if k := slices.Index(p.enum, raw); k >= 0 {
+	case configs.ParamEnum:
+		if k := slices.Index(p.Enum, raw); k >= 0 {
 			return float64(k), ""
 		}
-		return 0, fmt.Sprintf("must be one of %s, not %q", strings.Join(p.enum, ", "), raw)
+		return 0, fmt.Sprintf("must be one of %s, not %q", strings.Join(p.Enum, ", "), raw)
 	}
 	f, err := strconv.ParseFloat(strings.ReplaceAll(raw, "_", ""), 64)
 	if err != nil || math.IsNaN(f) {
@@ -255,10 +310,10 @@ func parseParam(p *param, v configs.Value) (float64, string) {
 		}
 		return 0, fmt.Sprintf("must be a number, not %q", raw)
 	}
-	if p.kind == pNonNeg && f < 0 {
+	if p.Kind == configs.ParamNonNeg && f < 0 {
 		return 0, fmt.Sprintf("must be 0 or more, not %s", raw)
 	}
-	if p.kind == pRatio && f <= 0 {
+	if p.Kind == configs.ParamRatio && f <= 0 {
 		return 0, fmt.Sprintf("must be above 0, not %s", raw)
 	}
 	return f, ""
@@ -279,14 +334,14 @@ func (c *compiler) outputs() {
 			}
 			for _, key := range sortedKeys(n.b.Outputs) {
 				name := strings.TrimSpace(n.b.Outputs[key])
-				k := slices.IndexFunc(n.typ.out, func(p port) bool { return p.name == key })
+				k := slices.IndexFunc(n.typ.Outputs, func(p configs.BlockPort) bool { return p.Name == key })
 				if k < 0 {
-					c.errs.Add(n.b.Pos, "%s has no output %q (outputs: %s)", n.what(), key, portNames(n.typ.out))
+					c.errs.Add(n.b.Pos, "%s has no output %q (outputs: %s)", n.what(), key, portNames(n.typ.Outputs))
 					continue
 				}
 				id, ok := c.tab.Lookup(name)
 				if !ok {
-					c.errs.Add(n.b.Pos, "output %q of %s writes unknown tag %q (declare it under tags:)", key, n.what(), name)
+					c.structural.Add(n.b.Pos, "output %q of %s writes unknown tag %q (declare it under tags:)", key, n.what(), name)
 					continue
 				}
 				info := c.tab.Info[id]
@@ -294,22 +349,22 @@ func (c *compiler) outputs() {
 				case info.Type == tag.String:
 					c.errs.Add(n.b.Pos, "output %q of %s writes string tag %q (blocks write number and bool tags)", key, n.what(), name)
 					continue
-				case info.Type == tag.Bool && n.typ.poly != nil:
+				case info.Type == tag.Bool && n.typ.KindFrom != nil:
 					n, key, name := n, key, name
 					c.later = append(c.later, func() {
 						if !c.boolOut(n, k, 0) {
 							c.errs.Add(n.b.Pos, "output %q of %s is a number but tag %q is a bool (write a number tag, or turn the value into a bool with compare or hysteresis)", key, n.what(), name)
 						}
 					})
-				case info.Type == tag.Bool && n.typ.out[k].kind != boolean:
+				case info.Type == tag.Bool && n.typ.Outputs[k].Kind != boolean:
 					c.errs.Add(n.b.Pos, "output %q of %s is a number but tag %q is a bool (write a number tag, or turn the value into a bool with compare or hysteresis)", key, n.what(), name)
 					continue
 				case info.Device != "" && !info.Access.Writable():
-					c.errs.Add(n.b.Pos, "output %q of %s writes tag %q, which is read from device %q (write an internal tag or a writable device tag)", key, n.what(), name, info.Device)
+					c.structural.Add(n.b.Pos, "output %q of %s writes tag %q, which is read from device %q (write an internal tag or a writable device tag)", key, n.what(), name, info.Device)
 					continue
 				}
 				if w, dup := c.writers[id]; dup {
-					c.errs.Add(n.b.Pos, "output %q of %s writes tag %q, which %s.%s already writes (a tag has one writer)", key, n.what(), name, w.n.b.Name, w.n.typ.out[w.port].name)
+					c.structural.Add(n.b.Pos, "output %q of %s writes tag %q, which %s.%s already writes (a tag has one writer)", key, n.what(), name, w.n.b.Name, w.n.typ.Outputs[w.port].Name)
 					continue
 				}
 				c.writers[id] = writer{n: n, port: k}
@@ -319,10 +374,10 @@ func (c *compiler) outputs() {
 	}
 }
 
-func portNames(ps []port) string {
+func portNames(ps []configs.BlockPort) string {
 	names := make([]string, len(ps))
 	for i, p := range ps {
-		names[i] = p.name
+		names[i] = p.Name
 	}
 	return strings.Join(names, ", ")
 }
@@ -341,47 +396,42 @@ func (c *compiler) inputs() {
 // wire resolves one block's inputs and checks the required ones are there.
 func (c *compiler) wire(n *node) {
 	typ, b := n.typ, n.b
-	n.ins = make([]source, len(typ.in))
-	for k, p := range typ.in {
-		n.ins[k].name = p.name
+	n.ins = make([]source, len(typ.Inputs))
+	for k, p := range typ.Inputs {
+		n.ins[k].name = p.Name
 	}
 	vars := map[int]configs.Ref{}
 	for _, key := range sortedKeys(b.Inputs) {
 		ref := b.Inputs[key]
-		if k := slices.IndexFunc(typ.in, func(p port) bool { return p.name == key }); k >= 0 {
-			n.ins[k] = c.resolve(n, key, typ.in[k].kind, ref)
+		if k := slices.IndexFunc(typ.Inputs, func(p configs.BlockPort) bool { return p.Name == key }); k >= 0 {
+			n.ins[k] = c.resolve(n, key, typ.Inputs[k].Kind, ref)
 			continue
 		}
-		if num, ok := variadicIndex(key); ok && typ.variadic {
-			vars[num] = ref
+		if i, ok := variadicIndex(key); ok && typ.Variadic {
+			vars[i] = ref
 			continue
 		}
-		want := portNames(typ.in)
-		if typ.variadic {
+		want := portNames(typ.Inputs)
+		if typ.Variadic {
 			want = "in1, in2, ..."
 		}
-		c.errs.Add(at(ref.Pos, b.Pos), "%s has no input %q (inputs: %s)", n.what(), key, want)
+		c.errs.Add(c.valuePos(b.Inputs, key, ref.Pos, b.Pos), "%s has no input %q (inputs: %s)", n.what(), key, want)
 	}
-	for _, p := range typ.in {
-		if _, wired := b.Inputs[p.name]; p.required && !wired {
-			c.errs.Add(b.Pos, "%s needs input %q (add inputs: {%s: <tag, block.port or number>})", n.what(), p.name, p.name)
+	wired := func(name string) bool { _, ok := b.Inputs[name]; return ok }
+	for _, p := range typ.Inputs {
+		if p.Required && !wired(p.Name) {
+			c.errs.Add(b.Pos, "%s needs input %q (add inputs: {%s: <tag, block.port or number>})", n.what(), p.Name, p.Name)
 		}
 	}
-	switch typ.op {
-	case opPID:
-		if _, t := b.Inputs["track"]; t {
-			if _, m := b.Inputs["man_out"]; !m {
-				c.errs.Add(b.Pos, "%s has input track but no man_out (wire man_out to the manual output value)", n.what())
-			}
-		}
-	case opCounter:
-		_, up := b.Inputs["up"]
-		_, down := b.Inputs["down"]
-		if !up && !down {
-			c.errs.Add(b.Pos, "%s needs input up or down (add inputs: {up: <bool>})", n.what())
+	for _, pair := range typ.InputNeeds {
+		if wired(pair[0]) && !wired(pair[1]) {
+			c.errs.Add(b.Pos, "%s has input %s but no %s (wire %s too)", n.what(), pair[0], pair[1], pair[1])
 		}
 	}
-	if !typ.variadic {
+	if len(typ.AnyInput) > 0 && !slices.ContainsFunc(typ.AnyInput, wired) {
+		c.errs.Add(b.Pos, "%s needs input %s (add inputs: {%s: <tag, block.port or literal>})", n.what(), strings.Join(typ.AnyInput, " or "), typ.AnyInput[0])
+	}
+	if !typ.Variadic {
 		return
 	}
 	for i := 1; i <= len(vars); i++ {
@@ -390,10 +440,10 @@ func (c *compiler) wire(n *node) {
 			c.errs.Add(b.Pos, "%s has %d inputs but no in%d (number them in1..in%d without gaps)", n.what(), len(vars), i, len(vars))
 			return
 		}
-		n.ins = append(n.ins, c.resolve(n, "in"+strconv.Itoa(i), typ.varKind, ref))
+		n.ins = append(n.ins, c.resolve(n, "in"+strconv.Itoa(i), typ.VariadicKind, ref))
 	}
-	if len(vars) < typ.minN {
-		c.errs.Add(b.Pos, "%s needs at least %d inputs in1..in%d", n.what(), typ.minN, typ.minN)
+	if len(vars) < typ.MinInputs {
+		c.errs.Add(b.Pos, "%s needs at least %d inputs in1..in%d", n.what(), typ.MinInputs, typ.MinInputs)
 	}
 }
 
@@ -408,11 +458,11 @@ func variadicIndex(key string) (int, bool) {
 }
 
 // resolve finds what one input reads and checks its type.
-func (c *compiler) resolve(n *node, portName string, want kind, ref configs.Ref) source {
-	s := source{name: portName, pos: at(ref.Pos, n.b.Pos)}
+func (c *compiler) resolve(n *node, portName string, want configs.PortKind, ref configs.Ref) source {
+	s := source{name: portName, pos: c.valuePos(n.b.Inputs, portName, ref.Pos, n.b.Pos)}
 	raw := strings.TrimSpace(ref.Raw)
 	if raw == "" {
-		c.errs.Add(s.pos, "input %q of %s is empty (write a tag name, block.port or a number)", portName, n.what())
+		c.structural.Add(s.pos, "input %q of %s is empty (write a tag name, block.port or a number)", portName, n.what())
 		return s
 	}
 	if f, ok := ref.Literal(); ok {
@@ -443,28 +493,28 @@ func (c *compiler) resolve(n *node, portName string, want kind, ref configs.Ref)
 	bname, pname, ok := ref.Block()
 	from := c.byName[bname]
 	if !ok || from == nil {
-		c.errs.Add(s.pos, "input %q of %s: %q is not a tag, a block.port or a number", portName, n.what(), raw)
+		c.structural.Add(s.pos, "input %q of %s: %q is not a tag, a block.port or a number", portName, n.what(), raw)
 		return s
 	}
 	if from.task != n.task {
-		c.errs.Add(s.pos, "input %q of %s reads block %q of task %q (connect tasks through a tag)", portName, n.what(), bname, c.cfg.Tasks[from.task].Name)
+		c.structural.Add(s.pos, "input %q of %s reads block %q of task %q (connect tasks through a tag)", portName, n.what(), bname, c.cfg.Tasks[from.task].Name)
 		return s
 	}
 	if from.typ == nil {
 		return s // its type is already reported
 	}
-	k := slices.IndexFunc(from.typ.out, func(p port) bool { return p.name == pname })
+	k := slices.IndexFunc(from.typ.Outputs, func(p configs.BlockPort) bool { return p.Name == pname })
 	if k < 0 {
-		c.errs.Add(s.pos, "input %q of %s reads %q, but %s has no output %q (outputs: %s)", portName, n.what(), raw, from.what(), pname, portNames(from.typ.out))
+		c.errs.Add(s.pos, "input %q of %s reads %q, but %s has no output %q (outputs: %s)", portName, n.what(), raw, from.what(), pname, portNames(from.typ.Outputs))
 		return s
 	}
-	if want == boolean && from.typ.poly != nil {
+	if want == boolean && from.typ.KindFrom != nil {
 		c.later = append(c.later, func() {
 			if !c.boolOut(from, k, 0) {
 				c.errs.Add(s.pos, "input %q of %s is a bool but %s is a number (turn it into a bool with compare or hysteresis)", portName, n.what(), raw)
 			}
 		})
-	} else if want == boolean && from.typ.out[k].kind != boolean {
+	} else if want == boolean && from.typ.Outputs[k].Kind != boolean {
 		c.errs.Add(s.pos, "input %q of %s is a bool but %s is a number (turn it into a bool with compare or hysteresis)", portName, n.what(), raw)
 		return s
 	}
@@ -475,17 +525,17 @@ func (c *compiler) resolve(n *node, portName string, want kind, ref configs.Ref)
 // boolOut reports whether a block output carries a bool: a bool port, or
 // a delay or select whose data inputs all carry bools.
 func (c *compiler) boolOut(n *node, port, depth int) bool {
-	if n.typ.out[port].kind == boolean {
+	if n.typ.Outputs[port].Kind == boolean {
 		return true
 	}
-	if n.typ.poly == nil {
+	if n.typ.KindFrom == nil {
 		return false
 	}
 	if depth > 64 {
 		return true // a loop of delays carries what enters it
 	}
 	for i := range n.ins {
-		if i < len(n.typ.in) && !slices.Contains(n.typ.poly, n.typ.in[i].name) {
+		if i < len(n.typ.Inputs) && !slices.Contains(n.typ.KindFrom, n.typ.Inputs[i].Name) {
 			continue
 		}
 		s := &n.ins[i]
@@ -507,42 +557,74 @@ func (c *compiler) boolOut(n *node, port, depth int) bool {
 	return true
 }
 
-// checkUnits checks that ports which must agree carry the same unit.
+// checkUnits checks that the inputs which must agree carry the same unit,
+// and that a block passing its inputs' unit through writes tags in it.
 func (c *compiler) checkUnits() {
 	for _, nodes := range c.nodes {
 		for _, n := range nodes {
-			if n.typ == nil || len(n.typ.sameUnit) == 0 || len(n.ins) == 0 {
+			if n.typ == nil {
 				continue
 			}
-			var first *source
-			var firstUnit string
-			for i := range n.ins {
-				s := &n.ins[i]
-				if !n.listed(n.typ.sameUnit, i) {
+			c.sharedUnit(n, n.typ.SameUnit, 0, func(first *source, firstUnit string, s *source, u string) {
+				c.errs.Add(s.pos, "%s: %s is in %s but %s is in %s (units must match; convert with a scale block)", n.what(), first.name, firstUnit, s.name, u)
+			})
+			u, from, ok := c.sharedUnit(n, n.typ.PassUnit, 0, nil)
+			if !ok || u == "" {
+				continue
+			}
+			for k, id := range n.outTag {
+				if id < 0 || n.typ.Outputs[k].Kind == boolean {
 					continue
 				}
-				u := c.unitOf(s, 0)
-				if u == "" {
-					continue
-				}
-				if first == nil {
-					first, firstUnit = s, u
-					continue
-				}
-				if !configs.UnitsMatch(firstUnit, u) {
-					c.errs.Add(s.pos, "%s: %s is in %s but %s is in %s (units must match; convert with a scale block)", n.what(), first.name, firstUnit, s.name, u)
+				if info := &c.tab.Info[id]; !configs.UnitsMatch(u, info.Unit) {
+					c.errs.Add(n.b.Pos, "%s: %s is in %q but tag %s is in %q; a %s block does not convert units (add a scale block or fix the unit)",
+						n.what(), c.describe(from), u, info.Name, info.Unit, n.typ.Name)
 				}
 			}
 		}
 	}
 }
 
+// sharedUnit is the unit of the first input of n named in ports that has
+// one, and that input; ok is false when another named input is in another
+// unit, and mismatch, when not nil, is told of each such input.
+func (c *compiler) sharedUnit(n *node, ports []string, depth int, mismatch func(first *source, firstUnit string, s *source, u string)) (unit string, from *source, ok bool) {
+	ok = true
+	for i := range n.ins {
+		if len(ports) == 0 || !n.listed(ports, i) {
+			continue
+		}
+		s := &n.ins[i]
+		u := c.unitOf(s, depth)
+		switch {
+		case u == "":
+		case from == nil:
+			unit, from = u, s
+		case !configs.UnitsMatch(unit, u):
+			ok = false
+			if mismatch == nil {
+				return "", nil, false
+			}
+			mismatch(from, unit, s, u)
+		}
+	}
+	return unit, from, ok
+}
+
+// describe names what an input reads: "tag x" or "block.port".
+func (c *compiler) describe(s *source) string {
+	if s.kind == srcBlock {
+		return s.from.b.Name + "." + s.from.typ.Outputs[s.port].Name
+	}
+	return "tag " + c.tab.Info[s.tag].Name
+}
+
 // listed reports whether input i is named in ports ("in*": any variadic input).
 func (n *node) listed(ports []string, i int) bool {
-	if i >= len(n.typ.in) {
+	if i >= len(n.typ.Inputs) {
 		return slices.Contains(ports, "in*")
 	}
-	return slices.Contains(ports, n.typ.in[i].name)
+	return slices.Contains(ports, n.typ.Inputs[i].Name)
 }
 
 // unitOf is the engineering unit of what an input reads; "" when unknown.
@@ -559,7 +641,7 @@ func (c *compiler) unitOf(s *source, depth int) string {
 // outUnit is the unit of a block output: the common unit of its pass-through
 // inputs, else the unit of the tag it writes.
 func (c *compiler) outUnit(n *node, port, depth int) string {
-	if n.typ.out[port].kind == boolean || depth > 64 {
+	if n.typ.Outputs[port].Kind == boolean || depth > 64 {
 		return ""
 	}
 	key := [2]int{c.unitIDs[n], port}
@@ -567,24 +649,8 @@ func (c *compiler) outUnit(n *node, port, depth int) string {
 		return u
 	}
 	c.units[key] = "" // a loop through pass-through blocks has no known unit
-	u := ""
-	if len(n.typ.passUnit) > 0 && n.typ.op != opScale {
-		for i := range n.ins {
-			if !n.listed(n.typ.passUnit, i) {
-				continue
-			}
-			v := c.unitOf(&n.ins[i], depth)
-			if v == "" {
-				continue
-			}
-			if u != "" && !configs.UnitsMatch(u, v) {
-				u = ""
-				break
-			}
-			u = v
-		}
-	}
-	if u == "" && n.outTag[port] >= 0 {
+	u, _, ok := c.sharedUnit(n, n.typ.PassUnit, depth, nil)
+	if (!ok || u == "") && n.outTag[port] >= 0 {
 		u = c.tab.Info[n.outTag[port]].Unit
 	}
 	c.units[key] = u
@@ -752,7 +818,7 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 	regs := 1 // register 0 is the constant 0 read by unwired inputs
 	for _, n := range c.nodes[ti] {
 		n.outReg = int32(regs)
-		regs += len(n.typ.out)
+		regs += len(n.typ.Outputs)
 	}
 	tp.regs = make([]float64, regs)
 	lits := map[float64]int32{}
@@ -821,7 +887,7 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 	}
 	for _, n := range order {
 		if n.typ.op != opDelayOut {
-			add(n, place(n), n.typ.op, len(n.typ.out))
+			add(n, place(n), n.typ.op, len(n.typ.Outputs))
 		}
 	}
 	for _, n := range delays {
@@ -839,7 +905,7 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 	h := fnv.New32a()
 	fmt.Fprintf(h, "%s\x00%d\x00", t.Name, len(tp.state))
 	for _, b := range tp.blocks {
-		fmt.Fprintf(h, "%s\x00%s\x00", b.name, b.typ.name)
+		fmt.Fprintf(h, "%s\x00%s\x00", b.name, b.typ.Name)
 	}
 	tp.print = float64(h.Sum32())
 	return tp

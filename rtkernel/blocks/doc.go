@@ -1,13 +1,25 @@
 // Package blocks is the function-block library of the executive and the
 // compiler that turns a control config's tasks into flat programs.
 //
-// Compile checks every block of every task (types, ports, port types, units,
-// parameters, wiring) and reports every problem at once as a configs.Errors
-// list with the position of the offending block, input or parameter. Each
-// task becomes a TaskProgram: a register file of float64 values with a
-// quality per register, and a list of instructions (an opcode and operand
-// register indices) sorted in dependency order. A loop in the block graph is
-// a config error unless it passes through a delay block.
+// The library's catalogue (Catalogue, Lookup) is the one description of the
+// block types: each type's inputs and outputs (number or bool, required),
+// its parameters (kind, default, limits, enum words), and which ports share
+// a unit. The config schema (configs.Schema), the README's block table and
+// the checks are made from it. Validate checks a config's blocks against
+// it (types, ports, port types, units, parameters, loops) and is the
+// configs.Check that configs.Load runs beside configs' own rules, which
+// check names and what the blocks read and write; every problem is
+// reported at once as configs.Errors with the position of the offending
+// block, input or parameter. ParamValue reads a parameter as the compiler
+// does, for a live SetParam (ParamChanges finds the parameters a new config
+// changes).
+//
+// Compile checks the blocks as Validate does, and their wiring as configs
+// does (a config built in code was never loaded), then turns each task into
+// a TaskProgram: a register file of float64 values with a quality per
+// register, and a list of instructions (an opcode and operand register
+// indices) sorted in dependency order. A loop in the block graph is a config
+// error unless it passes through a delay block.
 //
 // Once per cycle the executive calls TaskProgram.Run: input tags are copied
 // from the tag table into registers, the instructions run, and output tags
@@ -79,9 +91,10 @@
 //	delay      in in; out out; initial (0): out is in of the previous cycle. Its
 //	           output may feed back into the graph; it is how a loop is broken.
 //
-// pid pv and sp, compare a and b, and the inputs of min, max and average must
-// have the same engineering unit when both units are known; a unit passes
-// through lag, ramp, limit, deadband, delay, select, min, max and average.
+// pid pv and sp, compare a and b, select in1 and in2, and the inputs of min,
+// max and average must have the same engineering unit when both units are
+// known; a unit passes through lag, ramp, limit, deadband, delay, select,
+// min, max and average, and a tag such a block writes must be in it.
 //
 // Nothing here needs privileges or hardware.
 package blocks

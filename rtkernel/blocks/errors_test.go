@@ -37,7 +37,7 @@ func TestCompileErrors(t *testing.T) {
 		pos   configs.Pos
 		msg   string // a part of the message
 	}{
-		{"unknown type", blk(10, "a", "pdi", "in:in=x"), pos(10, 5), `unknown type "pdi" (known types: pid, lag`},
+		{"unknown type", blk(10, "a", "pdi", "in:in=x"), pos(10, 5), `unknown block type "pdi" (did you mean "pid"?) (one of pid, lag`},
 		{"unknown input port", blk(10, "a", "lag", "in:in=x", "in:inp=y", "p:tau=1s"), pos(12, 7), `has no input "inp" (inputs: in)`},
 		{"unknown output port", blk(10, "a", "lag", "in:in=x", "out:y=out", "p:tau=1s"), pos(10, 5), `has no output "y" (outputs: out)`},
 		{"missing required input", blk(10, "a", "pid", "in:pv=x"), pos(10, 5), `needs input "sp"`},
@@ -69,6 +69,9 @@ func TestCompileErrors(t *testing.T) {
 		{"pid units", blk(10, "a", "pid", "in:pv=t", "in:sp=p"), pos(12, 7), `pv is in degC but sp is in bar`},
 		{"compare units through a lag", blk(10, "a", "compare", "in:a=z.out", "in:b=p", "p:op=gt"), pos(12, 7), `a is in degC but b is in bar`},
 		{"average units", blk(10, "a", "average", "in:in1=t", "in:in2=x", "in:in3=p"), pos(13, 7), `in1 is in degC but in3 is in bar`},
+		{"select units", blk(10, "a", "select", "in:sel=b", "in:in1=t", "in:in2=p"), pos(13, 7), `in1 is in degC but in2 is in bar`},
+		{"unit through a lag into a tag", blk(10, "a", "lag", "in:in=t", "out:out=p", "p:tau=1s"), pos(10, 5), `tag t is in "degC" but tag p is in "bar"; a lag block does not convert units`},
+		{"unit through two blocks into a tag", blk(10, "a", "limit", "in:in=z.out", "out:out=p"), pos(10, 5), `z.out is in "degC" but tag p is in "bar"`},
 		{"bad block name", blk(10, "a.b", "scale", "in:in=x"), pos(10, 5), `may not contain '.'`},
 		{"second writer", blk(10, "a", "scale", "in:in=x", "out:out=y"), pos(10, 5), `writes tag "y", which z.out already writes`},
 	} {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -175,18 +176,19 @@ func (tp *TaskProgram) lookupParam(block, param string) (*blockInfo, int, error)
 		return nil, 0, fmt.Errorf("%w %q in task %q", ErrUnknownBlock, block, tp.name)
 	}
 	b := &tp.blocks[bi]
-	for k := range b.typ.params {
-		if b.typ.params[k].name == param {
+	for k := range b.typ.Params {
+		if b.typ.Params[k].Name == param {
 			return b, k, nil
 		}
 	}
-	return nil, 0, fmt.Errorf("%w %q of %s block %q", ErrUnknownParam, param, b.typ.name, block)
+	return nil, 0, fmt.Errorf("%w %q of %s block %q", ErrUnknownParam, param, b.typ.Name, block)
 }
 
 // SetParam changes one parameter at a cycle boundary: gains, limits,
 // setpoints, deadbands, times (in seconds), bools (1 or 0), compare's op
-// (its index in gt, ge, lt, le, eq, ne). The value is checked as the
-// compiler checks the config (range, and together with the block's other
+// (its index in gt, ge, lt, le, eq, ne): ParamValue reads a value as a
+// config writes it into this form. The value is checked as the compiler
+// checks the config (range, and together with the block's other
 // parameters); on error nothing changes. A pid's kp change re-balances its
 // integral so the output does not step. SetParam allocates nothing when it
 // succeeds.
@@ -195,11 +197,11 @@ func (tp *TaskProgram) SetParam(block, param string, v float64) error {
 	if err != nil {
 		return err
 	}
-	spec := &b.typ.params[k]
+	spec := &b.typ.Params[k]
 	if msg := paramRange(spec, v); msg != "" {
 		return fmt.Errorf("%w: %s.%s = %v: %s", ErrParamValue, block, param, v, msg)
 	}
-	p := tp.params[b.par : b.par+int32(len(b.typ.params))]
+	p := tp.params[b.par : b.par+int32(len(b.typ.Params))]
 	old := p[k]
 	p[k] = v
 	if b.typ.check != nil {
@@ -244,28 +246,28 @@ type Dotted struct{ *TaskProgram }
 func (d Dotted) SetParam(name string, v float64) error { return d.SetParamPath(name, v) }
 
 // paramRange checks one parameter value on its own; "" when it is fine.
-func paramRange(spec *param, v float64) string {
+func paramRange(spec *configs.BlockParam, v float64) string {
 	switch {
 	case math.IsNaN(v):
-		if spec.optional {
+		if spec.Optional {
 			return ""
 		}
 		return "not a number"
-	case spec.kind == pRatio:
+	case spec.Kind == configs.ParamRatio:
 		if v <= 0 || math.IsInf(v, 1) {
 			return "must be above 0"
 		}
-	case spec.kind == pNonNeg || spec.kind == pDuration:
+	case spec.Kind == configs.ParamNonNeg || spec.Kind == configs.ParamDuration:
 		if v < 0 || math.IsInf(v, 1) {
 			return "must be 0 or more"
 		}
-	case spec.kind == pBool:
+	case spec.Kind == configs.ParamBool:
 		if v != 0 && v != 1 {
 			return "a bool must be 0 or 1"
 		}
-	case spec.kind == pEnum:
-		if v != math.Trunc(v) || v < 0 || int(v) >= len(spec.enum) {
-			return fmt.Sprintf("must be the index of one of %v", spec.enum)
+	case spec.Kind == configs.ParamEnum:
+		if v != math.Trunc(v) || v < 0 || int(v) >= len(spec.Enum) {
+			return fmt.Sprintf("must be the index of one of %v", spec.Enum)
 		}
 	}
 	return ""

@@ -1,6 +1,10 @@
 package blocks
 
-import "math"
+import (
+	"math"
+
+	"github.com/mkrt/mkrt/configs"
+)
 
 // opcode is an instruction of a flat program.
 type opcode uint8
@@ -34,63 +38,12 @@ const (
 	opDelayIn
 )
 
-// kind is the type of a port: a number or a bool (carried as 0 or 1).
-type kind uint8
-
-const (
-	number kind = iota
-	boolean
-)
-
-func (k kind) String() string {
-	if k == boolean {
-		return "bool"
-	}
-	return "number"
-}
-
-// port is an input or output of a block type.
-type port struct {
-	name     string
-	kind     kind
-	required bool
-}
-
-// paramKind is how a parameter is written in the config.
-type paramKind uint8
-
-const (
-	pNumber   paramKind = iota // any number
-	pNonNeg                    // a number >= 0
-	pDuration                  // a duration with a unit; seconds in the program
-	pBool                      // true or false; 1 or 0 in the program
-	pEnum                      // one of enum; its index in the program
-	pValue                     // a number or true/false (1/0)
-	pRatio                     // a number > 0, or a duration stored in the block's first scratch slot
-)
-
-// param is a parameter of a block type.
-type param struct {
-	name     string
-	kind     paramKind
-	def      float64
-	required bool
-	// optional parameters may stay unset; they are NaN in the program.
-	optional bool
-	enum     []string
-}
-
-// blockType is everything the compiler knows about one block type.
+// blockType is one entry of the catalogue: the description a config is
+// checked against (ports, parameters, unit rules: what Catalogue shows),
+// and what the compiler and the program need to run a block of the type.
 type blockType struct {
-	name string
-	op   opcode
-	in   []port
-	// variadic inputs are named in1..inN, of this kind, at least minN of them.
-	variadic bool
-	varKind  kind
-	minN     int
-	out      []port
-	params   []param
+	configs.BlockType
+	op opcode
 	// scratch is the number of slots after the parameters the block uses for
 	// values derived from them (not part of its state).
 	scratch int
@@ -98,15 +51,6 @@ type blockType struct {
 	state int
 	// hold: the block keeps its state and outputs while an input is bad.
 	hold bool
-	// sameUnit lists input ports that must carry the same unit ("in*" is
-	// every variadic input).
-	sameUnit []string
-	// passUnit is the input whose unit the outputs carry ("in*": the variadic
-	// inputs' common unit); "" when the outputs have no known unit.
-	passUnit []string
-	// poly lists the data inputs whose kind the outputs take: the outputs
-	// are bools when all of them are.
-	poly []string
 	// check verifies the parameters together; it names the parameter at fault.
 	check func(p []float64) (param, msg string)
 }
@@ -119,28 +63,65 @@ const (
 	compareGT, compareGE, compareLT, compareLE, compareEQ, compareNE                    = 0, 1, 2, 3, 4, 5
 )
 
+// Shorthands for the catalogue: a required input; an optional input or an
+// output; a parameter with a default, one that must be written, one that
+// may stay unset.
+func needs(name string, k configs.PortKind) configs.BlockPort {
+	return configs.BlockPort{Name: name, Kind: k, Required: true}
+}
+func port(name string, k configs.PortKind) configs.BlockPort {
+	return configs.BlockPort{Name: name, Kind: k}
+}
+func withDefault(name string, k configs.ParamKind, def float64, doc, example string) configs.BlockParam {
+	return configs.BlockParam{Name: name, Kind: k, Default: def, Doc: doc, Example: example}
+}
+func mustWrite(name string, k configs.ParamKind, doc, example string) configs.BlockParam {
+	return configs.BlockParam{Name: name, Kind: k, Required: true, Doc: doc, Example: example}
+}
+func unset(name string, k configs.ParamKind, doc, example string) configs.BlockParam {
+	return configs.BlockParam{Name: name, Kind: k, Default: math.NaN(), Optional: true, Doc: doc, Example: example}
+}
+
+// The port kinds, short.
+const (
+	num     = configs.PortNumber
+	boolean = configs.PortBool
+)
+
 var (
-	inNum   = []port{{name: "in", kind: number, required: true}}
-	inBool  = []port{{name: "in", kind: boolean, required: true}}
-	outNum  = []port{{name: "out", kind: number}}
-	outBool = []port{{name: "out", kind: boolean}}
-	timer   = []port{{name: "q", kind: boolean}, {name: "et", kind: number}}
-	ptParam = []param{{name: "pt", kind: pDuration, required: true}}
+	inNum   = []configs.BlockPort{needs("in", num)}
+	inBool  = []configs.BlockPort{needs("in", boolean)}
+	outNum  = []configs.BlockPort{port("out", num)}
+	outBool = []configs.BlockPort{port("out", boolean)}
+	timer   = []configs.BlockPort{port("q", boolean), port("et", num)}
+	ptParam = []configs.BlockParam{mustWrite("pt", configs.ParamDuration, "preset time", "5s")}
 	passIn  = []string{"in"}
 	passVar = []string{"in*"}
 )
 
-// blockTypes is the block library, by type name.
-var blockTypes = map[string]*blockType{
-	"pid": {
-		name: "pid", op: opPID,
-		in: []port{{name: "pv", kind: number, required: true}, {name: "sp", kind: number, required: true},
-			{name: "track", kind: boolean}, {name: "man_out", kind: number}},
-		out: outNum,
-		params: []param{{name: "kp", kind: pNumber, def: 1}, {name: "ti", kind: pDuration}, {name: "td", kind: pDuration},
-			{name: "td_filter", kind: pRatio, def: 10}, {name: "out_min", kind: pNumber, def: 0}, {name: "out_max", kind: pNumber, def: 100},
-			{name: "rate_max", kind: pNonNeg}, {name: "direct", kind: pBool}, {name: "bias", kind: pNumber}},
-		scratch: 1, state: 6, hold: true, sameUnit: []string{"pv", "sp"},
+// compareOps are compare's op words; SetParam takes an op as its index.
+var compareOps = []string{"gt", "ge", "lt", "le", "eq", "ne"}
+
+// catalogue is every block type, in documentation order.
+var catalogue = []*blockType{
+	{BlockType: configs.BlockType{Name: "pid",
+		Doc:        "PID controller: ideal (ISA) form, derivative on the measurement, clamping anti-windup, bumpless tracking",
+		Inputs:     []configs.BlockPort{needs("pv", num), needs("sp", num), port("track", boolean), port("man_out", num)},
+		InputNeeds: [][2]string{{"track", "man_out"}},
+		Outputs:    outNum,
+		Params: []configs.BlockParam{
+			withDefault("kp", configs.ParamNumber, 1, "proportional gain", "2"),
+			withDefault("ti", configs.ParamDuration, 0, "integral time; 0: no integral", "30s"),
+			withDefault("td", configs.ParamDuration, 0, "derivative time; 0: no derivative", "1s"),
+			withDefault("td_filter", configs.ParamRatio, 10, "derivative filter: the ratio N of td to the filter time, or the filter time itself", "8"),
+			withDefault("out_min", configs.ParamNumber, 0, "lowest output", "0"),
+			withDefault("out_max", configs.ParamNumber, 100, "highest output", "100"),
+			withDefault("rate_max", configs.ParamNonNeg, 0, "fastest output change, in units per second; 0: no limit", "20"),
+			withDefault("direct", configs.ParamBool, 0, "true: the output rises when pv rises (direct acting)", "false"),
+			withDefault("bias", configs.ParamNumber, 0, "added to the output", "5"),
+		},
+		SameUnit: []string{"pv", "sp"}},
+		op: opPID, scratch: 1, state: 6, hold: true,
 		check: func(p []float64) (string, string) {
 			if !(p[pidOutMin] < p[pidOutMax]) {
 				return "out_max", "out_max must be above out_min"
@@ -149,66 +130,122 @@ var blockTypes = map[string]*blockType{
 				return "td_filter", "td_filter must be above 0 (typical 5 to 20)"
 			}
 			return "", ""
-		},
-	},
-	"lag": {name: "lag", op: opLag, in: inNum, out: outNum, params: []param{{name: "tau", kind: pDuration, required: true}},
-		scratch: 2, state: 2, hold: true, passUnit: passIn},
-	"ramp": {name: "ramp", op: opRamp, in: inNum, out: outNum, params: []param{{name: "rate", kind: pNonNeg, required: true}},
-		state: 2, hold: true, passUnit: passIn,
+		}},
+	{BlockType: configs.BlockType{Name: "lag", Doc: "first-order lag: out follows in with time constant tau",
+		Inputs: inNum, Outputs: outNum, PassUnit: passIn,
+		Params: []configs.BlockParam{mustWrite("tau", configs.ParamDuration, "time constant; 0 passes in through", "5s")}},
+		op: opLag, scratch: 2, state: 2, hold: true},
+	{BlockType: configs.BlockType{Name: "ramp", Doc: "rate limiter: out follows in at most rate units per second",
+		Inputs: inNum, Outputs: outNum, PassUnit: passIn,
+		Params: []configs.BlockParam{mustWrite("rate", configs.ParamNonNeg, "fastest change, in units per second (above 0)", "10")}},
+		op: opRamp, state: 2, hold: true,
 		check: func(p []float64) (string, string) {
 			if p[0] <= 0 {
 				return "rate", "rate must be above 0 (units per second)"
 			}
 			return "", ""
 		}},
-	"limit": {name: "limit", op: opLimit, in: inNum, out: outNum,
-		params:   []param{{name: "min", kind: pNumber, def: math.Inf(-1)}, {name: "max", kind: pNumber, def: math.Inf(1)}},
-		passUnit: passIn,
+	{BlockType: configs.BlockType{Name: "limit", Doc: "out is in held between min and max",
+		Inputs: inNum, Outputs: outNum, PassUnit: passIn,
+		Params: []configs.BlockParam{withDefault("min", configs.ParamNumber, math.Inf(-1), "lowest output", "0"),
+			withDefault("max", configs.ParamNumber, math.Inf(1), "highest output", "100")}},
+		op: opLimit,
 		check: func(p []float64) (string, string) {
 			if p[0] > p[1] {
 				return "max", "max must not be below min"
 			}
 			return "", ""
 		}},
-	"scale": {name: "scale", op: opScale, in: inNum, out: outNum,
-		params: []param{{name: "gain", kind: pNumber, def: 1}, {name: "offset", kind: pNumber}}},
-	"deadband": {name: "deadband", op: opDeadband, in: inNum, out: outNum,
-		params: []param{{name: "width", kind: pNonNeg, required: true}}, passUnit: passIn},
-	"hysteresis": {name: "hysteresis", op: opHysteresis, in: inNum, out: outBool,
-		params: []param{{name: "on", kind: pNumber, required: true}, {name: "off", kind: pNumber, required: true}},
-		state:  1, hold: true,
+	{BlockType: configs.BlockType{Name: "scale", Doc: "out = in*gain + offset: the block that converts units",
+		Inputs: inNum, Outputs: outNum,
+		Params: []configs.BlockParam{withDefault("gain", configs.ParamNumber, 1, "factor", "2.5"),
+			withDefault("offset", configs.ParamNumber, 0, "added after the gain", "-10")}},
+		op: opScale},
+	{BlockType: configs.BlockType{Name: "deadband", Doc: "dead zone: out is 0 while |in| <= width, else in moved toward 0 by width",
+		Inputs: inNum, Outputs: outNum, PassUnit: passIn,
+		Params: []configs.BlockParam{mustWrite("width", configs.ParamNonNeg, "half the width of the dead zone", "0.5")}},
+		op: opDeadband},
+	{BlockType: configs.BlockType{Name: "hysteresis", Doc: "two-point switch: out turns on when in >= on, off when in <= off",
+		Inputs: inNum, Outputs: outBool,
+		Params: []configs.BlockParam{mustWrite("on", configs.ParamNumber, "in at or above it turns out on", "80"),
+			mustWrite("off", configs.ParamNumber, "in at or below it turns out off (below on)", "60")}},
+		op: opHysteresis, state: 1, hold: true,
 		check: func(p []float64) (string, string) {
 			if !(p[1] < p[0]) {
 				return "off", "off must be below on (on when in >= on, off when in <= off)"
 			}
 			return "", ""
 		}},
-	"alarm": {name: "alarm", op: opAlarm, in: inNum,
-		out: []port{{name: "hi", kind: boolean}, {name: "hihi", kind: boolean}, {name: "lo", kind: boolean},
-			{name: "lolo", kind: boolean}, {name: "active", kind: boolean}},
-		params: []param{{name: "hi", kind: pNumber, optional: true}, {name: "hihi", kind: pNumber, optional: true},
-			{name: "lo", kind: pNumber, optional: true}, {name: "lolo", kind: pNumber, optional: true},
-			{name: "deadband", kind: pNonNeg}, {name: "delay", kind: pDuration}},
-		state: 8, hold: true, check: checkAlarm},
-	"ton":     {name: "ton", op: opTON, in: inBool, out: timer, params: ptParam, state: 2, hold: true},
-	"tof":     {name: "tof", op: opTOF, in: inBool, out: timer, params: ptParam, state: 3, hold: true},
-	"tp":      {name: "tp", op: opTP, in: inBool, out: timer, params: ptParam, state: 3, hold: true},
-	"counter": {name: "counter", op: opCounter, in: []port{{name: "up", kind: boolean}, {name: "down", kind: boolean}, {name: "reset", kind: boolean}}, out: []port{{name: "cv", kind: number}, {name: "q", kind: boolean}, {name: "qd", kind: boolean}}, params: []param{{name: "pv", kind: pNumber}}, state: 3, hold: true},
-	"and":     {name: "and", op: opAnd, variadic: true, varKind: boolean, minN: 2, out: outBool},
-	"or":      {name: "or", op: opOr, variadic: true, varKind: boolean, minN: 2, out: outBool},
-	"xor":     {name: "xor", op: opXor, variadic: true, varKind: boolean, minN: 2, out: outBool},
-	"not":     {name: "not", op: opNot, in: inBool, out: outBool},
-	"compare": {name: "compare", op: opCompare, in: []port{{name: "a", kind: number, required: true}, {name: "b", kind: number, required: true}}, out: outBool, params: []param{{name: "op", kind: pEnum, required: true, enum: []string{"gt", "ge", "lt", "le", "eq", "ne"}}, {name: "hysteresis", kind: pNonNeg}}, state: 1, sameUnit: []string{"a", "b"}},
-	"select":  {name: "select", op: opSelect, in: []port{{name: "sel", kind: boolean, required: true}, {name: "in1", kind: number, required: true}, {name: "in2", kind: number, required: true}}, out: outNum, passUnit: []string{"in1", "in2"}, poly: []string{"in1", "in2"}},
-	"min":     {name: "min", op: opMin, variadic: true, varKind: number, minN: 1, out: outNum, sameUnit: passVar, passUnit: passVar},
-	"max":     {name: "max", op: opMax, variadic: true, varKind: number, minN: 1, out: outNum, sameUnit: passVar, passUnit: passVar},
-	"average": {name: "average", op: opAverage, variadic: true, varKind: number, minN: 1, out: outNum, sameUnit: passVar, passUnit: passVar},
-	"delay":   {name: "delay", op: opDelayOut, in: inNum, out: outNum, params: []param{{name: "initial", kind: pValue}}, state: 2, passUnit: passIn, poly: passIn},
+	{BlockType: configs.BlockType{Name: "alarm", Doc: "limit alarms: each set limit alarms when in stays beyond it for delay, and clears inside it by deadband",
+		Inputs: inNum,
+		Outputs: []configs.BlockPort{port("hi", boolean), port("hihi", boolean), port("lo", boolean),
+			port("lolo", boolean), port("active", boolean)},
+		Params: []configs.BlockParam{unset("hi", configs.ParamNumber, "high limit", "90"), unset("hihi", configs.ParamNumber, "high-high limit", "95"),
+			unset("lo", configs.ParamNumber, "low limit", "10"), unset("lolo", configs.ParamNumber, "low-low limit", "5"),
+			withDefault("deadband", configs.ParamNonNeg, 0, "how far back inside a limit in must come to clear it", "0.5"),
+			withDefault("delay", configs.ParamDuration, 0, "how long in must stay beyond a limit to set it", "2s")}},
+		op: opAlarm, state: 8, hold: true, check: checkAlarm},
+	{BlockType: configs.BlockType{Name: "ton", Doc: "on-delay timer (IEC 61131-3): q turns on when in has been on for pt",
+		Inputs: inBool, Outputs: timer, Params: ptParam},
+		op: opTON, state: 2, hold: true},
+	{BlockType: configs.BlockType{Name: "tof", Doc: "off-delay timer (IEC 61131-3): q turns off when in has been off for pt",
+		Inputs: inBool, Outputs: timer, Params: ptParam},
+		op: opTOF, state: 3, hold: true},
+	{BlockType: configs.BlockType{Name: "tp", Doc: "pulse timer (IEC 61131-3): q is on for pt from a rising edge of in",
+		Inputs: inBool, Outputs: timer, Params: ptParam},
+		op: opTP, state: 3, hold: true},
+	{BlockType: configs.BlockType{Name: "counter", Doc: "up/down counter of rising edges; reset holds cv at 0",
+		Inputs:   []configs.BlockPort{port("up", boolean), port("down", boolean), port("reset", boolean)},
+		AnyInput: []string{"up", "down"},
+		Outputs:  []configs.BlockPort{port("cv", num), port("q", boolean), port("qd", boolean)},
+		Params:   []configs.BlockParam{withDefault("pv", configs.ParamNumber, 0, "preset: q is on while cv >= pv", "10")}},
+		op: opCounter, state: 3, hold: true},
+	{BlockType: configs.BlockType{Name: "and", Doc: "on when every input is on",
+		Variadic: true, VariadicKind: boolean, MinInputs: 2, Outputs: outBool}, op: opAnd},
+	{BlockType: configs.BlockType{Name: "or", Doc: "on when any input is on",
+		Variadic: true, VariadicKind: boolean, MinInputs: 2, Outputs: outBool}, op: opOr},
+	{BlockType: configs.BlockType{Name: "xor", Doc: "on when an odd number of inputs are on",
+		Variadic: true, VariadicKind: boolean, MinInputs: 2, Outputs: outBool}, op: opXor},
+	{BlockType: configs.BlockType{Name: "not", Doc: "on when in is off", Inputs: inBool, Outputs: outBool}, op: opNot},
+	{BlockType: configs.BlockType{Name: "compare", Doc: "out is a op b, held by a hysteresis",
+		Inputs: []configs.BlockPort{needs("a", num), needs("b", num)}, Outputs: outBool,
+		Params: []configs.BlockParam{{Name: "op", Kind: configs.ParamEnum, Required: true, Enum: compareOps, Doc: "the comparison", Example: "gt"},
+			withDefault("hysteresis", configs.ParamNonNeg, 0, "how far back a must come before out turns off (eq, ne: the tolerance)", "0.5")},
+		SameUnit: []string{"a", "b"}},
+		op: opCompare, state: 1},
+	{BlockType: configs.BlockType{Name: "select", Doc: "out is in2 while sel is on, else in1",
+		Inputs:  []configs.BlockPort{needs("sel", boolean), needs("in1", num), needs("in2", num)},
+		Outputs: outNum, SameUnit: []string{"in1", "in2"}, PassUnit: []string{"in1", "in2"}, KindFrom: []string{"in1", "in2"}},
+		op: opSelect},
+	{BlockType: configs.BlockType{Name: "min", Doc: "the smallest input",
+		Variadic: true, VariadicKind: num, MinInputs: 1, Outputs: outNum, SameUnit: passVar, PassUnit: passVar}, op: opMin},
+	{BlockType: configs.BlockType{Name: "max", Doc: "the largest input",
+		Variadic: true, VariadicKind: num, MinInputs: 1, Outputs: outNum, SameUnit: passVar, PassUnit: passVar}, op: opMax},
+	{BlockType: configs.BlockType{Name: "average", Doc: "the mean of the inputs",
+		Variadic: true, VariadicKind: num, MinInputs: 1, Outputs: outNum, SameUnit: passVar, PassUnit: passVar}, op: opAverage},
+	{BlockType: configs.BlockType{Name: "delay", Doc: "out is in of the previous cycle: the block that breaks a loop",
+		Inputs: inNum, Outputs: outNum, PassUnit: passIn, KindFrom: passIn,
+		Params: []configs.BlockParam{withDefault("initial", configs.ParamValue, 0, "out in the first cycle", "0")}},
+		op: opDelayOut, state: 2},
 }
 
+// byType indexes the catalogue by type name.
+var byType = func() map[string]*blockType {
+	m := make(map[string]*blockType, len(catalogue))
+	for _, t := range catalogue {
+		m[t.Name] = t
+	}
+	return m
+}()
+
 // typeNames lists the block types in documentation order (for messages).
-var typeNames = []string{"pid", "lag", "ramp", "limit", "scale", "deadband", "hysteresis", "alarm", "ton", "tof", "tp",
-	"counter", "and", "or", "not", "xor", "compare", "select", "min", "max", "average", "delay"}
+var typeNames = func() []string {
+	names := make([]string, len(catalogue))
+	for i, t := range catalogue {
+		names[i] = t.Name
+	}
+	return names
+}()
 
 // checkAlarm wants at least one limit and the set limits in the order
 // lolo <= lo < hi <= hihi.

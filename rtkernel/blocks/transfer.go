@@ -28,7 +28,7 @@ const (
 func (tp *TaskProgram) ExportLen() int {
 	n := xferHead
 	for _, b := range tp.blocks {
-		n += 6 + min(len(b.name), 255) + len(b.typ.name) + 8*(b.typ.state+len(b.typ.out))
+		n += 6 + min(len(b.name), 255) + len(b.typ.Name) + 8*(b.typ.state+len(b.typ.Outputs))
 	}
 	return n
 }
@@ -47,9 +47,9 @@ func (tp *TaskProgram) ExportState(dst []byte) []byte {
 		name := b.name[:min(len(b.name), 255)] // a longer name does not match and starts fresh
 		dst = append(dst, byte(len(name)))
 		dst = append(dst, name...)
-		dst = append(dst, byte(len(b.typ.name)))
-		dst = append(dst, b.typ.name...)
-		nout := len(b.typ.out)
+		dst = append(dst, byte(len(b.typ.Name)))
+		dst = append(dst, b.typ.Name...)
+		nout := len(b.typ.Outputs)
 		dst = binary.LittleEndian.AppendUint16(dst, uint16(b.typ.state))
 		dst = binary.LittleEndian.AppendUint16(dst, uint16(nout))
 		for _, v := range tp.state[b.st : b.st+int32(b.typ.state)] {
@@ -143,7 +143,7 @@ func (tp *TaskProgram) ImportState(src []byte) (wire.BlockCounts, error) {
 			continue
 		}
 		b := &tp.blocks[bi]
-		if string(xb.typ) != b.typ.name || xb.nstate != b.typ.state || xb.out != len(b.typ.out) {
+		if string(xb.typ) != b.typ.Name || xb.nstate != b.typ.state || xb.out != len(b.typ.Outputs) {
 			st.Dropped++
 			continue
 		}

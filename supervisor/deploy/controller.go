@@ -126,8 +126,8 @@ func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResul
 		return out, fmt.Errorf("%w: the deployment is stopping", control.ErrUnavailable)
 	}
 	g := c.d.current()
-	changes, err := ParamChanges(g.applied, nc)
-	if errors.Is(err, ErrStructural) {
+	changes, err := blocks.ParamChanges(g.applied, nc)
+	if errors.Is(err, blocks.ErrStructural) {
 		return c.d.handOver(ctx, nc)
 	}
 	if err != nil {

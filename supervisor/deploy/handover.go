@@ -130,7 +130,7 @@ func onCPUs(nc *configs.Config, cpus configs.CPUList) (*configs.Config, error) {
 }
 
 // handOver replaces the current generation by one running nc (validated
-// and compiled; ParamChanges found it structural). The caller holds
+// and compiled; blocks.ParamChanges found it structural). The caller holds
 // applyMu. On any failure before the switch the new generation is torn
 // down and the current one keeps running untouched.
 func (d *deployment) handOver(ctx context.Context, nc *configs.Config) (control.ApplyResult, error) {
