@@ -38,6 +38,7 @@ import (
 	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
+	"github.com/mkrt/mkrt/supervisor/jailhouse"
 	"github.com/mkrt/mkrt/supervisor/kexec"
 	"github.com/mkrt/mkrt/supervisor/retain"
 )
@@ -58,7 +59,8 @@ type Options struct {
 	// Executable is the mkrt binary the process backend runs as
 	// `mkrt executive`; default os.Executable().
 	Executable string
-	// Kernel and Init override the vm backend's kernel and mkrt-init.
+	// Kernel and Init override the application kernel and mkrt-init of
+	// the vm and second-kernel backends.
 	Kernel, Init string
 	Log          *slog.Logger
 	// Ready is called once, after the partition's first heartbeat.
@@ -74,14 +76,7 @@ type Options struct {
 	Kexec kexec.Host
 	// Jailhouse is how the jailhouse backend reaches the hypervisor; zero
 	// is the real host (tests put jailhousetest's device in).
-	Jailhouse JailhouseHost
-
-	// Set per generation by a hand-over: the partition's instance name (a
-	// process partition's cgroup, a guest's QMP socket and image, a second
-	// kernel's instance; default metadata.name), the region to take over
-	// from, and the memory the running second kernel holds.
-	instance, takeFrom string
-	beside             []kexec.Range
+	Jailhouse jailhouse.Host
 }
 
 // Ready describes a deployment that is up.

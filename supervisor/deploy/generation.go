@@ -143,23 +143,15 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 	}
 	size := pow2(layout.Size()) // an ivshmem BAR is a power of two
 
-	o := d.o
-	if cfgFile != "" {
-		o.ConfigPath = cfgFile
-	}
-	if n > 1 {
-		// Its own cgroup, guest or instance: the one before still holds its
-		// CPUs until it stops.
-		o.instance = fmt.Sprintf("%s-%d", d.name, n)
-	}
+	spec := g.spec(cfg, cfgFile, size, log)
 	if takeFrom != "" {
-		o.beside = d.current().held()
+		spec.Beside = d.current().part // keep clear of what it holds
 	}
-	if g.part, err = newPartition(d.ctx, cfg, o, g, size, log); err != nil {
+	if g.part, err = newPartition(d.ctx, spec, d.o); err != nil {
 		return nil, err
 	}
 	g.loc = shm.File(g.regionPath, size, true)
-	if l, ok := g.part.(locator); ok {
+	if l, ok := g.part.(supervisor.Locator); ok {
 		// A second kernel's region is physical memory its plan reserves.
 		if g.loc, err = l.Locate(); err != nil {
 			return nil, err
@@ -167,12 +159,12 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 		g.regionPath = ""
 	}
 	if takeFrom != "" {
-		o.takeFrom = takeFrom
-		standby, err := newPartition(d.ctx, cfg, o, g, size, log)
+		spec.TakeFrom = takeFrom
+		standby, err := newPartition(d.ctx, spec, d.o)
 		if err != nil {
 			return nil, err
 		}
-		if l, ok := standby.(locator); ok {
+		if l, ok := standby.(supervisor.Locator); ok {
 			if loc, err := l.Locate(); err != nil || loc != g.loc {
 				return nil, fmt.Errorf("deploy: generation %d: the standby start would place the shared region at %v, not %v (%v)", n, loc, g.loc, err)
 			}
@@ -222,6 +214,24 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 		return nil, err
 	}
 	return g, nil
+}
+
+// spec is what the generation asks of its backend for a normal start: the
+// config and its file (the user's, or the generation's own), its instance
+// name (metadata.name for the first generation; later ones their own
+// cgroup, guest or instance, since the one before still holds its CPUs
+// until it stops) and its region.
+func (g *generation) spec(cfg *configs.Config, cfgFile string, size int64, log *slog.Logger) supervisor.Spec {
+	o := g.d.o
+	s := supervisor.Spec{Config: cfg, ConfigPath: o.ConfigPath, Instance: g.d.name, Region: g.regionPath, RegionSize: size,
+		StateDir: o.StateDir, Kernel: o.Kernel, Init: o.Init, Executable: o.Executable, Halt: g.halt, Log: log}
+	if cfgFile != "" {
+		s.ConfigPath = cfgFile
+	}
+	if g.n > 1 {
+		s.Instance = fmt.Sprintf("%s-%d", g.d.name, g.n)
+	}
+	return s
 }
 
 // start runs the generation's supervisor (which starts the partition)

@@ -29,6 +29,7 @@ import (
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/deploy"
+	"github.com/mkrt/mkrt/supervisor/jailhouse"
 	"github.com/mkrt/mkrt/supervisor/kexec"
 )
 
@@ -99,7 +100,7 @@ type plantOptions struct {
 	// kexec is deploy.Options.Kexec (a fake kernel); jailhouse
 	// deploy.Options.Jailhouse (a fake hypervisor).
 	kexec     kexec.Host
-	jailhouse deploy.JailhouseHost
+	jailhouse jailhouse.Host
 }
 
 type configNIC struct{ iface, address string }

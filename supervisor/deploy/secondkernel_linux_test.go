@@ -19,7 +19,6 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/wire"
-	"github.com/mkrt/mkrt/supervisor/deploy"
 	"github.com/mkrt/mkrt/supervisor/jailhouse"
 	"github.com/mkrt/mkrt/supervisor/jailhouse/jailhousetest"
 	"github.com/mkrt/mkrt/supervisor/kexec"
@@ -372,7 +371,7 @@ func TestJailhouseRun(t *testing.T) {
 	}
 	p = newPlant(t, plantOptions{level: 2.0, sp: 2.0, noRun: true,
 		kexec: kexec.Host{FS: supervisortest.NewFS(host), DevMem: devmem},
-		jailhouse: deploy.JailhouseHost{Open: func() (jailhouse.Device, error) { return dev, nil }, Sys: dev.Sysfs(),
+		jailhouse: jailhouse.Host{Open: func() (jailhouse.Device, error) { return dev, nil }, Sys: dev.Sysfs(),
 			Loader: filepath.Join(dir, "linux-loader.bin")},
 		edit: func(cfg string) string {
 			return replaceOnce(t, cfg,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/supervisor"
 )
 
@@ -51,6 +52,7 @@ type PartitionOptions struct {
 type Partition struct {
 	o       PartitionOptions
 	name    string
+	region  shm.Location // where this side maps the cell's region (FromConfig)
 	log     *slog.Logger
 	console *supervisor.Console
 
