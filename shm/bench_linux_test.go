@@ -1,12 +1,15 @@
 package shm_test
 
 import (
+	"context"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/shmtest"
 )
 
@@ -54,6 +57,34 @@ func BenchmarkPublish10k(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(threadCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// BenchmarkSnapshot is the bridge's cost to copy a consistent image of 100
+// and of 10,000 number tags (Reader.Snapshot, no writer active, the image
+// in this core's caches): what a scan pays on top of its period. ns/tag is
+// the time per tag.
+func BenchmarkSnapshot(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("tags=%d", n), func(b *testing.B) {
+			p := shmtest.Params(n, 0, 1)
+			w, r := shmtest.Pair(b, shmtest.Layout(b, p))
+			tab := shmtest.Table(p)
+			w.PublishAll(1, tab.Samples, tab.Text)
+			var im shm.Image
+			ctx := context.Background()
+			if err := r.Snapshot(ctx, &im); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := r.Snapshot(ctx, &im); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/tag")
 		})
 	}
 }

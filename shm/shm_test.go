@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,6 +177,46 @@ func TestCommands(t *testing.T) {
 	}
 }
 
+// TestCommandSlotsReused: Submit leaves the part of a slot past its first
+// cache line alone when it already holds the bytes to write; commands of
+// every shape, laps after each other in a two-slot ring, come out whole.
+func TestCommandSlotsReused(t *testing.T) {
+	p := shmtest.Params(2, 1, 0)
+	p.Commands = 2
+	w, r := shmtest.Pair(t, shmtest.Layout(t, p))
+	long := strings.Repeat("o", wire.OriginMax)
+	cmds := []wire.Command{
+		{Kind: wire.WriteTag, Tag: 2, Value: wire.Text("a text that reaches into the next lines"), Origin: wire.NewOrigin(long)},
+		{Kind: wire.WriteTag, Tag: 1, Value: wire.Number(1), Origin: wire.NewOrigin("mqtt:a")},
+		{Kind: wire.WriteTag, Tag: 2, Value: wire.Text("short"), Origin: wire.NewOrigin("mqtt:b")},
+		{Kind: wire.WriteTag, Tag: 2, Value: wire.Text("a text that reaches into the next lines"), Origin: wire.NewOrigin(long[:44] + "xyz")},
+		{Kind: wire.SetParam, Param: []byte("pid1.kp"), Value: wire.Number(2), Origin: wire.NewOrigin(long)},
+		{Kind: wire.WriteTag, Tag: 0, Value: wire.Text(""), Origin: wire.NewOrigin("")},
+		{Kind: wire.WriteTag, Tag: 1, Value: wire.Number(3), Origin: wire.NewOrigin(long)},
+	}
+	var got wire.Command
+	var res [1]wire.Result
+	for lap := 0; lap < 3; lap++ {
+		for i, c := range cmds {
+			id, err := r.Submit(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !w.PollCommand(&got) {
+				t.Fatalf("lap %d command %d not taken", lap, i)
+			}
+			if got.ID != id || got.Kind != c.Kind || got.Tag != c.Tag || got.Origin != c.Origin || got.Value.Num != c.Value.Num ||
+				got.Value.IsText != c.Value.IsText || string(got.Value.Text) != string(c.Value.Text) || string(got.Param) != string(c.Param) {
+				t.Errorf("lap %d command %d: got %+v, want %+v", lap, i, got, c)
+			}
+			w.Reply(wire.Result{ID: got.ID, Status: wire.Applied})
+			if r.Results(res[:]) != 1 {
+				t.Fatalf("lap %d command %d: no result", lap, i)
+			}
+		}
+	}
+}
+
 func TestCommandBusyAndTimeout(t *testing.T) {
 	p := shmtest.Params(1, 0, 0)
 	p.Commands = 4
@@ -328,6 +369,9 @@ func TestAllocationFree(t *testing.T) {
 	})
 	check("PublishAll", func() { w.PublishAll(cycle, tab.Samples, tab.Text) })
 	check("Beat+SetState", func() { w.Beat(cycle, 1); w.SetState(wire.Running, 0) })
+	var im shm.Image
+	r.Snapshot(context.Background(), &im)
+	check("Snapshot", func() { r.Snapshot(context.Background(), &im) })
 	check("SetRTMode", func() { w.SetRTMode(wire.RTFull, "") })
 	check("Record", func() { w.RecordWakeup(1, 12345); w.RecordExec(0, 999); w.Overrun(0) })
 	check("PushEvent", func() {
@@ -347,6 +391,14 @@ func TestAllocationFree(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("PollCommand/Check/Reply allocate %v times", n)
 	}
+	cmd := wire.Command{Kind: wire.WriteTag, Tag: 101, Value: wire.Text("text"), Origin: wire.NewOrigin("mqtt:scada")}
+	check("Submit+PollCommand+Reply+Results", func() {
+		r.Submit(cmd)
+		if w.PollCommand(&c) {
+			w.Reply(wire.Result{ID: c.ID, Status: wire.Applied})
+		}
+		r.Results(res[:])
+	})
 }
 
 func TestHistogramsThroughRegion(t *testing.T) {
