@@ -66,6 +66,27 @@ func (l *Lifecycle) Start(ctx context.Context, begin func() []Step) error {
 	return nil
 }
 
+// Adopt makes the lifecycle own a partition that an earlier supervisor
+// started and left running: begin, called under the lifecycle's lock,
+// restores the backend's per-start state from what that supervisor
+// recorded and returns the steps of that start, which count as done (Stop
+// undoes them all). The backend records its program's run with Running.
+func (l *Lifecycle) Adopt(begin func() ([]Step, error)) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.runner != nil {
+		return fmt.Errorf("%s: partition %w (Stop it first)", l.Backend, ErrStarted)
+	}
+	steps, err := begin()
+	if err != nil {
+		return err
+	}
+	r := NewRunner(steps, l.Log, l.Clock)
+	r.adopted()
+	l.runner, l.last = r, r
+	return nil
+}
+
 // Stop undoes the steps of the current start in reverse; nothing when the
 // partition is not started. A Stop during a Start cancels the start, which
 // undoes what it did (see Runner.Unwind).

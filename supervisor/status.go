@@ -68,6 +68,7 @@ type Status struct {
 	RTWhy     string     `json:"rt_why,omitempty"`
 	Isolation Isolation  `json:"isolation"`
 	Restarts  int        `json:"restarts"`
+	Outputs   Outputs    `json:"outputs,omitzero"`
 	LastFault *Fault     `json:"last_fault,omitempty"`
 	Cycle     uint64     `json:"cycle"`
 	// Since is when the partition last entered Running; Uptime is measured from it.
@@ -78,6 +79,18 @@ type Status struct {
 	// HandOver is the last hand-over to a new generation of the partition
 	// (mkrt apply of a structural change); nil before the first.
 	HandOver *HandOver `json:"hand_over,omitempty"`
+}
+
+// Outputs says who drives the partition's outputs now.
+type Outputs struct {
+	// Driver is "partition" (its control program runs), "supervisor" (the
+	// partition is down and this side drove the safe state), "devices"
+	// (down; the field devices' own watchdogs hold them) or "unknown".
+	Driver string `json:"driver,omitempty"`
+	// Safe is true once the safe state was driven (Driver "supervisor").
+	Safe   bool      `json:"safe,omitempty"`
+	Since  time.Time `json:"since,omitzero"`
+	Detail string    `json:"detail,omitempty"`
 }
 
 // HandOver is how the running generation of a partition took the outputs

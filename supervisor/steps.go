@@ -74,6 +74,18 @@ func NewRunner(steps []Step, log *slog.Logger, clock Clock) *Runner {
 	return &Runner{log: log, now: now, steps: steps}
 }
 
+// adopted marks every step done without running it: the steps of a start
+// an earlier supervisor ran, which Unwind undoes like its own.
+func (r *Runner) adopted() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ran = true
+	for i, s := range r.steps {
+		r.done = append(r.done, i)
+		r.records = append(r.records, StepRecord{Name: s.Name, Action: "adopt"})
+	}
+}
+
 // Run performs every step in order. When a step fails, the steps done so
 // far are undone in reverse and the step's error is returned as a
 // *StepError (joined with any undo errors). A cancelled ctx stops before the

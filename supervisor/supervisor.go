@@ -57,11 +57,23 @@ type Options struct {
 	// ExitOnGiveUp makes Run return ErrCrashLoop or ErrDoNotRestart instead
 	// of holding the partition down until Reset.
 	ExitOnGiveUp bool
-	Listeners    []Listener
-	Tasks        TaskSource // optional
-	Links        LinkSource // optional
-	Clock        Clock      // default RealClock
-	Log          *slog.Logger
+	// Adopted says the partition was started by an earlier supervisor and
+	// adopted by the backend (it runs now): the first incarnation is
+	// watched without a Start.
+	Adopted bool
+	// SafeState drives the partition's outputs to their safe values from
+	// this side (the field devices, reached through the partition's
+	// network) when the partition is declared faulted: after its program
+	// is confirmed gone (fenced), before the host preparation is undone
+	// and the restart, so two writers never drive one output. Its outcome
+	// is in Status.Outputs. Nil: the outputs are left to the devices' own
+	// watchdogs.
+	SafeState func(ctx context.Context, p Partition) error
+	Listeners []Listener
+	Tasks     TaskSource // optional
+	Links     LinkSource // optional
+	Clock     Clock      // default RealClock
+	Log       *slog.Logger
 }
 
 // Supervisor keeps one partition running: start, watch, restart, give up.
@@ -79,6 +91,8 @@ type Supervisor struct {
 	restarts  int
 	lastFault *Fault
 	since     time.Time
+	outputs   Outputs
+	adopted   bool // the next incarnation is the adopted one
 }
 
 // New checks o and returns a supervisor in state Stopped.
@@ -107,7 +121,7 @@ func New(o Options) (*Supervisor, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Supervisor{o: o, log: o.Log.With("partition", o.Name), clock: o.Clock,
-		tracker: restartTracker{p: o.Policy}, reset: make(chan struct{}, 1)}, nil
+		tracker: restartTracker{p: o.Policy}, reset: make(chan struct{}, 1), adopted: o.Adopted}, nil
 }
 
 // Reset leaves the crashloop (or do-not-restart) hold: the partition is
@@ -125,7 +139,7 @@ func (s *Supervisor) Status() Status {
 	s.mu.Lock()
 	st := Status{Partition: s.o.Name, Backend: s.o.Partition.Backend(), State: s.state, Exec: s.exec,
 		PID: info.PID, RT: info.RT, RTWhy: info.RTWhy, Isolation: info.Isolation,
-		Restarts: s.restarts, Cycle: s.cycle, Since: s.since}
+		Restarts: s.restarts, Cycle: s.cycle, Since: s.since, Outputs: s.outputs}
 	if s.lastFault != nil {
 		f := *s.lastFault
 		st.LastFault = &f
@@ -156,8 +170,9 @@ func (s *Supervisor) setState(st State) {
 // down is how one incarnation ended.
 type down struct {
 	reason  string
-	exit    *Exit // nil when the program had not exited by itself
+	exit    *Exit // how the program ended; nil when it was not seen to end
 	stopped bool  // ctx ended: the operator stopped the partition
+	fenced  bool  // the supervisor killed the program and saw it end
 	wasUp   bool
 	since   time.Time
 }
@@ -217,19 +232,44 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 }
 
-// runOnce starts the partition and returns when it goes down.
+// runOnce starts the partition (or watches the adopted one) and returns
+// when it goes down.
 func (s *Supervisor) runOnce(ctx context.Context) (d down) {
-	s.setState(Preparing)
+	s.mu.Lock()
+	adopted := s.adopted
+	s.adopted = false
+	s.mu.Unlock()
+	if adopted {
+		s.log.Info("partition adopted: watching it without a start")
+	} else {
+		s.setState(Preparing)
+		if d := s.startPartition(ctx); d != nil {
+			return *d
+		}
+	}
+	s.setOutputs(Outputs{Driver: "partition"})
+	return s.watch(ctx)
+}
+
+// startPartition starts the partition; a non-nil result is how it went down.
+func (s *Supervisor) startPartition(ctx context.Context) *down {
 	if err := s.o.Partition.Start(ctx); err != nil {
 		if ctx.Err() != nil {
-			return down{stopped: true, reason: "stopped while starting"}
+			return &down{stopped: true, reason: "stopped while starting"}
 		}
 		d := down{reason: "start failed: " + err.Error()}
 		if errors.Is(err, ErrDoNotRestart) {
 			d.exit = &Exit{Code: ExitDoNotRestart}
 		}
-		return d
+		return &d
 	}
+	return nil
+}
+
+// watch waits for the started partition's first heartbeat, then watches
+// it until it goes down; a program that did not exit by itself is killed
+// and confirmed gone (fenced) before watch returns.
+func (s *Supervisor) watch(ctx context.Context) (d down) {
 	exited := make(chan Exit, 1)
 	waitCtx, cancelWait := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -242,10 +282,21 @@ func (s *Supervisor) runOnce(ctx context.Context) (d down) {
 	}()
 	defer func() {
 		if d.exit == nil && !d.stopped {
-			// Force the program down so Wait returns; Stop undoes the rest.
+			// Fence: force the program down and confirm it is gone before
+			// anyone else drives its outputs; Stop undoes the rest.
+			s.setState(Faulted)
 			if err := s.o.Partition.Kill(); err != nil {
 				s.log.Warn("partition kill failed", "err", err)
 			}
+			t := s.clock.NewTimer(s.o.StopTimeout)
+			select {
+			case e := <-exited:
+				d.exit = &e
+				d.fenced = true
+			case <-t.C():
+				s.log.Error("partition did not end after kill: outputs not taken over", "within", s.o.StopTimeout)
+			}
+			t.Stop()
 		}
 		if d.stopped {
 			s.stopPartition(ctx)
@@ -344,8 +395,42 @@ func (s *Supervisor) takeDown(ctx context.Context, d down) {
 		}
 	}
 	if !d.stopped {
+		s.driveSafe(ctx, d)
 		s.stopPartition(ctx)
 	}
+}
+
+// driveSafe drives the outputs to their safe values from this side once
+// the partition's program is gone (it exited, or was killed and seen to
+// end); a program that may still run keeps them.
+func (s *Supervisor) driveSafe(ctx context.Context, d down) {
+	if s.o.SafeState == nil {
+		s.setOutputs(Outputs{Driver: "devices", Detail: "the partition is down; the devices' own watchdogs hold the outputs"})
+		return
+	}
+	if d.exit == nil {
+		s.setOutputs(Outputs{Driver: "unknown", Detail: "the partition's program was not confirmed gone; outputs not taken over"})
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.StopTimeout)
+	defer cancel()
+	start := s.clock.Now()
+	err := s.o.SafeState(sctx, s.o.Partition)
+	o := Outputs{Driver: "supervisor", Safe: err == nil, Since: s.clock.Now()}
+	if err != nil {
+		o.Detail = "driving the safe state failed: " + err.Error()
+		s.log.Error("outputs: safe state not reached", "err", err)
+	} else {
+		o.Detail = "safe state driven by the supervisor"
+		s.log.Warn("outputs: driven to their safe state by the supervisor", "took", s.clock.Now().Sub(start))
+	}
+	s.setOutputs(o)
+}
+
+func (s *Supervisor) setOutputs(o Outputs) {
+	s.mu.Lock()
+	s.outputs = o
+	s.mu.Unlock()
 }
 
 // stopPartition runs the backend's Stop with a bounded context that

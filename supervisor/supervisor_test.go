@@ -243,3 +243,72 @@ func TestLifecycleReap(t *testing.T) {
 		}
 	}
 }
+
+// A partition an earlier supervisor started is watched without a start,
+// and restarted normally once it fails.
+func TestSupervisorWatchesAdoptedPartition(t *testing.T) {
+	part := &supervisortest.Partition{}
+	part.Adopt()
+	r := newRig(t, func(o *supervisor.Options) { o.Partition, o.Adopted = part, true })
+	r.part = part
+	r.bringUp()
+	if got := strings.Join(part.Calls(), ","); got != "adopt" {
+		t.Fatalf("backend calls %q, want only the adoption", got)
+	}
+	part.Exit(supervisor.Exit{Code: -1, Signal: "killed"})
+	r.waitState(supervisor.Restarting)
+	r.advance(100 * time.Millisecond)
+	r.bringUp()
+	if got := strings.Join(part.Calls(), ","); got != "adopt,stop,start" {
+		t.Fatalf("backend calls %q", got)
+	}
+}
+
+// When the partition is declared faulted, its program is fenced (killed
+// and seen to end) before the supervisor drives the safe state, and the
+// safe state is driven before the host preparation is undone.
+func TestSupervisorDrivesSafeStateAfterFencing(t *testing.T) {
+	var part *supervisortest.Partition
+	safe := func(ctx context.Context, p supervisor.Partition) error {
+		part.Note("safe")
+		return nil
+	}
+	r := newRig(t, func(o *supervisor.Options) { o.SafeState = safe })
+	part = r.part
+	r.bringUp()
+	if o := r.sup.Status().Outputs; o.Driver != "partition" {
+		t.Fatalf("outputs while running: %+v", o)
+	}
+	for r.sup.Status().State == supervisor.Running { // the heartbeat stops
+		r.advance(period)
+	}
+	r.waitState(supervisor.Restarting)
+	if got := strings.Join(part.Calls(), ","); got != "start,kill,safe,stop" {
+		t.Fatalf("calls %q, want the kill, then the safe state, then the stop", got)
+	}
+	if o := r.sup.Status().Outputs; o.Driver != "supervisor" || !o.Safe {
+		t.Fatalf("outputs while restarting: %+v", o)
+	}
+	// A program that exits by itself needs no kill.
+	r.advance(100 * time.Millisecond)
+	r.bringUp()
+	part.Exit(supervisor.Exit{Code: 3})
+	r.waitState(supervisor.Restarting)
+	if got := strings.Join(part.Calls(), ","); got != "start,kill,safe,stop,start,safe,stop" {
+		t.Fatalf("calls %q", got)
+	}
+	r.cancel()
+	<-r.done
+}
+
+func TestSupervisorSafeStateFailureIsReported(t *testing.T) {
+	r := newRig(t, func(o *supervisor.Options) {
+		o.SafeState = func(context.Context, supervisor.Partition) error { return errors.New("device tank: connection refused") }
+	})
+	r.bringUp()
+	r.part.Exit(supervisor.Exit{Code: 3})
+	r.waitState(supervisor.Restarting)
+	if o := r.sup.Status().Outputs; o.Driver != "supervisor" || o.Safe || !strings.Contains(o.Detail, "connection refused") {
+		t.Fatalf("outputs %+v", o)
+	}
+}

@@ -82,6 +82,11 @@ type Config struct {
 	Clock supervisor.Clock
 	// ConsoleLines is how many output lines Console keeps (default 200).
 	ConsoleLines int
+	// ConsoleFile, when set, is where the program's stdout and stderr go
+	// (appended): a file, not a pipe, so the program outlives the
+	// supervisor (a pipe's reader dying would end it with SIGPIPE) and a
+	// later supervisor that adopts it reads on. Console follows the file.
+	ConsoleFile string
 }
 
 // SharedMemory is the file-backed shared-memory region.
@@ -100,7 +105,7 @@ type Partition struct {
 
 	mu   sync.Mutex
 	info supervisor.Info
-	cmd  *exec.Cmd
+	run  *program // the program's current or last run; nil before the first
 	cg   *cpuset
 	irqs irqState
 	nics []movedNIC
@@ -443,6 +448,20 @@ func (p *Partition) startChild(ctx context.Context) error {
 	p.mu.Unlock()
 	cmd.ExtraFiles = append(cmd.ExtraFiles, p.cfg.ExtraFiles...)
 	cmd.Stdout, cmd.Stderr = p.console, p.console
+	var logFile *os.File
+	var logFrom int64
+	if p.cfg.ConsoleFile != "" {
+		f, err := os.OpenFile(p.cfg.ConsoleFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("process: console file: %w", err)
+		}
+		defer f.Close() // the child has its own copy
+		if fi, err := f.Stat(); err == nil {
+			logFrom = fi.Size()
+		}
+		logFile = f
+		cmd.Stdout, cmd.Stderr = f, f
+	}
 	cmd.SysProcAttr = sysProcAttr()
 	start := func() error { return cmd.Start() }
 	var err error
@@ -454,10 +473,12 @@ func (p *Partition) startChild(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("process: start %s: %w", p.cfg.Command[0], err)
 	}
-	// cmd first: until Running, a signal sees the last run ended and
+	// The run first: until Running, a signal sees the last run ended and
 	// sends nothing.
+	run := &program{pid: cmd.Process.Pid}
+	run.start, _ = processStart(p.cfg.ProcRoot, run.pid)
 	p.mu.Lock()
-	p.cmd = cmd
+	p.run = run
 	p.info.PID = cmd.Process.Pid
 	p.info.RT = p.privileged()
 	p.info.RTWhy = ""
@@ -471,6 +492,9 @@ func (p *Partition) startChild(ctx context.Context) error {
 		p.mu.Unlock()
 		p.log.Info("partition program ended", "how", e.String())
 	})
+	if logFile != nil {
+		go p.follow(ended, logFrom)
+	}
 	if cg != nil {
 		if err := cg.attach(cmd.Process.Pid); err != nil {
 			// The child runs unconfined; that is worse than not running.
@@ -523,14 +547,15 @@ func (p *Partition) Kill() error { return p.signal(killSignal) }
 // Wait waits for the child to end.
 func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) { return p.life.Wait(ctx) }
 
-// signal sends sig to the child's process group (the child is its leader);
-// nothing when it has ended (its group id may be another's by now).
+// signal sends sig to the program's process group (the program is its
+// leader); nothing when it has ended (its group id may be another's by
+// now).
 func (p *Partition) signal(sig signal) error {
 	p.mu.Lock()
-	cmd := p.cmd
+	run := p.run
 	p.mu.Unlock()
 	ended := p.life.Ending()
-	if cmd == nil || cmd.Process == nil || ended == nil {
+	if run == nil || ended == nil {
 		return nil
 	}
 	select {
@@ -538,7 +563,7 @@ func (p *Partition) signal(sig signal) error {
 		return nil
 	default:
 	}
-	return signalGroup(cmd.Process.Pid, sig)
+	return signalGroup(run.pid, sig)
 }
 
 var _ io.Writer = (*supervisor.Console)(nil)

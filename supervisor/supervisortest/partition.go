@@ -90,6 +90,20 @@ func (p *Partition) Start(ctx context.Context) error {
 	return nil
 }
 
+// Adopt makes the fake run as if an earlier supervisor had started it:
+// running, without a start.
+func (p *Partition) Adopt() {
+	p.call("adopt")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running = true
+	p.exit = make(chan supervisor.Exit, 1)
+}
+
+// Note records a call made by someone else (a hook), in order with the
+// backend's own calls.
+func (p *Partition) Note(s string) { p.call(s) }
+
 // Wait waits for the run to end.
 func (p *Partition) Wait(ctx context.Context) (supervisor.Exit, error) {
 	p.mu.Lock()
