@@ -303,7 +303,9 @@ func TestSupervisorDrivesSafeStateAfterFencing(t *testing.T) {
 
 func TestSupervisorSafeStateFailureIsReported(t *testing.T) {
 	r := newRig(t, func(o *supervisor.Options) {
-		o.SafeState = func(context.Context, supervisor.Partition) error { return errors.New("device tank: connection refused") }
+		o.SafeState = func(context.Context, supervisor.Partition) error {
+			return errors.New("device tank: connection refused")
+		}
 	})
 	r.bringUp()
 	r.part.Exit(supervisor.Exit{Code: 3})
