@@ -11,7 +11,12 @@
 // plant engineer may leave out. Nothing here needs privileges or hardware.
 package configs
 
-import "github.com/mkrt/mkrt/shm/tag"
+import (
+	"fmt"
+	"time"
+
+	"github.com/mkrt/mkrt/shm/tag"
+)
 
 // Config is one control config: a partition and the plant program it runs.
 type Config struct {
@@ -83,6 +88,14 @@ type NIC struct {
 	Gateway   string `yaml:"gateway" doc:"default gateway inside the partition"`
 	// HostAddress is the host end of a vm partition's tap NIC.
 	HostAddress string `yaml:"host_address" doc:"vm backend with an interface that is not a host NIC: a tap of that name is created with this address (CIDR), e.g. 10.213.0.1/30"`
+	// Bridge is the host bridge a vm partition's tap joins instead of
+	// getting HostAddress: the guest is then on the field network the
+	// bridge carries, and the host has no address on it.
+	Bridge string `yaml:"bridge" doc:"vm backend with an interface that is not a host NIC: a tap of that name is created without an address and joins this existing host bridge (e.g. br-field, which carries the field network); one of host_address or bridge"`
+	// StandbyAddress is the guest's address while a hand-over runs the
+	// next generation beside the running one on the bridge; the
+	// generation after it returns to Address.
+	StandbyAddress string `yaml:"standby_address" doc:"with bridge: the address (CIDR, in address's subnet) of a hand-over's new guest, which polls the field devices beside the running guest until the switch; the generation after it returns to address"`
 }
 
 // Kernel is the application kernel image and its command line.
@@ -111,6 +124,143 @@ type Device struct {
 	Serial     Serial   `yaml:"serial" doc:"serial line settings for modbus-rtu"`
 	Tags       []IOTag  `yaml:"tags" doc:"the device's tags"`
 	Interface  string   `yaml:"interface" doc:"dedicated NIC the connection is bound to; default: the partition's first NIC"`
+	// Watchdog is the device's own comm-loss watchdog.
+	Watchdog DeviceWatchdog `yaml:"watchdog" doc:"the device's own comm-loss watchdog: the device drives its outputs to the safe values configured on it when mkrt stops talking to it"`
+}
+
+// DeviceWatchdog is a field device's own comm-loss watchdog, as remote-I/O
+// couplers have it: a timeout register written at connect and a keep-alive
+// register written periodically (WAGO 750-352: holding 0x1000 "watchdog
+// time" in 100 ms steps and 0x1003 "watchdog trigger"; Beckhoff BK9000:
+// 0x1120 in ms and 0x1121 "watchdog reset"). When no keep-alive (or, on
+// devices fed by any request, no Modbus request) arrives within the
+// timeout, the device itself drives its outputs to the safe values
+// configured on it: the last line of defence when neither the partition
+// nor the supervisor can reach it (DESIGN.md §6).
+//
+// The device's scanner writes timeout / timeout_unit to timeout_register at
+// every connect, then keepalive_register (an incrementing or toggling
+// value) every keepalive_every. Without keepalive_register the device is
+// taken to restart its watchdog on any request, so the polls feed it.
+// Without timeout_register the timeout is set on the device (its web page,
+// DIP switches) and timeout here only checks the keep-alive period. The
+// zero value (no timeout) is no watchdog.
+type DeviceWatchdog struct {
+	Pos     Pos      `yaml:"-"`
+	Timeout Duration `yaml:"timeout" doc:"the device's comm-loss timeout (needed by the other keys): without a keep-alive for this long it drives its outputs to their safe values, e.g. 1s"`
+	// TimeoutRegister receives Steps() at every connect.
+	TimeoutRegister *WatchdogRegister `yaml:"timeout_register" doc:"holding register the timeout is written to at every connect (as timeout / timeout_unit, uint16); omit it when the timeout is set on the device"`
+	TimeoutUnit     Duration          `yaml:"timeout_unit" doc:"the step of timeout_register as the device's manual gives it: 1ms (default), 10ms, 100ms (WAGO 750-352), 1s"`
+	// KeepAliveRegister is written every KeepAlivePeriod().
+	KeepAliveRegister *WatchdogRegister `yaml:"keepalive_register" doc:"holding register or coil written every keepalive_every to keep the watchdog from expiring; omit it for devices whose watchdog any Modbus request restarts (the polls then keep it fed)"`
+	KeepAliveEvery    Duration          `yaml:"keepalive_every" doc:"keep-alive period, shorter than timeout; default timeout/3 (whole milliseconds)"`
+	KeepAliveValue    KeepAliveValue    `yaml:"keepalive_value" doc:"what the keep-alive writes: increment (default for a register: 1, 2, ... 65535, 1, ...) or toggle (1, 0, 1, ...; a coil always toggles)" enum:"increment,toggle"`
+}
+
+// WatchdogRegister is one register or coil of a device's watchdog.
+type WatchdogRegister struct {
+	Pos     Pos  `yaml:"-"`
+	Area    Area `yaml:"area" doc:"holding (default), or coil for a keep-alive" enum:"coil,discrete,input,holding"`
+	Address int  `yaml:"address" doc:"zero-based address, as the device's manual gives it (0x1000 is 4096)" required:"true"`
+}
+
+// KeepAliveValue is what a device watchdog's keep-alive writes.
+type KeepAliveValue string
+
+// The keep-alive values.
+const (
+	// KeepAliveIncrement writes 1, 2, ... 65535, then 1 again (never 0,
+	// which some devices read as "off").
+	KeepAliveIncrement KeepAliveValue = "increment"
+	// KeepAliveToggle writes 1, 0, 1, ...
+	KeepAliveToggle KeepAliveValue = "toggle"
+)
+
+// The defaults of a device watchdog's left-out values.
+const (
+	DefaultWatchdogUnit = Duration(time.Millisecond)
+	// MaxWatchdogSteps is the largest value a 16-bit timeout register holds.
+	MaxWatchdogSteps = 65535
+)
+
+// Enabled reports whether the device has a watchdog (a timeout).
+func (w *DeviceWatchdog) Enabled() bool { return w.Timeout > 0 }
+
+// Unit is the step of the timeout register: timeout_unit, default 1ms.
+func (w *DeviceWatchdog) Unit() time.Duration {
+	if w.TimeoutUnit > 0 {
+		return w.TimeoutUnit.D()
+	}
+	return DefaultWatchdogUnit.D()
+}
+
+// Steps is the value written to the timeout register: the timeout in
+// units. It is an error when the timeout is not a whole number of units or
+// the value does not fit the register (1-65535).
+func (w *DeviceWatchdog) Steps() (uint16, error) {
+	unit := w.Unit()
+	n := w.Timeout.D() / unit
+	switch {
+	case w.Timeout.D()%unit != 0:
+		lo, hi := n*unit, (n+1)*unit
+		if n == 0 {
+			return 0, fmt.Errorf("timeout %s is shorter than one timeout_unit of %s", w.Timeout, unit)
+		}
+		return 0, fmt.Errorf("timeout %s is not a whole number of timeout_unit %s; write %s or %s", w.Timeout, unit, lo, hi)
+	case n < 1 || n > MaxWatchdogSteps:
+		return 0, fmt.Errorf("timeout %s is %d steps of %s, outside the register's 1-%d; check timeout_unit in the device's manual", w.Timeout, n, unit, MaxWatchdogSteps)
+	}
+	return uint16(n), nil
+}
+
+// KeepAlivePeriod is keepalive_every, default a third of the timeout in
+// whole milliseconds (a third of it when that is below 1 ms).
+func (w *DeviceWatchdog) KeepAlivePeriod() time.Duration {
+	if w.KeepAliveEvery > 0 {
+		return w.KeepAliveEvery.D()
+	}
+	d := w.Timeout.D() / 3
+	if d >= time.Millisecond {
+		d = d.Truncate(time.Millisecond)
+	}
+	return d
+}
+
+// KeepAliveMode is keepalive_value, default increment on a register and
+// toggle on a coil.
+func (w *DeviceWatchdog) KeepAliveMode() KeepAliveValue {
+	switch {
+	case w.KeepAliveValue != "":
+		return w.KeepAliveValue
+	case w.KeepAliveRegister != nil && w.KeepAliveRegister.RegisterArea() == AreaCoil:
+		return KeepAliveToggle
+	}
+	return KeepAliveIncrement
+}
+
+// RegisterArea is the register's area, default holding.
+func (r *WatchdogRegister) RegisterArea() Area {
+	if r.Area == "" {
+		return AreaHolding
+	}
+	return r.Area
+}
+
+// Defaults fills the watchdog's left-out values (nothing when it has no
+// timeout); Config.Defaults calls it for every device.
+func (w *DeviceWatchdog) Defaults() {
+	if !w.Enabled() {
+		return
+	}
+	if r := w.TimeoutRegister; r != nil {
+		setDefault(&r.Area, r.RegisterArea())
+		setDefault(&w.TimeoutUnit, Duration(w.Unit()))
+	}
+	if r := w.KeepAliveRegister; r != nil {
+		setDefault(&r.Area, r.RegisterArea())
+		setDefault(&w.KeepAliveEvery, Duration(w.KeepAlivePeriod()))
+		setDefault(&w.KeepAliveValue, w.KeepAliveMode())
+	}
 }
 
 // Driver is a field I/O driver name.

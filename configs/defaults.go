@@ -99,6 +99,7 @@ func (d *Device) defaults(c *Config, firstNIC string) {
 	if d.Driver != DriverModbusRTU {
 		setDefault(&d.Interface, firstNIC)
 	}
+	d.Watchdog.Defaults()
 	for i := range d.Tags {
 		t := &d.Tags[i]
 		setDefault(&t.Type, t.DefaultType())

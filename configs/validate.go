@@ -208,11 +208,58 @@ func (k *checker) partition() {
 				k.add(k.at(&n.HostAddress, n.Pos), "nic: host_address %q is not in CIDR form; write e.g. 10.213.0.1/30", n.HostAddress)
 			}
 		}
+		k.nicBridge(n)
 		if n.Gateway != "" {
 			if _, err := netip.ParseAddr(n.Gateway); err != nil {
 				k.add(k.at(&n.Gateway, n.Pos), "nic: gateway %q is not an IP address; write e.g. 10.10.0.1", n.Gateway)
 			}
 		}
+	}
+}
+
+// maxIfName is the longest Linux interface name (IFNAMSIZ less its NUL).
+const maxIfName = 15
+
+// nicBridge checks a NIC's bridge and standby_address: a tap (named by
+// interface) joins an existing host bridge instead of getting a host
+// address, and a hand-over's new guest needs an address of its own beside
+// the running one on that bridge.
+func (k *checker) nicBridge(n *NIC) {
+	if n.Bridge != "" {
+		pos := k.at(&n.Bridge, n.Pos)
+		switch {
+		case n.PCI != "":
+			k.add(pos, "nic: bridge is for a tap (a NIC named by interface), not for a pci passthrough NIC; remove bridge or name the tap by interface")
+		case n.HostAddress != "":
+			k.add(pos, "nic: give either host_address (a tap with a host address) or bridge (a tap in a host bridge), not both")
+		}
+		if len(n.Bridge) > maxIfName || strings.ContainsAny(n.Bridge, "/: \t") {
+			k.add(pos, "nic: bridge %q is not an interface name (at most %d characters, no '/', ':' or blanks)", n.Bridge, maxIfName)
+		}
+	}
+	if n.StandbyAddress == "" {
+		return
+	}
+	pos := k.at(&n.StandbyAddress, n.Pos)
+	sp, err := netip.ParsePrefix(n.StandbyAddress)
+	switch {
+	case err != nil:
+		k.add(pos, "nic: standby_address %q is not in CIDR form; write e.g. 10.213.0.3/24", n.StandbyAddress)
+		return
+	case n.Bridge == "":
+		k.add(pos, "nic: standby_address is the address of a hand-over's new guest beside the running one on a bridge; it needs bridge")
+		return
+	case n.Address == "":
+		k.add(pos, "nic: standby_address needs address, the guest's usual address in the same subnet")
+		return
+	}
+	ap, err := netip.ParsePrefix(n.Address)
+	switch {
+	case err != nil: // reported with address
+	case sp.Addr() == ap.Addr():
+		k.add(pos, "nic: standby_address %s is address itself; give the new guest another address, so the two guests are not one IP address on the bridge", sp.Addr())
+	case sp.Bits() != ap.Bits() || !ap.Masked().Contains(sp.Addr()):
+		k.add(pos, "nic: standby_address %s is not in address's subnet %s; the new guest must reach the same field devices", n.StandbyAddress, ap.Masked())
 	}
 }
 
@@ -283,6 +330,7 @@ func (k *checker) devices() {
 			}
 			spans = append(spans, s)
 		}
+		k.deviceWatchdog(d, spans)
 		k.overlaps(spans, "tag", "on device "+d.Name)
 	}
 	for i := range c.Tags {
@@ -333,6 +381,91 @@ func (k *checker) device(d *Device, nics map[string]bool) {
 	}
 	if d.Interface != "" && !nics[d.Interface] {
 		k.add(k.at(&d.Interface, d.Pos), "device %s: interface %q is not one of the partition's nics; add it under partition.nics or remove it", d.Name, d.Interface)
+	}
+}
+
+// deviceWatchdog checks a device's own comm-loss watchdog against the
+// device's tags (the address spans of its tags).
+func (k *checker) deviceWatchdog(d *Device, tags []span) {
+	w := &d.Watchdog
+	present := k.c.written(w) || w.Timeout != 0 || w.TimeoutRegister != nil || w.TimeoutUnit != 0 ||
+		w.KeepAliveRegister != nil || w.KeepAliveEvery != 0 || w.KeepAliveValue != ""
+	if !present {
+		return
+	}
+	where := "device " + d.Name + ": watchdog"
+	pos := w.Pos
+	if pos.Line == 0 {
+		pos = k.at(w, d.Pos)
+	}
+	if w.Timeout <= 0 {
+		k.add(k.at(&w.Timeout, pos), "%s: missing timeout; write the device's comm-loss timeout, e.g. timeout: 1s", where)
+		return
+	}
+	regs := []struct {
+		r    *WatchdogRegister
+		name string
+	}{{w.TimeoutRegister, "timeout_register"}, {w.KeepAliveRegister, "keepalive_register"}}
+	var own []span
+	for _, x := range regs {
+		if x.r == nil {
+			continue
+		}
+		area, ap := x.r.RegisterArea(), k.at(&x.r.Address, x.r.Pos)
+		switch {
+		case area == AreaInput || area == AreaDiscrete:
+			k.add(k.at(&x.r.Area, x.r.Pos), "%s.%s: %s is read-only on Modbus and the watchdog's registers are written; write area: holding (or coil for a keep-alive) as the device's manual gives it", where, x.name, areaName(area))
+			continue
+		case area == AreaCoil && x.r == w.TimeoutRegister:
+			k.add(k.at(&x.r.Area, x.r.Pos), "%s.timeout_register: a coil holds one bit, not a timeout; write the holding register the device's manual gives", where)
+			continue
+		case x.r.Address < 0 || x.r.Address > 65535:
+			k.add(ap, "%s.%s: address %d is outside 0-65535", where, x.name, x.r.Address)
+			continue
+		}
+		s := span{name: "watchdog." + x.name, area: area, start: x.r.Address, n: 1, bit: -1, pos: ap}
+		for _, t := range tags {
+			if t.area == s.area && t.start < s.start+s.n && s.start < t.start+t.n {
+				k.add(ap, "%s.%s (%s) overlaps tag %s (%s); the watchdog's registers are the device's own: correct the address from the device's manual or move the tag", where, x.name, s.describe(), t.name, t.describe())
+			}
+		}
+		for _, o := range own {
+			if o.area == s.area && o.start == s.start {
+				k.add(ap, "%s: timeout_register and keepalive_register are both %s; they are two registers of the device", where, s.describe())
+			}
+		}
+		own = append(own, s)
+	}
+	if w.TimeoutRegister != nil {
+		if _, err := w.Steps(); err != nil {
+			at := k.at(&w.Timeout, pos)
+			if k.c.written(&w.TimeoutUnit) {
+				at = k.at(&w.TimeoutUnit, pos)
+			}
+			k.add(at, "%s: %v", where, err)
+		}
+	} else if w.TimeoutUnit != 0 {
+		k.add(k.at(&w.TimeoutUnit, pos), "%s: timeout_unit is the step of timeout_register, which is not given; add timeout_register or remove timeout_unit", where)
+	}
+	if w.KeepAliveRegister == nil {
+		if w.KeepAliveEvery != 0 {
+			k.add(k.at(&w.KeepAliveEvery, pos), "%s: keepalive_every needs keepalive_register, the register the keep-alive is written to", where)
+		}
+		if w.KeepAliveValue != "" {
+			k.add(k.at(&w.KeepAliveValue, pos), "%s: keepalive_value needs keepalive_register, the register the keep-alive is written to", where)
+		}
+		poll := d.Poll
+		setDefault(&poll, DefaultPoll)
+		if poll >= w.Timeout {
+			k.add(k.at(&w.Timeout, pos), "%s: without keepalive_register the polls keep the watchdog fed, but poll %s is not shorter than timeout %s; poll faster, raise the timeout or give keepalive_register", where, poll, w.Timeout)
+		}
+		return
+	}
+	if every := w.KeepAlivePeriod(); every >= w.Timeout.D() || every <= 0 {
+		k.add(k.at(&w.KeepAliveEvery, pos), "%s: keepalive_every %s is not shorter than timeout %s, so the watchdog would expire between keep-alives; write a third of the timeout or less, e.g. %s", where, every, w.Timeout, (&DeviceWatchdog{Timeout: w.Timeout}).KeepAlivePeriod())
+	}
+	if w.KeepAliveRegister.RegisterArea() == AreaCoil && w.KeepAliveValue == KeepAliveIncrement {
+		k.add(k.at(&w.KeepAliveValue, pos), "%s: a coil holds one bit, so its keep-alive toggles; write keepalive_value: toggle or remove it", where)
 	}
 }
 

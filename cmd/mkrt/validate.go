@@ -40,21 +40,25 @@ func newValidateCmd(checks ...configs.Check) *cobra.Command {
 func validateFiles(w io.Writer, files []string, checks []configs.Check) int {
 	bad := 0
 	for _, f := range files {
-		if err := validateFile(f, checks); err != nil {
+		cfg, err := validateFile(f, checks)
+		if err != nil {
 			bad++
 			fmt.Fprintln(w, err)
 			continue
+		}
+		for _, warn := range cfg.Warnings() {
+			fmt.Fprintf(w, "%s: warning: %s\n", warn.Pos, warn.Msg)
 		}
 		fmt.Fprintf(w, "%s: ok\n", f)
 	}
 	return bad
 }
 
-func validateFile(file string, checks []configs.Check) error {
-	_, err := configs.Load(file, checks...)
+func validateFile(file string, checks []configs.Check) (*configs.Config, error) {
+	cfg, err := configs.Load(file, checks...)
 	var errs configs.Errors
 	if err == nil || errors.As(err, &errs) {
-		return err
+		return cfg, err
 	}
-	return fmt.Errorf("%s: %w", file, err)
+	return nil, fmt.Errorf("%s: %w", file, err)
 }

@@ -114,3 +114,35 @@ func TestValidateReportsConfigsAndBlocksTogether(t *testing.T) {
 		t.Fatalf("problems at %v, want %v:\n%s", at, want, out.String())
 	}
 }
+
+// A second kernel owns the partition's NIC: if a device behind it has safe
+// outputs but no watchdog of its own, nobody drives them safe when the
+// partition dies; validate warns (and still accepts the config).
+func TestValidateWarnsOfUnreachableSafeOutputs(t *testing.T) {
+	text, err := os.ReadFile(filepath.Join("..", "..", "configs", "examples", "tank-level.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(text), "backend: process", "backend: multikernel", 1)
+	cfg = strings.Replace(cfg, "  cpus: \"1\"\n", "  cpus: \"1\"\n  nics:\n    - {interface: eth9, address: 10.1.0.2/24}\n  kernel: {image: /boot/vmlinuz}\n", 1)
+	i := strings.Index(cfg, "    watchdog:\n")
+	j := strings.Index(cfg[i:], "    tags:\n")
+	noWatchdog := cfg[:i] + cfg[i+j:]
+	dir := t.TempDir()
+	for _, c := range []struct {
+		text string
+		warn bool
+	}{{noWatchdog, true}, {cfg, false}} {
+		f := filepath.Join(dir, "mk.yaml")
+		if err := os.WriteFile(f, []byte(c.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if bad := validateFiles(&out, []string{f}, nil); bad != 0 {
+			t.Fatalf("invalid: %s", out.String())
+		}
+		if got := strings.Contains(out.String(), "warning: safe_state of inflow_valve: device tank"); got != c.warn {
+			t.Errorf("warning %v, want %v:\n%s", got, c.warn, out.String())
+		}
+	}
+}

@@ -16,6 +16,22 @@
 // write) for one bit of a register (read-modify-write on devices without
 // FC22).
 //
+// A device with a watchdog (configs.DeviceWatchdog: the comm-loss watchdog
+// of a remote-I/O coupler) has it armed at every connect, before any other
+// request: its timeout register written, then a first keep-alive. The
+// keep-alive is then written every keepalive_every from the I/O goroutine,
+// between requests and between polls (a poll period longer than the
+// watchdog's timeout is fine), never from the control cycle, so it waits at
+// most for one request in flight. A refused watchdog write (a protocol
+// exception) is counted and logged like a refused output write; a lost
+// connection is a lost device.
+//
+// DriveSafe is the same driver run once, for the supervisor on the general
+// side: it drives every output of watchdog.safe_state to its safe value on
+// every device concurrently, creating every socket on the calling goroutine
+// so that it works from a thread that entered the partition's network
+// namespace.
+//
 // Zero-valued device settings take the defaults of configs.Device; since
 // zero means "default", a negative retries means no retries and a negative
 // max_gap means no gaps (only back-to-back tags share a request).

@@ -93,16 +93,7 @@ func (s *Scanner) writeSpan(ctx context.Context, r *Request, o *outputs, tags []
 		for _, i := range tags {
 			putBit(s.bits[:], s.plan.bindings[i].addr-addr, o.values[i] != 0)
 		}
-		op = func(c gb.Client) ([]byte, error) {
-			if qty == 1 {
-				v := uint16(0)
-				if s.bits[0]&1 != 0 {
-					v = 0xFF00
-				}
-				return c.WriteSingleCoil(uint16(addr), v)
-			}
-			return c.WriteMultipleCoils(uint16(addr), uint16(qty), s.bits[:(qty+7)/8])
-		}
+		op = func(c gb.Client) ([]byte, error) { return writeCoils(c, addr, qty, s.bits[:(qty+7)/8]) }
 	} else {
 		for _, i := range tags {
 			b := &s.plan.bindings[i]
@@ -117,12 +108,7 @@ func (s *Scanner) writeSpan(ctx context.Context, r *Request, o *outputs, tags []
 				register.Encode(w, b.typ, b.order, raw)
 			}
 		}
-		op = func(c gb.Client) ([]byte, error) {
-			if qty == 1 {
-				return c.WriteSingleRegister(uint16(addr), uint16(s.wire[0])<<8|uint16(s.wire[1]))
-			}
-			return c.WriteMultipleRegisters(uint16(addr), uint16(qty), s.wire[:2*qty])
-		}
+		op = func(c gb.Client) ([]byte, error) { return writeRegisters(c, addr, s.wire[:2*qty]) }
 	}
 	err := s.send(ctx, op, func() string { return fmt.Sprintf("write %s %d+%d", r.Area, addr, qty) })
 	if err == nil {
@@ -130,7 +116,32 @@ func (s *Scanner) writeSpan(ctx context.Context, r *Request, o *outputs, tags []
 			s.written[i], s.lastOut[i], s.lastText[i] = true, o.values[i], o.text[i]
 		}
 	}
+	if s.wrote != nil {
+		s.wrote(tags, err)
+	}
 	return err
+}
+
+// writeRegisters writes wire (two bytes a register) to the holding
+// registers at addr: FC6 for one register, FC16 for more.
+func writeRegisters(c gb.Client, addr int, wire []byte) ([]byte, error) {
+	if len(wire) == 2 {
+		return c.WriteSingleRegister(uint16(addr), uint16(wire[0])<<8|uint16(wire[1]))
+	}
+	return c.WriteMultipleRegisters(uint16(addr), uint16(len(wire)/2), wire)
+}
+
+// writeCoils writes qty coils from packed bits at addr: FC5 for one coil,
+// FC15 for more.
+func writeCoils(c gb.Client, addr, qty int, packed []byte) ([]byte, error) {
+	if qty == 1 {
+		v := uint16(0)
+		if packed[0]&1 != 0 {
+			v = 0xFF00
+		}
+		return c.WriteSingleCoil(uint16(addr), v)
+	}
+	return c.WriteMultipleCoils(uint16(addr), uint16(qty), packed)
 }
 
 // writeMask writes one bit of a holding register with FC22, leaving the
@@ -168,19 +179,31 @@ func (s *Scanner) writeMask(ctx context.Context, o *outputs, i int) error {
 	if err == nil {
 		s.written[i], s.lastOut[i] = true, o.values[i]
 	}
+	if s.wrote != nil {
+		s.one[0] = i
+		s.wrote(s.one[:], err)
+	}
 	return err
 }
 
-// send runs one write request on a connected device and counts it.
+// send runs one write request on a connected device and counts it; a
+// keep-alive that has come due goes first.
 func (s *Scanner) send(ctx context.Context, op func(c gb.Client) ([]byte, error), what func() string) error {
-	if err := s.ensureConnected(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.ensureConnected(ctx)
+	if err == nil {
+		err = s.keepAliveDue()
+	}
+	if err != nil {
 		s.record(err)
 		return err
 	}
 	s.mu.Lock()
 	s.stats.Writes++
 	s.mu.Unlock()
-	_, err := s.do(op, what)
+	_, err = s.do(op, what)
 	if err != nil {
 		s.record(err)
 		if !dropsConnection(err) {

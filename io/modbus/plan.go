@@ -105,6 +105,7 @@ type plan struct {
 	reads    []Request
 	writes   []Request // coalescable output blocks (FC15/FC16 or FC5/FC6)
 	masks    []int     // bit-of-register outputs, written with FC22 one by one
+	wd       *devWatchdog
 }
 
 // newPlan resolves a device's tags against the table and groups them.
@@ -124,6 +125,11 @@ func newPlan(dev configs.Device, tab *tag.Table) (*plan, error) {
 	if err := errs.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	wd, err := newDevWatchdog(&dev)
+	if err != nil {
+		return nil, err
+	}
+	p.wd = wd
 	for _, area := range []configs.Area{configs.AreaCoil, configs.AreaDiscrete, configs.AreaHolding, configs.AreaInput} {
 		p.reads = append(p.reads, groupReads(p.bindings, area, dev.MaxGap)...)
 	}

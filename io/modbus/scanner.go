@@ -82,6 +82,14 @@ type Scanner struct {
 	cur           inputs
 	tr            *transport
 	client        gb.Client
+	connect       connector
+	limit         time.Time // no request waits past it (DriveSafe: its context's deadline)
+	kaNext        time.Time // next keep-alive of the device's watchdog
+	kaValue       uint16    // last keep-alive value the device took
+	wdErr         error     // first failed write of the device watchdog since connect
+	wdWarned      bool
+	wrote         func(tags []int, err error) // DriveSafe: the outcome of every output write
+	one           [1]int
 	pk            gb.Packager
 	written       []bool
 	lastOut       []float64
@@ -111,6 +119,7 @@ type Stats struct {
 	Timeouts   uint64 // requests that timed out
 	Reconnects uint64 // connections opened after the first
 	Writes     uint64 // output write requests sent
+	KeepAlives uint64 // keep-alives of the device's watchdog it took
 	Connected  bool
 	LastError  error
 	LastErrAt  time.Time
@@ -138,6 +147,7 @@ func NewScanner(dev configs.Device, tab *tag.Table, opts ...Option) (*Scanner, e
 	if s.dialer == nil {
 		s.dialer = newDialer(&dev)
 	}
+	s.connect = dialWith(s.dialer, &s.dev)
 	n := len(p.bindings)
 	for i := range p.bindings {
 		if p.bindings[i].read {
@@ -310,21 +320,29 @@ func (s *Scanner) run(ctx context.Context) {
 	<-timer.C
 	next := time.Now()
 	for ctx.Err() == nil {
-		err := s.scan(ctx)
-		wait := time.Duration(0)
-		if err != nil {
+		if time.Now().Before(next) {
+			// Woken between polls for the device watchdog's keep-alive.
+			if err := s.keepAliveDue(); err != nil {
+				s.record(err)
+				_ = s.fail(err)
+				s.failures++
+				next = time.Now().Add(s.backoff())
+			}
+		} else if err := s.scan(ctx); err != nil {
 			s.failures++
-			wait = s.backoff()
-			next = time.Now().Add(wait)
+			next = time.Now().Add(s.backoff())
 		} else {
 			s.failures = 0
 			next = next.Add(s.dev.Poll.D())
 			if now := time.Now(); next.Before(now) {
 				next = now.Add(s.dev.Poll.D()) // overran: skip the missed polls
 			}
-			wait = time.Until(next)
 		}
-		timer.Reset(wait)
+		wake := next
+		if at := s.keepAliveAt(); !at.IsZero() && at.Before(wake) {
+			wake = at
+		}
+		timer.Reset(time.Until(wake))
 		select {
 		case <-ctx.Done():
 			return
@@ -352,12 +370,19 @@ func (s *Scanner) scan(ctx context.Context) error {
 	if err := s.writeOutputs(ctx); err != nil {
 		return s.fail(err)
 	}
+	// A device with nothing to read or write this scan is kept fed too.
+	if err := s.keepAliveDue(); err != nil {
+		s.record(err)
+		return s.fail(err)
+	}
 	for gi := range s.plan.reads {
 		r := &s.plan.reads[gi]
 		var err error
 		for attempt := 0; attempt <= max(s.dev.Retries, 0); attempt++ {
 			if err = s.ensureConnected(ctx); err == nil {
-				err = s.read(r)
+				if err = s.keepAliveDue(); err == nil {
+					err = s.read(r)
+				}
 			}
 			if err == nil || !dropsConnection(err) || ctx.Err() != nil {
 				break
@@ -416,13 +441,19 @@ func (s *Scanner) ensureConnected(ctx context.Context) error {
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.dev.Timeout.D())
 	defer cancel()
-	tr, err := open(dctx, &s.dev, s.dialer)
+	tr, err := open(dctx, &s.dev, s.connect)
 	if err != nil {
 		if dctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", ErrTimeout, err)
 		}
 		return &RequestError{Device: s.dev.Name, Op: "connect", Err: err}
 	}
+	return s.attach(tr)
+}
+
+// attach takes a new connection into use: every output is to be written
+// again, and the device's own watchdog is armed before any other request.
+func (s *Scanner) attach(tr *transport) error {
 	s.tr, s.client = tr, gb.NewClient2(s.pk, tr)
 	// A device that was away may have restarted with its outputs reset:
 	// every output is written again.
@@ -438,6 +469,10 @@ func (s *Scanner) ensureConnected(ctx context.Context) error {
 		s.log.Info("modbus: device connected", "device", s.dev.Name, "address", s.dev.Address)
 	}
 	s.connected = true
+	if err := s.armWatchdog(); err != nil {
+		s.disconnect()
+		return err
+	}
 	return nil
 }
 
@@ -458,7 +493,11 @@ func (s *Scanner) disconnect() {
 
 // do runs one request with the device's deadline and classifies its error.
 func (s *Scanner) do(op func(c gb.Client) ([]byte, error), what func() string) ([]byte, error) {
-	s.tr.deadline = time.Now().Add(s.dev.Timeout.D())
+	dl := time.Now().Add(s.dev.Timeout.D())
+	if !s.limit.IsZero() && s.limit.Before(dl) {
+		dl = s.limit
+	}
+	s.tr.deadline = dl
 	res, err := op(s.client)
 	if err != nil {
 		return nil, &RequestError{Device: s.dev.Name, Op: what(), Err: classify(err)}

@@ -17,6 +17,19 @@ import (
 // adapter. (Debian 12's pymodbus 3.0.0rc1 serial server does not answer
 // on a pty, so the independent peer here is libmodbus.)
 func TestRTUSerial(t *testing.T) {
+	tty := rtuSerialServer(t)
+	tags, want := knownTags()
+	dev := configs.Device{Name: "rtu", Driver: configs.DriverModbusRTU, Address: tty, Timeout: configs.Duration(time.Second),
+		Poll: configs.Duration(20 * time.Millisecond), Serial: configs.Serial{BaudRate: 19200, Parity: "E"}, Tags: tags}
+	tab := newTable(t, dev)
+	checkKnown(t, startScanner(t, dev, tab), tab, want)
+}
+
+// rtuSerialServer runs libmodbus's RTU server (unit 1, 19200 8E1, holding
+// the knownRegisters) on one end of a socat pty pair and returns the path
+// of the other end.
+func rtuSerialServer(t *testing.T) string {
+	t.Helper()
 	srv := buildC(t, t.TempDir(), "server")
 	if _, err := exec.LookPath("socat"); err != nil {
 		t.Skip("skipping: socat not installed (Debian package socat) to make a serial line from a pty pair")
@@ -49,9 +62,5 @@ func TestRTUSerial(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	tags, want := knownTags()
-	dev := configs.Device{Name: "rtu", Driver: configs.DriverModbusRTU, Address: b, Timeout: configs.Duration(time.Second),
-		Poll: configs.Duration(20 * time.Millisecond), Serial: configs.Serial{BaudRate: 19200, Parity: "E"}, Tags: tags}
-	tab := newTable(t, dev)
-	checkKnown(t, startScanner(t, dev, tab), tab, want)
+	return b
 }

@@ -192,8 +192,33 @@ func ioError(op string, err error, got, want int) error {
 // Close closes the connection.
 func (t *transport) Close() error { return t.rw.Close() }
 
-// open connects to the device within ctx.
-func open(ctx context.Context, dev *configs.Device, d Dialer) (*transport, error) {
+// connector opens a TCP connection to a device within ctx. A Scanner's
+// connector dials with its Dialer (dialWith); DriveSafe hands its scanners
+// connections started on the calling goroutine.
+type connector func(ctx context.Context) (deadlineConn, error)
+
+// dialWith is the connector that dials dev with d and takes the socket out
+// of the runtime's poller.
+func dialWith(d Dialer, dev *configs.Device) connector {
+	return func(ctx context.Context) (deadlineConn, error) {
+		c, err := d.DialContext(ctx, "tcp", dev.Address)
+		if err != nil {
+			return nil, fmt.Errorf("%w: dial %s: %w", ErrConnect, dev.Address, err)
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		dc, err := detach(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
+		}
+		return dc, nil
+	}
+}
+
+// open connects to the device within ctx: opens its serial port, or
+// connects with connect.
+func open(ctx context.Context, dev *configs.Device, connect connector) (*transport, error) {
 	if dev.Driver == configs.DriverModbusRTU {
 		cfg := serial.Config{Address: dev.Address, BaudRate: dev.Serial.BaudRate, DataBits: dev.Serial.DataBits,
 			StopBits: dev.Serial.StopBits, Parity: dev.Serial.Parity, Timeout: dev.Timeout.D()}
@@ -202,19 +227,12 @@ func open(ctx context.Context, dev *configs.Device, d Dialer) (*transport, error
 			return nil, fmt.Errorf("%w: open serial port %s: %w", ErrConnect, dev.Address, err)
 		}
 		// 3.5 characters of 11 bits; at least 1.75 ms above 19200 baud.
-		t35 := max(time.Duration(38500*int64(time.Second)/int64(dev.Serial.BaudRate)), 1750*time.Microsecond)
+		t35 := max(time.Duration(38500*int64(time.Millisecond)/int64(dev.Serial.BaudRate)), 1750*time.Microsecond)
 		return &transport{rw: port, rtu: true, t35: t35}, nil
 	}
-	c, err := d.DialContext(ctx, "tcp", dev.Address)
+	dc, err := connect(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: dial %s: %w", ErrConnect, dev.Address, err)
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
-	dc, err := detach(c)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConnect, err)
+		return nil, err
 	}
 	return &transport{rw: dc, conn: dc, rtu: dev.Driver == configs.DriverModbusRTUOverTCP}, nil
 }

@@ -11,6 +11,34 @@
 // first). Every unit id is answered. Reading or writing outside the areas
 // listed answers exception 2 (illegal data address).
 //
+// # Comm-loss watchdog (every model)
+//
+// Like a remote-I/O coupler (the WAGO 750-352 keeps its watchdog time in
+// 100 ms steps at holding 0x1000), every simulator has a comm-loss
+// watchdog at the same addresses:
+//
+//	holding  4096  uint16   watchdog timeout in 100 ms steps; 0 (default) off
+//	holding  4097  uint16   keep-alive: any write restarts the timeout (reads back the value)
+//	discrete 4096           comm lost: the timeout passed without a keep-alive
+//	input    4096  uint16   watchdog expiries since start (wraps)
+//
+// Writing a non-zero timeout starts the watchdog. When the timeout passes
+// without a write to the keep-alive (or timeout) register, the simulator
+// drives its outputs to their safe values (listed with each model), sets
+// comm lost, and answers every write other than to these two registers
+// with exception 4 (server device failure); reads go on. The next
+// keep-alive clears comm lost and accepts writes again; the outputs stay at
+// their safe values until written. Only keep-alive writes feed the
+// watchdog, not polls. The timeout runs in wall time, whatever --speed.
+// In mkrt's config (timeout 1s, keep-alive every 250ms):
+//
+//	watchdog:
+//	  timeout: 1s
+//	  timeout_register: {area: holding, address: 4096}
+//	  timeout_unit: 100ms
+//	  keepalive_register: {area: holding, address: 4097}
+//	  keepalive_every: 250ms
+//
 // # Tank (default 127.0.0.1:15020)
 //
 // A vertical tank of 2 m² cross-section and 3 m height. A pump feeds it
@@ -28,6 +56,9 @@
 //	discrete 0             high-level switch: level >= 2.7 m
 //	discrete 1             low-level switch: level <= 0.3 m
 //
+// Safe values on comm loss: pump off, inflow valve 0 %; the outflow valve
+// keeps its position (the tank cannot overflow and may still drain).
+//
 // # Heater (default 127.0.0.1:15030)
 //
 // A first-order thermal process with dead time: ambient 20 °C, gain
@@ -38,6 +69,8 @@
 //	input    2-3  float32  heater power applied (after enable), %
 //	holding  0-1  float32  heater power, % (0-100, default 0)
 //	coil     0             enable (default off)
+//
+// Safe values on comm loss: enable off, heater power 0 %.
 //
 // # Conveyor (default 127.0.0.1:15040)
 //
@@ -57,4 +90,7 @@
 //	discrete 2             e-stop pressed
 //	input    0    uint16   items delivered (wraps at 65536)
 //	input    1    uint16   items on the belt
+//
+// Safe values on comm loss: motor run off, reverse off (the belt stops);
+// coil 8 is the simulation's button, not an output, and stays as it is.
 package sim

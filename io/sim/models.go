@@ -16,6 +16,9 @@ type Model interface {
 	// NewBank returns the model's data areas with their initial contents.
 	NewBank() *Bank
 	Step(dt time.Duration, m *Memory)
+	// Safe drives the model's outputs to the values the device holds when
+	// its comm-loss watchdog expires (see the package doc).
+	Safe(m *Memory)
 }
 
 // Names lists the model names, as given to New.
@@ -80,6 +83,13 @@ func (t *Tank) Step(dt time.Duration, m *Memory) {
 	t.publish(m, in, out)
 }
 
+// Safe stops the pump and closes the inflow valve; the outflow valve keeps
+// its position, so the tank cannot overflow and may still drain.
+func (*Tank) Safe(m *Memory) {
+	m.Coils[0] = false
+	PutFloat32(m.Holding, 0, 0)
+}
+
 func (t *Tank) publish(m *Memory, in, out float64) {
 	PutFloat32(m.Input, 0, t.Level)
 	PutFloat32(m.Input, 2, out)
@@ -136,6 +146,12 @@ func (h *Heater) Step(dt time.Duration, m *Memory) {
 	}
 	PutFloat32(m.Input, 0, h.Temp)
 	PutFloat32(m.Input, 2, p)
+}
+
+// Safe disables the heater and sets its power to 0 %.
+func (*Heater) Safe(m *Memory) {
+	m.Coils[0] = false
+	PutFloat32(m.Holding, 0, 0)
 }
 
 // delayed is the power applied at sim time t (0 before the first step) and
@@ -211,6 +227,12 @@ func (c *Conveyor) Step(dt time.Duration, m *Memory) {
 	m.Discrete[2] = estop
 	m.Input[0] = c.Count
 	m.Input[1] = uint16(len(c.Items))
+}
+
+// Safe stops the motor and clears reverse; the simulated e-stop button
+// (coil 8) is not an output and stays as it is.
+func (*Conveyor) Safe(m *Memory) {
+	m.Coils[0], m.Coils[1] = false, false
 }
 
 // covered reports whether an item covers position x; items are [lead-ItemLen, lead].

@@ -31,6 +31,7 @@ type Config struct {
 type Server struct {
 	model Model
 	bank  *Bank
+	wd    *watchdog // nil for Serve
 	srv   *mb.ModbusServer
 	addr  string
 	mu    sync.Mutex // serialises Step
@@ -41,11 +42,21 @@ type Server struct {
 // ErrListen is a listen address the simulator could not bind.
 var ErrListen = errors.New("sim: cannot listen")
 
-// Start serves m on cfg.Listen and advances it on a ticker until ctx ends
-// or Close is called.
+// Start serves m on cfg.Listen, with the comm-loss watchdog every simulator
+// has (see the package doc), and advances it on a ticker until ctx ends or
+// Close is called.
 func Start(ctx context.Context, m Model, cfg Config) (*Server, error) {
 	b := m.NewBank()
-	return serve(ctx, b, cfg, m, b)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	wd := newWatchdog(func() { b.Update(m.Safe) }, log.With("model", m.Name()))
+	s, err := serve(ctx, &device{bank: b, wd: wd}, cfg, m, b, wd)
+	if err != nil {
+		wd.close()
+	}
+	return s, err
 }
 
 // Serve serves h (a Bank, or any handler such as a Bank wrapped by a test
@@ -53,10 +64,10 @@ func Start(ctx context.Context, m Model, cfg Config) (*Server, error) {
 // model runs: the contents change only by Modbus writes or the caller.
 func Serve(ctx context.Context, h mb.RequestHandler, cfg Config) (*Server, error) {
 	cfg.Manual = true
-	return serve(ctx, h, cfg, nil, nil)
+	return serve(ctx, h, cfg, nil, nil, nil)
 }
 
-func serve(ctx context.Context, h mb.RequestHandler, cfg Config, m Model, b *Bank) (*Server, error) {
+func serve(ctx context.Context, h mb.RequestHandler, cfg Config, m Model, b *Bank, wd *watchdog) (*Server, error) {
 	if cfg.Speed <= 0 {
 		cfg.Speed = 1
 	}
@@ -66,7 +77,7 @@ func serve(ctx context.Context, h mb.RequestHandler, cfg Config, m Model, b *Ban
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{model: m, bank: b, done: make(chan struct{})}
+	s := &Server{model: m, bank: b, wd: wd, done: make(chan struct{})}
 	var err error
 	// simonvetter/modbus does not report the port it bound, so port 0 is
 	// resolved here first; a port taken in between is retried.
@@ -114,6 +125,9 @@ func resolveListen(addr string) (string, error) {
 func (s *Server) run(ctx context.Context, cfg Config) {
 	defer close(s.done)
 	defer s.srv.Stop()
+	if s.wd != nil {
+		defer s.wd.close()
+	}
 	if cfg.Manual {
 		<-ctx.Done()
 		return
@@ -140,6 +154,15 @@ func (s *Server) Step(dt time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bank.Update(func(m *Memory) { s.model.Step(dt, m) })
+}
+
+// Watchdog is the state of the simulator's comm-loss watchdog (the zero
+// state for Serve).
+func (s *Server) Watchdog() WatchdogState {
+	if s.wd == nil {
+		return WatchdogState{}
+	}
+	return s.wd.snapshot()
 }
 
 // Addr is the address the server listens on.
