@@ -41,14 +41,42 @@ lint:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-# The same demo in a PREEMPT_RT guest (vm backend, root): the simulator
-# listens on the host end of the partition's tap once mkrt run created it.
+# The same demo in a PREEMPT_RT guest (vm backend, root). The field network
+# is kept off the host's own interfaces: the simulator lives in a network
+# namespace, and the host bridge between it and the guest has no address.
+#
+#   guest ── virtio ── mkrt-tank0 (tap, made by mkrt run: nics[].bridge) ──┐
+#   [a hand-over's second guest ── mkrt-tank0-2, 10.213.0.3] ──────────────┤
+#                                            br-field (host bridge, no address)
+#   netns mkrt-field: field0 10.213.0.1/24 ═══ veth ═══ mkrt-field0 ───────┘
+#                     mkrt sim tank on 10.213.0.1:15020
+#
+# A tap must be in QEMU's namespace to be opened by name and a bridge's ports
+# in the bridge's, so the bridge is the host's and a veth pair leads into the
+# namespace. Everything made here is removed on exit (Ctrl-C); what existed
+# before (a namespace or bridge of the same name) is refused, not touched.
+# With br_netfilter loaded and bridge-nf-call-iptables=1, the host's
+# iptables FORWARD chain also filters bridged frames: allow br-field there.
+FIELD_NS ?= mkrt-field
+FIELD_BR ?= br-field
 run-vm: build
-	@$(MKRT) run configs/examples/tank-level-vm.yaml & run=$$!; \
-	trap 'kill $$run 2>/dev/null; wait $$run' EXIT INT TERM; \
-	for i in $$(seq 1 100); do ip link show mkrt-tank0 >/dev/null 2>&1 && break; sleep 0.2; done; \
-	$(MKRT) sim tank --listen 10.213.0.1:15020 --speed 60 & sim=$$!; \
-	trap 'kill $$sim $$run 2>/dev/null; wait $$run' EXIT INT TERM; \
+	@ns=$(FIELD_NS); br=$(FIELD_BR); made=; sim=; run=; \
+	cleanup() { \
+	  [ -z "$$run" ] || { kill $$run 2>/dev/null; wait $$run; }; \
+	  [ -z "$$sim" ] || kill $$sim 2>/dev/null; \
+	  case " $$made " in *" br "*) ip link del $$br;; esac; \
+	  case " $$made " in *" ns "*) ip netns del $$ns;; esac; \
+	}; \
+	trap cleanup EXIT; trap 'exit 130' INT TERM; \
+	ip netns add $$ns && made=ns && \
+	ip link add $$br type bridge && made="$$made br" && \
+	ip link set $$br addrgenmode none && ip link set $$br up && \
+	ip link add $$ns"0" type veth peer name field0 netns $$ns && \
+	ip link set $$ns"0" addrgenmode none && ip link set $$ns"0" master $$br up && \
+	ip -n $$ns addr add 10.213.0.1/24 dev field0 && \
+	ip -n $$ns link set field0 up && ip -n $$ns link set lo up || exit 1; \
+	ip netns exec $$ns $(MKRT) sim tank --listen 10.213.0.1:15020 --speed 60 & sim=$$!; \
+	$(MKRT) run configs/examples/tank-level-vm.yaml & run=$$!; \
 	wait $$run
 
 # A minimal PREEMPT_RT application kernel from a kernel source tree, e.g.

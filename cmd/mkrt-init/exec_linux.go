@@ -27,12 +27,16 @@ func runExecutive(ctx context.Context, log *slog.Logger, boot *pid1.Boot, loc pi
 	}
 	region := shmLocation(loc)
 	if nics := cfg.Partition.NICs; len(nics) > 0 {
-		name, err := pid1.UpNIC(nics[0].Interface, nics[0].Address, nics[0].Gateway)
+		addr := nics[0].Address
+		if a := boot.Params[pid1.ParamAddress]; a != "" {
+			addr = a // a hand-over's new guest beside the running one
+		}
+		name, err := pid1.UpNIC(nics[0].Interface, addr, nics[0].Gateway)
 		if err != nil {
 			reportFault(cfg, region, err)
 			return err
 		}
-		log.Info("dedicated NIC up", "link", name, "address", nics[0].Address)
+		log.Info("dedicated NIC up", "link", name, "address", addr)
 	} else if _, err := pid1.UpNIC("", "", ""); err != nil {
 		log.Warn("loopback", "err", err)
 	}
@@ -50,7 +54,9 @@ func runExecutive(ctx context.Context, log *slog.Logger, boot *pid1.Boot, loc pi
 		from = shmLocation(tl)
 		log.Info("taking over", "from", tl.String())
 	}
+	stopWatchdog := startWatchdog(ctx, log, boot, region)
 	err = app.Run(ctx, app.Options{Config: cfg, Shm: region, Log: log, TakeFrom: from})
+	stopWatchdog(err == nil)
 	if err != nil {
 		reportFault(cfg, region, err)
 	}

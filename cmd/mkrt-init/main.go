@@ -1,5 +1,6 @@
 // Command mkrt-init is PID 1 of the application kernel: it prepares the
-// kernel (rtkernel/pid1), runs the executive on the shared region, and
+// kernel (rtkernel/pid1), runs the executive on the shared region, feeds
+// the kernel's watchdog while the executive cycles (mkrt.watchdog=), and
 // powers the kernel off when the executive stops. Built static:
 // CGO_ENABLED=0 go build ./cmd/mkrt-init.
 package main

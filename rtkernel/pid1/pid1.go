@@ -2,8 +2,11 @@
 // application kernel: mount the pseudo file systems, load the partition's
 // kernel modules, bring up the dedicated NIC, find the shared region
 // (ivshmem PCI BAR2 or a physical range named on the command line), run the
-// executive, reap orphans, and power the kernel off when the executive
-// stops — writing the reason to the console first when it failed.
+// executive, feed the kernel's watchdog while the executive cycles
+// (mkrt.watchdog=, see Feeder), reap orphans, and power the kernel off when
+// the executive stops — writing the reason to the console first when it
+// failed. For the watchdog tests it can make the kernel hang, stall or
+// panic on purpose (mkrt.test=, InjectFault), never unless asked.
 //
 // It needs to run as PID 1 of a Linux kernel; the parsing and discovery
 // helpers are plain functions tested on any machine against fake trees.

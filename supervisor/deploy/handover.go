@@ -25,11 +25,13 @@ import (
 // grid (mkrt executive --take-from on the process backend; on the vm
 // backend a second guest that maps the running region as a second ivshmem
 // device, mkrt.take=), SwitchOver moves the outputs and the
-// controller state to it at a cycle boundary, then the deployment serves
-// the new region (a new bridge: Sparkplug NDEATH and NBIRTH with the new
-// metrics, JSON topics refreshed, the Modbus server on the same port) and
-// stops the old generation. Until the switch is confirmed nothing of the
-// running generation changes, and any failure tears the new one down.
+// controller state to it at a cycle boundary, then the deployment's bridge
+// switches to the new region (bridge.Switch: the broker and every SCADA
+// session stay, no NDEATH; a Sparkplug rebirth with the same bdSeq only
+// when the metrics changed; JSON topics updated; the Modbus register map
+// switched on the same listener) and the old generation stops. Until the
+// switch is confirmed nothing of the running generation changes, and any
+// failure tears the new one down.
 
 // ErrNoHandOver classifies a structural change that cannot be handed over
 // to a running partition; the plant is left as it was.
@@ -79,7 +81,30 @@ func planHandOver(old, nc *configs.Config, running []int, st supervisor.Status, 
 	case old.Tasks[0].Period.D() != nc.Tasks[0].Period.D():
 		return p, fmt.Errorf("%w: the task period changes from %v to %v: the new program must run on the running one's cycle grid; stop and start the partition with the new config", ErrNoHandOver, old.Tasks[0].Period.D(), nc.Tasks[0].Period.D())
 	case len(old.Partition.NICs) > 0 || len(nc.Partition.NICs) > 0:
-		return p, fmt.Errorf("%w: the partition has a dedicated NIC, which cannot be in two partitions at once; stop and start the partition with the new config", ErrNoHandOver)
+		// On the vm backend a tap in a bridge is the guest's own, so both
+		// generations can be on the field network during the switch: the
+		// new guest gets a tap of its own on the bridge and, since both
+		// poll the devices until then, its own address (standby_address).
+		notInBridge := func(n configs.NIC) bool { return n.PCI != "" || n.Bridge == "" }
+		if ob != configs.BackendVM || slices.ContainsFunc(old.Partition.NICs, notInBridge) || slices.ContainsFunc(nc.Partition.NICs, notInBridge) {
+			hint := ""
+			if ob == configs.BackendVM {
+				hint = " (on the vm backend a tap in a bridge, nics[].bridge, can be: each generation's guest gets a tap of its own)"
+			}
+			return p, fmt.Errorf("%w: the partition has a dedicated NIC, which cannot be in two partitions at once%s; stop and start the partition with the new config", ErrNoHandOver, hint)
+		}
+		same := func(a, b configs.NIC) bool {
+			a.Pos, b.Pos = configs.Pos{}, configs.Pos{} // where it is written does not matter
+			return a == b
+		}
+		if !slices.EqualFunc(old.Partition.NICs, nc.Partition.NICs, same) {
+			return p, fmt.Errorf("%w: partition.nics change; a hand-over keeps the field network as it is; stop and start the partition with the new config", ErrNoHandOver)
+		}
+		for _, n := range nc.Partition.NICs {
+			if n.StandbyAddress == "" {
+				return p, fmt.Errorf("%w: nic %s: the new guest polls the field devices beside the running one until the switch and needs an address of its own on bridge %s; set its standby_address", ErrNoHandOver, n.Interface, n.Bridge)
+			}
+		}
 	}
 	p.cpus = nc.Partition.CPUs
 	if overlap(p.cpus, running) {
@@ -157,7 +182,7 @@ func (d *deployment) handOver(ctx context.Context, nc *configs.Config) (control.
 	if err != nil {
 		return out, fmt.Errorf("%w: %v", control.ErrUnavailable, err)
 	}
-	next, err := d.newGeneration(n, gcfg, nc, cfgFile, cur.takeFromArg(), nil)
+	next, err := d.newGeneration(n, gcfg, nc, cfgFile, cur.takeFromArg(), nil, nil)
 	if err != nil {
 		os.Remove(cfgFile)
 		return out, fmt.Errorf("%w: generation %d: %v; the running partition is unchanged", control.ErrUnavailable, n, err)
@@ -187,8 +212,8 @@ func (d *deployment) handOver(ctx context.Context, nc *configs.Config) (control.
 	d.mu.Unlock()
 	log.Info("hand-over: switched", "cycle", cycle, "missed", sw.Missed, "retries", sw.Retries, "carried", sw.Blocks.Carried, "fresh", sw.Blocks.Fresh, "dropped", sw.Blocks.Dropped, "took", ho.Took)
 
-	// Serve the new region; then the old generation, which drives nothing
-	// any more, stops and its region goes.
+	// Serve the new region (the bridge switches to it); then the old
+	// generation, which drives nothing any more, stops and its region goes.
 	cur.stopServing()
 	if err := next.serve(); err != nil {
 		d.report(event{g: next, what: "bridge", err: err})

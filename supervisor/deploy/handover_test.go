@@ -12,12 +12,16 @@ import (
 )
 
 func TestPlanHandOver(t *testing.T) {
-	old := loadExample(t)
+	// The tank example on the vm backend with its NIC given as below.
+	vmNIC := func(nic string) []string { return []string{"backend: process", "backend: vm\n  nics: [" + nic + "]"} }
+	const tapInBridge = "{interface: mkrt-tank0, address: 10.213.0.2/24, bridge: br-field, standby_address: 10.213.0.3/24}"
+	bridged, bridgedNIC := vmNIC(tapInBridge), "  nics: ["+tapInBridge+"]"
 	held := supervisor.Status{Isolation: supervisor.Isolation{CPUSet: "v1 exclusive"}}
 	free := supervisor.Status{Isolation: supervisor.Isolation{CPUSet: "none"}}
 	kernelHeld := supervisor.Status{Isolation: supervisor.Isolation{CPUSet: "multikernel instance"}}
 	for _, tc := range []struct {
 		name    string
+		old     []string // the running config: the example with these replacements
 		replace []string
 		st      supervisor.Status
 		backend configs.Backend
@@ -36,8 +40,28 @@ func TestPlanHandOver(t *testing.T) {
 		{name: "second kernel, held", replace: []string{"backend: process", "backend: multikernel"}, st: kernelHeld, backend: configs.BackendMultikernel, err: "standby_cpus"},
 		{name: "second kernel, standby cpus", replace: []string{"backend: process", "backend: multikernel", `cpus: "1"`, "cpus: \"1\"\n  standby_cpus: \"0\""}, st: kernelHeld, backend: configs.BackendMultikernel, cpus: "0", standby: true},
 		{name: "jailhouse", replace: []string{"backend: process", "backend: jailhouse"}, st: free, backend: configs.BackendJailhouse, err: "does not hand over on jailhouse"},
+		// A NIC cannot serve two partitions; a vm guest's tap in a bridge is
+		// the guest's own, so a second guest gets a second one there.
+		{name: "process nic", old: []string{"cpus: \"1\"", "cpus: \"1\"\n  nics: [{interface: eth1, address: 10.0.0.2/24}]"},
+			replace: []string{"cpus: \"1\"", "cpus: \"1\"\n  nics: [{interface: eth1, address: 10.0.0.2/24}]"}, st: free, err: "cannot be in two partitions at once; stop"},
+		{name: "vm tap in a bridge", old: bridged, replace: bridged, st: free, cpus: "1"},
+		{name: "vm tap in a bridge, backend override", old: []string{"cpus: \"1\"", "cpus: \"1\"\n" + bridgedNIC}, replace: []string{"cpus: \"1\"", "cpus: \"1\"\n" + bridgedNIC},
+			st: free, backend: configs.BackendVM, cpus: "1"},
+		{name: "vm routed tap", old: vmNIC("{interface: t0, address: 10.213.0.2/30, host_address: 10.213.0.1/30}"),
+			replace: vmNIC("{interface: t0, address: 10.213.0.2/30, host_address: 10.213.0.1/30}"), st: free, err: "a tap in a bridge, nics[].bridge, can be"},
+		{name: "vm pci", old: vmNIC("{pci: \"0000:03:00.0\", address: 10.0.0.2/24}"), replace: vmNIC("{pci: \"0000:03:00.0\", address: 10.0.0.2/24}"),
+			st: free, err: "cannot be in two partitions at once"},
+		{name: "vm bridge without standby address", old: vmNIC("{interface: t0, address: 10.213.0.2/24, bridge: br0}"),
+			replace: vmNIC("{interface: t0, address: 10.213.0.2/24, bridge: br0}"), st: free, err: "set its standby_address"},
+		{name: "vm nic changes", old: bridged, replace: vmNIC("{interface: mkrt-tank0, address: 10.213.0.2/24, bridge: br-other, standby_address: 10.213.0.3/24}"),
+			st: free, err: "partition.nics change"},
+		{name: "vm nic added", old: []string{"backend: process", "backend: vm"}, replace: bridged, st: free, err: "partition.nics change"},
+		{name: "multikernel nic", old: []string{"backend: process", "backend: multikernel\n  nics: [{interface: eth1, bridge: br0, standby_address: 10.0.0.3/24, address: 10.0.0.2/24}]"},
+			replace: []string{"backend: process", "backend: multikernel\n  nics: [{interface: eth1, bridge: br0, standby_address: 10.0.0.3/24, address: 10.0.0.2/24}]"},
+			st:      free, backend: configs.BackendMultikernel, err: "cannot be in two partitions at once; stop"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			old := loadExample(t, tc.old...)
 			nc := loadExample(t, tc.replace...)
 			p, err := planHandOver(old, nc, old.Partition.CPUs, tc.st, tc.backend)
 			if tc.err != "" {

@@ -176,3 +176,37 @@ func TestKernelReleaseOfInstalledRTKernel(t *testing.T) {
 		t.Errorf("release %q, want %q (from the file name)", rel, want)
 	}
 }
+
+// Debian's PREEMPT_RT kernel ships the i6300esb watchdog driver as a
+// module: the default modules resolve it with the watchdog core before it.
+func TestDefaultModulesHaveTheGuestWatchdog(t *testing.T) {
+	ks, _ := filepath.Glob("/boot/vmlinuz-*-rt-*")
+	if len(ks) == 0 {
+		t.Skip("no PREEMPT_RT kernel in /boot (apt-get install linux-image-rt-amd64)")
+	}
+	rel, err := KernelRelease(ks[len(ks)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join("/lib/modules", rel, "modules.dep"))
+	if err != nil {
+		t.Skipf("no modules for %s: %v", rel, err)
+	}
+	defer f.Close()
+	deps, err := ParseModulesDep(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order, missing := deps.Resolve(DefaultModules)
+	at := map[string]int{}
+	for i, p := range order {
+		at[ModuleName(p)] = i
+	}
+	esb, ok := at["i6300esb"]
+	if !ok {
+		t.Fatalf("%s: i6300esb not resolved as a module (missing %v); the vm backend's guest watchdog needs it", rel, missing)
+	}
+	if core, ok := at["watchdog"]; !ok || core > esb {
+		t.Errorf("%s: the watchdog core (at %d, %v) must load before i6300esb (at %d): %v", rel, core, ok, esb, order)
+	}
+}

@@ -1,11 +1,28 @@
 // Package vm is the vm partition backend: QEMU boots the PREEMPT_RT
 // application kernel with the mkrt initramfs; the shared region is an
 // ivshmem-plain device backed by the same /dev/shm file the bridge maps; the
-// dedicated NIC is vfio-pci passthrough on real hosts or virtio-net on a tap;
+// dedicated NIC is vfio-pci passthrough on real hosts or virtio-net on a tap
+// (with a host address, or a port of a host bridge that carries the field
+// network: then each generation's guest has a tap and a MAC of its own);
 // vCPU threads are pinned to the partition's host cores through QMP; KVM is
 // used when it works, TCG otherwise (detected, and reported). The serial
 // console goes into the partition's console ring (supervisor.Console) and,
 // with Options.ConsoleLog, to the partition log.
+//
+// Every guest has QEMU's i6300esb watchdog (-device i6300esb), which
+// mkrt-init arms (mkrt.watchdog=) and feeds only while the executive's
+// cycle counter advances. When it fires, QEMU pauses the guest
+// (-action watchdog=pause) and reports a WATCHDOG event on the guest's
+// event socket (a second QMP monitor, so commands on the first never
+// contend with it); the partition's run then ends with Exit.Signal
+// SignalWatchdog, and the supervisor treats it as a fault. Pause, not
+// reset: a paused guest drives nothing from that instant, whether or not
+// a supervisor is there to fence it, and keeps its state for a post-mortem
+// until the supervisor quits it; a reset would reboot into the same
+// fault, and with -no-reboot it would end QEMU exactly as a clean
+// power-off does. A kernel panic (panic=-1) resets the guest, which
+// -no-reboot turns into QEMU's end; the SHUTDOWN event's reason
+// (guest-reset) tells it from mkrt-init's power-off (SignalGuestReset).
 //
 // The bring-up is a list of named supervisor.Steps run by a
 // supervisor.Lifecycle (tap, qemu, pin-vcpus), undone in reverse on failure
@@ -68,9 +85,12 @@ type Config struct {
 	NIC          NIC
 	// Accel is "kvm" or "tcg".
 	Accel string
-	// QMP is the path of the QMP unix socket.
-	QMP   string
-	Extra []string
+	// QMP is the path of the QMP unix socket for commands.
+	QMP string
+	// Events is the path of a second QMP socket, which the backend only
+	// listens to for events (WATCHDOG, SHUTDOWN); "" for none.
+	Events string
+	Extra  []string
 }
 
 // Args returns QEMU's command line (without the binary).
@@ -139,8 +159,15 @@ func (c Config) Args() ([]string, error) {
 	default:
 		return nil, fmt.Errorf("vm: unknown NIC kind %q (none, tap or vfio)", c.NIC.Kind)
 	}
+	// The guest's watchdog: when it fires the guest stops at once (see
+	// the package doc).
+	a = append(a, "-device", "i6300esb", "-action", "watchdog=pause")
 	if c.QMP != "" {
 		a = append(a, "-qmp", "unix:"+qemuEscape(c.QMP)+",server=on,wait=off")
+	}
+	if c.Events != "" {
+		a = append(a, "-chardev", "socket,id=mkrtevents,path="+qemuEscape(c.Events)+",server=on,wait=off",
+			"-mon", "chardev=mkrtevents,mode=control")
 	}
 	return append(a, c.Extra...), nil
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // QMP is a minimal client of QEMU's machine protocol: capabilities
-// negotiation and synchronous commands; asynchronous events are skipped.
+// negotiation, synchronous commands (which skip events) and, on a
+// connection used for nothing else, events (ReadEvent).
 type QMP struct {
 	conn net.Conn
 	r    *bufio.Reader
@@ -81,6 +82,32 @@ func (q *QMP) Execute(cmd string, args any) (json.RawMessage, error) {
 			return nil, fmt.Errorf("vm: qmp %s: %s: %s", cmd, resp.Error.Class, resp.Error.Desc)
 		default:
 			return resp.Return, nil
+		}
+	}
+}
+
+// Event is one asynchronous QMP event, e.g. {"event": "WATCHDOG",
+// "data": {"action": "pause"}}.
+type Event struct {
+	Name string          `json:"event"`
+	Data json.RawMessage `json:"data"`
+}
+
+// ReadEvent returns the next event, skipping anything else. It waits until
+// one comes or the connection ends: QEMU's end closes it, and Close ends a
+// wait from another goroutine.
+func (q *QMP) ReadEvent() (Event, error) {
+	for {
+		line, err := q.r.ReadBytes('\n')
+		if err != nil {
+			return Event{}, fmt.Errorf("vm: qmp events: %w", err)
+		}
+		var e Event
+		if err := json.Unmarshal(line, &e); err != nil {
+			return Event{}, fmt.Errorf("vm: qmp events: bad message %q: %w", line, err)
+		}
+		if e.Name != "" {
+			return e, nil
 		}
 	}
 }

@@ -3,13 +3,17 @@ package vm
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/pid1"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/image"
 )
@@ -18,10 +22,21 @@ import (
 // (spec.Kernel, partition.kernel.image, else the newest of Debian's
 // /boot/vmlinuz-*-rt-*), an initramfs built for it, one vCPU per partition
 // CPU plus a housekeeping one pinned to CPU 0 and the partition's CPUs,
-// the region as ivshmem, the dedicated NIC as vfio passthrough or a tap,
+// the region as ivshmem, the guest watchdog (GuestWatchdog, on the command
+// line as mkrt.watchdog=), the dedicated NIC as vfio passthrough or a tap,
 // and the accelerator that works (KVM, else TCG). A hand-over's standby
 // guest also maps the running region (TakeFromPCI) and is told which is
 // which on its command line.
+//
+// A tap in a bridge (nics[].bridge) belongs to its generation: the first
+// generation's tap is nics[].interface, a later one's TapName(interface,
+// n), so during a hand-over both guests are on the bridge, each with a MAC
+// derived from its tap. They cannot share one IP address — both poll the
+// field devices until the switch, and a device's ARP entry for a shared
+// address would flip between them with every ARP request, resetting the
+// other's TCP connections — so even generations take standby_address
+// (mkrt.address= on the command line; the config, and so the region's
+// hash, stay as written) and odd ones address.
 func FromConfig(ctx context.Context, spec supervisor.Spec) (*VM, error) {
 	cfg := spec.Config
 	log := spec.Log
@@ -44,7 +59,14 @@ func FromConfig(ctx context.Context, spec supervisor.Spec) (*VM, error) {
 	for i := range rtCPUs {
 		rtCPUs[i] = i + 1
 	}
-	extra := cfg.Partition.Kernel.Cmdline
+	nic, params, err := dedicatedNIC(spec)
+	if err != nil {
+		return nil, err
+	}
+	// The backend's own parameters first: partition.kernel.cmdline may
+	// override them (mkrt-init reads the last of each).
+	params = append([]string{fmt.Sprintf("mkrt.%s=%d", pid1.ParamWatchdog, GuestWatchdog(cfg)/time.Second)}, params...)
+	extra := strings.TrimSpace(strings.Join(params, " ") + " " + cfg.Partition.Kernel.Cmdline)
 	var takeSize int64
 	if spec.TakeFrom != "" {
 		fi, err := os.Stat(spec.TakeFrom)
@@ -67,18 +89,99 @@ func FromConfig(ctx context.Context, spec supervisor.Spec) (*VM, error) {
 	log.Info("accelerator", "accel", acc.Name, "why", acc.Why)
 	o := Options{Name: spec.Instance, QEMU: qemu, HostCPUs: append([]int{0}, cfg.Partition.CPUs...), RunDir: spec.StateDir, Log: log,
 		ConsoleLog: consoleLog{log}, Halt: spec.Halt}
-	if nics := cfg.Partition.NICs; len(nics) > 0 {
-		n := nics[0]
-		switch {
-		case n.PCI != "":
-			o.QEMU.NIC = NIC{Kind: "vfio", PCI: n.PCI}
-		case n.HostAddress != "":
-			o.Tap, o.HostAddress = n.Interface, n.HostAddress
-		default:
-			return nil, fmt.Errorf("vm: nic %q: give its pci address (vfio passthrough) or a host_address for a tap", n.Interface)
-		}
-	}
+	o.Tap, o.HostAddress, o.Bridge = nic.tap, nic.hostAddress, nic.bridge
+	o.QEMU.NIC = nic.qemu
 	return New(o), nil
+}
+
+// MinGuestWatchdog is the shortest guest watchdog timeout FromConfig sets.
+const MinGuestWatchdog = 3 * time.Second
+
+// GuestWatchdog is the guest watchdog's timeout for cfg: twice what the
+// supervisor's heartbeat watchdog allows (watchdog.heartbeat periods of
+// the fastest task), at least MinGuestWatchdog, in whole seconds (the
+// device counts seconds). The supervisor sees a stalled executive first;
+// the guest's watchdog is the backstop that stops the guest by itself —
+// also while no supervisor runs — and that catches a hung guest kernel
+// whose region still looks alive.
+func GuestWatchdog(cfg *configs.Config) time.Duration {
+	period, missed := supervisor.HeartbeatFromConfig(cfg)
+	d := max(MinGuestWatchdog, 2*time.Duration(missed)*period)
+	return (d + time.Second - 1) / time.Second * time.Second
+}
+
+// tapNIC is how one generation's guest gets its dedicated NIC.
+type tapNIC struct {
+	tap, hostAddress, bridge string
+	qemu                     NIC
+}
+
+// dedicatedNIC is the guest's NIC for spec's generation and the command
+// line parameters it needs.
+func dedicatedNIC(spec supervisor.Spec) (tapNIC, []string, error) {
+	nics := spec.Config.Partition.NICs
+	if len(nics) == 0 {
+		return tapNIC{}, nil, nil
+	}
+	n := nics[0]
+	switch {
+	case n.PCI != "":
+		return tapNIC{qemu: NIC{Kind: "vfio", PCI: n.PCI}}, nil, nil
+	case n.Bridge != "":
+		gen := Generation(spec)
+		tap := TapName(n.Interface, gen)
+		t := tapNIC{tap: tap, bridge: n.Bridge, qemu: NIC{MAC: TapMAC(tap)}}
+		if gen%2 == 0 && n.StandbyAddress != "" {
+			return t, []string{fmt.Sprintf("mkrt.%s=%s", pid1.ParamAddress, n.StandbyAddress)}, nil
+		}
+		return t, nil, nil
+	case n.HostAddress != "":
+		return tapNIC{tap: n.Interface, hostAddress: n.HostAddress, qemu: NIC{MAC: TapMAC(n.Interface)}}, nil, nil
+	default:
+		return tapNIC{}, nil, fmt.Errorf("vm: nic %q: give its pci address (vfio passthrough), or for a tap a host_address or a bridge", n.Interface)
+	}
+}
+
+// Generation is the generation number of spec: 1 when its instance is
+// metadata.name, n when it is metadata.name-n (supervisor.Spec.Instance).
+func Generation(spec supervisor.Spec) int {
+	rest, ok := strings.CutPrefix(spec.Instance, spec.Config.Metadata.Name+"-")
+	if !ok {
+		return 1
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// maxIfName is the longest Linux interface name (IFNAMSIZ less its NUL).
+const maxIfName = 15
+
+// TapName is the tap of generation n of a guest whose NIC is iface: iface
+// itself for the first generation, iface-n for later ones, with iface
+// shortened as far as the suffix needs to fit an interface name.
+func TapName(iface string, n int) string {
+	if n <= 1 {
+		return iface
+	}
+	suffix := "-" + strconv.Itoa(n)
+	if len(iface)+len(suffix) > maxIfName {
+		iface = iface[:max(0, maxIfName-len(suffix))]
+	}
+	return iface + suffix
+}
+
+// TapMAC is the guest MAC behind tap: locally administered (QEMU's 52:54
+// prefix), derived from the tap's name, so two generations' guests on one
+// bridge differ and each keeps its MAC across restarts (devices' ARP
+// caches stay right).
+func TapMAC(tap string) string {
+	h := fnv.New32a()
+	h.Write([]byte(tap))
+	s := h.Sum32()
+	return fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", byte(s>>24), byte(s>>16), byte(s>>8), byte(s))
 }
 
 // consoleLog writes the guest's serial console to the log.

@@ -16,6 +16,7 @@ import (
 	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/image"
+	"github.com/mkrt/mkrt/supervisor/vm/vmtest"
 )
 
 // guestPlant prepares the tank example for a guest: the guest's NIC gets
@@ -40,15 +41,23 @@ func guestPlant(t *testing.T, simAddr, guestCIDR string) (*configs.Config, []byt
 	if err != nil {
 		t.Fatalf("the marshalled config does not load: %v\n%s", err, text)
 	}
-	tab, err := guest.TagTable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := shm.NewLayout(shm.ParamsFor(guest, tab, guest.Hash()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tab, l := regionLayout(t, guest)
 	return guest, text, tab, l
+}
+
+// regionLayout is the tag table and region layout both sides compute for
+// cfg.
+func regionLayout(t *testing.T, cfg *configs.Config) (*tag.Table, *shm.Layout) {
+	t.Helper()
+	tab, err := cfg.TagTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := shm.NewLayout(shm.ParamsFor(cfg, tab, cfg.Hash()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab, l
 }
 
 func pow2(n int64) int64 {
@@ -80,42 +89,36 @@ func hostRegion(t *testing.T, l *shm.Layout) (path string, size int64, r *shm.Re
 }
 
 // TestTankInPREEMPTRTGuest runs the tank control program as PID 1 of
-// Debian's PREEMPT_RT kernel under QEMU TCG: it polls the tank simulator on
-// the host through its virtio NIC on a tap, the host sees the heartbeat and
-// the level through ivshmem, a setpoint written on the host is applied and
-// acknowledged with its cycle, and a halt command powers the guest off.
+// Debian's PREEMPT_RT kernel under QEMU TCG: it polls the tank simulator
+// through its virtio NIC on a tap in a bridge, the simulator in a network
+// namespace of the test's behind it (vmtest.Field), the host sees the
+// heartbeat and the level through ivshmem, a setpoint written on the host
+// is applied and acknowledged with its cycle, and a halt command powers
+// the guest off.
 func TestTankInPREEMPTRTGuest(t *testing.T) {
-	kernel := rtKernel(t)
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for the tap device")
-	}
-	const hostCIDR, guestCIDR = "10.213.7.1/30", "10.213.7.2/30"
+	kernel := vmtest.Kernel(t)
+	field := vmtest.NewField(t, "10.213.7.0/24")
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
 
-	// Reserve a port on the tap's address once the tap exists; pick it now.
-	port := 15000 + os.Getpid()%1000
-	simAddr := fmt.Sprintf("10.213.7.1:%d", port)
-	cfg, text, tab, l := guestPlant(t, simAddr, guestCIDR)
-	cmdline := image.Cmdline(image.CmdlineOptions{RTCPUs: []int{1}, Housekeeping: []int{0}, MaxCState: -1})
+	simAddr := field.Device() + ":15020"
+	cfg, text, tab, l := guestPlant(t, simAddr, field.Addr(2))
+	// The guest's watchdog as FromConfig arms it: fed while the loop runs,
+	// disarmed (magic close) when the halt stops it.
+	cmdline := image.Cmdline(image.CmdlineOptions{RTCPUs: []int{1}, Housekeeping: []int{0}, MaxCState: -1, Extra: "mkrt.watchdog=3"})
 	initrd, _ := buildImage(t, kernel, cmdline, text)
 	shmPath, shmSize, r := hostRegion(t, l)
+	field.StartSim(t, ctx, sim.NewTank(), 15020, 10)
 
-	tap := fmt.Sprintf("mkrtt%d", os.Getpid()%100000)
 	console := supervisor.NewConsole(1 << 16) // all of it, beyond the partition's ring
-	v := New(Options{Name: cfg.Metadata.Name, RunDir: t.TempDir(), Tap: tap, HostAddress: hostCIDR, HostCPUs: []int{1},
+	v := New(Options{Name: cfg.Metadata.Name, RunDir: t.TempDir(), Tap: vmtest.Tap(), Bridge: field.Bridge, HostCPUs: []int{1},
 		ConsoleLog: console,
-		QEMU:       Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, Accel: "tcg", ShmPath: shmPath, ShmSize: shmSize}})
+		QEMU:       Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, Accel: "tcg", ShmPath: shmPath, ShmSize: shmSize, NIC: NIC{MAC: TapMAC(vmtest.Tap())}}})
 	start := time.Now()
 	if err := v.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer v.Stop(context.Background())
-	srv, err := sim.Start(ctx, sim.NewTank(), sim.Config{Listen: simAddr, Speed: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 
 	level, _ := tab.Lookup("level")
 	sp, _ := tab.Lookup("level_sp")
@@ -156,8 +159,14 @@ func TestTankInPREEMPTRTGuest(t *testing.T) {
 	if exit.Code != 0 {
 		t.Errorf("qemu exit %v, want 0 (guest powered off)", exit)
 	}
-	if all := strings.Join(console.Lines(), "\n"); !strings.Contains(all, "control program stopped") {
+	all := strings.Join(console.Lines(), "\n")
+	if !strings.Contains(all, "control program stopped") {
 		t.Errorf("console lacks the executive's clean stop:\n%s", all)
+	}
+	// The kernel says "watchdog did not stop!" on a close without the
+	// magic character.
+	if !strings.Contains(all, "watchdog armed") || strings.Contains(all, "did not stop") {
+		t.Errorf("console: want the watchdog armed and disarmed on the clean stop:\n%s", all)
 	}
 }
 
@@ -165,7 +174,7 @@ func TestTankInPREEMPTRTGuest(t *testing.T) {
 // does not have: mkrt-init fails to bring it up, writes the fault into the
 // shared region and powers off.
 func TestGuestFaultReachesHost(t *testing.T) {
-	kernel := rtKernel(t)
+	kernel := vmtest.Kernel(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	_, text, _, l := guestPlant(t, "10.213.8.1:15020", "10.213.8.2/30")

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,10 +25,13 @@ type Options struct {
 	// HostCPUs are the host cores the vCPUs are pinned to, vCPU i to
 	// HostCPUs[i % len]; empty leaves them unpinned.
 	HostCPUs []int
-	// Tap, when set, is created on start with HostAddress (CIDR) and
-	// deleted on stop; QEMU.NIC then uses it.
+	// Tap, when set, is created on start and deleted on stop; QEMU.NIC
+	// then uses it (with QEMU.NIC.MAC, if set). The tap gets HostAddress
+	// (CIDR), or joins the existing host bridge Bridge without an address
+	// of the host's (the guest is then on the network the bridge carries).
 	Tap         string
 	HostAddress string
+	Bridge      string
 	// Halt asks the executive to stop and power off (through the shared
 	// region's command ring). Without it Stop goes straight to QMP quit.
 	Halt func(ctx context.Context) error
@@ -53,8 +57,23 @@ type VM struct {
 	mu   sync.Mutex
 	qemu Config // this start's invocation (the tap's NIC filled in)
 	cmd  *exec.Cmd
-	info supervisor.Info
+	// proc is how this start's QEMU process ends, run how the partition's
+	// run ends (Wait): with proc, or earlier, when the guest's watchdog
+	// fires and QEMU holds the paused guest until it is stopped.
+	proc, run *supervisor.Ending
+	info      supervisor.Info
 }
+
+// Signals (supervisor.Exit.Signal) of a run that a guest event ended.
+const (
+	// SignalWatchdog: the guest's watchdog fired (the executive stopped
+	// cycling, or the kernel hung); QEMU paused the guest.
+	SignalWatchdog = "guest watchdog fired"
+	// SignalGuestReset: the guest reset itself, which with panic=-1 is a
+	// kernel panic (mkrt-init powers off, it never reboots); -no-reboot
+	// ended QEMU.
+	SignalGuestReset = "guest reset itself (kernel panic)"
+)
 
 var _ supervisor.Partition = (*VM)(nil)
 
@@ -72,6 +91,9 @@ func New(o Options) *VM {
 	if o.QEMU.QMP == "" {
 		o.QEMU.QMP = filepath.Join(o.RunDir, "mkrt-"+o.Name+".qmp")
 	}
+	if o.QEMU.Events == "" {
+		o.QEMU.Events = filepath.Join(o.RunDir, "mkrt-"+o.Name+".events")
+	}
 	if o.Clock == nil {
 		o.Clock = supervisor.RealClock{}
 	}
@@ -88,10 +110,15 @@ func (v *VM) Backend() string { return string(configs.BackendVM) }
 
 // Steps returns the bring-up of one start, in order:
 //
-//	tap         create the tap with HostAddress (undo: delete it)
-//	qemu        start QEMU, its serial console into the console ring
-//	            (undo: ask the executive to halt, QMP quit, kill when the
-//	            stop's context ends; remove the QMP socket)
+//	tap         create the tap with HostAddress, or in Bridge (undo:
+//	            delete it)
+//	qemu        start QEMU, its serial console into the console ring, and
+//	            listen to its events in the background (a failure to
+//	            connect is a degradation: a fired watchdog then shows only
+//	            as missed heartbeats, a guest reset as QEMU's plain exit)
+//	            (undo: ask the executive to halt unless the guest ended
+//	            already, QMP quit, kill when the stop's context ends;
+//	            remove the sockets)
 //	pin-vcpus   pin the vCPU threads to HostCPUs through QMP (a failure is
 //	            a degradation, not an error)
 func (v *VM) Steps() []supervisor.Step {
@@ -108,7 +135,7 @@ func (v *VM) Start(ctx context.Context) error {
 	return v.life.Start(ctx, func() []supervisor.Step {
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		v.qemu, v.cmd = v.o.QEMU, nil
+		v.qemu, v.cmd, v.proc, v.run = v.o.QEMU, nil, nil, nil
 		v.info = supervisor.Info{Isolation: supervisor.Isolation{CPUSet: "none", CPUs: configs.CPUList(v.o.HostCPUs).String()}}
 		return v.Steps()
 	})
@@ -132,7 +159,7 @@ func (v *VM) createTap(context.Context) error {
 	if tap == "" {
 		return nil
 	}
-	if err := createTap(tap, v.o.HostAddress); err != nil {
+	if err := createTap(tap, v.o.HostAddress, v.o.Bridge); err != nil {
 		return err
 	}
 	v.mu.Lock()
@@ -162,14 +189,14 @@ func (v *VM) startQEMU(context.Context) error {
 		bin = "qemu-system-x86_64"
 	}
 	_ = os.Remove(qemu.QMP)
+	_ = os.Remove(qemu.Events)
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = v.console, v.console
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("vm: start %s: %w (install Debian qemu-system-x86)", bin, err)
 	}
-	// cmd first: until Running, Kill sees the last run ended and sends
-	// nothing.
+	// From here Kill ends this QEMU (proc is nil until it is reaped).
 	v.mu.Lock()
 	v.cmd = cmd
 	v.info.PID = cmd.Process.Pid
@@ -178,25 +205,149 @@ func (v *VM) startQEMU(context.Context) error {
 	}
 	v.mu.Unlock()
 	v.log.Info("qemu started", "pid", cmd.Process.Pid, "accel", qemu.Accel)
-	v.life.Reap(cmd, func(e supervisor.Exit) {
+	proc := v.life.Reap(cmd, func(e supervisor.Exit) {
 		v.mu.Lock()
 		v.info.PID = 0
 		v.mu.Unlock()
 		v.log.Info("qemu ended", "how", e.String())
 	})
+	run := supervisor.NewEnding()
+	v.life.Running(run)
+	v.mu.Lock()
+	v.proc, v.run = proc, run
+	v.mu.Unlock()
+	go v.watch(proc, run, qemu.Events)
 	return nil
 }
 
-// stopQEMU asks the executive to halt (the guest powers off), then QEMU to
-// quit (QMP), then kills it when ctx ends, and waits for it to be reaped.
-func (v *VM) stopQEMU(ctx context.Context) error {
-	defer os.Remove(v.o.QEMU.QMP)
-	ended := v.life.Ending()
-	if ended == nil {
+// dialEvents connects to QEMU's event socket, bounded by 10s and QEMU's
+// end. QEMU creates the socket before the guest runs, and mkrt-init arms
+// the watchdog only after the executive's first cycle, seconds later.
+func (v *VM) dialEvents(path string, proc *supervisor.Ending) *QMP {
+	if path == "" {
 		return nil
 	}
-	done := ended.Done()
-	if v.o.Halt != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-proc.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	q, err := DialQMP(ctx, path)
+	if err != nil {
+		select {
+		case <-proc.Done(): // QEMU ended first: nothing to listen to
+		default:
+			v.degrade("guest events: " + err.Error())
+			v.log.Warn("not listening to QEMU's events: a fired watchdog shows as missed heartbeats, a guest reset as QEMU's plain exit", "err", err)
+		}
+		return nil
+	}
+	return q
+}
+
+// watch ends the partition's run: at once when the guest's watchdog fires
+// (the guest is paused; QEMU runs on until the stop), else when QEMU
+// ends — as its process ended, unless its last events said the guest reset
+// itself. It listens on the event socket at path ("" for none).
+func (v *VM) watch(proc, run *supervisor.Ending, path string) {
+	events := v.dialEvents(path, proc)
+	evc := make(chan Event)
+	done := make(chan struct{})
+	defer close(done)
+	if events != nil {
+		defer events.Close()
+		go func() {
+			defer close(evc)
+			for {
+				e, err := events.ReadEvent()
+				if err != nil {
+					return
+				}
+				select {
+				case evc <- e:
+				case <-done:
+					return
+				}
+			}
+		}()
+	} else {
+		close(evc)
+	}
+	reset := false
+	seen := func(e Event) {
+		switch e.Name {
+		case "WATCHDOG":
+			v.log.Error("guest watchdog fired; QEMU paused the guest", "data", string(e.Data))
+			run.End(supervisor.Exit{Code: -1, Signal: SignalWatchdog, Time: v.o.Clock.Now()})
+		case "SHUTDOWN":
+			var d struct {
+				Guest  bool   `json:"guest"`
+				Reason string `json:"reason"`
+			}
+			if json.Unmarshal(e.Data, &d) == nil && d.Guest && d.Reason == "guest-reset" {
+				reset = true
+				v.log.Error("the guest reset itself (kernel panic)")
+			}
+		}
+	}
+	// Once QEMU ended, the events it wrote before are read until its
+	// socket's end closes evc, bounded by drain.
+	ended, drain := proc.Done(), (<-chan time.Time)(nil)
+	for {
+		select {
+		case e, ok := <-evc:
+			if ok {
+				seen(e)
+				continue
+			}
+			evc = nil
+			if ended != nil {
+				continue
+			}
+		case <-ended:
+			ended = nil
+			if evc != nil {
+				t := time.NewTimer(2 * time.Second)
+				defer t.Stop()
+				drain = t.C
+				continue
+			}
+		case <-drain:
+		}
+		x, _ := proc.Wait(context.Background())
+		if reset {
+			x.Code, x.Signal = -1, SignalGuestReset
+		}
+		run.End(x)
+		return
+	}
+}
+
+// stopQEMU asks the executive to halt (the guest powers off) unless the
+// run ended already (a fired watchdog leaves the guest paused), then QEMU
+// to quit (QMP), then kills it when ctx ends, and waits for it to be
+// reaped.
+func (v *VM) stopQEMU(ctx context.Context) error {
+	defer os.Remove(v.o.QEMU.QMP)
+	defer os.Remove(v.o.QEMU.Events)
+	v.mu.Lock()
+	proc, run := v.proc, v.run
+	v.mu.Unlock()
+	if proc == nil {
+		return nil
+	}
+	done := proc.Done()
+	guestGone := false
+	select {
+	case <-run.Done():
+		guestGone = true
+	default:
+	}
+	if v.o.Halt != nil && !guestGone {
 		if err := v.o.Halt(ctx); err != nil {
 			v.log.Warn("halt request failed", "err", err)
 		}
@@ -227,7 +378,7 @@ func (v *VM) stopQEMU(ctx context.Context) error {
 	if err := v.Kill(); err != nil {
 		return err
 	}
-	if !ended.EndsWithin(10 * time.Second) {
+	if !proc.EndsWithin(10 * time.Second) {
 		return errors.New("vm: qemu did not die after SIGKILL (uninterruptible sleep?)")
 	}
 	return nil
@@ -268,7 +419,9 @@ func (v *VM) pin(ctx context.Context) error {
 	return nil
 }
 
-// Wait returns how QEMU ended (the guest powering off is exit status 0).
+// Wait returns how the partition's run ended: how QEMU ended (the guest
+// powering off is exit status 0), or SignalWatchdog as soon as the guest's
+// watchdog fires, or SignalGuestReset when the guest reset itself.
 func (v *VM) Wait(ctx context.Context) (supervisor.Exit, error) { return v.life.Wait(ctx) }
 
 func remaining(ctx context.Context, max time.Duration) time.Duration {
@@ -284,12 +437,12 @@ func remaining(ctx context.Context, max time.Duration) time.Duration {
 // has ended already (its group id may be another's by now).
 func (v *VM) Kill() error {
 	v.mu.Lock()
-	cmd := v.cmd
+	cmd, e := v.cmd, v.proc
 	v.mu.Unlock()
 	if cmd == nil || cmd.Process == nil {
 		return fmt.Errorf("vm: partition %w", supervisor.ErrNotStarted)
 	}
-	if e := v.life.Ending(); e != nil {
+	if e != nil {
 		select {
 		case <-e.Done():
 			return nil

@@ -13,11 +13,12 @@ import (
 
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/image"
+	"github.com/mkrt/mkrt/supervisor/vm/vmtest"
 )
 
 func TestArgs(t *testing.T) {
 	c := Config{Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0", ShmPath: "/dev/shm/a,b", ShmSize: 4 << 20,
-		NIC: NIC{Kind: "tap", Tap: "mkrt0", MAC: "52:54:00:00:00:01"}, Accel: "tcg", QMP: "/run/q.sock"}
+		NIC: NIC{Kind: "tap", Tap: "mkrt0", MAC: "52:54:00:00:00:01"}, Accel: "tcg", QMP: "/run/q.sock", Events: "/run/e.sock"}
 	args, err := c.Args()
 	if err != nil {
 		t.Fatal(err)
@@ -28,6 +29,10 @@ func TestArgs(t *testing.T) {
 		"memory-backend-file,id=mkrtshm,share=on,mem-path=/dev/shm/a,,b,size=4194304", "ivshmem-plain,memdev=mkrtshm",
 		"tap,id=nic0,ifname=mkrt0,script=no,downscript=no", "virtio-net-pci,netdev=nic0,mac=52:54:00:00:00:01",
 		"-qmp unix:/run/q.sock,server=on,wait=off",
+		// The guest's watchdog pauses it when it fires; the events come on
+		// a second monitor.
+		"-device i6300esb -action watchdog=pause",
+		"-chardev socket,id=mkrtevents,path=/run/e.sock,server=on,wait=off -mon chardev=mkrtevents,mode=control",
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("args lack %q:\n%s", want, line)
@@ -144,29 +149,11 @@ func TestLifecycleWithoutQEMU(t *testing.T) {
 	}
 }
 
-// rtKernel finds Debian's PREEMPT_RT kernel or skips.
-func rtKernel(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-	}
-	ks, _ := filepath.Glob("/boot/vmlinuz-*-rt-*")
-	if len(ks) == 0 {
-		t.Skip("no PREEMPT_RT kernel in /boot (apt-get install linux-image-rt-amd64)")
-	}
-	return ks[len(ks)-1]
-}
-
 // buildImage builds mkrt-init and an initramfs for kernel.
 func buildImage(t *testing.T, kernel, cmdline string, config []byte) (initrd string, m *image.Manifest) {
 	t.Helper()
 	dir := t.TempDir()
-	init := filepath.Join(dir, "mkrt-init")
-	cmd := exec.Command("go", "build", "-o", init, "github.com/mkrt/mkrt/cmd/mkrt-init")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building mkrt-init: %v\n%s", err, out)
-	}
+	init := vmtest.Init(t)
 	b, m, err := image.Build(image.Options{Init: init, Config: config, Kernel: kernel, Cmdline: cmdline})
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +168,7 @@ func buildImage(t *testing.T, kernel, cmdline string, config []byte) (initrd str
 // TestProbeBootUnderTCG boots Debian's PREEMPT_RT kernel with the mkrt
 // initramfs in probe mode and reads the guest's report through ivshmem.
 func TestProbeBootUnderTCG(t *testing.T) {
-	kernel := rtKernel(t)
+	kernel := vmtest.Kernel(t)
 	cmdline := image.Cmdline(image.CmdlineOptions{RTCPUs: []int{1}, Housekeeping: []int{0}, MaxCState: -1, Extra: "mkrt.mode=probe"})
 	initrd, m := buildImage(t, kernel, cmdline, []byte("metadata: {name: probe}\n"))
 	t.Logf("initramfs: %d bytes compressed, %d uncompressed, modules %v", m.Initramfs.Size, m.Uncompressed, m.Modules)
