@@ -9,6 +9,11 @@
 // It runs on the general-purpose kernel and needs the ports it is configured
 // to listen on and a writable state directory (store-and-forward buffer,
 // bdSeq, audit log). No privileges.
+//
+// A bridge outlives a generation of the partition: Switch moves it to the
+// next generation's plant while it runs, and SCADA sees no disconnect —
+// only the Sparkplug rebirth the specification requires when the metrics
+// change.
 package bridge
 
 import (
@@ -68,12 +73,11 @@ type Status struct {
 	Writes    map[string]uint64
 }
 
-// Bridge is the running service; build it with New, then Run once.
+// Bridge is the running service; build it with New, then Run once, and
+// Switch it to each next generation's plant.
 type Bridge struct {
-	cfg   *configs.Config
 	opts  Options
 	log   *slog.Logger
-	plant plant.Plant
 	audit *audit.Log
 
 	mqttOpts   mqttc.Options
@@ -84,7 +88,11 @@ type Bridge struct {
 	counters   map[string]*metrics.Counters
 	metricsFor string
 
+	switchMu sync.Mutex // serialises Switch
+
 	mu       sync.Mutex
+	cfg      *configs.Config
+	plant    *served // what the servers use now
 	brk      *broker.Broker
 	endpoint *metrics.Endpoint
 	ran      bool
@@ -103,20 +111,7 @@ func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 		o.Poll = 10 * time.Millisecond
 	}
 	bc := cfg.Bridge
-	node := bc.Sparkplug.Node
-	if node == "" {
-		node = cfg.Metadata.Name
-	}
-	if node == "" {
-		node = "mkrt"
-	}
-	group := bc.Sparkplug.Group
-	if group == "" {
-		group = cfg.Metadata.Site
-	}
-	if group == "" {
-		group = "mkrt"
-	}
+	group, node := identity(cfg)
 	if o.StateDir == "" {
 		o.StateDir = filepath.Join("/var/lib/mkrt", node)
 	}
@@ -132,7 +127,7 @@ func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	b.audit = al
-	b.plant = audit.Wrap(p, al)
+	b.plant = newServed(audit.Wrap(p, al))
 
 	m := bc.MQTT
 	embedded := m.Broker == "" || m.Broker == "embedded"
@@ -243,6 +238,33 @@ func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 	return b, nil
 }
 
+// identity is the Sparkplug group and edge node id of cfg, with their
+// defaults: metadata.site and metadata.name, else mkrt. The node id names
+// the bridge's state directory, MQTT client ids and JSON topics too.
+func identity(cfg *configs.Config) (group, node string) {
+	group, node = cfg.Bridge.Sparkplug.Group, cfg.Bridge.Sparkplug.Node
+	if group == "" {
+		group = cfg.Metadata.Site
+	}
+	if group == "" {
+		group = "mkrt"
+	}
+	if node == "" {
+		node = cfg.Metadata.Name
+	}
+	if node == "" {
+		node = "mkrt"
+	}
+	return group, node
+}
+
+// current is the plant the servers use now.
+func (b *Bridge) current() plant.Plant {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.plant
+}
+
 func serverTLS(t configs.TLS) (*tls.Config, error) {
 	kp, err := tls.LoadX509KeyPair(t.Cert, t.Key)
 	if err != nil {
@@ -305,7 +327,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}()
 	}
 	if b.metricsFor != "" {
-		health := b.plant.Health
+		health := func() plant.Health { return b.current().Health() }
 		e, err := metrics.Listen(b.metricsFor, metrics.NewCollector(health, b.counters))
 		if err != nil {
 			return fmt.Errorf("bridge: %w", err)

@@ -222,6 +222,24 @@ func AttachWriter(ctx context.Context, r *Region, l *Layout, o WriterOptions) (*
 	return w, nil
 }
 
+// CheckNoWriter returns an error wrapping ErrWriterLive when an executive
+// still writes r — its pid is recorded and its heartbeat or image moved
+// within staleAfter — and nil for a blank, foreign or abandoned region.
+// The host side calls it before it formats a region it is about to hand
+// to a new executive, so a control program left running (by a supervisor
+// that died before recording it) never loses its region under it.
+func CheckNoWriter(ctx context.Context, r *Region, staleAfter time.Duration) error {
+	g, err := decodeHeader(r.mem)
+	if err != nil {
+		return nil
+	}
+	err = waitStale(ctx, mem(r.mem[:g.Size]), &g, WriterOptions{StaleAfter: staleAfter, Clock: SystemClock(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return fmt.Errorf("shm: %s: %w", r, err)
+	}
+	return nil
+}
+
 // waitStale returns nil when no other writer owns the region: it detached
 // (pid 0) or its heartbeat and image stood still for StaleAfter.
 func waitStale(ctx context.Context, m mem, g *geom, o WriterOptions) error {

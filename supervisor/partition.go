@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +38,34 @@ type Partition interface {
 	// Console returns the most recent lines the program wrote (stdout,
 	// stderr or serial console), oldest first.
 	Console() []string
+}
+
+// Adopter is a backend whose program outlives the supervisor that started
+// it (the partition is the plant's controller; the general side serves
+// it). The supervisor saves Record while the program runs; a later
+// supervisor adopts the program from it, or reclaims what it left behind
+// once it is gone.
+type Adopter interface {
+	// Record is what a later supervisor needs to adopt the running
+	// program (its identity and the host preparation done for it), as
+	// JSON.
+	Record() (json.RawMessage, error)
+	// Adopt takes over the running program rec describes, started by an
+	// earlier supervisor: afterwards the partition is started as far as
+	// Wait, Stop, Kill and Info are concerned. It fails with an error
+	// wrapping ErrGone when the program no longer runs.
+	Adopt(rec json.RawMessage) error
+	// Reclaim undoes the host preparation rec records once its program is
+	// gone; it refuses while the program runs.
+	Reclaim(ctx context.Context, rec json.RawMessage) error
+}
+
+// Networked is a backend whose partition has a network of its own (a
+// namespace holding its dedicated NIC): InNetwork runs fn on an OS thread
+// inside it, so the supervisor reaches the field devices the way the
+// partition did (to drive their safe state).
+type Networked interface {
+	InNetwork(fn func() error) error
 }
 
 // Exit is how a partition's program ended.
@@ -124,4 +153,6 @@ var (
 	ErrNoHeartbeat = errors.New("supervisor: no heartbeat")
 	// ErrDoNotRestart is a partition whose program exited with ExitDoNotRestart.
 	ErrDoNotRestart = errors.New("supervisor: program asked not to be restarted")
+	// ErrGone is a recorded program that no longer runs (Adopter.Adopt).
+	ErrGone = errors.New("supervisor: the recorded program is not running")
 )

@@ -69,6 +69,10 @@ type Options struct {
 	// is in Status.Outputs. Nil: the outputs are left to the devices' own
 	// watchdogs.
 	SafeState func(ctx context.Context, p Partition) error
+	// Started, when set, is called once the partition's program was
+	// started (before its first heartbeat): e.g. to record it, so that a
+	// supervisor dying from here on leaves it adoptable.
+	Started   func()
 	Listeners []Listener
 	Tasks     TaskSource // optional
 	Links     LinkSource // optional
@@ -245,6 +249,9 @@ func (s *Supervisor) runOnce(ctx context.Context) (d down) {
 		s.setState(Preparing)
 		if d := s.startPartition(ctx); d != nil {
 			return *d
+		}
+		if s.o.Started != nil {
+			s.o.Started()
 		}
 	}
 	s.setOutputs(Outputs{Driver: "partition"})

@@ -1,9 +1,12 @@
 // Package bridgetest has fakes and real-peer helpers for testing the bridge:
-// an in-memory Plant that behaves like the executive, and a mosquitto broker
-// started on a free loopback port.
+// an in-memory Plant that behaves like the executive, a mosquitto broker
+// started on a free loopback port, and mosquitto_sub subscribers (MQTT 3.1.1
+// or 5) whose connection a test can watch.
 //
 // Plant needs nothing; Mosquitto needs the mosquitto binary (Debian
-// mosquitto) and skips the calling test with the reason when it is missing.
+// mosquitto), MosquittoSub the mosquitto_sub binary (Debian
+// mosquitto-clients); each skips the calling test with the reason when its
+// binary is missing.
 package bridgetest
 
 import (

@@ -13,6 +13,9 @@
 // range, wrong type), server device busy (command ring full), server device
 // failure (executive not running). It limits clients, closes idle ones, and
 // serves MBAPS (Modbus over TLS with client certificates) when configured.
+// Switch replaces the register map and the plant behind it atomically while
+// the listener and every client connection stay (a hand-over to a new
+// generation of the partition).
 //
 // It needs a TCP port, nothing else.
 package modbusserver
@@ -79,21 +82,31 @@ type area struct {
 	bits  []bool
 }
 
+// Map is a register map compiled against one plant's tag directory: the
+// addresses of each area, the tag behind each, and the register image the
+// server answers reads from. New compiles the first from Config.Map; Switch
+// puts another in its place.
+type Map struct {
+	p     plant.Plant
+	tags  []tag.Info
+	ents  []entry
+	areas map[configs.Area]*area
+
+	// the register image, guarded by the Server's mu once the map serves
+	samples []tag.Sample
+	text    []string
+	wire    []byte // refresh's scratch: one entry's registers as wire bytes
+	fresh   bool
+}
+
 // Server is a Modbus TCP server over a Plant.
 type Server struct {
 	cfg   Config
-	p     plant.Plant
 	log   *slog.Logger
 	count *metrics.Counters
-	tags  []tag.Info
-	ents  []entry
 
-	mu      sync.RWMutex
-	areas   map[configs.Area]*area
-	samples []tag.Sample
-	text    []string
-	wire    []byte // Refresh's scratch: one entry's registers as wire bytes
-	fresh   bool
+	mu sync.RWMutex
+	m  *Map
 }
 
 // New checks the map against the plant's tags and builds the server.
@@ -116,19 +129,29 @@ func New(cfg Config, p plant.Plant) (*Server, error) {
 	if cfg.Counters == nil {
 		cfg.Counters = new(metrics.Counters)
 	}
-	s := &Server{cfg: cfg, p: p, log: cfg.Log.With("component", "modbus"), count: cfg.Counters, tags: p.Tags(), areas: map[configs.Area]*area{}}
+	m, err := NewMap(cfg.Map, p)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: cfg.Log.With("component", "modbus"), count: cfg.Counters, m: m}, nil
+}
+
+// NewMap compiles a register map against p's tags; errors wrap ErrMap and
+// name every entry that cannot be served.
+func NewMap(entries []configs.RegisterMap, p plant.Plant) (*Map, error) {
+	mp := &Map{p: p, tags: p.Tags(), areas: map[configs.Area]*area{}}
 	byName := map[string]tag.ID{}
-	for i, in := range s.tags {
+	for i, in := range mp.tags {
 		byName[in.Name] = tag.ID(i)
 	}
 	var errs []error
-	for _, m := range cfg.Map {
+	for _, m := range entries {
 		id, ok := byName[m.Tag]
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: tag %q does not exist", m.Pos, m.Tag))
 			continue
 		}
-		in := s.tags[id]
+		in := mp.tags[id]
 		e := entry{id: id, area: m.Area, addr: m.Address, typ: m.Type, order: m.Order, scale: 1, offset: m.Offset}
 		if e.typ == "" {
 			e.typ = in.Type
@@ -164,10 +187,10 @@ func New(cfg Config, p plant.Plant) (*Server, error) {
 			errs = append(errs, fmt.Errorf("%s: %s: address %d (+%d) outside 0-65535", m.Pos, m.Tag, m.Address, e.n))
 			continue
 		}
-		a := s.areas[m.Area]
+		a := mp.areas[m.Area]
 		if a == nil {
 			a = &area{}
-			s.areas[m.Area] = a
+			mp.areas[m.Area] = a
 		}
 		if need := m.Address + e.n; len(a.owner) < need {
 			for len(a.owner) < need {
@@ -177,7 +200,7 @@ func New(cfg Config, p plant.Plant) (*Server, error) {
 		clash := false
 		for k := m.Address; k < m.Address+e.n; k++ {
 			if a.owner[k] >= 0 {
-				errs = append(errs, fmt.Errorf("%s: %s: %s %d already holds %s", m.Pos, m.Tag, m.Area, k, s.tags[s.ents[a.owner[k]].id].Name))
+				errs = append(errs, fmt.Errorf("%s: %s: %s %d already holds %s", m.Pos, m.Tag, m.Area, k, mp.tags[mp.ents[a.owner[k]].id].Name))
 				clash = true
 				break
 			}
@@ -186,23 +209,23 @@ func New(cfg Config, p plant.Plant) (*Server, error) {
 			continue
 		}
 		for k := m.Address; k < m.Address+e.n; k++ {
-			a.owner[k] = int32(len(s.ents))
+			a.owner[k] = int32(len(mp.ents))
 		}
-		s.ents = append(s.ents, e)
+		mp.ents = append(mp.ents, e)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w:\n%w", ErrMap, errors.Join(errs...))
 	}
-	for _, a := range s.areas {
+	for _, a := range mp.areas {
 		a.regs = make([]uint16, len(a.owner))
 		a.bits = make([]bool, len(a.owner))
 	}
-	s.samples = make([]tag.Sample, len(s.tags))
-	s.text = make([]string, len(s.tags))
-	for _, e := range s.ents {
-		s.wire = make([]byte, max(len(s.wire), 2*e.n))
+	mp.samples = make([]tag.Sample, len(mp.tags))
+	mp.text = make([]string, len(mp.tags))
+	for _, e := range mp.ents {
+		mp.wire = make([]byte, max(len(mp.wire), 2*e.n))
 	}
-	return s, nil
+	return mp, nil
 }
 
 // Refresh reads the process image into the register image.
@@ -211,28 +234,54 @@ func New(cfg Config, p plant.Plant) (*Server, error) {
 func (s *Server) Refresh() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.p.Snapshot(s.samples, s.text); err != nil {
-		s.fresh = false
+	return s.m.refresh()
+}
+
+// refresh reads the map's plant into its register image; the caller holds
+// the server's mu, or the map does not serve yet.
+func (m *Map) refresh() error {
+	if _, err := m.p.Snapshot(m.samples, m.text); err != nil {
+		m.fresh = false
 		return fmt.Errorf("modbusserver: snapshot: %w", err)
 	}
-	for i := range s.ents {
-		e := &s.ents[i]
-		a := s.areas[e.area]
-		v := s.samples[e.id].Value
+	for i := range m.ents {
+		e := &m.ents[i]
+		a := m.areas[e.area]
+		v := m.samples[e.id].Value
 		if e.n == 1 && (e.area == configs.AreaCoil || e.area == configs.AreaDiscrete) {
 			a.bits[e.addr] = v != 0
 			continue
 		}
-		w := s.wire[:2*e.n]
+		w := m.wire[:2*e.n]
 		if e.typ == tag.String {
-			register.EncodeString(w, e.order, s.text[e.id])
+			register.EncodeString(w, e.order, m.text[e.id])
 		} else {
 			register.Encode(w, e.typ, e.order, (v-e.offset)/e.scale)
 		}
 		register.FromBytes(a.regs[e.addr:e.addr+e.n], w)
 	}
-	s.fresh = true
+	m.fresh = true
 	return nil
+}
+
+// Switch serves m from now on, in place of the running map: a request is
+// answered wholly from the one or the other. The listener and the client
+// connections stay; m's image is read once before it serves.
+func (s *Server) Switch(m *Map) {
+	if err := m.refresh(); err != nil {
+		s.log.Warn("modbusserver: first image of the new map", "err", err)
+	}
+	s.mu.Lock()
+	s.m = m
+	s.mu.Unlock()
+	s.log.Info("modbusserver: register map switched", "entries", len(m.ents))
+}
+
+// current is the map serving now.
+func (s *Server) current() *Map {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m
 }
 
 // Run serves until ctx ends.
@@ -269,8 +318,8 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // span checks that addr..addr+qty lies in mapped addresses of the area.
-func (s *Server) span(ar configs.Area, addr, qty uint16) (*area, error) {
-	a := s.areas[ar]
+func (m *Map) span(ar configs.Area, addr, qty uint16) (*area, error) {
+	a := m.areas[ar]
 	end := int(addr) + int(qty)
 	if a == nil || qty == 0 || end > len(a.owner) {
 		return nil, modbus.ErrIllegalDataAddress
@@ -280,7 +329,7 @@ func (s *Server) span(ar configs.Area, addr, qty uint16) (*area, error) {
 			return nil, modbus.ErrIllegalDataAddress
 		}
 	}
-	if !s.fresh {
+	if !m.fresh {
 		return nil, modbus.ErrServerDeviceFailure
 	}
 	return a, nil
@@ -300,7 +349,7 @@ func read[T bool | uint16](s *Server, ar configs.Area, unit uint8, addr, qty uin
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	a, err := s.span(ar, addr, qty)
+	a, err := s.m.span(ar, addr, qty)
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +376,8 @@ func (s *Server) HandleCoils(req *modbus.CoilsRequest) ([]bool, error) {
 	if err := s.unit(req.UnitId); err != nil {
 		return nil, err
 	}
-	ws, err := s.plan(configs.AreaCoil, req.Addr, req.Quantity, func(e *entry, off int) (float64, string, error) {
+	m := s.current()
+	ws, err := s.plan(m, configs.AreaCoil, req.Addr, req.Quantity, func(e *entry, off int) (float64, string, error) {
 		if req.Args[off] {
 			return 1, "", nil
 		}
@@ -336,7 +386,7 @@ func (s *Server) HandleCoils(req *modbus.CoilsRequest) ([]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nil, s.apply(ws)
+	return nil, s.apply(m, ws)
 }
 
 // HandleDiscreteInputs implements modbus.RequestHandler.
@@ -357,13 +407,14 @@ func (s *Server) HandleHoldingRegisters(req *modbus.HoldingRegistersRequest) ([]
 	if err := s.unit(req.UnitId); err != nil {
 		return nil, err
 	}
-	ws, err := s.plan(configs.AreaHolding, req.Addr, req.Quantity, func(e *entry, off int) (float64, string, error) {
+	m := s.current()
+	ws, err := s.plan(m, configs.AreaHolding, req.Addr, req.Quantity, func(e *entry, off int) (float64, string, error) {
 		return decode(e, req.Args[off:off+e.n])
 	}, who(req.ClientAddr, req.ClientRole))
 	if err != nil {
 		return nil, err
 	}
-	return nil, s.apply(ws)
+	return nil, s.apply(m, ws)
 }
 
 // decode reads the registers a client wrote to entry e: the text of a
@@ -395,8 +446,8 @@ func who(addr, role string) wire.Origin {
 // plan turns a write request into validated tag writes. Every address must
 // be mapped, every value whole (no partial multi-register values), every tag
 // writable and every value in range — or nothing is written.
-func (s *Server) plan(ar configs.Area, addr, qty uint16, value func(e *entry, off int) (float64, string, error), who wire.Origin) ([]wire.Command, error) {
-	a := s.areas[ar]
+func (s *Server) plan(m *Map, ar configs.Area, addr, qty uint16, value func(e *entry, off int) (float64, string, error), who wire.Origin) ([]wire.Command, error) {
+	a := m.areas[ar]
 	end := int(addr) + int(qty)
 	if a == nil || qty == 0 || end > len(a.owner) {
 		return nil, modbus.ErrIllegalDataAddress
@@ -407,22 +458,22 @@ func (s *Server) plan(ar configs.Area, addr, qty uint16, value func(e *entry, of
 		if ei < 0 {
 			return nil, modbus.ErrIllegalDataAddress
 		}
-		e := &s.ents[ei]
+		e := &m.ents[ei]
 		if e.addr != k || k+e.n > end {
 			return nil, modbus.ErrIllegalDataAddress
 		}
-		if !s.tags[e.id].Writable {
+		if !m.tags[e.id].Writable {
 			return nil, modbus.ErrIllegalDataAddress
 		}
 		v, text, err := value(e, k-int(addr))
 		if err != nil {
 			return nil, modbus.ErrIllegalDataValue
 		}
-		if in := s.tags[e.id]; in.Type != tag.String && in.Type != tag.Float32 && in.Type != tag.Float64 && e.scale != 1 {
+		if in := m.tags[e.id]; in.Type != tag.String && in.Type != tag.Float32 && in.Type != tag.Float64 && e.scale != 1 {
 			v = math.Round(v*1e9) / 1e9 // scaled integers: undo float noise
 		}
-		w := wire.Command{Kind: wire.WriteTag, Tag: e.id, Value: wire.ValueOf(&s.tags[e.id], v, text), Origin: who}
-		if err := plant.Check(s.tags, &w); err != nil {
+		w := wire.Command{Kind: wire.WriteTag, Tag: e.id, Value: wire.ValueOf(&m.tags[e.id], v, text), Origin: who}
+		if err := plant.Check(m.tags, &w); err != nil {
 			s.count.CountWrite(err)
 			return nil, exception(err)
 		}
@@ -433,17 +484,17 @@ func (s *Server) plan(ar configs.Area, addr, qty uint16, value func(e *entry, of
 }
 
 // apply sends the writes to the executive and waits for each answer.
-func (s *Server) apply(ws []wire.Command) error {
+func (s *Server) apply(m *Map, ws []wire.Command) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	defer cancel()
 	for _, w := range ws {
-		res, err := s.p.Write(ctx, w)
+		res, err := m.p.Write(ctx, w)
 		s.count.CountWrite(err)
 		if err != nil {
-			s.log.Warn("modbusserver: write failed", "tag", s.tags[w.Tag].Name, "who", w.Origin.String(), "err", err)
+			s.log.Warn("modbusserver: write failed", "tag", m.tags[w.Tag].Name, "who", w.Origin.String(), "err", err)
 			return exception(err)
 		}
-		s.log.Debug("modbusserver: write applied", "tag", s.tags[w.Tag].Name, "cycle", res.Cycle)
+		s.log.Debug("modbusserver: write applied", "tag", m.tags[w.Tag].Name, "cycle", res.Cycle)
 	}
 	// a read right after the answer sees the written value
 	if err := s.Refresh(); err != nil {

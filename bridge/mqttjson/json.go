@@ -7,6 +7,10 @@
 // the executive's health on <prefix>/<node>/$health and the bridge's
 // presence on <prefix>/<node>/$online (retained, "false" as the will).
 //
+// Switch moves a running publisher to another plant (the next generation of
+// the partition) on the same MQTT session: changed and new tags are
+// published, the retained topics of tags that are gone are cleared.
+//
 // Tag names containing '/', '+' or '#' are published but cannot be written.
 // It needs an MQTT broker.
 package mqttjson
@@ -22,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mkrt/mkrt/bridge/metrics"
@@ -48,12 +53,12 @@ type Config struct {
 // Publisher serves the process image as JSON topics.
 type Publisher struct {
 	cfg   Config
-	p     plant.Plant
 	log   *slog.Logger
 	count *metrics.Counters
-	tags  []tag.Info
-	ids   map[string]tag.ID
 	base  string
+	// v is what the run loop publishes and /set requests (on the session's
+	// goroutines) write to; Switch replaces it.
+	v atomic.Pointer[view]
 
 	cur, pub         []tag.Sample
 	curText, pubText []string
@@ -61,6 +66,27 @@ type Publisher struct {
 	lastHealth       time.Time
 	full             bool
 	inflight         []mqttc.Pending
+	// gone are the tags a Switch removed: their retained topics are cleared
+	// on the next scan with a session.
+	gone []string
+
+	switches chan *view
+	stopped  chan struct{} // closed when Run returns
+}
+
+// view is a plant and its tag directory.
+type view struct {
+	p    plant.Plant
+	tags []tag.Info
+	ids  map[string]tag.ID
+}
+
+func newView(p plant.Plant) *view {
+	v := &view{p: p, tags: p.Tags(), ids: map[string]tag.ID{}}
+	for i, in := range v.tags {
+		v.ids[in.Name] = tag.ID(i)
+	}
+	return v
 }
 
 // Result is the answer to a /set request.
@@ -94,14 +120,52 @@ func New(cfg Config, p plant.Plant) (*Publisher, error) {
 	if cfg.Counters == nil {
 		cfg.Counters = new(metrics.Counters)
 	}
-	j := &Publisher{cfg: cfg, p: p, log: cfg.Log.With("component", "mqttjson"), count: cfg.Counters, tags: p.Tags(),
-		ids: map[string]tag.ID{}, base: cfg.Prefix + "/" + cfg.Node + "/"}
-	for i, in := range j.tags {
-		j.ids[in.Name] = tag.ID(i)
-	}
-	n := len(j.tags)
+	j := &Publisher{cfg: cfg, log: cfg.Log.With("component", "mqttjson"), count: cfg.Counters, base: cfg.Prefix + "/" + cfg.Node + "/",
+		switches: make(chan *view), stopped: make(chan struct{})}
+	v := newView(p)
+	j.v.Store(v)
+	n := len(v.tags)
 	j.cur, j.pub, j.curText, j.pubText = make([]tag.Sample, n), make([]tag.Sample, n), make([]string, n), make([]string, n)
 	return j, nil
+}
+
+// Switch makes the running publisher serve p in place of its plant, on the
+// same session: from its next scan it publishes p's tags that differ from
+// what it last published (all of a tag that is new or changed its type)
+// and clears the retained topic of every tag p does not have. It fails
+// when Run is not running; the wait for the run loop is bounded by ctx.
+func (j *Publisher) Switch(ctx context.Context, p plant.Plant) error {
+	select {
+	case j.switches <- newView(p):
+		return nil
+	case <-j.stopped:
+		return errors.New("mqttjson: switch: the publisher is not running")
+	case <-ctx.Done():
+		return fmt.Errorf("mqttjson: switch: %w", ctx.Err())
+	}
+}
+
+// serveSwitch is Switch in the run loop: what was published of a tag of
+// the same name and type carries over.
+func (j *Publisher) serveSwitch(nv *view) {
+	old := j.v.Load()
+	n := len(nv.tags)
+	pub, pubText := make([]tag.Sample, n), make([]string, n)
+	for i, in := range nv.tags {
+		if id, ok := old.ids[in.Name]; ok && old.tags[id].Type == in.Type {
+			pub[i], pubText[i] = j.pub[id], j.pubText[id]
+		} else {
+			pub[i].Quality = 255 // no quality: published whatever its value
+		}
+	}
+	for _, in := range old.tags {
+		if _, ok := nv.ids[in.Name]; !ok {
+			j.gone = append(j.gone, in.Name)
+		}
+	}
+	j.cur, j.curText, j.pub, j.pubText = make([]tag.Sample, n), make([]string, n), pub, pubText
+	j.v.Store(nv)
+	j.log.Info("mqttjson: switched to a new plant", "tags", n, "gone", len(j.gone))
 }
 
 // Topic is the topic of a tag's value.
@@ -109,6 +173,7 @@ func (j *Publisher) Topic(name string) string { return j.base + name }
 
 // Run serves until ctx ends.
 func (j *Publisher) Run(ctx context.Context) error {
+	defer close(j.stopped)
 	sessions := make(chan *mqttc.Conn)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -163,6 +228,8 @@ func (j *Publisher) Run(ctx context.Context) error {
 		case <-lost:
 			conn = nil
 			j.count.Connected.Store(false)
+		case v := <-j.switches:
+			j.serveSwitch(v)
 		case <-t.C:
 			if conn != nil {
 				if err := j.poll(ctx, conn); err != nil {
@@ -178,22 +245,28 @@ func (j *Publisher) Run(ctx context.Context) error {
 
 // poll publishes the tags that changed (every tag after a reconnect).
 func (j *Publisher) poll(ctx context.Context, c *mqttc.Conn) error {
-	if _, err := j.p.Snapshot(j.cur, j.curText); err != nil {
+	v := j.v.Load()
+	if _, err := v.p.Snapshot(j.cur, j.curText); err != nil {
 		return fmt.Errorf("mqttjson: snapshot: %w", err)
 	}
 	j.inflight = j.inflight[:0]
-	for i := range j.tags {
-		if !j.full && !j.changed(i) {
+	for _, name := range j.gone {
+		if _, ok := v.ids[name]; !ok {
+			j.inflight = append(j.inflight, c.PublishAsync(mqttc.Message{Topic: j.base + name, QoS: 1, Retain: true}))
+		}
+	}
+	for i := range v.tags {
+		if !j.full && !v.tags[i].Changed(j.cur[i], j.pub[i], j.curText[i], j.pubText[i]) {
 			continue
 		}
-		j.inflight = append(j.inflight, c.PublishAsync(mqttc.Message{Topic: j.base + j.tags[i].Name, QoS: j.cfg.QoS, Retain: true,
-			Payload: AppendValue(nil, &j.tags[i], j.cur[i], j.curText[i])}))
+		j.inflight = append(j.inflight, c.PublishAsync(mqttc.Message{Topic: j.base + v.tags[i].Name, QoS: j.cfg.QoS, Retain: true,
+			Payload: AppendValue(nil, &v.tags[i], j.cur[i], j.curText[i])}))
 		j.pub[i], j.pubText[i] = j.cur[i], j.curText[i]
 	}
 	now := j.cfg.Clock()
 	if j.full || now.Sub(j.lastHealth) >= j.cfg.HealthPeriod {
 		j.lastHealth = now
-		h, _ := json.Marshal(HealthJSON(j.p.Health()))
+		h, _ := json.Marshal(HealthJSON(v.p.Health()))
 		if j.full || !bytes.Equal(h, j.health) {
 			j.health = h
 			j.inflight = append(j.inflight, c.PublishAsync(mqttc.Message{Topic: j.base + "$health", QoS: j.cfg.QoS, Retain: true, Payload: h}))
@@ -207,11 +280,8 @@ func (j *Publisher) poll(ctx context.Context, c *mqttc.Conn) error {
 		}
 		j.count.Published.Add(1)
 	}
+	j.gone = j.gone[:0]
 	return nil
-}
-
-func (j *Publisher) changed(i int) bool {
-	return j.tags[i].Changed(j.cur[i], j.pub[i], j.curText[i], j.pubText[i])
 }
 
 // AppendValue appends a tag's JSON message {"v":…,"q":"…","ts":…}.
@@ -326,7 +396,8 @@ func (j *Publisher) set(ctx context.Context, c *mqttc.Conn, name string, payload
 }
 
 func (j *Publisher) apply(ctx context.Context, name string, payload []byte) (res Result) {
-	id, ok := j.ids[name]
+	view := j.v.Load()
+	id, ok := view.ids[name]
 	var err error
 	defer func() {
 		j.count.CountWrite(err)
@@ -342,7 +413,7 @@ func (j *Publisher) apply(ctx context.Context, name string, payload []byte) (res
 		err = fmt.Errorf("mqttjson: %q: %w", name, wire.ErrUnknownTag)
 		return
 	}
-	in := &j.tags[id]
+	in := &view.tags[id]
 	var v float64
 	var text string
 	v, text, res.ID, err = ParseSet(in, payload)
@@ -350,12 +421,12 @@ func (j *Publisher) apply(ctx context.Context, name string, payload []byte) (res
 		return
 	}
 	w := wire.Command{Kind: wire.WriteTag, Tag: id, Value: wire.ValueOf(in, v, text), Origin: wire.NewOrigin("json:mqtt " + j.base + name + "/set")}
-	if err = plant.Check(j.tags, &w); err != nil {
+	if err = plant.Check(view.tags, &w); err != nil {
 		return
 	}
 	wctx, cancel := context.WithTimeout(ctx, j.cfg.WriteTimeout)
 	defer cancel()
-	r, err := j.p.Write(wctx, w)
+	r, err := view.p.Write(wctx, w)
 	if err != nil {
 		return
 	}

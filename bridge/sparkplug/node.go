@@ -12,6 +12,9 @@
 // before it births, and re-births when the host comes back. While no broker
 // (or host) is reachable, data goes to an on-disk store-and-forward buffer
 // and is sent, in order and marked is_historical, after the next birth.
+// Switch moves a running node to another plant (the next generation of the
+// partition) within its MQTT session: no NDEATH, the same bdSeq, and a
+// rebirth only when the metrics changed.
 //
 // It needs an MQTT broker and a writable directory for the buffer.
 package sparkplug
@@ -100,6 +103,62 @@ type device struct {
 	born  bool
 }
 
+// metricSet is a plant's tags as the node's metrics: a tag's alias is its
+// ID; tags of a field device are that Sparkplug device's metrics, the
+// others the node's.
+type metricSet struct {
+	tags   []tag.Info
+	devs   []device
+	devOf  []int // device index, -1 for node-level tags
+	byName map[string]tag.ID
+	devIdx map[string]int
+}
+
+// newMetricSet groups tags into node-level metrics and devices.
+func newMetricSet(tags []tag.Info) (metricSet, error) {
+	ms := metricSet{tags: tags, devOf: make([]int, len(tags)), byName: map[string]tag.ID{}, devIdx: map[string]int{}}
+	for i, in := range tags {
+		ms.byName[in.Name] = tag.ID(i)
+		ms.devOf[i] = -1
+		if in.Device == "" {
+			continue
+		}
+		d, ok := ms.devIdx[in.Device]
+		if !ok {
+			if strings.ContainsAny(in.Device, "/+#") {
+				return ms, fmt.Errorf("sparkplug: device id %q contains /, + or #", in.Device)
+			}
+			d = len(ms.devs)
+			ms.devIdx[in.Device] = d
+			ms.devs = append(ms.devs, device{name: in.Device})
+		}
+		ms.devOf[i] = d
+		ms.devs[d].ids = append(ms.devs[d].ids, tag.ID(i))
+	}
+	return ms, nil
+}
+
+// sameMetrics reports whether ms announces the same metrics as the node's
+// births did: the same tags (name, type, device) under the same aliases
+// and the same health figures.
+func (n *Node) sameMetrics(ms metricSet, figs []plant.Figure) bool {
+	if len(ms.tags) != len(n.tags) || len(figs) != len(n.figs) {
+		return false
+	}
+	for i := range ms.tags {
+		a, b := &ms.tags[i], &n.tags[i]
+		if a.Name != b.Name || a.Type != b.Type || a.Device != b.Device {
+			return false
+		}
+	}
+	for i := range figs {
+		if figs[i].Name != n.figs[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
 type inbound struct {
 	topic   string
 	payload []byte
@@ -114,11 +173,7 @@ type Node struct {
 	count *metrics.Counters
 	st    *store.Store
 
-	tags   []tag.Info
-	devs   []device
-	devOf  []int // device index, -1 for node-level tags
-	byName map[string]tag.ID
-	devIdx map[string]int
+	metricSet
 
 	cur     []tag.Sample
 	curText []string
@@ -138,6 +193,8 @@ type Node struct {
 	scan       atomic.Int64
 	bdSeq      atomic.Uint64
 	rebirth    chan struct{}
+	switches   chan switchTo
+	stopped    chan struct{} // closed when Run returns
 
 	mu     sync.Mutex
 	status Status
@@ -176,33 +233,13 @@ func New(cfg Config, p plant.Plant) (*Node, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("sparkplug: a store directory is required")
 	}
-	n := &Node{cfg: cfg, p: p, log: cfg.Log.With("component", "sparkplug"), now: cfg.Clock, count: cfg.Counters,
-		byName: map[string]tag.ID{}, devIdx: map[string]int{}, figAlias: map[string]uint64{}, rebirth: make(chan struct{}, 1)}
-	n.tags = p.Tags()
-	n.devOf = make([]int, len(n.tags))
-	for i, in := range n.tags {
-		n.byName[in.Name] = tag.ID(i)
-		n.devOf[i] = -1
-		if in.Device == "" {
-			continue
-		}
-		d, ok := n.devIdx[in.Device]
-		if !ok {
-			if strings.ContainsAny(in.Device, "/+#") {
-				return nil, fmt.Errorf("sparkplug: device id %q contains /, + or #", in.Device)
-			}
-			d = len(n.devs)
-			n.devIdx[in.Device] = d
-			n.devs = append(n.devs, device{name: in.Device})
-		}
-		n.devOf[i] = d
-		n.devs[d].ids = append(n.devs[d].ids, tag.ID(i))
+	ms, err := newMetricSet(p.Tags())
+	if err != nil {
+		return nil, err
 	}
-	n.nextAlias = uint64(len(n.tags))
-	n.cur = make([]tag.Sample, len(n.tags))
-	n.curText = make([]string, len(n.tags))
-	n.pub = make([]tag.Sample, len(n.tags))
-	n.pubText = make([]string, len(n.tags))
+	n := &Node{cfg: cfg, p: p, log: cfg.Log.With("component", "sparkplug"), now: cfg.Clock, count: cfg.Counters, metricSet: ms,
+		figAlias: map[string]uint64{}, rebirth: make(chan struct{}, 1), switches: make(chan switchTo), stopped: make(chan struct{})}
+	n.resize()
 	n.scan.Store(int64(cfg.Poll))
 	base := Namespace + "/" + cfg.Group + "/"
 	n.topics.nbirth = base + "NBIRTH/" + cfg.Node
@@ -221,6 +258,16 @@ func New(cfg Config, p plant.Plant) (*Node, error) {
 	n.bdSeq.Store(n.loadBdSeq())
 	n.updateStatus()
 	return n, nil
+}
+
+// resize fits the image buffers to the metric set and numbers the health
+// figures' aliases after the tags' again.
+func (n *Node) resize() {
+	k := len(n.tags)
+	n.cur, n.curText, n.pub, n.pubText = make([]tag.Sample, k), make([]string, k), make([]tag.Sample, k), make([]string, k)
+	clear(n.figAlias)
+	n.nextAlias = uint64(k)
+	n.figs, n.pubFigs = n.figs[:0], n.pubFigs[:0]
 }
 
 func (n *Node) deviceTopic(kind, dev string) string {
@@ -288,8 +335,77 @@ func (n *Node) Rebirth() {
 	}
 }
 
+// switchTo is a Switch handed to the run loop; done closes once it is served.
+type switchTo struct {
+	p    plant.Plant
+	ms   metricSet
+	done chan struct{}
+}
+
+// Switch makes the running node serve p in place of its plant (a new
+// generation of the partition) without ending its MQTT session: no NDEATH,
+// bdSeq unchanged. When p's metrics are the ones the node announced (same
+// tag names, types, devices and aliases, same health figures) data simply
+// continues as NDATA/DDATA against what was last reported. Otherwise the
+// node rebirths as the specification's rebirth requires (v3.0,
+// operational-behavior-data-commands-rebirth-action-1..3): DDEATH for the
+// devices that are gone, then one NBIRTH with seq 0 and the same bdSeq
+// carrying the new metrics, then a DBIRTH for every live device. A node
+// that is not born (no broker, or its primary host offline) births with the
+// new metrics when it next can. Switch waits, bounded by ctx, until the run
+// loop has switched; it fails when Run is not running.
+func (n *Node) Switch(ctx context.Context, p plant.Plant) error {
+	ms, err := newMetricSet(p.Tags())
+	if err != nil {
+		return err
+	}
+	req := switchTo{p: p, ms: ms, done: make(chan struct{})}
+	select {
+	case n.switches <- req:
+	case <-n.stopped:
+		return errors.New("sparkplug: switch: the node is not running")
+	case <-ctx.Done():
+		return fmt.Errorf("sparkplug: switch: %w", ctx.Err())
+	}
+	select {
+	case <-req.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sparkplug: switch: waiting for the rebirth: %w", ctx.Err())
+	}
+}
+
+// serveSwitch is Switch in the run loop.
+func (n *Node) serveSwitch(ctx context.Context, r switchTo) {
+	defer close(r.done)
+	figs := r.p.Health().Figures(nil)
+	n.p = r.p
+	if n.sameMetrics(r.ms, figs) {
+		// limits, deadbands and access may differ; the metrics do not
+		n.tags = r.ms.tags
+		n.log.Info("sparkplug: switched to a new plant with the same metrics")
+		return
+	}
+	if n.born {
+		for d := range n.devs {
+			if _, ok := r.ms.devIdx[n.devs[d].name]; !ok && n.devs[d].born {
+				n.ddeath(ctx, d)
+			}
+		}
+	}
+	n.metricSet = r.ms
+	n.resize()
+	n.log.Info("sparkplug: switched to a new plant with other metrics", "tags", len(n.tags), "devices", len(n.devs), "rebirth", n.born)
+	if n.born {
+		n.birth(ctx)
+	} else {
+		n.poll(false)
+	}
+}
+
 // Run serves until ctx ends. The store is closed when it returns.
 func (n *Node) Run(ctx context.Context) error {
+	defer close(n.stopped)
 	defer n.st.Close()
 	sessions := make(chan *mqttc.Conn)
 	inbox := make(chan inbound, 1024)
@@ -374,6 +490,8 @@ func (n *Node) Run(ctx context.Context) error {
 			if n.born {
 				n.birth(ctx)
 			}
+		case r := <-n.switches:
+			n.serveSwitch(ctx, r)
 		case <-poll.C:
 			n.poll(true)
 			if s := n.scan.Load(); s != scan {
@@ -595,8 +713,18 @@ func (n *Node) data(ctx context.Context, dev string, pl *sproto.Payload) {
 }
 
 // buffer appends a data payload to the store: [device name length u16][name][payload].
+//
+// Metrics are buffered with their names as well as their aliases: a Switch
+// may renumber the metrics before the record is replayed (see realias).
 func (n *Node) buffer(dev string, pl *sproto.Payload) {
 	pl.Seq = nil
+	for _, m := range pl.Metrics {
+		if m.Name == nil {
+			if name, ok := n.metricName(m.GetAlias()); ok {
+				m.Name = &name
+			}
+		}
+	}
 	b, err := proto.Marshal(pl)
 	if err != nil {
 		return
@@ -638,6 +766,9 @@ func (n *Node) replay(ctx context.Context) {
 			n.log.Error("sparkplug: undecodable buffered record skipped", "err", err)
 			return nil
 		}
+		if n.realias(dev, pl); len(pl.Metrics) == 0 {
+			return nil
+		}
 		for _, m := range pl.Metrics {
 			m.IsHistorical = boolp(true)
 		}
@@ -662,6 +793,42 @@ func (n *Node) replay(ctx context.Context) {
 	if err != nil {
 		n.log.Warn("sparkplug: replay interrupted", "err", err)
 	}
+}
+
+// metricName is the name of the metric born with alias a.
+func (n *Node) metricName(a uint64) (string, bool) {
+	if a < uint64(len(n.tags)) {
+		return n.tags[a].Name, true
+	}
+	for name, fa := range n.figAlias {
+		if fa == a {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// realias gives a buffered record's metrics the aliases their names have
+// in the metrics born now and drops the metrics not born now (on dev, with
+// that datatype); it strips the names again, as data messages carry
+// aliases only. Metrics buffered without a name keep their alias.
+func (n *Node) realias(dev string, pl *sproto.Payload) {
+	kept := pl.Metrics[:0]
+	for _, m := range pl.Metrics {
+		if m.Name != nil {
+			var a uint64
+			if id, ok := n.byName[m.GetName()]; ok && n.tags[id].Device == dev && sproto.DataType(m.GetDatatype()) == DataType(n.tags[id].Type) {
+				a = uint64(id)
+			} else if fa, ok := n.figAlias[m.GetName()]; ok && dev == "" {
+				a = fa
+			} else {
+				continue
+			}
+			m.Alias, m.Name = &a, nil
+		}
+		kept = append(kept, m)
+	}
+	pl.Metrics = kept
 }
 
 // integrity republishes every metric as data.
@@ -742,16 +909,17 @@ func (n *Node) command(ctx context.Context, dev string, mt *sproto.Payload_Metri
 		n.count.CountWrite(err)
 		return
 	}
+	p, name := n.p, n.tags[id].Name // a Switch may replace both meanwhile
 	go func() {
 		wctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout)
 		defer cancel()
-		res, err := n.p.Write(wctx, w)
+		res, err := p.Write(wctx, w)
 		n.count.CountWrite(err)
 		if err != nil {
-			n.log.Warn("sparkplug: write failed", "tag", n.tags[id].Name, "value", v, "err", err)
+			n.log.Warn("sparkplug: write failed", "tag", name, "value", v, "err", err)
 			return
 		}
-		n.log.Info("sparkplug: write applied", "tag", n.tags[id].Name, "value", v, "cycle", res.Cycle)
+		n.log.Info("sparkplug: write applied", "tag", name, "value", v, "cycle", res.Cycle)
 	}()
 }
 

@@ -251,6 +251,14 @@ func newCommander(t *testing.T, url string) *commander {
 	return &commander{t, c}
 }
 
+// state publishes the host scada's retained STATE.
+func (c *commander) state(online bool, ts int64) {
+	if err := c.c.Publish(context.Background(), mqttc.Message{Topic: "spBv1.0/STATE/scada", QoS: 1, Retain: true,
+		Payload: []byte(`{"online":` + strconv.FormatBool(online) + `,"timestamp":` + strconv.FormatInt(ts, 10) + `}`)}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 func (c *commander) send(topic string, ms ...*sproto.Payload_Metric) {
 	b, _ := proto.Marshal(&sproto.Payload{Timestamp: proto.Uint64(uint64(time.Now().UnixMilli())), Metrics: ms})
 	if err := c.c.Publish(context.Background(), mqttc.Message{Topic: topic, QoS: 1, Payload: b}); err != nil {
@@ -398,12 +406,7 @@ func TestPrimaryHostGatesBirth(t *testing.T) {
 	b := bridgetest.Mosquitto(t)
 	ch := subscribe(t, b.URL(false), mqttc.Options{})
 	host := newCommander(t, b.URL(false))
-	state := func(online bool, ts int64) {
-		if err := host.c.Publish(context.Background(), mqttc.Message{Topic: "spBv1.0/STATE/scada", QoS: 1, Retain: true,
-			Payload: []byte(`{"online":` + strconv.FormatBool(online) + `,"timestamp":` + strconv.FormatInt(ts, 10) + `}`)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	state := host.state
 	state(false, 1)
 	r := startNode(t, b.URL(false), t.TempDir(), func(c *sparkplug.Config) { c.PrimaryHost = "scada" })
 	time.Sleep(500 * time.Millisecond)

@@ -16,6 +16,8 @@ func commands() []*cobra.Command {
 		newLatencyCmd(),
 		newExecutiveCmd(),
 		newRunCmd(),
+		newStopCmd(),
+		newServiceCmd(),
 		newImageCmd(),
 		newPartitionCmd(),
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +11,9 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"github.com/mkrt/mkrt/configs"
@@ -38,9 +41,12 @@ func newRunCmd() *cobra.Command {
 			o.ConfigPath = args[0]
 			o.Backend = configs.Backend(backend)
 			out := cmd.OutOrStdout()
-			o.Ready = func(r deploy.Ready) { printReady(out, r) }
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			o.Ready = func(r deploy.Ready) {
+				printReady(out, r)
+				go notifySystemd(ctx, r.Socket, o.Log)
+			}
 			fmt.Fprintf(out, "mkrt: starting %s (Ctrl-C stops it)\n", args[0])
 			if err := deploy.Run(ctx, o); err != nil {
 				return err
@@ -155,4 +161,38 @@ func brokerHostPort(url string) (string, string) {
 		url = url[i+3:]
 	}
 	return splitHostPort(strings.TrimSuffix(url, "/"))
+}
+
+// notifySystemd tells systemd (a Type=notify unit) that the partition is
+// up, then pings its watchdog every half WatchdogSec while the control
+// socket answers a status request: a supervisor that hangs stops pinging
+// and systemd restarts it, and the new one adopts the running partition.
+// Outside systemd it does nothing.
+func notifySystemd(ctx context.Context, socket string, log *slog.Logger) {
+	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); !ok || err != nil {
+		return // not under systemd
+	}
+	every, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || every <= 0 {
+		return
+	}
+	c := control.NewClient(socket)
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			daemon.SdNotify(false, daemon.SdNotifyStopping)
+			return
+		case <-t.C:
+		}
+		sctx, cancel := context.WithTimeout(ctx, every/4)
+		_, err := c.Status(sctx)
+		cancel()
+		if err != nil {
+			log.Warn("systemd watchdog not pinged: the control socket does not answer", "err", err)
+			continue
+		}
+		daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+	}
 }

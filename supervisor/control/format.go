@@ -35,6 +35,16 @@ func WriteStatus(w io.Writer, st supervisor.Status) error {
 	if iso.NetNS != "" {
 		row("nics", "%s in netns %s", strings.Join(iso.NICs, ", "), iso.NetNS)
 	}
+	if o := st.Outputs; o.Driver != "" {
+		held := o.Driver
+		if o.Safe {
+			held += " (safe since " + o.Since.Format(time.RFC3339) + ")"
+		}
+		if o.Detail != "" && o.Driver != "partition" {
+			held += ": " + o.Detail
+		}
+		row("outputs", "%s", held)
+	}
 	row("restarts", "%d", st.Restarts)
 	if f := st.LastFault; f != nil {
 		row("last fault", "%s (%s)", f.Reason, f.Time.Format(time.RFC3339))

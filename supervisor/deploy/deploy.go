@@ -135,18 +135,30 @@ func Run(ctx context.Context, o Options) (err error) {
 			}()
 		}
 	}
-	g, err := d.newGeneration(1, cfg, cfg, "", "", ready)
+	found, err := d.resume(cfg)
 	if err != nil {
 		return err
 	}
-	d.cur, d.n = g, 1
+	n, gcfg, adopted := 1, cfg, supervisor.Partition(nil)
+	if found != nil {
+		n, gcfg, adopted = found.rec.Generation, found.cfg, found.part
+	}
+	g, err := d.newGeneration(n, gcfg, gcfg, "", "", ready, adopted)
+	if err != nil {
+		return err
+	}
+	d.cur, d.n = g, n
 	g.start()
+	if found != nil {
+		go d.adopted(g, found)
+	}
 	if err := g.serve(); err != nil {
 		g.stop()
 		return err
 	}
 	srv, err := control.Listen(o.Socket, &controller{d: d}, control.Options{Log: log})
 	if err != nil {
+		d.stopBridge()
 		g.stop()
 		return err
 	}
@@ -160,9 +172,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	err = d.wait(ctx)
 	cancel()
 	<-srvDone
-	// A hand-over in progress ends with ctx; then whichever generation
-	// serves stops.
+	// A hand-over in progress ends with ctx; then the bridge and whichever
+	// generation serves stop.
 	d.applyMu.Lock()
+	d.stopBridge()
 	d.current().stop()
 	d.applyMu.Unlock()
 	close(d.quit)

@@ -13,6 +13,7 @@ import (
 	"github.com/mkrt/mkrt/bridge"
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/io/modbus"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
@@ -20,8 +21,8 @@ import (
 )
 
 // deployment is what Run manages: the generation serving now (region,
-// partition under its supervisor, bridge, retain saver) and, during a
-// hand-over, the one replacing it.
+// partition under its supervisor, retain saver) and, during a hand-over,
+// the one replacing it, and the bridge, which outlives generations.
 type deployment struct {
 	o     Options // resolved: StateDir and Socket set
 	name  string
@@ -41,6 +42,11 @@ type deployment struct {
 	cur  *generation
 	n    int                  // generations made so far
 	last *supervisor.HandOver // the last hand-over, nil before one
+	// br serves the current generation to SCADA (nil before serve);
+	// stopBr and brDone end and await its Run.
+	br     *bridge.Bridge
+	stopBr context.CancelFunc
+	brDone chan struct{}
 }
 
 // event is a generation's partition or serving that ended by itself.
@@ -64,15 +70,11 @@ func (d *deployment) current() *generation {
 	return d.cur
 }
 
-// Links reports the current bridge's connections for mkrt status.
+// Links reports the bridge's connections for mkrt status.
 func (d *deployment) Links() []supervisor.Link {
-	g := d.current()
-	if g == nil {
-		return nil
-	}
-	g.mu.Lock()
-	br := g.br
-	g.mu.Unlock()
+	d.mu.Lock()
+	br := d.br
+	d.mu.Unlock()
 	if br == nil {
 		return nil
 	}
@@ -81,9 +83,9 @@ func (d *deployment) Links() []supervisor.Link {
 
 // generation is one incarnation of the partition: the config its executive
 // runs, its shared region, the partition under its supervisor and, while
-// it is the generation serving, the bridge and the retain saver on its
-// channel. The first is what mkrt run starts; each hand-over makes the
-// next.
+// it is the generation serving, the retain saver on its channel (and the
+// deployment's bridge serving it). The first is what mkrt run starts; each
+// hand-over makes the next.
 type generation struct {
 	d *deployment
 	n int
@@ -107,7 +109,6 @@ type generation struct {
 	supDone chan struct{}
 
 	mu        sync.Mutex
-	br        *bridge.Bridge
 	stopServe context.CancelFunc
 	serveDone chan struct{}
 }
@@ -123,9 +124,12 @@ func regionPath(name string, n int) string {
 
 // newGeneration creates and formats generation n's region and builds its
 // partition and supervisor; nothing runs yet. takeFrom is the region of
-// the generation to take over from ("" for a normal start). On error
-// nothing is left behind.
-func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile, takeFrom string, ready func(*generation)) (g *generation, err error) {
+// the generation to take over from ("" for a normal start). adopted, when
+// set, is the generation's partition already running (a previous
+// supervisor started it; see resume): its region is attached as it is,
+// and the supervisor watches it without a start. On error nothing is left
+// behind.
+func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile, takeFrom string, ready func(*generation), adopted supervisor.Partition) (g *generation, err error) {
 	tab, err := cfg.TagTable()
 	if err != nil {
 		return nil, err
@@ -147,8 +151,10 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 	if takeFrom != "" {
 		spec.Beside = d.current().part // keep clear of what it holds
 	}
-	if g.part, err = newPartition(d.ctx, spec, d.o); err != nil {
-		return nil, err
+	if g.part = adopted; g.part == nil {
+		if g.part, err = newPartition(d.ctx, spec, d.o); err != nil {
+			return nil, err
+		}
 	}
 	g.loc = shm.File(g.regionPath, size, true)
 	if l, ok := g.part.(supervisor.Locator); ok {
@@ -180,10 +186,16 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 			g.close()
 		}
 	}()
-	if err := shm.Format(g.region, layout); err != nil {
+	if adopted != nil {
+		// The running executive owns the region: attach as it is.
+	} else if err := shm.CheckNoWriter(d.ctx, g.region, 10*period(cfg)); err != nil {
+		name := g.regionName()
+		g.regionPath = "" // not ours to remove
+		return nil, fmt.Errorf("deploy: a control program still runs on %s but no mkrt run records it (its supervisor died before it could): stop it first (the pid is in the error): %w", name, err)
+	} else if err := shm.Format(g.region, layout); err != nil {
 		return nil, err
 	}
-	if takeFrom == "" {
+	if takeFrom == "" && adopted == nil {
 		if err := retain.Seed(d.ctx, g.region, layout, cfg, d.store, log); err != nil {
 			log.Warn("retained values not seeded into the shared region", "err", err)
 		}
@@ -195,7 +207,7 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 	period, missed := supervisor.HeartbeatFromConfig(cfg)
 	g.sup, err = supervisor.New(supervisor.Options{
 		Name: d.name, Partition: g.part, Heartbeat: g.ch, Period: period, Missed: missed,
-		StartTimeout: startTimeout(cfg), ExitOnGiveUp: true,
+		StartTimeout: startTimeout(cfg), ExitOnGiveUp: true, Adopted: adopted != nil, Started: g.writeRecord, SafeState: g.safeState,
 		Tasks: taskStats{g.ch}, Links: d, Log: log.With("component", "supervisor"),
 		Listeners: []supervisor.Listener{supervisor.ListenerFuncs{
 			Up: func(string) {
@@ -207,7 +219,10 @@ func (d *deployment) newGeneration(n int, cfg, applied *configs.Config, cfgFile,
 					}
 				})
 			},
-			Down: func(_ string, f supervisor.Fault) { g.ch.SetUp(false, f.Reason) },
+			Down: func(_ string, f supervisor.Fault) {
+				g.ch.SetUp(false, f.Reason)
+				removeRecord(d.o.StateDir, g.n)
+			},
 		}},
 	})
 	if err != nil {
@@ -272,47 +287,98 @@ func faultOf(st supervisor.Status) string {
 	return st.State.String()
 }
 
-// serve starts the bridge and the retain saver on the generation's channel.
+// serve serves the generation's channel to SCADA through the deployment's
+// bridge (serveBridge) and starts the retain saver on it.
 func (g *generation) serve() error {
 	d := g.d
+	if err := d.serveBridge(g); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	done := make(chan struct{})
+	g.mu.Lock()
+	g.stopServe, g.serveDone = cancel, done
+	g.mu.Unlock()
+	go func() {
+		defer close(done)
+		if err := retain.Keep(ctx, g.ch.Tags(), g.ch.Image, d.store, d.log); err != nil && !errors.Is(err, context.Canceled) {
+			d.report(event{g: g, what: "retain", err: err})
+		}
+	}()
+	return nil
+}
+
+// bridgeSwitchTimeout bounds a bridge's switch to the next generation,
+// writes to the old one still in flight included.
+const bridgeSwitchTimeout = 15 * time.Second
+
+// serveBridge serves g's channel to SCADA. The first generation served
+// starts the bridge; at a hand-over the running bridge switches to the
+// next generation, so SCADA keeps its broker sessions and sees no NDEATH,
+// only the Sparkplug rebirth a change of the metrics requires. A change the
+// bridge cannot take over live (bridge.ErrNotSwitchable names it: a listen
+// address, credentials, the Sparkplug ids, ...) or a failed switch
+// restarts the bridge on g instead, which SCADA sees as a disconnect.
+func (d *deployment) serveBridge(g *generation) error {
+	d.mu.Lock()
+	br := d.br
+	d.mu.Unlock()
+	if br != nil {
+		ctx, cancel := context.WithTimeout(d.ctx, bridgeSwitchTimeout)
+		err := br.Switch(ctx, g.cfg, g.ch)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		d.log.Warn("the bridge cannot switch to the new generation: restarting it, SCADA clients will reconnect", "generation", g.n, "err", err)
+		d.stopBridge()
+	}
 	br, err := bridge.New(g.cfg, g.ch, bridge.Options{Log: d.log.With("component", "bridge"), StateDir: d.o.StateDir, AuditPath: filepath.Join(d.o.StateDir, "audit.jsonl")})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(d.ctx)
 	done := make(chan struct{})
-	g.mu.Lock()
-	g.br, g.stopServe, g.serveDone = br, cancel, done
-	g.mu.Unlock()
-	var wg sync.WaitGroup
-	run := func(what string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				d.report(event{g: g, what: what, err: err})
-			}
-		}()
-	}
-	run("bridge", br.Run)
-	run("retain", func(ctx context.Context) error { return retain.Keep(ctx, g.ch.Tags(), g.ch.Image, d.store, d.log) })
-	go func() { wg.Wait(); close(done) }()
+	d.mu.Lock()
+	d.br, d.stopBr, d.brDone = br, cancel, done
+	d.mu.Unlock()
+	go func() {
+		defer close(done)
+		if err := br.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			d.report(event{what: "bridge", err: err})
+		}
+	}()
 	return nil
 }
 
-// bridgeStatus is the generation's bridge's status (zero before serve).
+// stopBridge stops the bridge (Sparkplug NDEATH, the embedded broker and
+// the listeners closed) and waits for it. It must come before the region
+// it serves is closed.
+func (d *deployment) stopBridge() {
+	d.mu.Lock()
+	stop, done := d.stopBr, d.brDone
+	d.br, d.stopBr, d.brDone = nil, nil, nil
+	d.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	stop()
+	<-done
+}
+
+// bridgeStatus is the bridge's status (zero before serve).
 func (g *generation) bridgeStatus() bridge.Status {
-	g.mu.Lock()
-	br := g.br
-	g.mu.Unlock()
+	g.d.mu.Lock()
+	br := g.d.br
+	g.d.mu.Unlock()
 	if br == nil {
 		return bridge.Status{}
 	}
 	return br.Status()
 }
 
-// stopServing stops the bridge (Sparkplug NDEATH, listeners closed) and
-// the retain saver (a last save), and waits for both.
+// stopServing stops the retain saver (a last save) and waits for it; the
+// bridge serves on (stopBridge).
 func (g *generation) stopServing() {
 	g.mu.Lock()
 	stop, done := g.stopServe, g.serveDone
@@ -380,4 +446,40 @@ func (g *generation) stop() {
 	g.stopServing()
 	g.stopPartition()
 	g.close()
+}
+
+// period is the heartbeat period of cfg's executive.
+func period(cfg *configs.Config) time.Duration {
+	p, _ := supervisor.HeartbeatFromConfig(cfg)
+	return p
+}
+
+// safeState drives the config's watchdog.safe_state outputs to their safe
+// values on the field devices, from this side, once the partition's
+// program is gone: through the same driver code the executive uses
+// (io/modbus), inside the partition's network when it has one of its own.
+func (g *generation) safeState(ctx context.Context, p supervisor.Partition) error {
+	if len(g.cfg.Watchdog.SafeState) == 0 {
+		return nil
+	}
+	log := g.d.log.With("component", "safe-state")
+	drive := func() error {
+		res, err := modbus.DriveSafe(ctx, g.cfg, modbus.SafeOptions{Logger: log})
+		for _, r := range res {
+			log.Info("safe state driven", "device", r.Device, "outputs", len(r.Outputs), "took", r.Elapsed, "err", r.Err)
+		}
+		return err
+	}
+	var err error
+	if n, ok := p.(supervisor.Networked); ok {
+		err = n.InNetwork(drive)
+	} else {
+		err = drive()
+	}
+	if err == nil {
+		// SCADA learns who holds the outputs (Executive/Fault).
+		_, why := g.ch.Up()
+		g.ch.SetUp(false, why+"; outputs held at their safe values by the supervisor")
+	}
+	return err
 }

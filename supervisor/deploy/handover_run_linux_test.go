@@ -153,12 +153,19 @@ func watchValves(ctx context.Context, t *testing.T, p *testPlant, next string, p
 // The running tank demo is handed over to a config with a changed block
 // structure: applied live, 0 missed cycles in mkrt status, the valve the
 // new program drives follows what the old one computes, the bridge serves
-// the new tags (Sparkplug NDEATH, then an NBIRTH with the new alarm), the
-// old region is gone, and Ctrl-C afterwards leaves nothing behind.
+// the new tags without SCADA noticing anything else — subscribers of the
+// embedded broker (mosquitto_sub with MQTT 3.1.1 and MQTT 5, a paho
+// client) stay connected and receive on, no NDEATH, one NBIRTH with the
+// new alarm —, the old region is gone, and Ctrl-C afterwards leaves
+// nothing behind.
 func TestRunHandOver(t *testing.T) {
-	broker := bridgetest.Mosquitto(t)
-	p := newPlant(t, plantOptions{level: 1.5, sp: 1.5, broker: broker.URL(false), standbyCPUs: "0"})
-	sub := subscribe(t, broker.Addr(), "", "", "spBv1.0/demo/#")
+	p := newPlant(t, plantOptions{level: 1.5, sp: 1.5, standbyCPUs: "0"})
+	topics := []string{"spBv1.0/demo/#", "mkrt/tank-1/#"}
+	subs := []*bridgetest.Sub{
+		bridgetest.MosquittoSub(t, bridgetest.SubOptions{Version: "mqttv311", Addr: p.mqttAddr, Username: "viewer", Password: "viewer-demo", Topics: topics}),
+		bridgetest.MosquittoSub(t, bridgetest.SubOptions{Version: "5", Addr: p.mqttAddr, Username: "viewer", Password: "viewer-demo", Topics: topics}),
+	}
+	sub := subscribe(t, p.mqttAddr, "scada", "scada-demo", "spBv1.0/demo/#")
 	eventually(t, 10*time.Second, "level good", func() (bool, string) { _, ok := p.good("level"); return ok, "" })
 	st1 := p.status()
 	next := p.region + "-2"
@@ -168,6 +175,10 @@ func TestRunHandOver(t *testing.T) {
 	w, stopWatch := watchValves(ctx, t, p, next, period)
 	time.Sleep(500 * time.Millisecond) // steps of the valve without a hand-over
 
+	subMarks := make([]int, len(subs))
+	for i, s := range subs {
+		subMarks[i] = len(s.Messages())
+	}
 	applied := time.Now()
 	res, err := p.apply(p.structuralChange(nil))
 	took := time.Since(applied)
@@ -224,15 +235,30 @@ func TestRunHandOver(t *testing.T) {
 		tv := p.tag("level_very_high")
 		return tv.Quality == "good", tv.Quality
 	})
-	eventually(t, 10*time.Second, "NDEATH then an NBIRTH with level_very_high", func() (bool, string) {
-		deaths := sub.since("spBv1.0/demo/NDEATH/tank-1", applied)
+	var bdSeq uint64
+	eventually(t, 10*time.Second, "an NBIRTH with level_very_high", func() (bool, string) {
 		for _, m := range sub.since("spBv1.0/demo/NBIRTH/tank-1", applied) {
-			if metricByName(decodeSparkplug(t, m.payload), "level_very_high") != nil {
-				return len(deaths) > 0 && !deaths[0].at.After(m.at), fmt.Sprintf("%d NDEATH", len(deaths))
+			if pl := decodeSparkplug(t, m.payload); metricByName(pl, "level_very_high") != nil {
+				bdSeq = metricByName(pl, "bdSeq").GetLongValue()
+				return true, ""
 			}
 		}
 		return false, "no NBIRTH with the new alarm"
 	})
+	for i, s := range subs {
+		eventually(t, 10*time.Second, s.String()+": the new NBIRTH and data after it", func() (bool, string) {
+			born, data := false, 0
+			for _, m := range s.Messages()[subMarks[i]:] {
+				switch {
+				case strings.Contains(m.Topic, "/NBIRTH/"):
+					born = metricByName(decodeSparkplug(t, m.Payload), "level_very_high") != nil
+				case born && strings.Contains(m.Topic, "DATA/"):
+					data++
+				}
+			}
+			return born && data > 0, fmt.Sprintf("NBIRTH %v, %d data messages after it", born, data)
+		})
+	}
 	if _, err := os.Stat(p.region); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("old region %s after the hand-over: %v; want it removed", p.region, err)
 	}
@@ -244,6 +270,45 @@ func TestRunHandOver(t *testing.T) {
 	r2 := p.regionAt(next)
 	c0 := r2.Heartbeat().Cycle
 	eventually(t, 5*time.Second, "generation 2 cycling", func() (bool, string) { return r2.Heartbeat().Cycle > c0+10, "" })
+
+	// What SCADA saw of the hand-over: one rebirth in the same session.
+	var seen []string
+	sub.mu.Lock()
+	msgs := append([]message(nil), sub.msgs...)
+	sub.mu.Unlock()
+	for _, m := range msgs {
+		kind := strings.Split(m.topic, "/")[2]
+		if m.at.Before(applied) || kind == "NDATA" || kind == "DDATA" {
+			continue
+		}
+		pl := decodeSparkplug(t, m.payload)
+		e := fmt.Sprintf("%s seq %d", strings.Join(strings.Split(m.topic, "/")[2:], " "), pl.GetSeq())
+		if bd := metricByName(pl, "bdSeq"); bd != nil {
+			e += fmt.Sprintf(" bdSeq %d", bd.GetLongValue())
+		}
+		seen = append(seen, e)
+	}
+	t.Logf("Sparkplug births and deaths since the apply (paho, bdSeq of the session %d): %s", bdSeq, strings.Join(seen, ", "))
+	if births, deaths := sub.since("spBv1.0/demo/NBIRTH/tank-1", applied), sub.since("spBv1.0/demo/NDEATH/tank-1", time.Time{}); len(births) != 1 || len(deaths) != 0 {
+		t.Errorf("%d NBIRTH and %d NDEATH since the apply; want one NBIRTH and no NDEATH", len(births), len(deaths))
+	}
+	if !sub.c.IsConnectionOpen() {
+		t.Errorf("the paho subscriber lost its connection")
+	}
+	for i, s := range subs {
+		births := 0
+		for _, m := range s.Messages()[subMarks[i]:] {
+			births += strings.Count(m.Topic, "/NBIRTH/")
+		}
+		for _, m := range s.Messages() {
+			if strings.Contains(m.Topic, "/NDEATH/") {
+				t.Errorf("%s received an NDEATH", s)
+			}
+		}
+		if !s.Running() || s.Connects() != 1 || births != 1 {
+			t.Errorf("%s: running %v after %d CONNECTs, %d NBIRTH since the apply; want running on its first connection and one NBIRTH:\n%s", s, s.Running(), s.Connects(), births, s.Log())
+		}
+	}
 
 	if err := p.stop(); err != nil {
 		t.Fatalf("clean stop after the hand-over: %v", err)

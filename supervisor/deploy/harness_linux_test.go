@@ -199,6 +199,10 @@ func newPlant(t *testing.T, o plantOptions) *testPlant {
 			t.Logf("deployment log of %s:\n%s", p.name, p.log.String())
 		}
 	})
+	// Registered before anything runs, so it runs last: a control program
+	// that outlived a killed mkrt run must not hold its CPUs into the next
+	// test.
+	t.Cleanup(func() { p.stopLeftover() })
 	if o.noRun {
 		return p
 	}
@@ -496,4 +500,16 @@ func modbusReadFloat(t *testing.T, addr string, reg uint16) float64 {
 		t.Fatalf("modbus: read holding %d: %v (%d bytes)", reg, err, len(b))
 	}
 	return float64(math.Float32frombits(binary.BigEndian.Uint32(b)))
+}
+
+// stopLeftover runs mkrt stop when a partition record is left (its mkrt
+// run was killed and nothing adopted the partition since).
+func (p *testPlant) stopLeftover() {
+	if _, err := os.Stat(filepath.Join(p.stateDir, "partition.json")); err != nil {
+		return
+	}
+	out, err := exec.Command(mkrtBin.path, "stop", p.name, "--state-dir", p.stateDir, "--socket", p.sock).CombinedOutput()
+	if err != nil {
+		p.t.Logf("mkrt stop of the leftover partition: %v\n%s", err, out)
+	}
 }

@@ -34,6 +34,14 @@ func newPartition(ctx context.Context, spec supervisor.Spec, o Options) (supervi
 	}
 }
 
+// InNetwork runs fn in the network of the program started last.
+func (p *standbyPartition) InNetwork(fn func() error) error {
+	if n, ok := p.cur().(supervisor.Networked); ok {
+		return n.InNetwork(fn)
+	}
+	return fn()
+}
+
 // Holds is the memory the program started last holds (a second kernel's),
 // so the generation after it keeps clear of it.
 func (p *standbyPartition) Holds() []kexec.Range { return kexec.HeldBy(p.cur()) }

@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,19 +67,43 @@ type NICRecord struct {
 	State LinkState `json:"state"`
 }
 
-// ErrGone is a recorded program that no longer runs (or whose pid is now
-// another process's).
-var ErrGone = errors.New("process: the recorded program is not running")
+var _ supervisor.Adopter = (*Partition)(nil)
 
-// Record is the partition's record while its program runs.
-func (p *Partition) Record() (Record, error) {
+// Record is the partition's Record, as JSON (supervisor.Adopter).
+func (p *Partition) Record() (json.RawMessage, error) {
+	r, err := p.Recorded()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(r)
+}
+
+// Adopt is AdoptRecord of a JSON Record (supervisor.Adopter).
+func (p *Partition) Adopt(rec json.RawMessage) error {
+	var r Record
+	if err := json.Unmarshal(rec, &r); err != nil {
+		return fmt.Errorf("process: bad record: %w", err)
+	}
+	return p.AdoptRecord(r)
+}
+
+// Reclaim is ReclaimRecord of a JSON Record (supervisor.Adopter).
+func (p *Partition) Reclaim(ctx context.Context, rec json.RawMessage) error {
+	var r Record
+	if err := json.Unmarshal(rec, &r); err != nil {
+		return fmt.Errorf("process: bad record: %w", err)
+	}
+	return p.ReclaimRecord(ctx, r)
+}
+
+// Recorded is the partition's record while its program runs.
+func (p *Partition) Recorded() (Record, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.run == nil || p.info.PID == 0 {
 		return Record{}, fmt.Errorf("process: partition %s: no program runs", p.cfg.Name)
 	}
-	r := Record{PID: p.run.pid, Start: p.run.start, BootID: bootID(p.cfg.FS, p.cfg.ProcRoot), NetNS: p.info.NetNS, Isolation: p.info.Isolation}
-	r.Isolation = p.info.Clone().Isolation
+	r := Record{PID: p.run.pid, Start: p.run.start, BootID: bootID(p.cfg.FS, p.cfg.ProcRoot), NetNS: p.info.NetNS, Isolation: p.info.Clone().Isolation}
 	if cg := p.cg; cg != nil {
 		r.Cgroup = &CgroupRecord{V2: cg.v2, Parent: cg.parent, Dir: cg.dir, Mode: cg.mode}
 	}
@@ -93,32 +118,32 @@ func (p *Partition) Record() (Record, error) {
 
 // Alive reports whether the program r records still runs: the same pid,
 // the same start time, in the same boot. When it does not, the error
-// (wrapping ErrGone) says why.
+// (wrapping supervisor.ErrGone) says why.
 func (p *Partition) Alive(r Record) error {
 	if r.PID <= 0 {
-		return fmt.Errorf("%w: no pid recorded", ErrGone)
+		return fmt.Errorf("%w: no pid recorded", supervisor.ErrGone)
 	}
 	if b := bootID(p.cfg.FS, p.cfg.ProcRoot); r.BootID != "" && b != "" && b != r.BootID {
-		return fmt.Errorf("%w: pid %d ran in an earlier boot", ErrGone, r.PID)
+		return fmt.Errorf("%w: pid %d ran in an earlier boot", supervisor.ErrGone, r.PID)
 	}
 	start, err := processStart(p.cfg.ProcRoot, r.PID)
 	if err != nil {
-		return fmt.Errorf("%w: pid %d: %v", ErrGone, r.PID, err)
+		return fmt.Errorf("%w: pid %d: %v", supervisor.ErrGone, r.PID, err)
 	}
 	if start != r.Start {
-		return fmt.Errorf("%w: pid %d is another process now (started at %d, recorded %d)", ErrGone, r.PID, start, r.Start)
+		return fmt.Errorf("%w: pid %d is another process now (started at %d, recorded %d)", supervisor.ErrGone, r.PID, start, r.Start)
 	}
 	return nil
 }
 
-// Adopt takes over the running program r records, which an earlier
+// AdoptRecord takes over the running program r records, which an earlier
 // supervisor started and left behind: the partition is started as far as
 // Stop and Kill are concerned (Stop ends the program and undoes the
 // recorded host preparation), Wait returns when the program ends (its exit
 // status is not known to a supervisor that is not its parent), and Console
 // follows its console file. It fails with ErrGone when the program no
 // longer runs (Reclaim then undoes what it left).
-func (p *Partition) Adopt(r Record) error {
+func (p *Partition) AdoptRecord(r Record) error {
 	if err := p.Alive(r); err != nil {
 		return err
 	}
@@ -144,10 +169,10 @@ func (p *Partition) Adopt(r Record) error {
 	return nil
 }
 
-// Reclaim undoes the host preparation r records once its program is gone
-// (a supervisor that was killed left the cpuset, the moved IRQs and the
-// NICs' namespace behind). It refuses while the program runs.
-func (p *Partition) Reclaim(ctx context.Context, r Record) error {
+// ReclaimRecord undoes the host preparation r records once its program is
+// gone (a supervisor that was killed left the cpuset, the moved IRQs and
+// the NICs' namespace behind). It refuses while the program runs.
+func (p *Partition) ReclaimRecord(ctx context.Context, r Record) error {
 	if err := p.Alive(r); err == nil {
 		return fmt.Errorf("process: partition %s: pid %d still runs; stop it or adopt it", p.cfg.Name, r.PID)
 	}
@@ -240,7 +265,8 @@ func (p *Partition) follow(ended *supervisor.Ending, from int64) {
 	}
 }
 
-// processStart is field 22 of /proc/<pid>/stat, the process's start time.
+// processStart is field 22 of /proc/<pid>/stat, the process's start time;
+// an error for a process that has ended (a zombie not yet reaped).
 func processStart(procRoot string, pid int) (uint64, error) {
 	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -255,6 +281,9 @@ func processStart(procRoot string, pid int) (uint64, error) {
 	f := strings.Fields(s[i+1:])
 	if len(f) < 20 {
 		return 0, fmt.Errorf("process: %s/%d/stat: %d fields after the command", procRoot, pid, len(f))
+	}
+	if f[0] == "Z" || f[0] == "X" {
+		return 0, fmt.Errorf("process: pid %d has ended (state %s)", pid, f[0])
 	}
 	return strconv.ParseUint(f[19], 10, 64)
 }

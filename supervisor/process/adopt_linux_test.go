@@ -24,7 +24,7 @@ func TestProcessAdoptedByALaterSupervisor(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitBeat(t, hb)
-	rec, err := first.Record()
+	rec, err := first.Recorded()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestProcessAdoptedByALaterSupervisor(t *testing.T) {
 	if err := later.Alive(process.Record{PID: rec.PID, Start: rec.Start + 1}); err == nil {
 		t.Fatal("a pid with another start time counts as the recorded program")
 	}
-	if err := later.Adopt(rec); err != nil {
+	if err := later.AdoptRecord(rec); err != nil {
 		t.Fatal(err)
 	}
 	if in := later.Info(); in.PID != rec.PID || in.NetNS != "mkrt-p1" || in.IRQsMoved != 3 || in.CPUSet != "v1 exclusive" {
@@ -75,12 +75,12 @@ func TestProcessReclaimsWhatAKilledSupervisorLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitBeat(t, hb)
-	rec, err := first.Record()
+	rec, err := first.Recorded()
 	if err != nil {
 		t.Fatal(err)
 	}
 	later, _ := newPartition(t, fs, net, "run", nil)
-	if err := later.Reclaim(ctx(t), rec); err == nil {
+	if err := later.ReclaimRecord(ctx(t), rec); err == nil {
 		t.Fatal("reclaimed the host preparation of a program that runs")
 	}
 	if err := syscall.Kill(rec.PID, syscall.SIGKILL); err != nil {
@@ -91,10 +91,27 @@ func TestProcessReclaimsWhatAKilledSupervisorLeft(t *testing.T) {
 	for later.Alive(rec) == nil && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := later.Reclaim(ctx(t), rec); err != nil {
+	if err := later.ReclaimRecord(ctx(t), rec); err != nil {
 		t.Fatal(err)
 	}
 	if after := snapshot(fs, net); after != before {
 		t.Fatalf("host not restored:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// A cpuset a killed supervisor left holds the partition's CPUs
+// exclusively; the kernel only says EINVAL, so the error names it.
+func TestProcessNamesTheCpusetThatHoldsItsCPUs(t *testing.T) {
+	fs, net := v1Host(), supervisortest.NewNet(map[string]string{"eth1": "192.168.7.1/24"})
+	fs.Mkdir("/sys/fs/cgroup/cpuset/mkrt")
+	fs.Mkdir("/sys/fs/cgroup/cpuset/mkrt/old")
+	fs.WriteFile("/sys/fs/cgroup/cpuset/mkrt/old/cpuset.cpus", []byte("3\n"))
+	fs.WriteFile("/sys/fs/cgroup/cpuset/mkrt/old/cpuset.cpu_exclusive", []byte("1\n"))
+	fs.WriteFile("/sys/fs/cgroup/cpuset/mkrt/old/tasks", []byte(""))
+	fs.Fail("write", "/sys/fs/cgroup/cpuset/mkrt/p1/cpuset.cpus", syscall.EINVAL)
+	p, _ := newPartition(t, fs, net, "run", nil)
+	err := p.Start(ctx(t))
+	if err == nil || !strings.Contains(err.Error(), "the empty cpuset /sys/fs/cgroup/cpuset/mkrt/old holds them") || !strings.Contains(err.Error(), "mkrt stop old") {
+		t.Fatalf("Start = %v", err)
 	}
 }

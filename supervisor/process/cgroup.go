@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mkrt/mkrt/configs"
 )
 
 // cpuset is the partition's cpuset cgroup (v2 or v1).
@@ -140,6 +143,9 @@ func (c *cpuset) setupV1(root, name, cpus string) error {
 	}
 	for _, kv := range [][2]string{{"cpuset.cpus", cpus}, {"cpuset.mems", mems}} {
 		if err := c.write(path.Join(c.dir, kv[0]), kv[1]); err != nil {
+			if kv[0] == "cpuset.cpus" {
+				return errors.Join(err, c.heldBy(name, cpus))
+			}
 			return err
 		}
 	}
@@ -185,4 +191,38 @@ func (c *cpuset) remove(ctx context.Context) error {
 		return fmt.Errorf("process: cpuset: %w", err)
 	}
 	return nil
+}
+
+// heldBy names the sibling cpusets that hold cpus exclusively, the usual
+// reason the kernel refuses them (EINVAL): another partition, or one a
+// killed supervisor left (empty, with no task).
+func (c *cpuset) heldBy(name, cpus string) error {
+	want, err := configs.ParseCPUList(cpus)
+	if err != nil {
+		return nil
+	}
+	entries, err := c.fs.ReadDir(c.parent)
+	if err != nil {
+		return nil
+	}
+	var held []string
+	for _, e := range entries {
+		dir := path.Join(c.parent, e)
+		if e == name || strings.TrimSpace(c.read(path.Join(dir, "cpuset.cpu_exclusive"))) != "1" {
+			continue
+		}
+		theirs, err := configs.ParseCPUList(strings.TrimSpace(c.read(path.Join(dir, "cpuset.cpus"))))
+		if err != nil || !slices.ContainsFunc(theirs, func(x int) bool { return slices.Contains(want, x) }) {
+			continue
+		}
+		note := "partition " + e + " holds them"
+		if strings.TrimSpace(c.read(path.Join(dir, "tasks"))) == "" {
+			note = "the empty cpuset " + dir + " holds them (left by a killed supervisor: mkrt stop " + e + ", or rmdir it)"
+		}
+		held = append(held, note)
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	return fmt.Errorf("process: cpuset: cpus %s are taken: %s", cpus, strings.Join(held, "; "))
 }

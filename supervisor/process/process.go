@@ -95,6 +95,9 @@ type SharedMemory struct {
 	Size int64
 }
 
+// maxConsoleFile is the size at which a start moves the console file aside.
+const maxConsoleFile = 4 << 20
+
 // Partition is a process partition; it implements supervisor.Partition.
 type Partition struct {
 	cfg     Config
@@ -311,6 +314,19 @@ func (p *Partition) restoreIRQs(context.Context) error {
 	return restoreIRQs(p.cfg.FS, p.cfg.ProcRoot, moved)
 }
 
+// InNetwork runs fn inside the partition's network namespace while it has
+// one (its dedicated NICs were assigned), else directly
+// (supervisor.Networked).
+func (p *Partition) InNetwork(fn func() error) error {
+	p.mu.Lock()
+	ns, net := p.info.NetNS, p.cfg.Net
+	p.mu.Unlock()
+	if ns == "" || net == nil {
+		return fn()
+	}
+	return net.Do(ns, fn)
+}
+
 // NetNS is the name of the partition's network namespace.
 func (p *Partition) NetNS() string { return "mkrt-" + p.cfg.Name }
 
@@ -451,6 +467,9 @@ func (p *Partition) startChild(ctx context.Context) error {
 	var logFile *os.File
 	var logFrom int64
 	if p.cfg.ConsoleFile != "" {
+		if fi, err := os.Stat(p.cfg.ConsoleFile); err == nil && fi.Size() > maxConsoleFile {
+			_ = os.Rename(p.cfg.ConsoleFile, p.cfg.ConsoleFile+".1") // keep one older file
+		}
 		f, err := os.OpenFile(p.cfg.ConsoleFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 		if err != nil {
 			return fmt.Errorf("process: console file: %w", err)

@@ -9,6 +9,14 @@ import (
 	"github.com/mkrt/mkrt/supervisor"
 )
 
+// consoleFile is where the program's output goes: <state dir>/<instance>.console.
+func consoleFile(spec supervisor.Spec) string {
+	if spec.StateDir == "" {
+		return ""
+	}
+	return filepath.Join(spec.StateDir, spec.Instance+".console")
+}
+
 // FromConfig builds the process partition of one generation: the
 // executive runs as `mkrt executive` (spec.Executable, else this binary)
 // on the config file and the region, on the partition's CPUs at the
@@ -59,5 +67,7 @@ func FromConfig(spec supervisor.Spec) (*Partition, error) {
 		Priority: prio,
 		NICs:     nics,
 		Log:      log,
+		// A file, not a pipe: the program outlives this supervisor.
+		ConsoleFile: consoleFile(spec),
 	})
 }
