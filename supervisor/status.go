@@ -3,8 +3,9 @@ package supervisor
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/mkrt/mkrt/shm/wire"
 	"time"
+
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // State is where a partition is in its life, as the supervisor sees it.

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mkrt/mkrt/shm/wire"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // Listener learns when a partition comes up (first heartbeat after a start)

@@ -36,6 +36,8 @@ func newStopCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", "", "the partition's state directory, as given to mkrt run (default /var/lib/mkrt/NAME as root)")
+	cmd.Flags().StringVar(&o.Kernel, "kernel", "", "vm and second-kernel backends: the kernel image given to mkrt run")
+	cmd.Flags().StringVar(&o.Init, "init", "", "vm and second-kernel backends: the mkrt-init binary given to mkrt run")
 	cmd.Flags().StringVar(&o.Socket, "socket", "", "control socket of its mkrt run, if any (default "+control.SocketPath("NAME")+")")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkrt/mkrt/bridge/bridgetest"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
+	"github.com/mkrt/mkrt/supervisor/control"
 )
 
 // runProcess is `mkrt run` of the plant's config as a process of its own,
@@ -27,11 +30,16 @@ type runProcess struct {
 }
 
 func (p *testPlant) runProcess(env ...string) *runProcess {
-	t := p.t
+	p.t.Helper()
+	return startRun(p.t, p.log, env, p.cfgPath, "--state-dir", p.stateDir, "--socket", p.sock)
+}
+
+// startRun starts `mkrt run -v args...` with env added, its output to log.
+func startRun(t *testing.T, log io.Writer, env []string, args ...string) *runProcess {
 	t.Helper()
-	cmd := exec.Command(mkrtBinary(t), "run", p.cfgPath, "--state-dir", p.stateDir, "--socket", p.sock, "-v")
+	cmd := exec.Command(mkrtBinary(t), append(append([]string{"run"}, args...), "-v")...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = p.log, p.log
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -69,14 +77,19 @@ func (p *testPlant) awaitRunning(r *runProcess) supervisor.Status {
 // watchRegion attaches to the plant's region from outside any supervisor.
 func (p *testPlant) watchRegion() *shm.Reader {
 	p.t.Helper()
-	region, err := shm.Open(shm.File(p.region, 0, false))
+	return watchRegion(p.t, p.region)
+}
+
+func watchRegion(t *testing.T, path string) *shm.Reader {
+	t.Helper()
+	region, err := shm.Open(shm.File(path, 0, false))
 	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
-	p.t.Cleanup(func() { region.Close() })
+	t.Cleanup(func() { region.Close() })
 	r, err := shm.AttachReader(region, nil, shm.ReaderOptions{})
 	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return r
 }
@@ -237,4 +250,74 @@ func TestRunNotifiesSystemd(t *testing.T) {
 	}
 	run.cmd.Process.Signal(os.Interrupt)
 	<-run.done
+}
+
+// The guest outlives mkrt run too: after kill -9 of mkrt run the PREEMPT_RT
+// guest keeps cycling (QEMU is not killed with its supervisor), and the
+// next mkrt run adopts it — the same QEMU, the cycle counter continuing.
+func TestRunVMKilledGuestIsAdopted(t *testing.T) {
+	init := vmInit(t)
+	dir := t.TempDir()
+	name := "vmad-" + randHex(t, 3)
+	cfgPath := filepath.Join(dir, name+".yaml")
+	mqtt := fmt.Sprintf("127.0.0.1:%d", bridgetest.FreePort(t))
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(vmLoop, name, "", "", mqtt)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stateDir, sock := filepath.Join(dir, "state"), filepath.Join(dir, "ctl.sock")
+	log := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("mkrt run log:\n%s", log.String())
+		}
+		exec.Command(mkrtBinary(t), "stop", name, "--state-dir", stateDir, "--socket", sock, "--init", init).Run()
+	})
+	args := []string{cfgPath, "--state-dir", stateDir, "--socket", sock, "--init", init}
+	client := control.NewClient(sock)
+	awaitRunning := func(r *runProcess) supervisor.Status {
+		var st supervisor.Status
+		eventually(t, 240*time.Second, "the guest running", func() (bool, string) {
+			select {
+			case <-r.done:
+				t.Fatalf("mkrt run ended: %v", r.cmd.ProcessState)
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			var err error
+			st, err = client.Status(ctx)
+			return err == nil && st.State == supervisor.Running && st.Exec == wire.Running, fmt.Sprintf("%s %v", st.State, err)
+		})
+		return st
+	}
+	first := startRun(t, log, nil, args...)
+	st := awaitRunning(first)
+	qemu := st.PID
+	hb := watchRegion(t, "/dev/shm/mkrt-"+name)
+	first.cmd.Process.Signal(syscall.SIGKILL)
+	<-first.done
+	c0 := hb.Heartbeat().Cycle
+	time.Sleep(3 * time.Second)
+	c1 := hb.Heartbeat().Cycle
+	t.Logf("after kill -9 of mkrt run: the guest ran %d cycles in 3s (100 ms period)", c1-c0)
+	if !alive(qemu) || c1-c0 < 20 {
+		t.Fatalf("the guest stopped with its supervisor: qemu alive %v, %d cycles", alive(qemu), c1-c0)
+	}
+	second := startRun(t, log, nil, args...)
+	st2 := awaitRunning(second)
+	if st2.PID != qemu || st2.Cycle < c1 {
+		t.Fatalf("after mkrt run again: qemu %d at cycle %d, want the adopted %d past cycle %d", st2.PID, st2.Cycle, qemu, c1)
+	}
+	if !strings.Contains(log.String(), "adopted "+name) {
+		t.Errorf("mkrt run did not say it adopted the guest")
+	}
+	second.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-second.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("mkrt run did not stop within 60s of Ctrl-C")
+	}
+	if alive(qemu) {
+		t.Fatalf("qemu %d still runs after a clean stop", qemu)
+	}
 }

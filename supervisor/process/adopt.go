@@ -5,11 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/supervisor"
@@ -103,7 +99,7 @@ func (p *Partition) Recorded() (Record, error) {
 	if p.run == nil || p.info.PID == 0 {
 		return Record{}, fmt.Errorf("process: partition %s: no program runs", p.cfg.Name)
 	}
-	r := Record{PID: p.run.pid, Start: p.run.start, BootID: bootID(p.cfg.FS, p.cfg.ProcRoot), NetNS: p.info.NetNS, Isolation: p.info.Clone().Isolation}
+	r := Record{PID: p.run.pid, Start: p.run.start, BootID: supervisor.BootID(p.cfg.FS.ReadFile, p.cfg.ProcRoot), NetNS: p.info.NetNS, Isolation: p.info.Clone().Isolation}
 	if cg := p.cg; cg != nil {
 		r.Cgroup = &CgroupRecord{V2: cg.v2, Parent: cg.parent, Dir: cg.dir, Mode: cg.mode}
 	}
@@ -123,10 +119,10 @@ func (p *Partition) Alive(r Record) error {
 	if r.PID <= 0 {
 		return fmt.Errorf("%w: no pid recorded", supervisor.ErrGone)
 	}
-	if b := bootID(p.cfg.FS, p.cfg.ProcRoot); r.BootID != "" && b != "" && b != r.BootID {
+	if b := supervisor.BootID(p.cfg.FS.ReadFile, p.cfg.ProcRoot); r.BootID != "" && b != "" && b != r.BootID {
 		return fmt.Errorf("%w: pid %d ran in an earlier boot", supervisor.ErrGone, r.PID)
 	}
-	start, err := processStart(p.cfg.ProcRoot, r.PID)
+	start, err := supervisor.ProcessStart(p.cfg.ProcRoot, r.PID)
 	if err != nil {
 		return fmt.Errorf("%w: pid %d: %v", supervisor.ErrGone, r.PID, err)
 	}
@@ -222,76 +218,24 @@ func (p *Partition) restore(r Record) {
 // watch follows an adopted program, which is not this process's child:
 // its run ends when the program ends.
 func (p *Partition) watch(pid int) (*supervisor.Ending, error) {
-	e := supervisor.NewEnding()
-	done, err := watchPID(pid)
-	if err != nil {
-		return nil, fmt.Errorf("process: watch adopted pid %d: %w", pid, err)
-	}
-	p.life.Running(e)
-	go func() {
-		<-done
+	e, err := supervisor.WatchEnding(pid, func() supervisor.Exit {
 		p.mu.Lock()
 		p.info.PID = 0
 		p.mu.Unlock()
 		x := supervisor.Exit{Code: -1, Signal: "ended (adopted: its exit status is known only to its parent)", Time: p.cfg.Clock.Now()}
 		p.log.Info("partition program ended", "how", x.String())
-		e.End(x)
-	}()
+		return x
+	})
+	if err != nil {
+		return nil, fmt.Errorf("process: watch adopted pid %d: %w", pid, err)
+	}
+	p.life.Running(e)
 	return e, nil
 }
 
-// follow copies what the program appends to its console file into the
-// console ring, from offset from, until its run ended (and a last read).
+// follow copies the console file into the console ring until ended.
 func (p *Partition) follow(ended *supervisor.Ending, from int64) {
-	f, err := os.Open(p.cfg.ConsoleFile)
-	if err != nil {
+	if err := supervisor.FollowFile(ended, p.cfg.ConsoleFile, from, p.console); err != nil {
 		p.log.Warn("console file unreadable", "err", err)
-		return
 	}
-	defer f.Close()
-	if _, err := f.Seek(from, io.SeekStart); err != nil {
-		return
-	}
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		_, _ = io.Copy(p.console, f)
-		select {
-		case <-ended.Done():
-			_, _ = io.Copy(p.console, f)
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// processStart is field 22 of /proc/<pid>/stat, the process's start time;
-// an error for a process that has ended (a zombie not yet reaped).
-func processStart(procRoot string, pid int) (uint64, error) {
-	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	// comm (field 2) is in parentheses and may hold spaces: count after it.
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("process: %s/%d/stat: no command field", procRoot, pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("process: %s/%d/stat: %d fields after the command", procRoot, pid, len(f))
-	}
-	if f[0] == "Z" || f[0] == "X" {
-		return 0, fmt.Errorf("process: pid %d has ended (state %s)", pid, f[0])
-	}
-	return strconv.ParseUint(f[19], 10, 64)
-}
-
-func bootID(fsys FS, procRoot string) string {
-	b, err := fsys.ReadFile(procRoot + "/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }

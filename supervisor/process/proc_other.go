@@ -17,10 +17,6 @@ var (
 
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
-func watchPID(pid int) (<-chan struct{}, error) {
-	return nil, fmt.Errorf("process: adopting pid %d: not supported on this platform", pid)
-}
-
 func signalGroup(pid int, sig signal) error {
 	p, err := os.FindProcess(pid)
 	if err != nil {

@@ -495,7 +495,7 @@ func (p *Partition) startChild(ctx context.Context) error {
 	// The run first: until Running, a signal sees the last run ended and
 	// sends nothing.
 	run := &program{pid: cmd.Process.Pid}
-	run.start, _ = processStart(p.cfg.ProcRoot, run.pid)
+	run.start, _ = supervisor.ProcessStart(p.cfg.ProcRoot, run.pid)
 	p.mu.Lock()
 	p.run = run
 	p.info.PID = cmd.Process.Pid

@@ -89,6 +89,10 @@ func FromConfig(ctx context.Context, spec supervisor.Spec) (*VM, error) {
 	log.Info("accelerator", "accel", acc.Name, "why", acc.Why)
 	o := Options{Name: spec.Instance, QEMU: qemu, HostCPUs: append([]int{0}, cfg.Partition.CPUs...), RunDir: spec.StateDir, Log: log,
 		ConsoleLog: consoleLog{log}, Halt: spec.Halt}
+	if spec.StateDir != "" {
+		// A file, not a pipe: the guest outlives this supervisor.
+		o.ConsoleFile = filepath.Join(spec.StateDir, spec.Instance+".console")
+	}
 	o.Tap, o.HostAddress, o.Bridge = nic.tap, nic.hostAddress, nic.bridge
 	o.QEMU.NIC = nic.qemu
 	return New(o), nil

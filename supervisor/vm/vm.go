@@ -42,6 +42,10 @@ type Options struct {
 	ConsoleLines int
 	// ConsoleLog, if set, also receives every console line.
 	ConsoleLog io.Writer
+	// ConsoleFile, when set, is where QEMU's output (the guest's serial
+	// console) goes, appended: a file, not a pipe, so QEMU outlives the
+	// supervisor and a later one that adopts the guest reads on.
+	ConsoleFile string
 	// Clock times the steps and the exit; default the real clock.
 	Clock supervisor.Clock
 }
@@ -56,7 +60,10 @@ type VM struct {
 
 	mu   sync.Mutex
 	qemu Config // this start's invocation (the tap's NIC filled in)
-	cmd  *exec.Cmd
+	pid  int    // QEMU's, 0 before the first start
+	// start is QEMU's start time in /proc, which names it to a later
+	// supervisor (Record).
+	start uint64
 	// proc is how this start's QEMU process ends, run how the partition's
 	// run ends (Wait): with proc, or earlier, when the guest's watchdog
 	// fires and QEMU holds the paused guest until it is stopped.
@@ -135,7 +142,7 @@ func (v *VM) Start(ctx context.Context) error {
 	return v.life.Start(ctx, func() []supervisor.Step {
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		v.qemu, v.cmd, v.proc, v.run = v.o.QEMU, nil, nil, nil
+		v.qemu, v.pid, v.start, v.proc, v.run = v.o.QEMU, 0, 0, nil, nil
 		v.info = supervisor.Info{Isolation: supervisor.Isolation{CPUSet: "none", CPUs: configs.CPUList(v.o.HostCPUs).String()}}
 		return v.Steps()
 	})
@@ -191,14 +198,30 @@ func (v *VM) startQEMU(context.Context) error {
 	_ = os.Remove(qemu.QMP)
 	_ = os.Remove(qemu.Events)
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A session of its own and no parent-death signal: the guest (the
+	// plant's controller) outlives the supervisor, and a later one adopts
+	// it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Stdout, cmd.Stderr = v.console, v.console
+	var from int64
+	if v.o.ConsoleFile != "" {
+		f, err := os.OpenFile(v.o.ConsoleFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("vm: console file: %w", err)
+		}
+		defer f.Close() // QEMU has its own copy
+		if fi, err := f.Stat(); err == nil {
+			from = fi.Size()
+		}
+		cmd.Stdout, cmd.Stderr = f, f
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("vm: start %s: %w (install Debian qemu-system-x86)", bin, err)
 	}
+	start, _ := supervisor.ProcessStart("/proc", cmd.Process.Pid)
 	// From here Kill ends this QEMU (proc is nil until it is reaped).
 	v.mu.Lock()
-	v.cmd = cmd
+	v.pid, v.start = cmd.Process.Pid, start
 	v.info.PID = cmd.Process.Pid
 	if qemu.Accel != "kvm" {
 		v.info.Degradations = append(v.info.Degradations, "accel: tcg (software emulation; latency figures are not representative)")
@@ -211,13 +234,27 @@ func (v *VM) startQEMU(context.Context) error {
 		v.mu.Unlock()
 		v.log.Info("qemu ended", "how", e.String())
 	})
+	v.running(proc, qemu.Events, from)
+	return nil
+}
+
+// running makes proc (how QEMU ends) this start's, and the partition's run
+// end with it or with a guest event (watch); the console file is followed
+// from offset from.
+func (v *VM) running(proc *supervisor.Ending, events string, from int64) {
 	run := supervisor.NewEnding()
 	v.life.Running(run)
 	v.mu.Lock()
 	v.proc, v.run = proc, run
 	v.mu.Unlock()
-	go v.watch(proc, run, qemu.Events)
-	return nil
+	go v.watch(proc, run, events)
+	if v.o.ConsoleFile != "" {
+		go func() {
+			if err := supervisor.FollowFile(proc, v.o.ConsoleFile, from, v.console); err != nil {
+				v.log.Warn("console file unreadable", "err", err)
+			}
+		}()
+	}
 }
 
 // dialEvents connects to QEMU's event socket, bounded by 10s and QEMU's
@@ -437,9 +474,9 @@ func remaining(ctx context.Context, max time.Duration) time.Duration {
 // has ended already (its group id may be another's by now).
 func (v *VM) Kill() error {
 	v.mu.Lock()
-	cmd, e := v.cmd, v.proc
+	pid, e := v.pid, v.proc
 	v.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
+	if pid == 0 {
 		return fmt.Errorf("vm: partition %w", supervisor.ErrNotStarted)
 	}
 	if e != nil {
@@ -449,8 +486,8 @@ func (v *VM) Kill() error {
 		default:
 		}
 	}
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("vm: kill(-%d, SIGKILL): %w", cmd.Process.Pid, err)
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("vm: kill(-%d, SIGKILL): %w", pid, err)
 	}
 	return nil
 }
