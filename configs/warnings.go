@@ -12,10 +12,12 @@ func (c *Config) Warnings() Errors {
 	var ws Errors
 	reachable := c.Partition.Backend == BackendProcess || c.Partition.Backend == ""
 	if c.Partition.Backend == BackendVM {
-		// A tap is on the host; a passed-through PCI NIC is not.
+		// A tap with a host address is reachable from the host; a
+		// passed-through PCI NIC is not, nor a tap on a bridge the host
+		// has no address on.
 		reachable = true
 		for _, n := range c.Partition.NICs {
-			if n.PCI != "" {
+			if n.PCI != "" || n.Bridge != "" {
 				reachable = false
 			}
 		}

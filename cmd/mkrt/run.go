@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/pid1"
 	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/supervisor/control"
 	"github.com/mkrt/mkrt/supervisor/deploy"
@@ -28,6 +29,8 @@ func newRunCmd() *cobra.Command {
 	var o deploy.Options
 	var backend string
 	var verbose bool
+	var hostWatchdog string
+	var hostWatchdogTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "run CONFIG",
 		Short: "run a control config: supervisor, partition, bridge and broker (Ctrl-C stops it cleanly)",
@@ -46,6 +49,11 @@ func newRunCmd() *cobra.Command {
 			o.Ready = func(r deploy.Ready) {
 				printReady(out, r)
 				go notifySystemd(ctx, r.Socket, o.Log)
+				if hostWatchdog != "" {
+					go feedHostWatchdog(ctx, r.Socket, o.Log, func() (pid1.Watchdog, error) {
+						return pid1.OpenWatchdog(hostWatchdog, hostWatchdogTimeout)
+					})
+				}
 			}
 			fmt.Fprintf(out, "mkrt: starting %s (Ctrl-C stops it)\n", args[0])
 			if err := deploy.Run(ctx, o); err != nil {
@@ -63,6 +71,8 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.Jailhouse.Loader, "jailhouse-loader", "", "jailhouse backend: Jailhouse's linux-loader.bin (default: where make install puts it)")
 	cmd.Flags().StringVar(&o.Jailhouse.SystemConfig, "jailhouse-system-config", "", "jailhouse backend: root-cell config to enable the hypervisor with when it is not enabled")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log every component's progress")
+	cmd.Flags().StringVar(&hostWatchdog, "host-watchdog", "", "feed this host watchdog device (e.g. /dev/watchdog) while the partition cycles and mkrt run answers: the machine resets when either stops (opt-in)")
+	cmd.Flags().DurationVar(&hostWatchdogTimeout, "host-watchdog-timeout", 30*time.Second, "the host watchdog's timeout")
 	return cmd
 }
 
@@ -194,5 +204,26 @@ func notifySystemd(ctx context.Context, socket string, log *slog.Logger) {
 			continue
 		}
 		daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+	}
+}
+
+// feedHostWatchdog feeds a host watchdog device (opened by arm on the
+// first cycle it sees) while the control socket answers and the
+// partition's cycle counter moves; a clean stop disarms it, anything else
+// lets it fire and reset the machine.
+func feedHostWatchdog(ctx context.Context, socket string, log *slog.Logger, arm func() (pid1.Watchdog, error)) {
+	c := control.NewClient(socket)
+	f := &pid1.Feeder{Arm: arm, Log: log.With("component", "host-watchdog"), Cycle: func() (uint64, bool) {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		st, err := c.Status(sctx)
+		if err != nil {
+			return 0, false
+		}
+		return st.Cycle, true
+	}}
+	f.Run(ctx, time.Second)
+	if err := f.Stop(ctx.Err() != nil); err != nil {
+		log.Warn("host watchdog", "err", err)
 	}
 }
