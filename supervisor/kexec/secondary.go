@@ -142,7 +142,12 @@ func (s *Secondary) SharedMemoryStep(where func() shm.Location) supervisor.Step 
 			s.region.Store(r)
 			return nil
 		},
-		Undo: func(context.Context) error { return s.region.Swap(nil).Close() },
+		Undo: func(context.Context) error {
+			if r := s.region.Swap(nil); r != nil {
+				return r.Close()
+			}
+			return nil // adopted: this supervisor never mapped it
+		},
 	}
 }
 
@@ -190,6 +195,46 @@ func (s *Secondary) load(cmdline string, flags uintptr) error {
 	s.flags, s.cmdline = flags, cmdline
 	s.mu.Unlock()
 	s.Log.Info("kernel loaded", "kernel", s.Kernel, "flags", fmt.Sprintf("%#x", flags), "cmdline", cmdline)
+	return nil
+}
+
+// Adopt takes over a secondary kernel that an earlier supervisor started
+// and left running: it mounts the kernfs (probe as for MountStep) to read
+// the kernel's state, and records the loaded image (flags, cmdline) and
+// the start, so Wait, the halt and the unload work as for a kernel this
+// supervisor started. It fails with an error wrapping supervisor.ErrGone
+// when the kernel does not run (the mount is let go again).
+func (s *Secondary) Adopt(probe func() error, flags uintptr, cmdline string) error {
+	if err := s.kernfs.Mount(s.Sys, s.Backend, s.Root, probe); err != nil {
+		return err
+	}
+	st, err := s.Control.State()
+	if err == nil && !st.Running {
+		err = fmt.Errorf("%w: the %s kernel is %q", supervisor.ErrGone, s.Backend, st.Status)
+	}
+	if err != nil {
+		return errors.Join(err, s.kernfs.Unmount(s.Sys, s.Root))
+	}
+	s.mu.Lock()
+	s.flags, s.cmdline, s.started = flags, cmdline, true
+	s.mu.Unlock()
+	return nil
+}
+
+// Reclaimed prepares the undo of what a secondary kernel that no longer
+// runs left (its image loaded, the kernfs entries): it mounts the kernfs
+// and records the image's flags for the unload. It refuses while the
+// kernel runs.
+func (s *Secondary) Reclaimed(probe func() error, flags uintptr) error {
+	if err := s.kernfs.Mount(s.Sys, s.Backend, s.Root, probe); err != nil {
+		return err
+	}
+	if st, err := s.Control.State(); err == nil && st.Running {
+		return errors.Join(fmt.Errorf("%s: the kernel still runs (%q): stop or adopt it", s.Backend, st.Status), s.kernfs.Unmount(s.Sys, s.Root))
+	}
+	s.mu.Lock()
+	s.flags = flags
+	s.mu.Unlock()
 	return nil
 }
 

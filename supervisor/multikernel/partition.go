@@ -151,12 +151,17 @@ func (p *Partition) Start(ctx context.Context) error {
 	return p.life.Start(ctx, func() []supervisor.Step {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		p.info = supervisor.Info{Isolation: supervisor.Isolation{
-			CPUs: p.o.Config.Partition.CPUs.String(), CPUSet: "multikernel instance",
-			Degradations: []string{"console: the multikernel interface offers no host-side console of the instance"},
-		}}
+		p.info = p.startInfo()
 		return p.Steps()
 	})
+}
+
+// startInfo is what a start reports before its steps run.
+func (p *Partition) startInfo() supervisor.Info {
+	return supervisor.Info{Isolation: supervisor.Isolation{
+		CPUs: p.o.Config.Partition.CPUs.String(), CPUSet: "multikernel instance",
+		Degradations: []string{"console: the multikernel interface offers no host-side console of the instance"},
+	}}
 }
 
 // Stop halts the instance (politely, then by force when ctx ends or the

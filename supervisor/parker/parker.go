@@ -203,16 +203,7 @@ func (p *Partition) Steps() []supervisor.Step {
 // Start brings the secondary up; on failure everything done is undone.
 func (p *Partition) Start(ctx context.Context) error {
 	return p.life.Start(ctx, func() []supervisor.Step {
-		nics := make([]string, 0, len(p.o.Config.Partition.NICs))
-		for _, n := range p.o.Config.Partition.NICs {
-			nics = append(nics, n.PCI)
-		}
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.info = supervisor.Info{Isolation: supervisor.Isolation{
-			CPUs: p.o.Config.Partition.CPUs.String(), CPUSet: "parker (offlined)", NICs: nics,
-			Degradations: []string{"console: Parker offers no host-side console of the secondary kernel"},
-		}}
+		p.restore()
 		return p.Steps()
 	})
 }
