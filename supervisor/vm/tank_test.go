@@ -147,6 +147,16 @@ func TestTankInPREEMPTRTGuest(t *testing.T) {
 		t.Fatalf("setpoint write: %+v, %v", res, err)
 	}
 	t.Logf("setpoint acknowledged by the guest at cycle %d", res.Cycle)
+	// The feeder arms the watchdog on the cycle counter's first move after
+	// a baseline reading, up to two feeding intervals (2 × 750 ms) after
+	// the first cycle: halt only once it says so, or a fast boot halts
+	// before there is anything to disarm.
+	for !strings.Contains(strings.Join(console.Lines(), "\n"), "watchdog armed") {
+		if ctx.Err() != nil {
+			t.Fatalf("the guest never armed its watchdog:\n%s", strings.Join(console.Lines(), "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if _, err := r.Submit(wire.Command{Kind: wire.Halt, Origin: wire.NewOrigin("test")}); err != nil {
 		t.Fatal(err)
 	}
