@@ -35,3 +35,30 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)
 	return p, ok
 }
+
+// Refusal is a write attempt a protocol server refused before it reached
+// the plant: an ACL or role that does not allow it, a request that cannot
+// be decoded, a will or retained message taken for a command. The audit
+// records it with who tried, as it records the executive's own refusals.
+type Refusal struct {
+	Principal Principal
+	// Tag is the tag the attempt named ("" when it named none that exists).
+	Tag string
+	// Value is the value asked for, as received.
+	Value string
+	// Reason says why it was refused.
+	Reason string
+}
+
+// Refuser records refusals; the bridge passes its audit log as one. A nil
+// Refuser records nothing (see Refuse).
+type Refuser interface {
+	Refuse(ctx context.Context, r Refusal)
+}
+
+// Refuse records r with to, when there is one.
+func Refuse(ctx context.Context, to Refuser, r Refusal) {
+	if to != nil {
+		to.Refuse(ctx, r)
+	}
+}
