@@ -7,9 +7,11 @@ MKRT      := $(BIN)/mkrt
 DEMO      ?= configs/examples/tank-level.yaml
 # -p 1: several packages take CPU 1 exclusively (cpusets) or boot QEMU; one at a time.
 TESTFLAGS ?= -count=1 -timeout 25m -p 1
+# Each fuzzer's time under `make fuzz`; `make test` gives each a short run.
+FUZZTIME  ?= 5m
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run run-vm test bench lint fmt clean kernel
+.PHONY: all build run run-vm test fuzz bench lint fmt clean kernel
 
 all: build
 
@@ -29,6 +31,19 @@ run: build
 test:
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+# The hostile-input suite: every Fuzz target in the tree (MQTT packets into
+# the embedded broker, Modbus frames into the server, Sparkplug and JSON
+# commands, the region's header and ring, configs), each for FUZZTIME from
+# its committed corpus (testdata/fuzz). Plain `go test` runs the corpus only.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$f ($$pkg, $(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
