@@ -65,8 +65,10 @@
 //
 // # Transports
 //
-// Open maps a Location: a file (/dev/shm/<name>, created with mode 0600
-// and its size by the host side), a PCI BAR (resource2 of an ivshmem device
+// Open maps a Location: a file (/dev/shm/<name>, created by the host side
+// with mode 0600 and its size reserved, so a full /dev/shm is an error and
+// not a SIGBUS; a file left there by another user, a symbolic link or a
+// hard link is refused, see CreateFile), a PCI BAR (resource2 of an ivshmem device
 // inside a VM or a Jailhouse cell; the device is enabled first), or physical
 // memory through /dev/mem at an address (multikernel and Parker
 // reservations). The sysfs directory and the /dev/mem path are fields of

@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -25,6 +26,11 @@ const (
 	KindPhys Kind = "mem"
 )
 
+// ErrUnsafe: an existing region file could be held by someone else (another
+// owner, a symbolic link, more than one link, group or other write
+// permission, or a size this config did not give it); it is not reused.
+var ErrUnsafe = errors.New("region file not safe to reuse")
+
 // DefaultSysfsPCI is where PCI devices appear in sysfs.
 const DefaultSysfsPCI = "/sys/bus/pci/devices"
 
@@ -43,8 +49,9 @@ type Location struct {
 	// Size is the region size: the file size to create (KindFile with
 	// Create) or the reserved size (KindPhys).
 	Size int64
-	// Create makes the file (mode 0600) and sizes it (KindFile); the host
-	// side does this. An existing file is reused and grown if smaller.
+	// Create makes the file (mode 0600) and reserves Size bytes for it
+	// (KindFile); the host side does this. An existing file is reused only
+	// when it is safe to (see CreateFile), else refused with ErrUnsafe.
 	Create bool
 }
 

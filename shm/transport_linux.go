@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 
@@ -34,14 +35,15 @@ func sysErr(call, path string, err error) error {
 }
 
 func openFile(loc Location) (*Region, error) {
-	flags := unix.O_RDWR | unix.O_CLOEXEC
 	if loc.Create {
-		flags |= unix.O_CREAT
-		if loc.Size <= 0 {
-			return nil, fmt.Errorf("shm: create %s: %w: size %d", loc.Path, ErrInvalid, loc.Size)
+		f, err := CreateFile(loc.Path, loc.Size)
+		if err != nil {
+			return nil, err
 		}
+		defer f.Close()
+		return mapFD(int(f.Fd()), loc.Path, 0, int(loc.Size), 0, loc.String())
 	}
-	fd, err := unix.Open(loc.Path, flags, 0o600)
+	fd, err := unix.Open(loc.Path, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, sysErr("open", loc.Path, err)
 	}
@@ -50,22 +52,107 @@ func openFile(loc Location) (*Region, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, sysErr("fstat", loc.Path, err)
 	}
-	size := st.Size
-	if loc.Create {
-		if err := unix.Fchmod(fd, 0o600); err != nil {
-			return nil, sysErr("fchmod", loc.Path, err)
-		}
-		if size < loc.Size {
-			if err := unix.Ftruncate(fd, loc.Size); err != nil {
-				return nil, sysErr("ftruncate", loc.Path, err)
-			}
-			size = loc.Size
-		}
+	if st.Size < headerSize {
+		return nil, fmt.Errorf("shm: open %s: %w", loc.Path, mismatch(ErrSize, "file size", fmt.Sprintf("at least %d", headerSize), st.Size))
 	}
+	return mapFD(fd, loc.Path, 0, int(st.Size), 0, loc.String())
+}
+
+// CreateFile creates the region file at path with mode 0600 and reserves
+// size bytes of memory for it, so that a full /dev/shm is an error here
+// rather than a SIGBUS when the region is first written.
+//
+// The file is created with O_EXCL|O_NOFOLLOW. An existing file is reused
+// (a restarted supervisor must not wipe a running executive's region) only
+// when nobody else can hold it: a regular file, not a symbolic link, owned
+// by this process's effective uid, with one link, no group or other write
+// permission, and exactly size bytes. Anything else is refused with
+// ErrUnsafe: a local user who pre-created the file would keep write access
+// to the command ring and the image.
+func CreateFile(path string, size int64) (*os.File, error) {
 	if size < headerSize {
-		return nil, fmt.Errorf("shm: open %s: %w", loc.Path, mismatch(ErrSize, "file size", fmt.Sprintf("at least %d", headerSize), size))
+		return nil, fmt.Errorf("shm: create %s: %w: size %d (at least %d)", path, ErrInvalid, size, headerSize)
 	}
-	return mapFD(fd, loc.Path, 0, int(size), 0, loc.String())
+	created := true
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, unix.EEXIST) {
+		created = false
+		fd, err = unix.Open(path, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	}
+	if errors.Is(err, unix.ELOOP) {
+		return nil, unsafeFile(path, "is a symbolic link")
+	}
+	if err != nil {
+		return nil, sysErr("open", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		if created {
+			os.Remove(path)
+		}
+		return nil, err
+	}
+	if !created {
+		if err := checkReuse(fd, path, size); err != nil {
+			return fail(err)
+		}
+	}
+	if err := unix.Fchmod(fd, 0o600); err != nil {
+		return fail(sysErr("fchmod", path, err))
+	}
+	if err := reserve(fd, path, size); err != nil {
+		return fail(err)
+	}
+	return f, nil
+}
+
+// checkReuse refuses an existing region file that someone else could hold.
+func checkReuse(fd int, path string, size int64) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return sysErr("fstat", path, err)
+	}
+	switch euid := uint32(os.Geteuid()); {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return unsafeFile(path, fmt.Sprintf("is not a regular file (mode %#o)", st.Mode&unix.S_IFMT))
+	case st.Uid != euid:
+		return unsafeFile(path, fmt.Sprintf("is owned by uid %d%s, not by uid %d that runs mkrt", st.Uid, userName(st.Uid), euid))
+	case st.Nlink != 1:
+		return unsafeFile(path, fmt.Sprintf("has %d hard links", st.Nlink))
+	case st.Mode&0o022 != 0:
+		return unsafeFile(path, fmt.Sprintf("is writable by group or others (mode %#o)", st.Mode&0o777))
+	case st.Size != size:
+		return unsafeFile(path, fmt.Sprintf("is %d bytes, not the %d this config's region needs (left by an earlier run of another config?)", st.Size, size))
+	}
+	return nil
+}
+
+func unsafeFile(path, why string) error {
+	return fmt.Errorf("shm: region file %s %s: %w; remove it (rm %s) and start again", path, why, ErrUnsafe, path)
+}
+
+func userName(uid uint32) string {
+	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+		return " (" + u.Username + ")"
+	}
+	return ""
+}
+
+// reserve allocates size bytes for the file (fallocate); a file system
+// without fallocate gets ftruncate and no reservation.
+func reserve(fd int, path string, size int64) error {
+	err := unix.Fallocate(fd, 0, 0, size)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		err = unix.Ftruncate(fd, size)
+	}
+	if errors.Is(err, unix.ENOSPC) {
+		return fmt.Errorf("shm: reserve %d bytes (%.1f MiB) for %s: %w: the file system holding it (%s) is full or smaller than the region; free space there, enlarge it (mount -o remount,size=… %s) or lower shared_memory", size, float64(size)/(1<<20), path, sysErr("fallocate", path, err), filepath.Dir(path), filepath.Dir(path))
+	}
+	if err != nil {
+		return sysErr("fallocate", path, err)
+	}
+	return nil
 }
 
 func openPCI(loc Location) (*Region, error) {

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/supervisor"
 )
 
@@ -62,7 +63,8 @@ type Config struct {
 	// Priority is the SCHED_FIFO priority the executive is to use.
 	Priority int
 	NICs     []NIC
-	// SharedMemory, when Path is set, is created (Size bytes, mode 0600),
+	// SharedMemory, when Path is set, is created (Size bytes reserved, mode
+	// 0600; an existing file is refused unless shm.CreateFile finds it safe),
 	// passed to the child as fd 3, and removed on stop.
 	SharedMemory SharedMemory
 	// KillGrace is how long Stop waits after SIGTERM before SIGKILL when its
@@ -412,13 +414,8 @@ func (p *Partition) createSHM(context.Context) error {
 	if sm.Path == "" {
 		return nil
 	}
-	f, err := os.OpenFile(sm.Path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := shm.CreateFile(sm.Path, sm.Size)
 	if err != nil {
-		return fmt.Errorf("process: shared memory: %w", err)
-	}
-	if err := f.Truncate(sm.Size); err != nil {
-		f.Close()
-		os.Remove(sm.Path)
 		return fmt.Errorf("process: shared memory: %w", err)
 	}
 	p.mu.Lock()
