@@ -40,21 +40,23 @@ type Plant struct {
 	applied []wire.Command
 }
 
+// pending is one unit of commands (one for Write, several for WriteAll).
 type pending struct {
-	c    wire.Command
+	cs   []wire.Command
 	done chan outcome
 }
 
 type outcome struct {
-	res wire.Result
+	res []wire.Result
 	err error
 }
 
 // NewPlant builds a running fake plant from a tag table.
-// ring is the command ring's capacity (0: 16).
+// ring is the command ring's capacity (0: shm.DefaultCommands, 256, as
+// the region's).
 func NewPlant(t *tag.Table, ring int) *Plant {
 	if ring <= 0 {
-		ring = 16
+		ring = 256
 	}
 	p := &Plant{
 		info:    append([]tag.Info(nil), t.Info...),
@@ -114,32 +116,50 @@ func (p *Plant) Health() plant.Health {
 // Write implements plant.Plant: it checks the write (plant.Check), queues
 // it in the ring and waits for the cycle that applies it.
 func (p *Plant) Write(ctx context.Context, c wire.Command) (wire.Result, error) {
-	if err := plant.Check(p.info, &c); err != nil {
+	res, err := p.WriteAll(ctx, []wire.Command{c})
+	if len(res) == 0 {
 		return wire.Result{}, err
+	}
+	return res[0], err
+}
+
+// WriteAll implements plant.Batcher: every write is checked
+// (plant.Check), the unit takes len(cs) slots of the ring and the cycle
+// that takes it applies all of them or none.
+func (p *Plant) WriteAll(ctx context.Context, cs []wire.Command) ([]wire.Result, error) {
+	for i := range cs {
+		if err := plant.Check(p.info, &cs[i]); err != nil {
+			return nil, err
+		}
+	}
+	if len(cs) > p.ringCap {
+		return nil, fmt.Errorf("bridgetest: a unit of %d commands does not fit the command ring (%d slots); send at most %d at once", len(cs), p.ringCap, p.ringCap)
 	}
 	done := make(chan outcome, 1)
 	p.mu.Lock()
 	if !p.health.State.Accepting() {
 		st := p.health.State
 		p.mu.Unlock()
-		return wire.Result{}, fmt.Errorf("bridgetest: executive %s: %w", st, wire.ErrNotRunning)
+		return nil, fmt.Errorf("bridgetest: executive %s: %w", st, wire.ErrNotRunning)
 	}
-	if len(p.ring) >= p.ringCap {
+	if p.queued()+len(cs) > p.ringCap {
 		p.mu.Unlock()
-		return wire.Result{}, fmt.Errorf("bridgetest: %d commands queued: %w", p.ringCap, wire.ErrBusy)
+		return nil, fmt.Errorf("bridgetest: %d commands queued: %w", p.ringCap, wire.ErrBusy)
 	}
-	p.ring = append(p.ring, pending{c: c, done: done})
+	p.ring = append(p.ring, pending{cs: append([]wire.Command(nil), cs...), done: done})
 	p.mu.Unlock()
 	select {
 	case o := <-done:
 		return o.res, o.err
 	case <-ctx.Done():
-		return wire.Result{}, fmt.Errorf("bridgetest: waiting for the executive: %w", ctx.Err())
+		return nil, fmt.Errorf("bridgetest: waiting for the executive: %w", ctx.Err())
 	}
 }
 
 // Step runs one cycle: the cycle counter advances and the queued writes are
-// applied (or rejected when the executive is not running).
+// applied (or rejected when the executive is not running). A unit's
+// commands are all checked first: one refused, the others are answered
+// wire.Withdrawn and none is applied.
 func (p *Plant) Step() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -151,23 +171,38 @@ func (p *Plant) Step() {
 	p.ring = nil
 	now := p.clock().UnixNano()
 	for _, q := range ring {
-		c := &q.c
-		res := wire.Result{ID: c.ID, Status: wire.CheckTagWrite(p.info, c.Tag, c.Value), Cycle: p.health.Cycle}
-		if res.Status == wire.Applied && !p.health.State.Accepting() {
-			res.Status = wire.NotRunning
+		res := make([]wire.Result, len(q.cs))
+		var refused error
+		for i := range q.cs {
+			c := &q.cs[i]
+			res[i] = wire.Result{ID: c.ID, Status: wire.CheckTagWrite(p.info, c.Tag, c.Value), Cycle: p.health.Cycle}
+			if res[i].Status == wire.Applied && !p.health.State.Accepting() {
+				res[i].Status = wire.NotRunning
+			}
+			if refused == nil {
+				refused = res[i].Err()
+			}
 		}
-		if res.Status != wire.Applied {
-			q.done <- outcome{res: res, err: res.Err()}
+		if refused != nil {
+			for i := range res {
+				if res[i].Status == wire.Applied {
+					res[i].Status = wire.Withdrawn
+				}
+			}
+			q.done <- outcome{res: res, err: refused}
 			continue
 		}
-		res.Old = p.samples[c.Tag].Value
-		p.samples[c.Tag] = tag.Sample{Value: c.Value.Num, Quality: tag.Good, Time: now}
-		if c.Value.IsText {
-			p.samples[c.Tag].Value = 0
-			p.text[c.Tag] = string(c.Value.Text)
+		for i := range q.cs {
+			c := &q.cs[i]
+			res[i].Old = p.samples[c.Tag].Value
+			p.samples[c.Tag] = tag.Sample{Value: c.Value.Num, Quality: tag.Good, Time: now}
+			if c.Value.IsText {
+				p.samples[c.Tag].Value = 0
+				p.text[c.Tag] = string(c.Value.Text)
+			}
+			p.seq++
+			p.applied = append(p.applied, *c)
 		}
-		p.seq++
-		p.applied = append(p.applied, *c)
 		q.done <- outcome{res: res}
 	}
 }
@@ -263,7 +298,39 @@ func (p *Plant) Applied() []wire.Command {
 func (p *Plant) Queued() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.ring)
+	return p.queued()
 }
 
-var _ plant.Plant = (*Plant)(nil)
+func (p *Plant) queued() int {
+	n := 0
+	for _, q := range p.ring {
+		n += len(q.cs)
+	}
+	return n
+}
+
+// Refusals is a plant.Refuser that keeps what it is given, as the audit
+// log would record it.
+type Refusals struct {
+	mu sync.Mutex
+	rs []plant.Refusal
+}
+
+// Refuse implements plant.Refuser.
+func (r *Refusals) Refuse(_ context.Context, x plant.Refusal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rs = append(r.rs, x)
+}
+
+// All is every refusal so far, in order.
+func (r *Refusals) All() []plant.Refusal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]plant.Refusal(nil), r.rs...)
+}
+
+var (
+	_ plant.Plant   = (*Plant)(nil)
+	_ plant.Batcher = (*Plant)(nil)
+)

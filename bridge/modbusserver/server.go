@@ -1,18 +1,48 @@
-// Package modbusserver is the bridge's Modbus TCP server for SCADA
-// (github.com/simonvetter/modbus): tags mapped to coils, discrete inputs,
-// input and holding registers per the config's map, with data types, word
-// order and scaling. Values are laid out in registers by io/modbus/register,
-// the codec the executive's field-device client uses too, so SCADA sees a
-// tag in a given order exactly as a device in that order would hold it; a
-// value outside its wire type's range is served clamped. Reads are served
-// from the latest snapshot of the process image; writes are allowed only to
-// writable tags, checked against type and min/max, sent through the Plant
-// and answered only once the executive accepted or rejected them.
-// Rejections map to exception codes: illegal data address (unmapped,
-// read-only, partial multi-register value), illegal data value (out of
-// range, wrong type), server device busy (command ring full), server device
-// failure (executive not running). It limits clients, closes idle ones, and
-// serves MBAPS (Modbus over TLS with client certificates) when configured.
+// Package modbusserver is the bridge's Modbus TCP server for SCADA: tags
+// mapped to coils, discrete inputs, input and holding registers per the
+// config's map, with data types, word order and scaling. Values are laid
+// out in registers by io/modbus/register, the codec the executive's
+// field-device client uses too, so SCADA sees a tag in a given order
+// exactly as a device in that order would hold it; a value outside its
+// wire type's range is served clamped. Reads are served from the latest
+// snapshot of the process image.
+//
+// Writes. Plaintext Modbus is read-only except for clients whose address
+// is in WriteAllow; over MBAPS (Modbus/TCP Security: TLS 1.2+ with client
+// certificates) a client writes when the role its certificate carries
+// (extension 1.3.6.1.4.1.50316.802.1, a UTF8String) is one of WriteRoles.
+// A client that may not write is answered exception 1 (illegal function),
+// as a read-only device answers the write functions; exception 2 keeps its
+// meaning, an address without a writable tag. Writes go only to writable
+// tags, checked against type and min/max; all tags of one request are sent
+// to the Plant as one unit (plant.Batcher), applied in one cycle or not at
+// all, and answered once the executive accepted or refused them. Every
+// write carries its plant.Principal (peer address, certificate subject and
+// role) in its context for the audit, and every write refused before the
+// plant is recorded with Config.Refuser. Refusals map to exception codes:
+// illegal data address (unmapped, read-only, partial multi-register
+// value), illegal data value (out of range, wrong type), server device
+// busy (command ring full), server device failure (executive not running,
+// a unit larger than the command ring).
+//
+// Connections. github.com/simonvetter/modbus's server closes the
+// connection on a quantity outside the protocol's bounds instead of
+// answering exception 3, cannot be extended with function 43 (Read Device
+// Identification), limits clients only globally and does not give the
+// handler the certificate's subject; so this package serves the
+// connections itself (conn.go: MBAP framing and the eight data functions)
+// and uses the library for its client (tests, the executive's field
+// devices) and its error values. MaxClients slots in all, at most
+// MaxClientsPerAddress of them for one client address; once they are
+// taken, the newest connection is closed at once rather than left waiting.
+// A connection without a request for IdleTimeout is closed; each request
+// restarts the timer, so a client that polls keeps its slot (that is what
+// SCADA does), and the per-address limit is what keeps one address from
+// holding all of them. Quantities outside 1-2000 coils / 1-125 registers
+// on reads and 1-1968 / 1-123 on writes are answered exception 3. Read
+// Device Identification (43/14) answers the basic objects VendorName,
+// ProductCode and MajorMinorRevision from Config.Identification.
+//
 // Switch replaces the register map and the plant behind it atomically while
 // the listener and every client connection stay (a hand-over to a new
 // generation of the partition).
@@ -28,6 +58,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,21 +80,43 @@ var ErrMap = errors.New("modbusserver: bad register map")
 // Config is the server's listener, limits and map.
 type Config struct {
 	// Listen is host:port.
-	Listen      string
-	MaxClients  int           // default 16
-	IdleTimeout time.Duration // default 60s
+	Listen     string
+	MaxClients int // default 16
+	// MaxClientsPerAddress is the most connections one client address
+	// holds; default 4.
+	MaxClientsPerAddress int
+	// IdleTimeout closes a connection without a request for this long;
+	// default 60s.
+	IdleTimeout time.Duration
 	// UnitID answered; 0 answers every unit id.
 	UnitID int
 	// TLS: server certificate and the CAs that sign client certificates
 	// (both required for MBAPS).
 	TLSCert      *tls.Certificate
 	TLSClientCAs *x509.CertPool
-	Map          []configs.RegisterMap
+	// WriteAllow: plaintext clients from these networks may write; every
+	// other plaintext client only reads.
+	WriteAllow []netip.Prefix
+	// WriteRoles: over MBAPS, clients whose certificate carries one of
+	// these roles may write; every other client only reads.
+	WriteRoles []string
+	// Identification answers Read Device Identification.
+	Identification Identification
+	// Refuser records the writes refused before they reached the plant
+	// (the bridge passes its audit log); nil records none.
+	Refuser plant.Refuser
+	Map     []configs.RegisterMap
 	// Poll is how often the register image is refreshed; default 10ms.
 	Poll         time.Duration
 	WriteTimeout time.Duration // default 2s
 	Log          *slog.Logger
 	Counters     *metrics.Counters
+}
+
+// Identification is what Read Device Identification (FC 43/14) answers:
+// the basic objects VendorName, ProductCode, MajorMinorRevision.
+type Identification struct {
+	Vendor, Product, Version string
 }
 
 type entry struct {
@@ -105,6 +160,9 @@ type Server struct {
 	log   *slog.Logger
 	count *metrics.Counters
 
+	tls *tls.Config
+	lim limits
+
 	mu sync.RWMutex
 	m  *Map
 }
@@ -113,6 +171,18 @@ type Server struct {
 func New(cfg Config, p plant.Plant) (*Server, error) {
 	if cfg.MaxClients <= 0 {
 		cfg.MaxClients = 16
+	}
+	if cfg.MaxClientsPerAddress <= 0 {
+		cfg.MaxClientsPerAddress = 4
+	}
+	if cfg.Identification.Vendor == "" {
+		cfg.Identification.Vendor = "mkrt"
+	}
+	if cfg.Identification.Product == "" {
+		cfg.Identification.Product = "mkrt"
+	}
+	if cfg.Identification.Version == "" {
+		cfg.Identification.Version = "devel"
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 60 * time.Second
@@ -133,7 +203,16 @@ func New(cfg Config, p plant.Plant) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: cfg.Log.With("component", "modbus"), count: cfg.Counters, m: m}, nil
+	s := &Server{cfg: cfg, log: cfg.Log.With("component", "modbus"), count: cfg.Counters, m: m,
+		lim: limits{perAddr: map[netip.Addr]int{}, conns: map[net.Conn]struct{}{}}}
+	if cfg.TLSCert != nil {
+		if cfg.TLSClientCAs == nil {
+			return nil, fmt.Errorf("modbusserver: MBAPS needs the CA of client certificates (TLSClientCAs)")
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{*cfg.TLSCert}, ClientAuth: tls.RequireAndVerifyClientCert,
+			ClientCAs: cfg.TLSClientCAs, MinVersion: tls.VersionTLS12}
+	}
+	return s, nil
 }
 
 // NewMap compiles a register map against p's tags; errors wrap ErrMap and
@@ -289,20 +368,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.Refresh(); err != nil {
 		s.log.Warn("modbusserver: first image", "err", err)
 	}
-	url := "tcp://" + s.cfg.Listen
-	if s.cfg.TLSCert != nil {
-		url = "tcp+tls://" + s.cfg.Listen
-	}
-	srv, err := modbus.NewServer(&modbus.ServerConfiguration{URL: url, Timeout: s.cfg.IdleTimeout, MaxClients: uint(s.cfg.MaxClients),
-		TLSServerCert: s.cfg.TLSCert, TLSClientCAs: s.cfg.TLSClientCAs, Logger: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}, s)
+	ln, err := s.listen(ctx)
 	if err != nil {
-		return fmt.Errorf("modbusserver: %s: %w", url, err)
-	}
-	if err := srv.Start(); err != nil {
 		return fmt.Errorf("modbusserver: listen %s: %w", s.cfg.Listen, err)
 	}
+	served := make(chan struct{})
+	go func() { s.serve(ln); close(served) }()
 	s.count.Connected.Store(true)
-	defer func() { srv.Stop(); s.count.Connected.Store(false) }()
+	defer func() { ln.Close(); <-served; s.count.Connected.Store(false) }()
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
 	for {
@@ -368,53 +441,84 @@ func (s *Server) readRegs(ar configs.Area, unit uint8, addr, qty uint16) ([]uint
 	return read(s, ar, unit, addr, qty, regs)
 }
 
-// HandleCoils implements modbus.RequestHandler.
-func (s *Server) HandleCoils(req *modbus.CoilsRequest) ([]bool, error) {
-	if !req.IsWrite {
-		return s.readBits(configs.AreaCoil, req.UnitId, req.Addr, req.Quantity)
-	}
-	if err := s.unit(req.UnitId); err != nil {
-		return nil, err
-	}
-	m := s.current()
-	ws, err := s.plan(m, configs.AreaCoil, req.Addr, req.Quantity, func(e *entry, off int) (float64, string, error) {
-		if req.Args[off] {
+// writeCoils writes bits from addr on, as who.
+func (s *Server) writeCoils(who plant.Principal, unit byte, addr uint16, bs []bool) error {
+	return s.write(who, unit, configs.AreaCoil, addr, len(bs), fmt.Sprint(bs), func(_ *entry, off int) (float64, string, error) {
+		if bs[off] {
 			return 1, "", nil
 		}
 		return 0, "", nil
-	}, who(req.ClientAddr, req.ClientRole))
-	if err != nil {
-		return nil, err
-	}
-	return nil, s.apply(m, ws)
+	})
 }
 
-// HandleDiscreteInputs implements modbus.RequestHandler.
-func (s *Server) HandleDiscreteInputs(req *modbus.DiscreteInputsRequest) ([]bool, error) {
-	return s.readBits(configs.AreaDiscrete, req.UnitId, req.Addr, req.Quantity)
+// writeRegs writes holding registers from addr on, as who.
+func (s *Server) writeRegs(who plant.Principal, unit byte, addr uint16, rs []uint16) error {
+	return s.write(who, unit, configs.AreaHolding, addr, len(rs), fmt.Sprintf("%04x", rs), func(e *entry, off int) (float64, string, error) {
+		return decode(e, rs[off:off+e.n])
+	})
 }
 
-// HandleInputRegisters implements modbus.RequestHandler.
-func (s *Server) HandleInputRegisters(req *modbus.InputRegistersRequest) ([]uint16, error) {
-	return s.readRegs(configs.AreaInput, req.UnitId, req.Addr, req.Quantity)
-}
-
-// HandleHoldingRegisters implements modbus.RequestHandler.
-func (s *Server) HandleHoldingRegisters(req *modbus.HoldingRegistersRequest) ([]uint16, error) {
-	if !req.IsWrite {
-		return s.readRegs(configs.AreaHolding, req.UnitId, req.Addr, req.Quantity)
-	}
-	if err := s.unit(req.UnitId); err != nil {
-		return nil, err
+// write is one write request: who may write, every value checked, then
+// all tags applied as one unit. A refusal before the plant is recorded
+// with the Refuser; the writes that reach the plant carry who in their
+// context for the audit.
+func (s *Server) write(who plant.Principal, unit byte, ar configs.Area, addr uint16, qty int, raw string, value func(e *entry, off int) (float64, string, error)) error {
+	if err := s.unit(unit); err != nil {
+		return err
 	}
 	m := s.current()
-	ws, err := s.plan(m, configs.AreaHolding, req.Addr, req.Quantity, func(e *entry, off int) (float64, string, error) {
-		return decode(e, req.Args[off:off+e.n])
-	}, who(req.ClientAddr, req.ClientRole))
-	if err != nil {
-		return nil, err
+	ctx := plant.WithPrincipal(context.Background(), who)
+	refuse := func(err error) error {
+		s.count.CountWrite(err)
+		plant.Refuse(ctx, s.cfg.Refuser, plant.Refusal{Principal: who, Tag: m.tagAt(ar, addr), Value: raw, Reason: err.Error()})
+		s.log.Warn("modbusserver: write refused", "peer", who.Peer, "user", who.User, "role", who.Role, "area", ar, "address", addr, "err", err)
+		return err
 	}
-	return nil, s.apply(m, ws)
+	if err := s.mayWrite(who); err != nil {
+		return refuse(err)
+	}
+	ws, err := m.plan(ar, addr, qty, value, origin(who))
+	if err != nil {
+		return refuse(err)
+	}
+	return s.apply(ctx, m, ws)
+}
+
+// errNoWrite is a client that may not write at all: exception 1 (illegal
+// function), as a read-only device answers the write functions; exception
+// 2 stays what it means elsewhere, an address that holds no writable tag.
+var errNoWrite = fmt.Errorf("modbusserver: client may not write: %w", modbus.ErrIllegalFunction)
+
+// mayWrite says whether who may write: over MBAPS by the role in its
+// certificate (WriteRoles), in plaintext by its address (WriteAllow).
+func (s *Server) mayWrite(who plant.Principal) error {
+	if s.tls != nil {
+		switch {
+		case who.Role == "":
+			return fmt.Errorf("%w: certificate %q carries no role (extension %s); roles that write: %v (write_roles)", errNoWrite, who.User, roleOID, s.cfg.WriteRoles)
+		case !slices.Contains(s.cfg.WriteRoles, who.Role):
+			return fmt.Errorf("%w: role %q of %q is not one of write_roles %v", errNoWrite, who.Role, who.User, s.cfg.WriteRoles)
+		}
+		return nil
+	}
+	ip := netip.Addr{}
+	if ap, err := netip.ParseAddrPort(who.Peer); err == nil {
+		ip = ap.Addr().Unmap()
+	}
+	for _, p := range s.cfg.WriteAllow {
+		if p.Contains(ip) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: plaintext client %s is not in write_allow %v", errNoWrite, ip, s.cfg.WriteAllow)
+}
+
+// tagAt names the tag at addr of an area ("" when none).
+func (m *Map) tagAt(ar configs.Area, addr uint16) string {
+	if a := m.areas[ar]; a != nil && int(addr) < len(a.owner) && a.owner[addr] >= 0 {
+		return m.tags[m.ents[a.owner[addr]].id].Name
+	}
+	return ""
 }
 
 // decode reads the registers a client wrote to entry e: the text of a
@@ -434,48 +538,49 @@ func decode(e *entry, r []uint16) (float64, string, error) {
 	return raw*e.scale + e.offset, "", nil
 }
 
-// who is the origin of a client's writes: its address and, over MBAPS,
+// origin is the origin of a client's writes: its address and, over MBAPS,
 // the role its certificate carries.
-func who(addr, role string) wire.Origin {
-	if role != "" {
-		return wire.NewOrigin("modbus:" + addr + " (" + role + ")")
+func origin(who plant.Principal) wire.Origin {
+	if who.Role != "" {
+		return wire.NewOrigin("modbus:" + who.Peer + " (" + who.Role + ")")
 	}
-	return wire.NewOrigin("modbus:" + addr)
+	return wire.NewOrigin("modbus:" + who.Peer)
 }
 
 // plan turns a write request into validated tag writes. Every address must
 // be mapped, every value whole (no partial multi-register values), every tag
-// writable and every value in range — or nothing is written.
-func (s *Server) plan(m *Map, ar configs.Area, addr, qty uint16, value func(e *entry, off int) (float64, string, error), who wire.Origin) ([]wire.Command, error) {
+// writable and every value in range — or nothing is written. Errors wrap
+// the exception they answer.
+func (m *Map) plan(ar configs.Area, addr uint16, qty int, value func(e *entry, off int) (float64, string, error), who wire.Origin) ([]wire.Command, error) {
 	a := m.areas[ar]
-	end := int(addr) + int(qty)
+	end := int(addr) + qty
 	if a == nil || qty == 0 || end > len(a.owner) {
-		return nil, modbus.ErrIllegalDataAddress
+		return nil, fmt.Errorf("modbusserver: %s %d-%d is not mapped: %w", ar, addr, end-1, modbus.ErrIllegalDataAddress)
 	}
 	var ws []wire.Command
 	for k := int(addr); k < end; {
 		ei := a.owner[k]
 		if ei < 0 {
-			return nil, modbus.ErrIllegalDataAddress
+			return nil, fmt.Errorf("modbusserver: %s %d is not mapped: %w", ar, k, modbus.ErrIllegalDataAddress)
 		}
 		e := &m.ents[ei]
+		name := m.tags[e.id].Name
 		if e.addr != k || k+e.n > end {
-			return nil, modbus.ErrIllegalDataAddress
+			return nil, fmt.Errorf("modbusserver: %s %d-%d writes part of %s (%s %d-%d): %w", ar, addr, end-1, name, ar, e.addr, e.addr+e.n-1, modbus.ErrIllegalDataAddress)
 		}
 		if !m.tags[e.id].Writable {
-			return nil, modbus.ErrIllegalDataAddress
+			return nil, fmt.Errorf("modbusserver: %s is read-only: %w", name, modbus.ErrIllegalDataAddress)
 		}
 		v, text, err := value(e, k-int(addr))
 		if err != nil {
-			return nil, modbus.ErrIllegalDataValue
+			return nil, fmt.Errorf("%w: %w", err, modbus.ErrIllegalDataValue)
 		}
 		if in := m.tags[e.id]; in.Type != tag.String && in.Type != tag.Float32 && in.Type != tag.Float64 && e.scale != 1 {
 			v = math.Round(v*1e9) / 1e9 // scaled integers: undo float noise
 		}
 		w := wire.Command{Kind: wire.WriteTag, Tag: e.id, Value: wire.ValueOf(&m.tags[e.id], v, text), Origin: who}
 		if err := plant.Check(m.tags, &w); err != nil {
-			s.count.CountWrite(err)
-			return nil, exception(err)
+			return nil, fmt.Errorf("%w: %w", err, exception(err))
 		}
 		ws = append(ws, w)
 		k += e.n
@@ -483,18 +588,30 @@ func (s *Server) plan(m *Map, ar configs.Area, addr, qty uint16, value func(e *e
 	return ws, nil
 }
 
-// apply sends the writes to the executive and waits for each answer.
-func (s *Server) apply(m *Map, ws []wire.Command) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+// apply sends the writes to the executive as one unit and waits for the
+// answer: all applied in one cycle, or none (plant.Batcher). A plant that
+// cannot batch gets them one by one.
+func (s *Server) apply(ctx context.Context, m *Map, ws []wire.Command) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
-	for _, w := range ws {
-		res, err := m.p.Write(ctx, w)
-		s.count.CountWrite(err)
-		if err != nil {
-			s.log.Warn("modbusserver: write failed", "tag", m.tags[w.Tag].Name, "who", w.Origin.String(), "err", err)
-			return exception(err)
+	var err error
+	if b, ok := m.p.(plant.Batcher); ok && len(ws) > 1 {
+		_, err = b.WriteAll(ctx, ws)
+		for range ws {
+			s.count.CountWrite(err)
 		}
-		s.log.Debug("modbusserver: write applied", "tag", m.tags[w.Tag].Name, "cycle", res.Cycle)
+	} else {
+		for _, w := range ws {
+			_, err = m.p.Write(ctx, w)
+			s.count.CountWrite(err)
+			if err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		s.log.Warn("modbusserver: write failed", "tags", len(ws), "first", m.tags[ws[0].Tag].Name, "who", ws[0].Origin.String(), "err", err)
+		return exception(err)
 	}
 	// a read right after the answer sees the written value
 	if err := s.Refresh(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -65,11 +66,30 @@ func start(t testing.TB, ring int, step bool) *rig {
 	return serve(t, p, testMap, bridgetest.FreePort(t), step)
 }
 
-// serve runs a server of map m over p on port (unit id 1) until the test
-// ends; with step the plant runs a cycle every 2ms.
+// serve runs a server of map m over p on port (unit id 1, writes from
+// 127.0.0.1) until the test ends; with step the plant runs a cycle every 2ms.
 func serve(t testing.TB, p *bridgetest.Plant, m []configs.RegisterMap, port int, step bool) *rig {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	srv, err := modbusserver.New(modbusserver.Config{Listen: addr, Map: m, WriteTimeout: 500 * time.Millisecond, UnitID: 1}, p)
+	srv := serveConfig(t, p, modbusserver.Config{Listen: addr, Map: m, UnitID: 1,
+		WriteAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}, step)
+	return &rig{p, srv, addr, port}
+}
+
+// serveConfig runs a server of cfg over p until the test ends (a free
+// port, the test map and a write timeout of 500ms unless cfg sets them);
+// with step the plant runs a cycle every 2ms.
+func serveConfig(t testing.TB, p *bridgetest.Plant, cfg modbusserver.Config, step bool) *modbusserver.Server {
+	t.Helper()
+	if cfg.Listen == "" {
+		cfg.Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(bridgetest.FreePort(t)))
+	}
+	if cfg.Map == nil {
+		cfg.Map = testMap
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 500 * time.Millisecond
+	}
+	srv, err := modbusserver.New(cfg, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +100,22 @@ func serve(t testing.TB, p *bridgetest.Plant, m []configs.RegisterMap, port int,
 	done := make(chan struct{})
 	go func() { srv.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	waitListening(t, addr)
-	return &rig{p, srv, addr, port}
+	waitListening(t, cfg.Listen)
+	return srv
+}
+
+// pymodbus runs script with pymodbus (an independent peer) and returns
+// its output; the test is skipped without pymodbus.
+func pymodbus(t testing.TB, script string) string {
+	t.Helper()
+	if _, err := exec.Command("/usr/bin/python3", "-c", "import pymodbus").CombinedOutput(); err != nil {
+		t.Skip("python3-pymodbus not installed (Debian python3-pymodbus): independent check skipped")
+	}
+	out, err := exec.Command("/usr/bin/python3", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pymodbus: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 func waitListening(t testing.TB, addr string) {
@@ -211,9 +245,6 @@ func TestMbpollAndPymodbus(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "[0]: \t0") {
 		t.Fatalf("mbpoll discrete: %v\n%s", err, out)
 	}
-	if _, err := exec.Command("/usr/bin/python3", "-c", "import pymodbus").CombinedOutput(); err != nil {
-		t.Skip("python3-pymodbus not installed (Debian python3-pymodbus): independent write check skipped")
-	}
 	script := fmt.Sprintf(`
 from pymodbus.client import ModbusTcpClient
 c = ModbusTcpClient("127.0.0.1", port=%d, timeout=3)
@@ -226,10 +257,7 @@ print("range", code(c.write_registers(0, [0x43fa, 0x0000], slave=1)))  # 500.0
 print("unmapped", code(c.write_register(200, 1, slave=1)))
 c.close()
 `, r.port)
-	out, err = exec.Command("/usr/bin/python3", "-c", script).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pymodbus: %v\n%s", err, out)
-	}
+	out = []byte(pymodbus(t, script))
 	want := "ok 0\nro 2\nrange 3\nunmapped 2\n"
 	if string(out) != want {
 		t.Fatalf("pymodbus exception codes:\n%s\nwant\n%s", out, want)

@@ -3,6 +3,7 @@ package modbusserver_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"strconv"
 	"testing"
@@ -14,9 +15,10 @@ import (
 	"github.com/mkrt/mkrt/bridge/modbusserver"
 )
 
-// TestMBAPS serves Modbus over TLS: a client with a certificate from the
-// CA reads, one without is refused.
-func TestMBAPS(t *testing.T) {
+// mbaps is a test PKI with the server's certificate and the pool of the
+// CA that signs client certificates.
+func mbaps(t testing.TB) (*bridgetest.PKI, tls.Certificate, *x509.CertPool) {
+	t.Helper()
 	pki := bridgetest.NewPKI(t)
 	srvCert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
 	if err != nil {
@@ -26,6 +28,13 @@ func TestMBAPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &pki, srvCert, pool
+}
+
+// TestMBAPS serves Modbus over TLS: a client with a certificate from the
+// CA reads, one without is refused.
+func TestMBAPS(t *testing.T) {
+	pki, srvCert, pool := mbaps(t)
 	p, _ := bridgetest.NewPlantFromConfig(testConfig(), 0)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(bridgetest.FreePort(t)))
 	s, err := modbusserver.New(modbusserver.Config{Listen: addr, Map: testMap, TLSCert: &srvCert, TLSClientCAs: pool}, p)

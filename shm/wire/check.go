@@ -20,6 +20,9 @@ var (
 	ErrNotRunning  = errors.New("executive not running")
 	ErrUnsupported = errors.New("command not supported")
 	ErrBadParam    = errors.New("parameter rejected")
+	// ErrWithdrawn: not applied because another command of its unit was
+	// refused (a unit is applied whole or not at all).
+	ErrWithdrawn = errors.New("not applied: another command of its unit was refused")
 	// ErrBusy: the command ring is full; retry later.
 	ErrBusy = errors.New("command ring full")
 	// ErrRejected matches every *RejectedError.

@@ -203,10 +203,11 @@ const (
 	NotRunning         // the executive is not running (safe state, stopping)
 	Unsupported        // the command kind is not supported
 	BadParam           // the program rejected the parameter
+	Withdrawn          // not applied: another command of its unit was refused
 )
 
 var statusNames = [...]string{"", "applied", "unknown tag", "read-only", "written by a task's blocks", "wrong type", "out of range",
-	"executive not running", "unsupported", "bad parameter"}
+	"executive not running", "unsupported", "bad parameter", "withdrawn"}
 
 func (s Status) String() string { return name(statusNames[:], int(s), "status") }
 
@@ -238,6 +239,8 @@ func (s Status) Err() error {
 		return ErrUnsupported
 	case BadParam:
 		return ErrBadParam
+	case Withdrawn:
+		return ErrWithdrawn
 	}
 	return ErrRejected
 }
