@@ -13,6 +13,7 @@ func commands() []*cobra.Command {
 		newTagsCmd(),
 		newSetCmd(),
 		newApplyCmd(),
+		newAuditCmd(),
 		newLatencyCmd(),
 		newExecutiveCmd(),
 		newRunCmd(),

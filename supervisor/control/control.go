@@ -3,8 +3,12 @@
 // supervisor. It serves HTTP/1.1 with JSON bodies on a unix socket
 // (/run/mkrt/<partition>.sock, mode 0660 in a 0750 directory), so it can
 // also be driven with `curl --unix-socket`. Every connection's peer is
-// checked with SO_PEERCRED: root, the supervisor's own uid, or a member of
-// the socket's group may talk to it; everyone else gets 403.
+// checked with SO_PEERCRED and SO_PEERGROUPS (its identity when it
+// connected): root, the supervisor's own uid, or a member of the socket's
+// group may talk to it; everyone else gets 403, and a refused set or apply
+// is told to Options.Refuser (the audit log). A request's context carries
+// the peer as a plant.Principal (protocol "cli", the OS user of its uid),
+// so the writes it makes are audited with who made them.
 //
 // Routes (all JSON):
 //
@@ -44,6 +48,25 @@ func userDir(euid int, getenv func(string) string, home func() (string, error)) 
 	if base == "" {
 		h, _ := home()
 		base = filepath.Join(h, ".cache")
+	}
+	return filepath.Join(base, "mkrt")
+}
+
+// StateBase is where a root supervisor keeps partitions' state
+// directories (retained values, the audit log): StateBase/<partition>.
+const StateBase = "/var/lib/mkrt"
+
+// UserStateBase is where this user's supervisor keeps them: StateBase for
+// root, else $XDG_STATE_HOME/mkrt (~/.local/state/mkrt without it). It is
+// the default of mkrt run --state-dir, less the partition's name.
+func UserStateBase() string {
+	if os.Geteuid() == 0 {
+		return StateBase
+	}
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		h, _ := os.UserHomeDir()
+		base = filepath.Join(h, ".local/state")
 	}
 	return filepath.Join(base, "mkrt")
 }

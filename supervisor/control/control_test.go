@@ -1,18 +1,27 @@
 package control_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/supervisor"
 	"github.com/mkrt/mkrt/supervisor/control"
@@ -22,6 +31,10 @@ import (
 // With MKRT_CONTROL_PEER set the test binary is a client that prints the
 // HTTP status it gets from the socket (used to connect as another uid).
 func TestMain(m *testing.M) {
+	if path := os.Getenv("MKRT_CONTROL_RAW_PEER"); path != "" {
+		rawPeer(path, os.Getenv("MKRT_CONTROL_PEER_GROUPS"))
+		os.Exit(0)
+	}
 	if path := os.Getenv("MKRT_CONTROL_PEER"); path != "" {
 		_, err := control.NewClient(path).Status(context.Background())
 		var re *control.RemoteError
@@ -290,5 +303,164 @@ func TestRefusalCrossesTheSocket(t *testing.T) {
 	var rej *wire.RejectedError
 	if !errors.Is(err, control.ErrInvalid) || !errors.Is(err, wire.ErrOutOfRange) || !errors.As(err, &rej) || rej.Result.Cycle != 77 {
 		t.Fatalf("Set = %v (%T), want invalid, out of range at cycle 77", err, err)
+	}
+}
+
+// rawPeer connects to the socket at path, then (when groups is set) takes
+// those supplementary groups, then sends `mkrt set setpoint 9`, prints
+// "sent" and, once answered, the HTTP status.
+func rawPeer(path, groups string) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	if groups != "" {
+		var gs []int
+		for _, f := range strings.Split(groups, ",") {
+			g, _ := strconv.Atoi(f)
+			gs = append(gs, g)
+		}
+		if err := syscall.Setgroups(gs); err != nil {
+			fmt.Println("setgroups:", err)
+			return
+		}
+	}
+	body := `{"value":"9"}`
+	fmt.Fprintf(c, "POST /v1/tags/setpoint HTTP/1.1\r\nHost: mkrt\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	fmt.Println("sent")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(resp.StatusCode)
+}
+
+// refusals records what the socket refused.
+type refusals struct {
+	mu sync.Mutex
+	rs []plant.Refusal
+}
+
+func (r *refusals) Refuse(_ context.Context, rf plant.Refusal) {
+	r.mu.Lock()
+	r.rs = append(r.rs, rf)
+	r.mu.Unlock()
+}
+
+// principals records who the writes that reached the controller came from.
+type principals struct {
+	*supervisortest.Controller
+	mu  sync.Mutex
+	who []plant.Principal
+}
+
+func (p *principals) Set(ctx context.Context, name, value string) (control.Result, error) {
+	who, _ := plant.PrincipalFrom(ctx)
+	p.mu.Lock()
+	p.who = append(p.who, who)
+	p.mu.Unlock()
+	return p.Controller.Set(ctx, name, value)
+}
+
+// Finding 8: the socket's group check read the peer's groups from
+// /proc/<pid>/status when the connection was accepted — by then the pid
+// may be another process's, or the process another identity. The groups
+// that count are those the peer had when it connected (SO_PEERGROUPS):
+// a peer of the socket's group is let in, one outside refused (and the
+// refused set audited), and a peer that connects outside the group and
+// joins it before the server accepts stays refused. Needs root to start
+// peers as nobody.
+func TestGroupFromTheConnection(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to connect as another uid")
+	}
+	const group = 4242
+	dir, err := os.MkdirTemp("", "mkrt-control-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	exe, _ := os.Executable()
+	bin := filepath.Join(dir, "peer") // reachable by nobody
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		groups []uint32 // the peer's groups when it connects
+		join   string   // groups it takes after connecting
+		want   string
+	}{
+		{"in the group", []uint32{group}, "", "200"},
+		{"outside the group", []uint32{100}, "", "403"},
+		{"joins the group after connecting", nil, strconv.Itoa(group), "403"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctrl := &principals{Controller: fakeController()}
+			ref := &refusals{}
+			sock := filepath.Join(dir, "p1.sock")
+			srv, err := control.Listen(sock, ctrl, control.Options{Group: group, Refuser: ref})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Let anyone connect, so that the check itself is what refuses.
+			os.Chmod(sock, 0o666)
+			cmd := exec.CommandContext(tctx(t), bin)
+			cmd.Env = []string{"MKRT_CONTROL_RAW_PEER=" + sock, "MKRT_CONTROL_PEER_GROUPS=" + tc.join}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: tc.groups}}
+			if tc.join != "" {
+				cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_SETGID} // to join the group after connecting
+			}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// The peer has connected, joined and sent before the server
+			// accepts: an identity read at accept time would be the new one.
+			rd := bufio.NewReader(out)
+			line, _ := rd.ReadString('\n')
+			if line != "sent\n" {
+				rest, _ := io.ReadAll(rd)
+				cmd.Wait()
+				t.Fatalf("peer: %q%s", line, rest)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx) }()
+			status, _ := rd.ReadString('\n')
+			cmd.Wait()
+			cancel()
+			<-done
+			if strings.TrimSpace(status) != tc.want {
+				t.Fatalf("HTTP status %q, want %s", status, tc.want)
+			}
+			if tc.want == "200" {
+				if len(ctrl.who) != 1 || ctrl.who[0].Protocol != "cli" || ctrl.who[0].User != "nobody" || !strings.HasPrefix(ctrl.who[0].Peer, "uid 65534 gid 65534 pid ") {
+					t.Fatalf("the write's principal: %+v", ctrl.who)
+				}
+				return
+			}
+			if len(ctrl.who) != 0 {
+				t.Fatalf("a refused peer's write reached the controller: %+v", ctrl.who)
+			}
+			if len(ref.rs) != 1 {
+				t.Fatalf("refusals recorded: %+v", ref.rs)
+			}
+			r := ref.rs[0]
+			if r.Tag != "setpoint" || r.Value != "9" || r.Principal.User != "nobody" || r.Principal.Protocol != "cli" || !strings.Contains(r.Reason, "not root") {
+				t.Fatalf("refusal recorded: %+v", r)
+			}
+		})
 	}
 }

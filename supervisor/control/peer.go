@@ -2,15 +2,30 @@ package control
 
 import (
 	"fmt"
+	"os/user"
 	"slices"
+	"strconv"
+
+	"github.com/mkrt/mkrt/bridge/plant"
 )
 
-// Cred is a socket peer's identity.
+// Cred is a socket peer's identity, as it was when the peer connected.
 type Cred struct {
 	PID    int32
 	UID    uint32
 	GID    uint32
-	Groups []uint32 // supplementary groups, when known
+	Groups []uint32 // supplementary groups (SO_PEERGROUPS)
+}
+
+// Principal is the peer as the audit names it: protocol ("cli", "apply"),
+// the OS user name of its uid (the number when no user has it) and
+// "uid N gid N pid N".
+func (c Cred) Principal(protocol string) plant.Principal {
+	name := strconv.FormatUint(uint64(c.UID), 10)
+	if u, err := user.LookupId(name); err == nil {
+		name = u.Username
+	}
+	return plant.Principal{Protocol: protocol, User: name, Peer: fmt.Sprintf("uid %d gid %d pid %d", c.UID, c.GID, c.PID)}
 }
 
 // authorizer lets root, the supervisor's uid and members of the socket's group in.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/shm/wire"
 )
 
@@ -27,6 +28,9 @@ type Options struct {
 	Log *slog.Logger
 	// MaxBody bounds request bodies (default 4 MiB: configs are small).
 	MaxBody int64
+	// Refuser records the writes (set, apply) of peers that may not use
+	// the socket: the audit log. nil records nothing.
+	Refuser plant.Refuser
 }
 
 // Server serves one Controller on a unix socket.
@@ -132,9 +136,10 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 func (s *Server) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var err error
+		var who plant.Principal
 		switch v := r.Context().Value(credKey{}).(type) {
 		case Cred:
-			err = s.auth.check(v)
+			err, who = s.auth.check(v), v.Principal("cli")
 		case error:
 			err = fmt.Errorf("%w: cannot identify the peer: %v", ErrForbidden, v)
 		default:
@@ -142,13 +147,33 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 		}
 		if err != nil {
 			s.o.Log.Warn("control socket: peer refused", "err", err)
+			if r.Method == http.MethodPost {
+				s.refuse(r, who, err)
+			}
 			writeError(w, err)
 			return
 		}
+		r = r.WithContext(plant.WithPrincipal(r.Context(), who))
 		r.Body = http.MaxBytesReader(w, r.Body, s.o.MaxBody)
 		s.o.Log.Debug("control request", "method", r.Method, "path", r.URL.Path)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// refuse records the write attempt r of a peer the socket refused: the
+// tag and value of a set, or an apply.
+func (s *Server) refuse(r *http.Request, who plant.Principal, err error) {
+	rf := plant.Refusal{Principal: who, Reason: err.Error()}
+	if name, ok := strings.CutPrefix(r.URL.Path, "/v1/tags/"); ok {
+		rf.Tag = name
+		var req setRequest
+		if json.NewDecoder(io.LimitReader(r.Body, 4<<10)).Decode(&req) == nil {
+			rf.Value = req.Value
+		}
+	} else if r.URL.Path == "/v1/apply" {
+		rf.Principal.Protocol = "apply"
+	}
+	plant.Refuse(r.Context(), s.o.Refuser, rf)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
