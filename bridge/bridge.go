@@ -135,11 +135,13 @@ func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 	if clientID == "" {
 		clientID = "mkrt-" + node
 	}
+	prefix := bc.JSON.Prefix
+	if prefix == "" {
+		prefix = "mkrt"
+	}
+	// commands reach the servers from the embedded broker, with who sent them
+	var commands *broker.Router
 	if embedded {
-		ec := &broker.Config{Listen: m.Listen, Log: o.Log}
-		if ec.Listen == "" {
-			ec.Listen = "127.0.0.1:1883"
-		}
 		if m.Username == "" {
 			// the bridge's own clients get a credential nobody else knows
 			var r [16]byte
@@ -150,9 +152,15 @@ func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bridge: %w", err)
 		}
-		ec.Users = append(ec.Users, broker.User{Username: mo.Username, Password: mo.Password})
-		for _, u := range m.Users {
-			ec.Users = append(ec.Users, broker.User{Username: u.Username, Password: u.Password, ReadOnly: u.ReadOnly})
+		brc, err := broker.FromConfig(cfg, broker.NodeTopics(group, node, prefix), broker.User{Username: mo.Username, Password: mo.Password}, clientID, clientID+"-json")
+		if err != nil {
+			return nil, fmt.Errorf("bridge: %w", err)
+		}
+		commands = broker.NewRouter()
+		ec := &brc
+		ec.Log, ec.Commands, ec.Refuser = o.Log, commands, al
+		if ec.Listen == "" {
+			ec.Listen = "127.0.0.1:1883"
 		}
 		if m.TLS.Cert != "" {
 			tc, err := serverTLS(m.TLS)
@@ -187,7 +195,7 @@ func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 		mo := b.mqttOpts
 		n, err := sparkplug.New(sparkplug.Config{Group: group, Node: node, PrimaryHost: bc.Sparkplug.PrimaryHost, Poll: o.Poll,
 			IntegrityPeriod: bc.Sparkplug.IntegrityPeriod.D(), QoS: qos, MQTT: mo, Backoff: backoff, StoreDir: storeDir,
-			StoreMax: int64(m.Store.Max), Log: o.Log, Clock: o.Clock, Counters: k}, b.plant)
+			StoreMax: int64(m.Store.Max), Log: o.Log, Clock: o.Clock, Counters: k, Commands: commands, Refuser: al}, b.plant)
 		if err != nil {
 			return nil, fmt.Errorf("bridge: %w", err)
 		}
@@ -196,14 +204,10 @@ func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 	if bc.JSON.Enabled == nil || *bc.JSON.Enabled {
 		k := new(metrics.Counters)
 		b.counters["json"] = k
-		prefix := bc.JSON.Prefix
-		if prefix == "" {
-			prefix = "mkrt"
-		}
 		mo := b.mqttOpts
 		mo.ClientID += "-json"
 		j, err := mqttjson.New(mqttjson.Config{Prefix: prefix, Node: node, QoS: qos, Poll: o.Poll, MQTT: mo, Backoff: backoff,
-			Log: o.Log, Clock: o.Clock, Counters: k}, b.plant)
+			Log: o.Log, Clock: o.Clock, Counters: k, Commands: commands, Refuser: al}, b.plant)
 		if err != nil {
 			return nil, fmt.Errorf("bridge: %w", err)
 		}

@@ -402,17 +402,44 @@ type MQTT struct {
 	TLS          TLS      `yaml:"tls" doc:"TLS settings"`
 	QoS          int      `yaml:"qos" doc:"QoS of data messages, 0 or 1; default 1"`
 	KeepAlive    Duration `yaml:"keepalive" doc:"keep-alive interval; default 30s"`
+	// Limits bound the embedded broker's clients.
+	Limits MQTTLimits `yaml:"limits" doc:"limits of the embedded broker's clients"`
 	// Store bounds the store-and-forward buffer used while the broker is unreachable.
 	Store Store `yaml:"store" doc:"store-and-forward buffer used while the broker is unreachable"`
 }
 
-// User is a credential of the embedded broker.
+// User is a credential of the embedded broker. Access is denied unless
+// granted: without topics a user may subscribe to the node's topics and,
+// unless read_only, publish the node's commands.
 type User struct {
 	Pos      Pos    `yaml:"-"`
 	Username string `yaml:"username" required:"true"`
-	Password string `yaml:"password" required:"true"`
+	Password string `yaml:"password" doc:"password; give password or password_file"`
+	// PasswordFile holds a bcrypt hash of the password.
+	PasswordFile string `yaml:"password_file" doc:"file holding a bcrypt hash of the password (htpasswd -nbB, mosquitto_passwd is not bcrypt)"`
 	// ReadOnly users may subscribe but not publish.
-	ReadOnly bool `yaml:"read_only" doc:"may subscribe but not publish commands"`
+	ReadOnly bool `yaml:"read_only" doc:"may subscribe to the node's topics but publish nothing"`
+	// PrimaryHost lets the user publish the primary host's Sparkplug STATE.
+	PrimaryHost bool       `yaml:"primary_host" doc:"the Sparkplug primary host's user: the only one that may publish spBv1.0/STATE/<sparkplug.primary_host>"`
+	Topics      UserTopics `yaml:"topics" doc:"topic filters the user may use, in place of the defaults"`
+}
+
+// UserTopics are the topic filters a user is granted; a list given
+// replaces the default for its direction.
+type UserTopics struct {
+	Pos       Pos      `yaml:"-"`
+	Publish   []string `yaml:"publish" doc:"topic filters the user may publish to; default the node's command topics (none when read_only)"`
+	Subscribe []string `yaml:"subscribe" doc:"topic filters the user may subscribe to; default the node's topics"`
+}
+
+// MQTTLimits bound what clients of the embedded broker may cost it.
+type MQTTLimits struct {
+	Pos            Pos      `yaml:"-"`
+	MaxPacket      Size     `yaml:"max_packet" doc:"largest MQTT packet accepted; default 1Mi"`
+	MaxClients     int      `yaml:"max_clients" doc:"most connections at once, authenticated or not; default 64"`
+	ConnectTimeout Duration `yaml:"connect_timeout" doc:"close a connection that sends no CONNECT within this; default 5s"`
+	MaxInflight    int      `yaml:"max_inflight" doc:"most QoS 1 messages in flight per client; default 64"`
+	MessageRate    int      `yaml:"message_rate" doc:"publishes per second one client may sustain (the bridge's own are not limited); default 200"`
 }
 
 // TLS holds certificate paths.

@@ -124,12 +124,10 @@ func parse(name string, data []byte) (c *Config, errs Errors) {
 		}
 		root = root.Content[0]
 	}
-	c = &Config{where: newPositions(), dir: filepath.Dir(name)}
-	if name == "" {
-		c.dir = ""
-	}
+	c = &Config{where: newPositions(), dir: absDir(name)}
 	d := &decoder{file: name, budget: maxNodes, where: c.where}
 	d.decode(root, reflect.ValueOf(c).Elem(), "config")
+	c.resolvePaths()
 	if c.Pos.Line == 0 {
 		c.Pos = Pos{File: name, Line: max(root.Line, 1), Col: max(root.Column, 1)}
 	}

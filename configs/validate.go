@@ -64,7 +64,7 @@ func (k *checker) at(ptr any, fallback Pos) Pos { return k.c.FieldPos(ptr, fallb
 func (c *Config) validate(errs *Errors, checks []Check) {
 	k := &checker{c: c, errs: errs, tags: c.tagIndex(), blocks: map[string]string{}}
 	k.generic(reflect.ValueOf(c).Elem(), c.Pos, "config")
-	k.name(&c.Metadata.Name, c.Metadata.Pos, "metadata.name")
+	k.name(&c.Metadata.Name, c.Metadata.Pos, "metadata.name", MaxPartitionName, whyPartitionName)
 	k.partition()
 	k.devices()
 	k.internalTags()
@@ -113,6 +113,12 @@ func (k *checker) generic(v reflect.Value, pos Pos, where string) {
 			}
 		}
 		written := k.c.written(fv.Addr().Interface())
+		// Names have limits of their own; a default derived from a name
+		// (client_id, sparkplug.node) is reported at the name.
+		if fv.Kind() == reflect.String && f.name != "name" && (written || k.c.where == nil) {
+			limit, why := stringLimit(f.name)
+			k.bounded(fv.String(), fp, where+": "+f.name, limit, why)
+		}
 		if f.required && fv.Kind() != reflect.Int && fv.IsZero() && (!written || fv.Kind() == reflect.String) {
 			if written {
 				k.add(fp, "%s: %s is empty; write %s", where, f.name, f.doc)
@@ -136,16 +142,17 @@ func DidYouMean(s string, candidates []string) string {
 	return ""
 }
 
-// name checks a name written by the engineer.
-func (k *checker) name(p *string, fallback Pos, what string) {
-	if *p == "" || nameRE.MatchString(*p) {
+// name checks a name written by the engineer: its characters, and its
+// length against limit, the tightest place it is used (why says which).
+func (k *checker) name(p *string, fallback Pos, what string, limit int, why string) {
+	if *p == "" || !k.bounded(*p, k.at(p, fallback), what, limit, why) || nameRE.MatchString(*p) {
 		return
 	}
 	fix := "use letters, digits, '_' and '-'"
 	if strings.Contains(*p, ".") {
 		fix += " (a dot separates block.port, so names cannot contain one)"
 	}
-	k.add(k.at(p, fallback), "%s %q is not a valid name: %s", what, *p, fix)
+	k.add(k.at(p, fallback), "%s %s is not a valid name: %s", what, short(*p), fix)
 }
 
 func (k *checker) partition() {
@@ -182,6 +189,7 @@ func (k *checker) partition() {
 		k.add(cpuPos, "partition.cpus: the partition takes all %d CPUs of board %s; leave at least CPU 0 to the general kernel", b.CPUs, b.Name)
 	}
 	k.standbyCPUs(p, b)
+	k.sharedMemory(p)
 	names := map[string]Pos{}
 	for i := range p.NICs {
 		n := &p.NICs[i]
@@ -191,8 +199,9 @@ func (k *checker) partition() {
 		case n.Interface != "" && n.PCI != "":
 			k.add(k.at(&n.PCI, n.Pos), "nic: give either interface or pci, not both")
 		case n.PCI != "" && !pciRE.MatchString(n.PCI):
-			k.add(k.at(&n.PCI, n.Pos), "nic: pci %q is not a PCI address; write domain:bus:device.function, e.g. 0000:03:00.0", n.PCI)
+			k.add(k.at(&n.PCI, n.Pos), "nic: pci %s is not a PCI address; write domain:bus:device.function, e.g. 0000:03:00.0", short(n.PCI))
 		}
+		k.ifName(&n.Interface, n.Pos, "nic: interface")
 		id := n.Interface + n.PCI
 		if first, dup := names[id]; dup && id != "" {
 			k.add(n.Pos, "nic %s is listed twice (first at line %d); list each NIC once", id, first.Line)
@@ -217,9 +226,6 @@ func (k *checker) partition() {
 	}
 }
 
-// maxIfName is the longest Linux interface name (IFNAMSIZ less its NUL).
-const maxIfName = 15
-
 // nicBridge checks a NIC's bridge and standby_address: a tap (named by
 // interface) joins an existing host bridge instead of getting a host
 // address, and a hand-over's new guest needs an address of its own beside
@@ -233,9 +239,7 @@ func (k *checker) nicBridge(n *NIC) {
 		case n.HostAddress != "":
 			k.add(pos, "nic: give either host_address (a tap with a host address) or bridge (a tap in a host bridge), not both")
 		}
-		if len(n.Bridge) > maxIfName || strings.ContainsAny(n.Bridge, "/: \t") {
-			k.add(pos, "nic: bridge %q is not an interface name (at most %d characters, no '/', ':' or blanks)", n.Bridge, maxIfName)
-		}
+		k.ifName(&n.Bridge, n.Pos, "nic: bridge")
 	}
 	if n.StandbyAddress == "" {
 		return
@@ -287,7 +291,7 @@ func (c *Config) tagIndex() map[string]TagInfo {
 
 // uniqueTag reports a tag name used before.
 func (k *checker) uniqueTag(seen map[string]Pos, name *string, pos Pos) {
-	k.name(name, pos, "tag name")
+	k.name(name, pos, "tag name", MaxTagName, whyTagName)
 	if *name == "" {
 		return
 	}
@@ -308,7 +312,7 @@ func (k *checker) devices() {
 	}
 	for i := range c.Devices {
 		d := &c.Devices[i]
-		k.name(&d.Name, d.Pos, "device name")
+		k.name(&d.Name, d.Pos, "device name", MaxDeviceName, whyTagName)
 		if first, dup := devs[d.Name]; dup && d.Name != "" {
 			k.add(k.at(&d.Name, d.Pos), "device %q is defined twice (first at %s); give each device its own name", d.Name, first)
 		}
@@ -594,14 +598,14 @@ func (k *checker) tasks() {
 	blocks := map[string]Pos{}
 	for i := range c.Tasks {
 		t := &c.Tasks[i]
-		k.name(&t.Name, t.Pos, "task name")
+		k.name(&t.Name, t.Pos, "task name", MaxTaskName, whyTaskName)
 		if first, dup := tasks[t.Name]; dup && t.Name != "" {
 			k.add(k.at(&t.Name, t.Pos), "task %q is defined twice (first at %s); give each task its own name", t.Name, first)
 		}
 		tasks[t.Name] = k.at(&t.Name, t.Pos)
 		for j := range t.Blocks {
 			b := &t.Blocks[j]
-			k.name(&b.Name, b.Pos, "block name")
+			k.name(&b.Name, b.Pos, "block name", MaxBlockName, whyBlockName)
 			if first, dup := blocks[b.Name]; dup && b.Name != "" {
 				k.add(k.at(&b.Name, b.Pos), "block %q is defined twice (first at %s); block names are unique across tasks", b.Name, first)
 				continue

@@ -151,7 +151,7 @@ func TestValidateRules(t *testing.T) {
 		{"device address not host:port", header + "devices:\n  - {name: d, driver: modbus-tcp, address: plc}\n", []problem{{"3:44", `address "plc" is not host:port`}}},
 		{"broker scheme", header + "bridge:\n  mqtt: {broker: \"http://h:1\"}\n", []problem{{"3:18", `scheme "http" is not one of`}}},
 		{"broker url", header + "bridge:\n  mqtt: {broker: ssl://broker:8883}\n", nil},
-		{"tls file missing", header + "bridge:\n  mqtt: {broker: \"ssl://h:8883\", tls: {ca: nope.pem}}\n", []problem{{"3:44", "mqtt.tls.ca: cannot read testdata/nope.pem"}}},
+		{"tls file missing", header + "bridge:\n  mqtt: {broker: \"ssl://h:8883\", tls: {ca: nope.pem}}\n", []problem{{"3:44", "testdata/nope.pem: no such file or directory"}}},
 		{"sparkplug ids", header + "bridge:\n  sparkplug: {group: a/b, node: n+1}\n", []problem{{"3:22", "sparkplug.group"}, {"3:33", "sparkplug.node"}}},
 		{"bridge modbus listen", header + "bridge:\n  modbus: {listen: 5020}\n", []problem{{"3:20", `modbus.listen "5020" is not host:port`}}},
 		{"two services on one port", header + "bridge:\n  modbus: {listen: \"127.0.0.1:9000\"}\n  metrics: {listen: \"127.0.0.1:9000\"}\n", []problem{{"4:21", "is also the modbus.listen"}}},

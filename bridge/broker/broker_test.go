@@ -11,8 +11,8 @@ import (
 
 func TestAuthAndReadOnly(t *testing.T) {
 	b, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", Users: []broker.User{
-		{Username: "bridge", Password: "s3cret"},
-		{Username: "viewer", Password: "look", ReadOnly: true},
+		{Username: "bridge", Password: "s3cret", Publish: []string{"#"}, Subscribe: []string{"#"}},
+		{Username: "viewer", Password: "look", Subscribe: []string{"plant/#"}},
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -198,6 +198,18 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte, h Handler
 	return nil
 }
 
+// SubscribeMessages is Subscribe with the whole message: a message the
+// broker had retained arrives with Retain set.
+func (c *Conn) SubscribeMessages(ctx context.Context, filter string, qos byte, h func(Message)) error {
+	t := c.c.Subscribe(filter, qos, func(_ paho.Client, m paho.Message) {
+		h(Message{Topic: m.Topic(), QoS: m.Qos(), Retain: m.Retained(), Payload: m.Payload()})
+	})
+	if err := c.wait(ctx, t); err != nil {
+		return fmt.Errorf("mqttc: subscribe %s: %w", filter, err)
+	}
+	return nil
+}
+
 // Close ends the session cleanly (no will), waiting up to 250 ms for
 // in-flight work.
 func (c *Conn) Close() {

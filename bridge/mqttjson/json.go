@@ -11,6 +11,14 @@
 // the partition) on the same MQTT session: changed and new tags are
 // published, the retained topics of tags that are gone are cleared.
 //
+// With the embedded broker, /set requests come from it in-process
+// (Config.Commands) with the publisher's user and client id, which the audit
+// records; with an external broker they come from a subscription and the
+// publisher is unknown. A retained /set is never taken as a command. Requests
+// wait in a bounded queue for a few workers; a request that finds the queue
+// full is answered "busy" and recorded as refused, as is any request that
+// cannot be decoded or names a tag that cannot be written.
+//
 // Tag names containing '/', '+' or '#' are published but cannot be written.
 // It needs an MQTT broker.
 package mqttjson
@@ -29,6 +37,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mkrt/mkrt/bridge/broker"
 	"github.com/mkrt/mkrt/bridge/metrics"
 	"github.com/mkrt/mkrt/bridge/mqttc"
 	"github.com/mkrt/mkrt/bridge/plant"
@@ -48,6 +57,14 @@ type Config struct {
 	Log          *slog.Logger
 	Clock        func() time.Time
 	Counters     *metrics.Counters
+	// Commands is the embedded broker's router: /set requests are taken
+	// from it (with who sent them) instead of from a subscription.
+	Commands *broker.Router
+	// Refuser records the requests refused before they reach the plant.
+	Refuser plant.Refuser
+	// Workers serve /set requests (default 4); Queue is how many may wait
+	// for them (default 64).
+	Workers, Queue int
 }
 
 // Publisher serves the process image as JSON topics.
@@ -72,6 +89,11 @@ type Publisher struct {
 
 	switches chan *view
 	stopped  chan struct{} // closed when Run returns
+
+	// cmds are the /set requests waiting for a worker; conn is the session
+	// the workers answer on (nil between sessions).
+	cmds chan broker.Message
+	conn atomic.Pointer[mqttc.Conn]
 }
 
 // view is a plant and its tag directory.
@@ -120,8 +142,17 @@ func New(cfg Config, p plant.Plant) (*Publisher, error) {
 	if cfg.Counters == nil {
 		cfg.Counters = new(metrics.Counters)
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 64
+	}
 	j := &Publisher{cfg: cfg, log: cfg.Log.With("component", "mqttjson"), count: cfg.Counters, base: cfg.Prefix + "/" + cfg.Node + "/",
-		switches: make(chan *view), stopped: make(chan struct{})}
+		switches: make(chan *view), stopped: make(chan struct{}), cmds: make(chan broker.Message, cfg.Queue)}
+	if cfg.Commands != nil {
+		cfg.Commands.Handle(broker.Route{Filter: j.base + "+/set", Protocol: "json", Tag: j.tagOf, Deliver: func(m broker.Message) { j.take(m, false) }})
+	}
 	v := newView(p)
 	j.v.Store(v)
 	n := len(v.tags)
@@ -177,6 +208,10 @@ func (j *Publisher) Run(ctx context.Context) error {
 	sessions := make(chan *mqttc.Conn)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	for range j.cfg.Workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); j.serve(ctx) }()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -186,13 +221,13 @@ func (j *Publisher) Run(ctx context.Context) error {
 			o.Will = &mqttc.Message{Topic: j.base + "$online", QoS: 1, Retain: true, Payload: []byte("false")}
 			return o
 		}, func(ctx context.Context, c *mqttc.Conn) error {
-			err := c.Subscribe(ctx, j.base+"+/set", 1, func(topic string, payload []byte) {
-				name := strings.TrimSuffix(strings.TrimPrefix(topic, j.base), "/set")
-				wg.Add(1)
-				go func() { defer wg.Done(); j.set(ctx, c, name, payload) }()
-			})
-			if err != nil {
-				return err
+			if j.cfg.Commands == nil {
+				err := c.SubscribeMessages(ctx, j.base+"+/set", 1, func(m mqttc.Message) {
+					j.take(broker.Message{Topic: m.Topic, Payload: m.Payload, Principal: broker.External("json", m.Topic)}, m.Retain)
+				})
+				if err != nil {
+					return err
+				}
 			}
 			if err := c.Publish(ctx, mqttc.Message{Topic: j.base + "$online", QoS: 1, Retain: true, Payload: []byte("true")}); err != nil {
 				return err
@@ -224,9 +259,11 @@ func (j *Publisher) Run(ctx context.Context) error {
 			return nil
 		case c := <-sessions:
 			conn, j.full = c, true
+			j.conn.Store(c)
 			j.count.Connected.Store(true)
 		case <-lost:
 			conn = nil
+			j.conn.Store(nil)
 			j.count.Connected.Store(false)
 		case v := <-j.switches:
 			j.serveSwitch(v)
@@ -236,6 +273,7 @@ func (j *Publisher) Run(ctx context.Context) error {
 					j.log.Warn("mqttjson: publish failed; reconnecting", "err", err)
 					conn.Drop()
 					conn = nil
+					j.conn.Store(nil)
 					j.count.Connected.Store(false)
 				}
 			}
@@ -386,21 +424,76 @@ func ParseSet(in *tag.Info, payload []byte) (v float64, text, id string, err err
 	return 0, "", id, fmt.Errorf("mqttjson: unsupported value %s: %w", raw, wire.ErrWrongType)
 }
 
-// set handles one /set request and publishes its result.
-func (j *Publisher) set(ctx context.Context, c *mqttc.Conn, name string, payload []byte) {
-	res := j.apply(ctx, name, payload)
-	b, _ := json.Marshal(res)
-	if err := c.Publish(ctx, mqttc.Message{Topic: j.base + name + "/set/result", QoS: 1, Payload: b}); err != nil {
-		j.log.Warn("mqttjson: result not delivered", "tag", name, "err", err)
+// tagOf is the tag a /set topic names.
+func (j *Publisher) tagOf(topic string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(topic, j.base), "/set")
+}
+
+// ErrBusy answers a request that found every worker busy and the queue full.
+var ErrBusy = errors.New("mqttjson: busy: too many /set requests waiting; retry later")
+
+// take queues a /set request for the workers. It runs on the broker's or
+// the session's delivery goroutine and never blocks: a retained request is
+// refused, and so is one that finds the queue full.
+func (j *Publisher) take(m broker.Message, retained bool) {
+	name := j.tagOf(m.Topic)
+	if retained {
+		j.refuse(m, name, "a retained /set is never taken as a command; publish it without retain")
+		return
+	}
+	select {
+	case j.cmds <- m:
+	default:
+		j.refuse(m, name, ErrBusy.Error())
+		j.count.CountWrite(ErrBusy)
+		if c := j.conn.Load(); c != nil {
+			b, _ := json.Marshal(Result{Error: ErrBusy.Error()})
+			c.PublishAsync(mqttc.Message{Topic: j.base + name + "/set/result", QoS: 1, Payload: b})
+		}
 	}
 }
 
-func (j *Publisher) apply(ctx context.Context, name string, payload []byte) (res Result) {
+func (j *Publisher) refuse(m broker.Message, name, reason string) {
+	j.log.Warn("mqttjson: /set refused", "tag", name, "user", m.Principal.User, "client", m.Principal.ClientID, "reason", reason)
+	plant.Refuse(context.Background(), j.cfg.Refuser, plant.Refusal{Principal: m.Principal, Tag: name, Value: broker.Clip(m.Payload), Reason: reason})
+}
+
+// serve is a worker: it applies queued /set requests and publishes their
+// results until ctx ends.
+func (j *Publisher) serve(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-j.cmds:
+			name := j.tagOf(m.Topic)
+			res := j.apply(plant.WithPrincipal(ctx, m.Principal), m, name)
+			b, _ := json.Marshal(res)
+			c := j.conn.Load()
+			if c == nil {
+				j.log.Warn("mqttjson: result not delivered: no session", "tag", name)
+				continue
+			}
+			if err := c.Publish(ctx, mqttc.Message{Topic: j.base + name + "/set/result", QoS: 1, Payload: b}); err != nil {
+				j.log.Warn("mqttjson: result not delivered", "tag", name, "err", err)
+			}
+		}
+	}
+}
+
+// apply decodes and writes one /set request; what is refused before the
+// write is recorded with the Refuser, the write itself by the plant's audit.
+func (j *Publisher) apply(ctx context.Context, m broker.Message, name string) (res Result) {
+	payload := m.Payload
 	view := j.v.Load()
 	id, ok := view.ids[name]
 	var err error
+	wrote := false
 	defer func() {
 		j.count.CountWrite(err)
+		if err != nil && !wrote {
+			j.refuse(m, name, err.Error())
+		}
 		if err != nil {
 			res.OK, res.Error = false, err.Error()
 			var rej *wire.RejectedError
@@ -426,6 +519,7 @@ func (j *Publisher) apply(ctx context.Context, name string, payload []byte) (res
 	}
 	wctx, cancel := context.WithTimeout(ctx, j.cfg.WriteTimeout)
 	defer cancel()
+	wrote = true
 	r, err := view.p.Write(wctx, w)
 	if err != nil {
 		return

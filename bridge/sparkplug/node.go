@@ -16,6 +16,16 @@
 // partition) within its MQTT session: no NDEATH, the same bdSeq, and a
 // rebirth only when the metrics changed.
 //
+// With the embedded broker, NCMD/DCMD come from it in-process
+// (Config.Commands) with the publisher's user and client id, which the audit
+// records; with an external broker they come from a subscription and the
+// publisher is unknown. A retained NCMD/DCMD is never taken as a command. A
+// command's writes wait in a bounded queue for a few workers; a write that
+// finds it full is refused as busy. Refused commands (undecodable, unknown
+// tag, wrong type, busy) are recorded with Config.Refuser. A STATE whose
+// timestamp is later than now plus StateSkew is ignored (and logged), so a
+// forged far-future STATE cannot silence the genuine host.
+//
 // It needs an MQTT broker and a writable directory for the buffer.
 package sparkplug
 
@@ -36,6 +46,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mkrt/mkrt/bridge/broker"
 	"github.com/mkrt/mkrt/bridge/metrics"
 	"github.com/mkrt/mkrt/bridge/mqttc"
 	"github.com/mkrt/mkrt/bridge/plant"
@@ -83,6 +94,17 @@ type Config struct {
 	Log          *slog.Logger
 	Clock        func() time.Time
 	Counters     *metrics.Counters
+	// Commands is the embedded broker's router: NCMD/DCMD are taken from
+	// it (with who sent them) instead of from a subscription.
+	Commands *broker.Router
+	// Refuser records the commands refused before they reach the plant.
+	Refuser plant.Refuser
+	// StateSkew is how far in the future a STATE timestamp may be (the
+	// host's clock ahead of ours); default 30s.
+	StateSkew time.Duration
+	// Workers apply command writes (default 4); Queue is how many writes
+	// may wait for them (default 64).
+	Workers, Queue int
 }
 
 // Status is what mkrt status shows of the edge node.
@@ -162,6 +184,17 @@ func (n *Node) sameMetrics(ms metricSet, figs []plant.Figure) bool {
 type inbound struct {
 	topic   string
 	payload []byte
+	retain  bool
+	who     plant.Principal
+}
+
+// write is one command metric's write, waiting for a worker.
+type write struct {
+	p    plant.Plant
+	w    wire.Command
+	name string
+	v    float64
+	who  plant.Principal
 }
 
 // Node is one Sparkplug B edge node.
@@ -200,6 +233,9 @@ type Node struct {
 	status Status
 
 	topics struct{ nbirth, ndeath, ndata, ncmd, dcmd, state string }
+
+	inbox  chan inbound // commands and STATE for the run loop
+	writes chan write   // command writes for the workers
 }
 
 // New builds an edge node serving p.
@@ -230,6 +266,15 @@ func New(cfg Config, p plant.Plant) (*Node, error) {
 	if cfg.Counters == nil {
 		cfg.Counters = new(metrics.Counters)
 	}
+	if cfg.StateSkew <= 0 {
+		cfg.StateSkew = 30 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 64
+	}
 	if cfg.StoreDir == "" {
 		return nil, errors.New("sparkplug: a store directory is required")
 	}
@@ -238,7 +283,8 @@ func New(cfg Config, p plant.Plant) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, p: p, log: cfg.Log.With("component", "sparkplug"), now: cfg.Clock, count: cfg.Counters, metricSet: ms,
-		figAlias: map[string]uint64{}, rebirth: make(chan struct{}, 1), switches: make(chan switchTo), stopped: make(chan struct{})}
+		figAlias: map[string]uint64{}, rebirth: make(chan struct{}, 1), switches: make(chan switchTo), stopped: make(chan struct{}),
+		inbox: make(chan inbound, 1024), writes: make(chan write, cfg.Queue)}
 	n.resize()
 	n.scan.Store(int64(cfg.Poll))
 	base := Namespace + "/" + cfg.Group + "/"
@@ -249,6 +295,13 @@ func New(cfg Config, p plant.Plant) (*Node, error) {
 	n.topics.dcmd = base + "DCMD/" + cfg.Node + "/+"
 	if cfg.PrimaryHost != "" {
 		n.topics.state = Namespace + "/STATE/" + cfg.PrimaryHost
+	}
+	if cfg.Commands != nil {
+		for _, f := range []string{n.topics.ncmd, n.topics.dcmd} {
+			cfg.Commands.Handle(broker.Route{Filter: f, Protocol: "sparkplug", Deliver: func(m broker.Message) {
+				n.take(inbound{topic: m.Topic, payload: m.Payload, who: m.Principal})
+			}})
+		}
 	}
 	st, err := store.Open(filepath.Join(cfg.StoreDir, "sparkplug"), cfg.StoreMax, n.log)
 	if err != nil {
@@ -408,24 +461,36 @@ func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
 	defer n.st.Close()
 	sessions := make(chan *mqttc.Conn)
-	inbox := make(chan inbound, 1024)
-	handler := func(topic string, payload []byte) {
-		select {
-		case inbox <- inbound{topic, payload}:
-		case <-ctx.Done():
+	handler := func(m mqttc.Message) {
+		in := inbound{topic: m.Topic, payload: m.Payload, retain: m.Retain, who: broker.External("sparkplug", m.Topic)}
+		if m.Topic == n.topics.state {
+			select { // STATE is never dropped: wait for the run loop
+			case n.inbox <- in:
+			case <-ctx.Done():
+			}
+			return
 		}
+		n.take(in)
 	}
 	var wg sync.WaitGroup
+	for range n.cfg.Workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.serveWrites(ctx) }()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		mqttc.Run(ctx, n.cfg.Backoff, n.log, n.nextSession, func(ctx context.Context, c *mqttc.Conn) error {
 			// Commands and host state are subscribed before the birth so none is missed.
-			for _, f := range []string{n.topics.ncmd, n.topics.dcmd, n.topics.state} {
+			filters := []string{n.topics.state}
+			if n.cfg.Commands == nil {
+				filters = append(filters, n.topics.ncmd, n.topics.dcmd)
+			}
+			for _, f := range filters {
 				if f == "" {
 					continue
 				}
-				if err := c.Subscribe(ctx, f, 1, handler); err != nil {
+				if err := c.SubscribeMessages(ctx, f, 1, handler); err != nil {
 					return err
 				}
 			}
@@ -484,7 +549,7 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-lost:
 			n.log.Warn("sparkplug: connection lost", "err", n.conn.Err())
 			n.conn, n.born = nil, false
-		case m := <-inbox:
+		case m := <-n.inbox:
 			n.handle(ctx, m)
 		case <-n.rebirth:
 			if n.born {
@@ -844,6 +909,40 @@ func (n *Node) integrity() {
 	n.poll(true)
 }
 
+// take queues a command for the run loop without blocking the delivering
+// goroutine: a retained command, or one that finds the inbox full, is
+// refused.
+func (n *Node) take(m inbound) {
+	switch {
+	case m.retain:
+		n.refuse(m.who, "", m.payload, "a retained NCMD/DCMD is never taken as a command; publish it without retain")
+		return
+	}
+	select {
+	case n.inbox <- m:
+	default:
+		n.count.CountWrite(ErrBusy)
+		n.refuse(m.who, "", m.payload, ErrBusy.Error())
+	}
+}
+
+// ErrBusy refuses a command that finds the queue of waiting writes full.
+var ErrBusy = errors.New("sparkplug: busy: too many command writes waiting; retry later")
+
+func (n *Node) refuse(who plant.Principal, name string, value []byte, reason string) {
+	n.log.Warn("sparkplug: command refused", "tag", name, "user", who.User, "client", who.ClientID, "reason", reason)
+	plant.Refuse(context.Background(), n.cfg.Refuser, plant.Refusal{Principal: who, Tag: name, Value: broker.Clip(value), Reason: reason})
+}
+
+// DecodeCommand decodes an NCMD/DCMD payload.
+func DecodeCommand(payload []byte) (*sproto.Payload, error) {
+	pl := &sproto.Payload{}
+	if err := proto.Unmarshal(payload, pl); err != nil {
+		return nil, fmt.Errorf("sparkplug: undecodable command: %w", err)
+	}
+	return pl, nil
+}
+
 // handle processes NCMD, DCMD and STATE messages.
 func (n *Node) handle(ctx context.Context, m inbound) {
 	if m.topic == n.topics.state {
@@ -856,10 +955,10 @@ func (n *Node) handle(ctx context.Context, m inbound) {
 	} else if m.topic != n.topics.ncmd {
 		return
 	}
-	pl := &sproto.Payload{}
-	if err := proto.Unmarshal(m.payload, pl); err != nil {
-		n.log.Warn("sparkplug: undecodable command", "topic", m.topic, "err", err)
-		n.count.CountWrite(fmt.Errorf("sparkplug: %w", err))
+	pl, err := DecodeCommand(m.payload)
+	if err != nil {
+		n.count.CountWrite(err)
+		n.refuse(m.who, "", m.payload, err.Error())
 		return
 	}
 	for _, mt := range pl.Metrics {
@@ -879,13 +978,13 @@ func (n *Node) handle(ctx context.Context, m inbound) {
 			}
 			n.scan.Store(int64(time.Duration(v) * time.Millisecond))
 		default:
-			n.command(ctx, dev, mt)
+			n.command(dev, mt, m.who)
 		}
 	}
 }
 
-// command starts a write of one command metric to a tag.
-func (n *Node) command(ctx context.Context, dev string, mt *sproto.Payload_Metric) {
+// command queues a write of one command metric to a tag.
+func (n *Node) command(dev string, mt *sproto.Payload_Metric, who plant.Principal) {
 	id := tag.ID(-1)
 	if mt.Alias != nil && mt.GetAlias() < uint64(len(n.tags)) {
 		id = tag.ID(mt.GetAlias())
@@ -893,34 +992,50 @@ func (n *Node) command(ctx context.Context, dev string, mt *sproto.Payload_Metri
 		id = v
 	}
 	if id < 0 || n.tags[id].Device != dev {
-		n.log.Warn("sparkplug: command for unknown tag", "device", dev, "name", mt.GetName(), "alias", mt.GetAlias())
 		n.count.CountWrite(wire.ErrUnknownTag)
+		n.refuse(who, mt.GetName(), nil, fmt.Sprintf("no such tag: device %q name %q alias %d: %v", dev, mt.GetName(), mt.GetAlias(), wire.ErrUnknownTag))
 		return
 	}
 	v, s, err := commandValue(mt, n.tags[id].Type)
 	if err != nil {
-		n.log.Warn("sparkplug: command", "tag", n.tags[id].Name, "err", err)
 		n.count.CountWrite(wire.ErrWrongType)
+		n.refuse(who, n.tags[id].Name, nil, err.Error())
 		return
 	}
 	w := wire.Command{Kind: wire.WriteTag, Tag: id, Value: wire.ValueOf(&n.tags[id], v, s), Origin: wire.NewOrigin("sparkplug:" + n.cfg.Group + "/" + n.cfg.Node + " command")}
 	if err := plant.Check(n.tags, &w); err != nil {
-		n.log.Warn("sparkplug: command refused", "tag", n.tags[id].Name, "err", err)
 		n.count.CountWrite(err)
+		n.refuse(who, n.tags[id].Name, []byte(strconv.FormatFloat(v, 'g', -1, 64)), err.Error())
 		return
 	}
-	p, name := n.p, n.tags[id].Name // a Switch may replace both meanwhile
-	go func() {
-		wctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout)
-		defer cancel()
-		res, err := p.Write(wctx, w)
-		n.count.CountWrite(err)
-		if err != nil {
-			n.log.Warn("sparkplug: write failed", "tag", name, "value", v, "err", err)
+	// a Switch may replace the plant and its tags meanwhile
+	select {
+	case n.writes <- write{p: n.p, w: w, name: n.tags[id].Name, v: v, who: who}:
+	default:
+		n.count.CountWrite(ErrBusy)
+		n.refuse(who, n.tags[id].Name, []byte(strconv.FormatFloat(v, 'g', -1, 64)), ErrBusy.Error())
+	}
+}
+
+// serveWrites is a worker: it applies queued command writes until ctx
+// ends. The result is logged (and, applied, reported in the next NDATA).
+func (n *Node) serveWrites(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
 			return
+		case x := <-n.writes:
+			wctx, cancel := context.WithTimeout(plant.WithPrincipal(ctx, x.who), n.cfg.WriteTimeout)
+			res, err := x.p.Write(wctx, x.w)
+			cancel()
+			n.count.CountWrite(err)
+			if err != nil {
+				n.log.Warn("sparkplug: write failed", "tag", x.name, "value", x.v, "user", x.who.User, "err", err)
+				continue
+			}
+			n.log.Info("sparkplug: write applied", "tag", x.name, "value", x.v, "user", x.who.User, "cycle", res.Cycle)
 		}
-		n.log.Info("sparkplug: write applied", "tag", name, "value", v, "cycle", res.Cycle)
-	}()
+	}
 }
 
 // hostState follows the primary host's STATE: births when it is online,
@@ -932,6 +1047,12 @@ func (n *Node) hostState(ctx context.Context, payload []byte) {
 	}
 	if err := json.Unmarshal(payload, &st); err != nil {
 		n.log.Warn("sparkplug: bad STATE payload", "err", err)
+		return
+	}
+	if limit := n.now().Add(n.cfg.StateSkew).UnixMilli(); st.Timestamp > limit {
+		// A forged far-future STATE would otherwise hide every genuine one.
+		n.log.Warn("sparkplug: STATE ignored: its timestamp is in the future (check the host's clock, or who may publish STATE)",
+			"host", n.cfg.PrimaryHost, "timestamp", st.Timestamp, "now", n.now().UnixMilli(), "skew", n.cfg.StateSkew)
 		return
 	}
 	if st.Timestamp < n.hostTS {
