@@ -48,6 +48,12 @@ const (
 	paramNameMax = 128
 )
 
+// Command slot flags (the slot's flags byte).
+const (
+	cmdFlagText = 1 << 0 // the value is text
+	cmdFlagMore = 1 << 1 // the next command belongs to the same unit (Reader.SubmitAll)
+)
+
 // Default ring capacities (commands, results, events).
 const (
 	DefaultCommands = 256

@@ -266,27 +266,88 @@ func (r *Reader) trySnapshot(dst *Image) bool {
 // is ErrBusy (counted in Heartbeat.CommandsBusy); the executive is never
 // waited for. Text longer than the layout's CommandTextMax is ErrInvalid.
 func (r *Reader) Submit(c wire.Command) (uint64, error) {
-	text := c.Value.Text
-	if c.Kind == wire.SetParam {
-		text = c.Param
+	var id [1]uint64
+	err := r.submit([]wire.Command{c}, id[:])
+	return id[0], err
+}
+
+// SubmitAll queues cs as one unit and returns their IDs: the executive
+// takes all of them in the same cycle, checks every one and applies all or
+// none (a refused one is answered with its status, the others with
+// wire.Withdrawn). The unit is published with one store of the ring's
+// index, so the executive never sees part of it. Only tag writes form a
+// unit; a unit larger than the command ring (Layout.CommandCapacity) is
+// ErrInvalid, one the ring has no room for now ErrBusy.
+func (r *Reader) SubmitAll(cs []wire.Command) ([]uint64, error) {
+	if len(cs) > 1 {
+		for i := range cs {
+			if cs[i].Kind != wire.WriteTag {
+				return nil, fmt.Errorf("shm: submit: %w: command %d of a unit is a %s; a unit holds tag writes only", ErrInvalid, i, cs[i].Kind)
+			}
+		}
 	}
-	if len(text) > int(r.l.g.CmdText) {
-		return 0, fmt.Errorf("shm: submit: %w: text of %d bytes; commands carry at most %d", ErrInvalid, len(text), r.l.g.CmdText)
+	ids := make([]uint64, len(cs))
+	if err := r.submit(cs, ids); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// submit writes cs into consecutive slots and publishes them at once,
+// their IDs into ids.
+func (r *Reader) submit(cs []wire.Command, ids []uint64) error {
+	if len(cs) == 0 {
+		return fmt.Errorf("shm: submit: %w: no command", ErrInvalid)
+	}
+	if len(cs) > r.UnitMax() {
+		return fmt.Errorf("shm: submit: %w: a unit of %d commands; at most %d go as one (the command ring's capacity, at most %d)", ErrInvalid, len(cs), r.UnitMax(), maxUnit)
+	}
+	for i := range cs {
+		if n := len(cmdText(&cs[i])); n > int(r.l.g.CmdText) {
+			return fmt.Errorf("shm: submit: %w: text of %d bytes; commands carry at most %d", ErrInvalid, n, r.l.g.CmdText)
+		}
 	}
 	r.cmdMu.Lock()
 	defer r.cmdMu.Unlock()
-	off, ok := r.cmd.reserve()
-	if !ok {
+	if !r.cmd.room(uint64(len(cs))) {
 		r.m.add(r.hb+hbCmdBusy, 1)
-		return 0, errSubmitBusy
+		return errSubmitBusy
 	}
-	id := r.cmd.local + 1
-	s := r.m[off:][:r.cmdSlot]
+	for i := range cs {
+		ids[i] = r.cmd.local + uint64(i) + 1
+		r.put(r.m[r.cmd.at(r.cmd.local+uint64(i)):][:r.cmdSlot], ids[i], &cs[i], i < len(cs)-1)
+	}
+	r.cmd.commitN(uint64(len(cs)))
+	return nil
+}
+
+// UnitMax is the most commands SubmitAll takes as one unit.
+func (r *Reader) UnitMax() int { return unitCap(&r.l.g) }
+
+// cmdText is the text a command carries: a parameter's name or a string
+// tag's value.
+func cmdText(c *wire.Command) []byte {
+	if c.Kind == wire.SetParam {
+		return c.Param
+	}
+	return c.Value.Text
+}
+
+// put writes command c with id into slot s; more marks that the next slot
+// belongs to the same unit.
+func (r *Reader) put(s []byte, id uint64, c *wire.Command, more bool) {
+	text := cmdText(c)
 	le.PutUint64(s[csID:], id)
 	le.PutUint64(s[csValue:], math.Float64bits(c.Value.Num))
 	le.PutUint32(s[csTag:], uint32(c.Tag))
 	s[csKind] = byte(c.Kind)
-	s[csFlags] = boolByte(c.Value.IsText)
+	s[csFlags] = 0
+	if c.Value.IsText {
+		s[csFlags] |= cmdFlagText
+	}
+	if more {
+		s[csFlags] |= cmdFlagMore
+	}
 	le.PutUint16(s[csLen:], uint16(len(text)))
 	// The slot's first cache line is written whole; what follows it (the
 	// origin's tail, the text) only where it differs from what the slot
@@ -296,8 +357,6 @@ func (r *Reader) Submit(c wire.Command) (uint64, error) {
 	copy(s[csOrigin:lineSize], c.Origin[:lineSize-csOrigin])
 	update(s[lineSize:csOrigin+wire.OriginMax], c.Origin[lineSize-csOrigin:])
 	update(s[csText:csText+len(text)], text)
-	r.cmd.commit()
-	return id, nil
 }
 
 // Do submits c and awaits its result.

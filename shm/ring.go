@@ -50,6 +50,34 @@ func (r *ring) reserve() (int, bool) {
 	return r.at(r.local), true
 }
 
+// room reports whether n more slots are free (producer).
+func (r *ring) room(n uint64) bool {
+	if r.local+n-r.other > r.cap {
+		r.other = r.m.load(r.peer)
+		if r.local+n-r.other > r.cap || r.local-r.other > r.cap {
+			return false
+		}
+	}
+	return true
+}
+
+// commitN publishes the n slots from local on (reserved with room) at once.
+func (r *ring) commitN(n uint64) {
+	r.local += n
+	r.m.store(r.own, r.local)
+}
+
+// unread is how many slots the consumer may read, the oldest at
+// peek's offset; it refreshes the producer's index. Call it after peek
+// reported a slot (so the index is sane).
+func (r *ring) unread() uint64 {
+	r.other = r.m.load(r.peer)
+	if n := r.other - r.local; n <= r.cap {
+		return n
+	}
+	return 0
+}
+
 // free reports whether reserve would succeed.
 func (r *ring) free() bool {
 	_, ok := r.reserve()

@@ -66,8 +66,18 @@ type Writer struct {
 	cmd, res, evt ring
 	cmdSlot       int
 	cmdBuf        []byte
-	replyOwed     bool
+	owed          int // commands taken and not answered yet
+	// unit and unitText hold the unit PollUnit took, the text of command
+	// i at unitText[i*CmdText:].
+	unit     []wire.Command
+	unitText []byte
 }
+
+// maxUnit is the most commands of one unit (Reader.SubmitAll): the command
+// ring's capacity, at most 256 (the writer keeps a unit's text).
+const maxUnit = 256
+
+func unitCap(g *geom) int { return min(int(g.CmdCap), maxUnit) }
 
 // Format writes an empty region for l into r: zeroes it, writes the tag
 // directory and task table, then the header, magic last. The host side
@@ -294,6 +304,8 @@ func newWriter(m mem, l *Layout, log *slog.Logger) *Writer {
 	w.res = newRing(m, g.Sec[secResults], g.ResCap, resultSlotSize, true)
 	w.evt = newRing(m, g.Sec[secEvents], g.EvtCap, eventSlotSize, true)
 	w.cmdBuf = make([]byte, g.CmdText)
+	w.unit = make([]wire.Command, unitCap(g))
+	w.unitText = make([]byte, unitCap(g)*int(g.CmdText))
 	return w
 }
 
@@ -462,11 +474,12 @@ func (w *Writer) PushEvent(e wire.Event) bool {
 // PollCommand. It takes nothing while the result ring is full, so a slow
 // bridge backs commands up in the command ring (the bridge then sees
 // ErrBusy) instead of losing results. c.Text points into the writer's
-// buffer until the next call.
+// buffer until the next call. It takes a unit's commands one by one, as
+// single commands: an executive that applies units whole uses PollUnit.
 //
 // Hot path: no allocation, never waits.
 func (w *Writer) PollCommand(c *wire.Command) bool {
-	if w.replyOwed || !w.res.free() {
+	if w.owed > 0 || !w.res.free() {
 		return false
 	}
 	off, ok, corrupt := w.cmd.peek()
@@ -476,35 +489,84 @@ func (w *Writer) PollCommand(c *wire.Command) bool {
 	if !ok {
 		return false
 	}
+	w.take(off, c, w.cmdBuf)
+	w.cmd.release()
+	w.owed = 1
+	return true
+}
+
+// PollUnit takes the next unit of commands (Reader.SubmitAll; a command
+// submitted alone is a unit of one) and returns it, or nil when there is
+// none or the result ring has no room for all its answers. Every command
+// taken must be answered, in order, with Reply before the next poll; the
+// commands' text stays valid until then. A unit whose last published slot
+// still says that more follow (a producer that broke the protocol) ends
+// there and is counted corrupt.
+//
+// Hot path: no allocation, never waits.
+func (w *Writer) PollUnit() []wire.Command {
+	if w.owed > 0 {
+		return nil
+	}
+	_, ok, corrupt := w.cmd.peek()
+	if corrupt {
+		w.m.add(w.hb+hbCorrupt, 1)
+	}
+	if !ok {
+		return nil
+	}
+	avail := min(w.cmd.unread(), uint64(len(w.unit)))
+	n := uint64(0)
+	for n < avail {
+		more := w.m[w.cmd.at(w.cmd.local+n)+csFlags]&cmdFlagMore != 0
+		n++
+		if !more {
+			break
+		}
+		if n == avail {
+			w.m.add(w.hb+hbCorrupt, 1)
+		}
+	}
+	if n == 0 || !w.res.room(n) {
+		return nil
+	}
+	text := int(w.l.g.CmdText)
+	for i := range n {
+		w.take(w.cmd.at(w.cmd.local), &w.unit[i], w.unitText[int(i)*text:][:text])
+		w.cmd.release()
+	}
+	w.owed = int(n)
+	return w.unit[:n]
+}
+
+// take copies the command in the slot at off into c, its text into buf.
+func (w *Writer) take(off int, c *wire.Command, buf []byte) {
 	s := w.m[off:][:w.cmdSlot]
 	c.ID = le.Uint64(s[csID:])
 	c.Kind = wire.CommandKind(s[csKind])
 	c.Tag = tag.ID(int32(le.Uint32(s[csTag:])))
 	copy(c.Origin[:], s[csOrigin:csOrigin+wire.OriginMax])
-	n := min(int(le.Uint16(s[csLen:])), len(w.cmdBuf))
-	copy(w.cmdBuf, s[csText:csText+n])
+	n := min(int(le.Uint16(s[csLen:])), len(buf))
+	copy(buf, s[csText:csText+n])
 	c.Value, c.Param = wire.Value{Num: math.Float64frombits(le.Uint64(s[csValue:]))}, nil
 	switch {
 	case c.Kind == wire.SetParam:
-		c.Param = w.cmdBuf[:n]
-	case s[csFlags]&1 != 0:
-		c.Value.Text, c.Value.IsText = w.cmdBuf[:n], true
+		c.Param = buf[:n]
+	case s[csFlags]&cmdFlagText != 0:
+		c.Value.Text, c.Value.IsText = buf[:n], true
 	}
-	w.cmd.release()
-	w.replyOwed = true
-	return true
 }
 
-// Reply answers the command last taken by PollCommand. It reports false
-// when no answer was owed.
+// Reply answers the oldest command taken by PollCommand or PollUnit and
+// not answered yet. It reports false when no answer was owed.
 //
 // Hot path: no allocation, never waits.
 func (w *Writer) Reply(r wire.Result) bool {
-	if !w.replyOwed {
+	if w.owed == 0 {
 		return false
 	}
 	off, ok := w.res.reserve()
-	if !ok { // cannot happen: PollCommand checked for room
+	if !ok { // cannot happen: the poll checked for room
 		w.m.add(w.hb+hbCorrupt, 1)
 		return false
 	}
@@ -514,7 +576,7 @@ func (w *Writer) Reply(r wire.Result) bool {
 	le.PutUint64(s[rsOld:], math.Float64bits(r.Old))
 	s[rsStatus] = byte(r.Status)
 	w.res.commit()
-	w.replyOwed = false
+	w.owed--
 	return true
 }
 

@@ -57,27 +57,8 @@ func statusOf(err error) wire.Status {
 // executive answering) and the bridge's in-memory fake refuse and accept
 // the shared write-check table (shm/wire/wiretest) alike.
 func TestWriteCheckTable(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	p := shm.Params{Tags: wiretest.Tags(), Tasks: []shm.Task{{Name: "main", Period: time.Millisecond}}, Partition: "test"}
-	l := shmtest.Layout(t, p)
-	w, r := shmtest.Pair(t, l)
-	ex := &shmtest.Executive{W: w, Tags: shmtest.Table(p)}
-	region := plant.NewRegion(r)
-	region.SetUp(true, "")
-	go func() {
-		for ctx.Err() == nil {
-			ex.Step()
-			time.Sleep(200 * time.Microsecond)
-		}
-	}()
-	tab, err := tag.NewTable(wiretest.Tags())
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake := bridgetest.NewPlant(tab, 0)
-	fake.Start(ctx, time.Millisecond)
-	for name, pl := range map[string]plant.Plant{"region": region, "bridgetest": fake} {
+	ctx := context.Background()
+	for name, pl := range plants(t) {
 		for _, c := range wiretest.WriteCases() {
 			cmd := wire.Command{Kind: wire.WriteTag, Tag: c.ID(), Value: c.Value, Origin: wire.NewOrigin("test:table")}
 			if got := statusOf(plant.Check(pl.Tags(), &cmd)); got != c.Want {
@@ -87,6 +68,87 @@ func TestWriteCheckTable(t *testing.T) {
 			if got := statusOf(err); got != c.Want {
 				t.Errorf("%s: Write %s <- %v: %v (%v), want %v", name, c.Tag, c.Value, got, err, c.Want)
 			}
+		}
+	}
+}
+
+// plants is the production Plant over a real region, with the region's
+// stand-in executive answering, and the bridge's in-memory fake, both of
+// the shared table's tags (shm/wire/wiretest), running until the test ends.
+func plants(t *testing.T) map[string]plant.Plant {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	p := shm.Params{Tags: wiretest.Tags(), Tasks: []shm.Task{{Name: "main", Period: time.Millisecond}}, Partition: "test"}
+	l := shmtest.Layout(t, p)
+	w, r := shmtest.Pair(t, l)
+	ex := &shmtest.Executive{W: w, Tags: shmtest.Table(p)}
+	region := plant.NewRegion(r)
+	region.SetUp(true, "")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			ex.Step()
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	tab, err := tag.NewTable(wiretest.Tags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := bridgetest.NewPlant(tab, 0)
+	fake.Start(ctx, time.Millisecond)
+	return map[string]plant.Plant{"region": region, "bridgetest": fake}
+}
+
+// The production Plant and the fake apply the shared table of units
+// (shm/wire/wiretest) as plant.Batchers: all in one cycle, or none, the
+// error naming the first write refused.
+func TestUnitTable(t *testing.T) {
+	ctx := context.Background()
+	for name, pl := range plants(t) {
+		b, ok := pl.(plant.Batcher)
+		if !ok {
+			t.Fatalf("%s is no plant.Batcher", name)
+		}
+		for _, u := range wiretest.UnitCases() {
+			cs := make([]wire.Command, len(u.Writes))
+			for i, c := range u.Writes {
+				cs[i] = wire.Command{Kind: wire.WriteTag, Tag: c.ID(), Value: c.Value, Origin: wire.NewOrigin("test:unit")}
+			}
+			before := make([]tag.Sample, len(pl.Tags()))
+			if _, err := pl.Snapshot(before, make([]string, len(before))); err != nil {
+				t.Fatal(err)
+			}
+			res, err := b.WriteAll(ctx, cs)
+			if got := statusOf(err); got != u.Refused() {
+				t.Errorf("%s: %s: %v (%v), want %v", name, u.Name, got, err, u.Refused())
+			}
+			after := make([]tag.Sample, len(before))
+			if _, err := pl.Snapshot(after, make([]string, len(after))); err != nil {
+				t.Fatal(err)
+			}
+			if err != nil {
+				for i := range before {
+					if before[i].Value != after[i].Value {
+						t.Errorf("%s: %s: refused unit changed %s", name, u.Name, pl.Tags()[i].Name)
+					}
+				}
+				continue
+			}
+			for i := range res {
+				if res[i].Status != wire.Applied || res[i].Cycle != res[0].Cycle {
+					t.Errorf("%s: %s: write %d %v in cycle %d, first in %d", name, u.Name, i, res[i].Status, res[i].Cycle, res[0].Cycle)
+				}
+			}
+		}
+		cs := make([]wire.Command, 300)
+		for i := range cs {
+			cs[i] = wire.Command{Kind: wire.WriteTag, Tag: 1, Value: wire.Number(1)}
+		}
+		if _, err := b.WriteAll(ctx, cs); err == nil || statusOf(err) != 0 {
+			t.Errorf("%s: a unit of 300 writes: %v, want a clear refusal before the ring", name, err)
 		}
 	}
 }

@@ -17,7 +17,7 @@ import (
 // nothing except for the text of a parameter or string command.
 type channel struct {
 	w      *shm.Writer
-	cmd    wire.Command
+	res    []wire.Result // a unit's results
 	state  wire.State
 	code   wire.FaultCode
 	first  bool // no image published yet
@@ -28,18 +28,29 @@ type channel struct {
 }
 
 func newChannel(w *shm.Writer) *channel {
-	return &channel{w: w, first: true}
+	return &channel{w: w, first: true, res: make([]wire.Result, w.Layout().CommandCapacity())}
 }
 
-// DrainCommands applies up to max commands from the command ring.
-func (c *channel) DrainCommands(max int, apply func(wire.Command) wire.Result) int {
+// DrainCommands applies the units of the command ring while fewer than
+// max commands were taken.
+func (c *channel) DrainCommands(max int, apply func([]wire.Command, []wire.Result)) int {
 	n := 0
-	for n < max && c.w.PollCommand(&c.cmd) {
-		n++
-		if c.cmd.Kind == wire.Take {
-			c.cmd.Value.Num = float64(c.link.ours(int64(c.cmd.Value.Num)))
+	for n < max {
+		unit := c.w.PollUnit()
+		if unit == nil {
+			break
 		}
-		c.w.Reply(apply(c.cmd))
+		n += len(unit)
+		for i := range unit {
+			if unit[i].Kind == wire.Take {
+				unit[i].Value.Num = float64(c.link.ours(int64(unit[i].Value.Num)))
+			}
+		}
+		res := c.res[:len(unit)]
+		apply(unit, res)
+		for _, r := range res {
+			c.w.Reply(r)
+		}
 	}
 	return n
 }

@@ -287,7 +287,7 @@ func (e *Executive) newTask(i int, tc configs.Task, cfg *configs.Config, tab *ta
 	}
 	t.prog = prog
 	t.outputs = append([]tag.ID(nil), prog.Outputs()...)
-	t.apply = t.applyCommand
+	t.apply, t.check, t.applyOne = t.applyUnit, t.checkWrite, t.applyCommand
 	return t, nil
 }
 
@@ -568,8 +568,8 @@ func (nopIO) WriteOutputs(*tag.Table, []tag.ID) {}
 // nopChannel is the Channel of an executive without a general side.
 type nopChannel struct{}
 
-func (nopChannel) DrainCommands(int, func(wire.Command) wire.Result) int { return 0 }
-func (nopChannel) Publish(*tag.Table, uint64)                            {}
-func (nopChannel) Heartbeat(Heartbeat)                                   {}
-func (nopChannel) Event(wire.Event)                                      {}
-func (nopChannel) RecordLatency(int, time.Duration, time.Duration)       {}
+func (nopChannel) DrainCommands(int, func([]wire.Command, []wire.Result)) int { return 0 }
+func (nopChannel) Publish(*tag.Table, uint64)                                 {}
+func (nopChannel) Heartbeat(Heartbeat)                                        {}
+func (nopChannel) Event(wire.Event)                                           {}
+func (nopChannel) RecordLatency(int, time.Duration, time.Duration)            {}

@@ -406,19 +406,7 @@ func TestNewRejects(t *testing.T) {
 // The executive answers the shared write-check table (shm/wire/wiretest)
 // exactly as wire.CheckTagWrite does, and applies what it accepts.
 func TestWriteCheckTable(t *testing.T) {
-	cfg := &configs.Config{Tasks: []configs.Task{{Name: "main", Period: configs.Duration(period)}}}
-	tab, err := tag.NewTable(wiretest.Tags())
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock, ch := executivetest.NewClock(time.Second), executivetest.NewChannel(1)
-	e, err := executive.New(cfg, tab, func(string, *tag.Table) (executive.Program, error) { return &executivetest.Program{Clock: clock}, nil },
-		nil, ch, executive.Options{Clock: clock, NoRealtime: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.StartForTest()
-	e.CycleForTest(0)
+	e, ch, tab := tableExecutive(t)
 	cases := wiretest.WriteCases()
 	for i, c := range cases {
 		ch.Send(wire.Command{ID: uint64(i + 1), Kind: wire.WriteTag, Tag: c.ID(), Value: c.Value})
@@ -442,4 +430,61 @@ func TestWriteCheckTable(t *testing.T) {
 			t.Errorf("%s: last accepted %v, the table holds %v %q", tab.Info[id].Name, v, tab.Samples[id].Value, tab.Text[id])
 		}
 	}
+}
+
+// The executive applies the shared table of units (shm/wire/wiretest)
+// whole or not at all, in one cycle, answering each write as the table
+// says.
+func TestUnitTable(t *testing.T) {
+	e, ch, tab := tableExecutive(t)
+	id := uint64(0)
+	for _, u := range wiretest.UnitCases() {
+		before := append([]tag.Sample(nil), tab.Samples...)
+		cs := make([]wire.Command, len(u.Writes))
+		for i, c := range u.Writes {
+			id++
+			cs[i] = wire.Command{ID: id, Kind: wire.WriteTag, Tag: c.ID(), Value: c.Value}
+		}
+		done := len(ch.Results())
+		ch.SendUnit(cs...)
+		e.CycleForTest(0)
+		res := ch.Results()[done:]
+		if len(res) != len(cs) {
+			t.Fatalf("%s: %d results in one cycle for a unit of %d", u.Name, len(res), len(cs))
+		}
+		for i, c := range u.Writes {
+			if res[i].Status != c.Want || res[i].Cycle != res[0].Cycle {
+				t.Errorf("%s: write %d (%s <- %v): %v in cycle %d, want %v in cycle %d", u.Name, i, c.Tag, c.Value, res[i].Status, res[i].Cycle, c.Want, res[0].Cycle)
+			}
+		}
+		if u.Refused() != wire.Applied {
+			for i := range before {
+				if tab.Samples[i].Value != before[i].Value {
+					t.Errorf("%s: refused unit changed %s", u.Name, tab.Info[i].Name)
+				}
+			}
+		}
+	}
+	if v := tab.Samples[wiretest.WriteCase{Tag: "count"}.ID()].Value; v != 8 {
+		t.Errorf("count %v after a unit writing it 7 then 8", v)
+	}
+}
+
+// tableExecutive is a started executive of the shared table's tags
+// (shm/wire/wiretest), one cycle run.
+func tableExecutive(t *testing.T) (*executive.Executive, *executivetest.Channel, *tag.Table) {
+	cfg := &configs.Config{Tasks: []configs.Task{{Name: "main", Period: configs.Duration(period)}}}
+	tab, err := tag.NewTable(wiretest.Tags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock, ch := executivetest.NewClock(time.Second), executivetest.NewChannel(1)
+	e, err := executive.New(cfg, tab, func(string, *tag.Table) (executive.Program, error) { return &executivetest.Program{Clock: clock}, nil },
+		nil, ch, executive.Options{Clock: clock, NoRealtime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.StartForTest()
+	e.CycleForTest(0)
+	return e, ch, tab
 }

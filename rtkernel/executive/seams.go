@@ -54,9 +54,14 @@ type IO interface {
 // allocate. All calls come from the first task's thread except
 // RecordLatency, which each task makes for its own index.
 type Channel interface {
-	// DrainCommands applies up to max pending commands through apply and
-	// returns how many were taken; apply's Result goes back to the sender.
-	DrainCommands(max int, apply func(wire.Command) wire.Result) int
+	// DrainCommands takes pending units of commands while fewer than max
+	// commands were taken (a unit is taken whole, even past max), hands
+	// each to apply with a results slice of its length, sends apply's
+	// results back and returns how many commands were taken. A command
+	// submitted alone is a unit of one; several submitted as one unit
+	// (shm.Reader.SubmitAll) are applied by apply all in this cycle or
+	// none.
+	DrainCommands(max int, apply func(unit []wire.Command, res []wire.Result)) int
 	// Publish writes the process image at the end of a cycle.
 	Publish(tab *tag.Table, cycle uint64)
 	// Heartbeat reports liveness and state once per cycle of the first task.

@@ -51,10 +51,12 @@ type task struct {
 	safe       []safeValue
 	safeWrites []tag.ID
 	owner      []int
-	apply      func(wire.Command) wire.Result
-	one        [1]tag.ID
-	counters   []TaskCounters // heartbeat scratch, first task only
-	ho         *handover      // first task only; nil without hand-over
+	apply      func([]wire.Command, []wire.Result)
+	// check and applyOne are checkWrite and applyCommand, made once.
+	check, applyOne func(*wire.Command) wire.Result
+	one             [1]tag.ID
+	counters        []TaskCounters // heartbeat scratch, first task only
+	ho              *handover      // first task only; nil without hand-over
 
 	rtst   rt.Status // guarded by e.mu
 	stats  stats
@@ -309,9 +311,38 @@ func (t *task) recoverFault() {
 	}
 }
 
+// applyUnit answers a unit of commands into res (wire.ApplyUnit): a
+// command alone as applyCommand does; a unit of several tag writes all
+// checked first, then all applied in this cycle, or none. First task's
+// thread, between cycles.
+func (t *task) applyUnit(unit []wire.Command, res []wire.Result) {
+	wire.ApplyUnit(unit, res, t.check, t.applyOne)
+}
+
+// checkWrite answers what applyCommand would answer to c, a tag write,
+// without applying it. Hot path.
+func (t *task) checkWrite(c *wire.Command) wire.Result {
+	res := wire.Result{ID: c.ID, Status: wire.Applied, Cycle: t.cycle + 1}
+	if c.Kind != wire.WriteTag {
+		res.Status = wire.Unsupported
+		return res
+	}
+	if res.Status = wire.CheckTagWrite(t.tab.Info, c.Tag, c.Value); res.Status != wire.Applied {
+		return res
+	}
+	res.Old = t.tab.Samples[c.Tag].Value
+	switch {
+	case t.e.blockOut[c.Tag] || t.owner[c.Tag] != t.idx:
+		res.Status = wire.Owned
+	case wire.State(t.e.state.Load()) != wire.Running:
+		res.Status = wire.NotRunning
+	}
+	return res
+}
+
 // applyCommand validates and applies one command. First task's thread,
 // between cycles; allocation-free except for a halt's reason.
-func (t *task) applyCommand(c wire.Command) wire.Result {
+func (t *task) applyCommand(c *wire.Command) wire.Result {
 	e := t.e
 	res := wire.Result{ID: c.ID, Status: wire.Applied, Cycle: t.cycle + 1}
 	running := wire.State(e.state.Load()) == wire.Running
@@ -342,25 +373,12 @@ func (t *task) applyCommand(c wire.Command) wire.Result {
 	case wire.Take:
 		res.Status = t.take(time.Duration(c.Value.Num))
 		return res
-	case wire.WriteTag:
-	default:
-		res.Status = wire.Unsupported
-		return res
 	}
-	if res.Status = wire.CheckTagWrite(t.tab.Info, c.Tag, c.Value); res.Status != wire.Applied {
+	if res = t.checkWrite(c); res.Status != wire.Applied {
 		return res
 	}
 	in := &t.tab.Info[c.Tag]
 	smp := &t.tab.Samples[c.Tag]
-	res.Old = smp.Value
-	if e.blockOut[c.Tag] || t.owner[c.Tag] != t.idx {
-		res.Status = wire.Owned
-		return res
-	}
-	if !running {
-		res.Status = wire.NotRunning
-		return res
-	}
 	if c.Value.IsText {
 		t.tab.Text[c.Tag] = string(c.Value.Text)
 		*smp = tag.Sample{Quality: tag.Good, Time: e.wall().UnixNano()}

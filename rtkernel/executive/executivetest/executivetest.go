@@ -190,7 +190,8 @@ func (f *IO) Writes() uint64 {
 // Channel records what the executive sends and feeds it queued commands.
 type Channel struct {
 	mu         sync.Mutex
-	pending    []wire.Command
+	pending    [][]wire.Command
+	unitRes    []wire.Result // DrainCommands' scratch
 	results    []wire.Result
 	events     []wire.Event
 	heartbeats uint64
@@ -207,28 +208,43 @@ func NewChannel(tasks int) *Channel {
 		results: make([]wire.Result, 0, 64), events: make([]wire.Event, 0, 64)}
 }
 
-// Send queues commands for the next DrainCommands.
+// Send queues commands for the next DrainCommands, each a unit of its own.
 func (c *Channel) Send(cmds ...wire.Command) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pending = append(c.pending, cmds...)
+	for _, cmd := range cmds {
+		c.pending = append(c.pending, []wire.Command{cmd})
+	}
 }
 
-// DrainCommands applies up to max queued commands.
-func (c *Channel) DrainCommands(max int, apply func(wire.Command) wire.Result) int {
+// SendUnit queues cmds as one unit (as shm.Reader.SubmitAll does).
+func (c *Channel) SendUnit(cmds ...wire.Command) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = append(c.pending, append([]wire.Command(nil), cmds...))
+}
+
+// DrainCommands applies the queued units while fewer than max commands
+// were taken.
+func (c *Channel) DrainCommands(max int, apply func([]wire.Command, []wire.Result)) int {
 	n := 0
-	for ; n < max; n++ {
+	for n < max {
 		c.mu.Lock()
 		if len(c.pending) == 0 {
 			c.mu.Unlock()
 			break
 		}
-		cmd := c.pending[0]
+		unit := c.pending[0]
 		c.pending = c.pending[1:]
 		c.mu.Unlock()
-		res := apply(cmd)
+		n += len(unit)
+		if cap(c.unitRes) < len(unit) {
+			c.unitRes = make([]wire.Result, len(unit))
+		}
+		res := c.unitRes[:len(unit)]
+		apply(unit, res)
 		c.mu.Lock()
-		c.results = append(c.results, res)
+		c.results = append(c.results, res...)
 		c.mu.Unlock()
 	}
 	return n

@@ -83,3 +83,37 @@ func WriteCases() []WriteCase {
 		{"", n(1), wire.UnknownTag},
 	}
 }
+
+// UnitCase is several writes sent as one unit (shm.Reader.SubmitAll,
+// plant.Batcher): each write's Want is the status it gets within the
+// unit — all Applied, or the refused ones their status and the others
+// wire.Withdrawn, and then none is applied.
+type UnitCase struct {
+	Name   string
+	Writes []WriteCase
+}
+
+// Refused is the status of the first write the unit refuses (Applied when
+// it refuses none): what a plant.Batcher's error names.
+func (u UnitCase) Refused() wire.Status {
+	for _, w := range u.Writes {
+		if w.Want != wire.Applied && w.Want != wire.Withdrawn {
+			return w.Want
+		}
+	}
+	return wire.Applied
+}
+
+// UnitCases is the table of units. No value a refused unit carries is
+// written by an earlier case, so an implementation can check that none
+// of it was applied.
+func UnitCases() []UnitCase {
+	n, s := wire.Number, wire.Text
+	return []UnitCase{
+		{"all accepted", []WriteCase{{"setpoint", n(2.5), wire.Applied}, {"mode", n(4), wire.Applied}, {"recipe", s("unit"), wire.Applied}}},
+		{"one out of range", []WriteCase{{"setpoint", n(3.25), wire.Withdrawn}, {"count", n(-1), wire.OutOfRange}, {"enable", n(1), wire.Withdrawn}}},
+		{"read-only last", []WriteCase{{"gain", n(1.5), wire.Withdrawn}, {"level", n(1), wire.ReadOnly}}},
+		{"two refused", []WriteCase{{"mode", n(1.5), wire.WrongType}, {"recipe", s("never"), wire.Withdrawn}, {"", n(1), wire.UnknownTag}}},
+		{"same tag twice", []WriteCase{{"count", n(7), wire.Applied}, {"count", n(8), wire.Applied}}},
+	}
+}
