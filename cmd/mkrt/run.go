@@ -16,6 +16,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
+	"github.com/mkrt/mkrt/bridge/web"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/pid1"
 	"github.com/mkrt/mkrt/shm/tag"
@@ -96,17 +97,9 @@ func printReady(w io.Writer, r deploy.Ready) {
 	if mq.Broker != "embedded" {
 		host, port = brokerHostPort(mq.Broker)
 	}
-	user, pass := mq.Username, mq.Password
-	for _, u := range mq.Users {
-		if !u.ReadOnly {
-			continue
-		}
-		user, pass = u.Username, u.Password
-		break
-	}
-	auth := ""
-	if user != "" {
-		auth = fmt.Sprintf(" -u %s -P %s", user, pass)
+	auth, note := mqttAuth(cfg)
+	if note != "" {
+		fmt.Fprintln(w, note)
 	}
 	var topics []string
 	if cfg.Bridge.Sparkplug.Enabled == nil || *cfg.Bridge.Sparkplug.Enabled {
@@ -128,8 +121,34 @@ func printReady(w io.Writer, r deploy.Ready) {
 	if !slices.Contains(control.Dirs(), filepath.Dir(r.Socket)) {
 		sock = " --socket " + r.Socket
 	}
+	fmt.Fprint(w, web.ReadyLine(cfg))
 	fmt.Fprintf(w, "mkrt status%s\n", sock)
 	fmt.Fprintf(w, "mkrt tags --watch%s\n\n", sock)
+}
+
+// mqttAuth is the -u/-P part of the mosquitto_sub line: a read-only
+// user's when the config has one, else the bridge's own. A password is
+// never printed (a terminal's scroll-back and make run's log are not the
+// place for it): a plaintext password_file is read by the shell, else the
+// line reads $MQTT_PASSWORD and note says where the password is written.
+func mqttAuth(cfg *configs.Config) (auth, note string) {
+	mq := cfg.Bridge.MQTT
+	user, where := mq.Username, "bridge.mqtt.password"
+	file := mq.PasswordFile // the bridge's own holds the password itself
+	for _, u := range mq.Users {
+		if u.ReadOnly {
+			user, where, file = u.Username, "bridge.mqtt.users", ""
+			break
+		}
+	}
+	if user == "" {
+		return "", ""
+	}
+	if file != "" {
+		return fmt.Sprintf(" -u %s -P \"$(cat '%s')\"", user, strings.ReplaceAll(file, "'", `'\''`)), ""
+	}
+	return fmt.Sprintf(" -u %s -P \"$MQTT_PASSWORD\"", user),
+		fmt.Sprintf("# set MQTT_PASSWORD to the password of MQTT user %s (%s in %s)", user, where, cfg.Pos.File)
 }
 
 // firstRegisters picks the register area with the most mapped float

@@ -256,7 +256,7 @@ func (d *deployment) writeGenerationConfig(nc *configs.Config, cpus configs.CPUL
 		return nil, "", err
 	}
 	path := filepath.Join(d.o.StateDir, fmt.Sprintf("generation-%d.yaml", n))
-	if err := os.WriteFile(path, text, 0o640); err != nil {
+	if err := os.WriteFile(path, text, 0o600); err != nil { // it holds every MQTT password
 		return nil, "", fmt.Errorf("deploy: %w", err)
 	}
 	loaded, err := configs.Load(path)

@@ -92,7 +92,7 @@ func Build(o Options) ([]byte, *Manifest, error) {
 		return nil, nil, fmt.Errorf("image: init binary %s is not an ELF executable", o.Init)
 	}
 	files[pid1.InitPath], modes[pid1.InitPath] = init, 0o755
-	files[pid1.ConfigPath], modes[pid1.ConfigPath] = o.Config, 0o644
+	files[pid1.ConfigPath], modes[pid1.ConfigPath] = o.Config, 0o600 // it holds passwords
 	for p, b := range o.Extra {
 		p = strings.TrimPrefix(path.Clean("/"+p), "/")
 		files[p], modes[p] = b, 0o644
@@ -214,14 +214,41 @@ func WriteDir(dir string, initramfs []byte, m *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("image: manifest: %w", err)
 	}
+	// The initramfs carries the config, and so every MQTT password in it:
+	// only its owner reads it.
 	for name, b := range map[string][]byte{
 		"initramfs.cpio.gz": initramfs,
 		"cmdline":           []byte(m.Cmdline + "\n"),
 		"manifest.json":     append(mj, '\n'),
 	} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return fmt.Errorf("image: %w", err)
+		mode := os.FileMode(0o644)
+		if name == "initramfs.cpio.gz" {
+			mode = 0o600
 		}
+		if err := writeFile(filepath.Join(dir, name), b, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFile writes b to path with mode, also when path exists with
+// another mode (os.WriteFile keeps an existing file's).
+func writeFile(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("image: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("image: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("image: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/pid1"
 	"github.com/mkrt/mkrt/supervisor"
 )
 
@@ -45,15 +46,16 @@ func ForSpec(spec supervisor.Spec, kernel, cmdline string) (string, error) {
 }
 
 // configText is the config the partition loads: the file as the engineer
-// wrote it when it is the config this side runs, else (a backend given on
-// the command line, a generation's own CPUs) this side's config written
-// out, so both sides compute the same hash.
+// wrote it when, read where the guest reads it, it is the config this side
+// runs; else (a backend given on the command line, a generation's own
+// CPUs, a path relative to the config file, which Load makes absolute)
+// this side's config written out, so both sides compute the same hash.
 func configText(spec supervisor.Spec) ([]byte, error) {
 	text, err := os.ReadFile(spec.ConfigPath)
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}
-	if onDisk, err := configs.LoadBytes(spec.ConfigPath, text); err == nil && onDisk.Hash() == spec.Config.Hash() {
+	if inGuest, err := configs.LoadBytes("/"+pid1.ConfigPath, text); err == nil && inGuest.Hash() == spec.Config.Hash() {
 		return text, nil
 	}
 	return spec.Config.Marshal()
