@@ -361,10 +361,27 @@ type Task struct {
 type Block struct {
 	Pos     Pos               `yaml:"-"`
 	Name    string            `yaml:"name" doc:"block name, unique within the config" required:"true"`
-	Type    string            `yaml:"type" doc:"block type: pid, lag, ramp, limit, scale, deadband, hysteresis, alarm, ton, tof, tp, counter, and, or, not, xor, compare, select, min, max, average, delay" required:"true"`
+	Type    string            `yaml:"type" doc:"block type, one of the function-block catalogue (README: Function blocks)" required:"true"`
 	Inputs  map[string]Ref    `yaml:"inputs" doc:"input port -> tag name, block.port, or a literal"`
 	Outputs map[string]string `yaml:"outputs" doc:"output port -> tag name written every cycle"`
 	Params  map[string]Value  `yaml:"params" doc:"block parameters (gains, limits, times)"`
+	// Expr is an expr block's expression (see rtkernel/blocks/expr).
+	Expr Ref `yaml:"expr" doc:"expr blocks: the expression out is, e.g. \"fic_101.out * ratio + bias\""`
+}
+
+// IsExpr reports whether an input is written as an expression: it holds a
+// character no name, block.port or number has (a space, an operator, a
+// parenthesis, a quote). The block catalogue compiles and checks it.
+func (r Ref) IsExpr() bool {
+	if _, lit := r.Literal(); lit {
+		return false
+	}
+	for _, c := range r.Raw {
+		if !(c == '_' || c == '-' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return true
+		}
+	}
+	return false
 }
 
 // Watchdog is overrun and heartbeat supervision and the safe state.

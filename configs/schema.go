@@ -160,6 +160,9 @@ type BlockType struct {
 	// KindFrom lists the inputs whose kind the outputs take: a delay or a
 	// select of bools is a bool.
 	KindFrom []string
+	// Expression: a block of the type is written with an expr: (its
+	// output is the expression); no other type takes one.
+	Expression bool
 }
 
 // PortKind is what a block port carries.
@@ -256,7 +259,7 @@ func describeBlocks(block map[string]any, types []BlockType) {
 // blockTypeSchema is what a block of type t may write.
 func blockTypeSchema(t BlockType) map[string]any {
 	ref := func(k PortKind, what string) map[string]any {
-		return map[string]any{"type": []string{"string", "number", "boolean"}, "description": fmt.Sprintf("%s input%s: a tag, block.port or a literal", k, what)}
+		return map[string]any{"type": []string{"string", "number", "boolean"}, "description": fmt.Sprintf("%s input%s: a tag, block.port, a literal or an expression", k, what)}
 	}
 	inputs := map[string]any{}
 	var need []string
@@ -316,6 +319,11 @@ func blockTypeSchema(t BlockType) map[string]any {
 		"inputs":  in,
 		"outputs": map[string]any{"type": "object", "properties": outputs, "additionalProperties": false},
 		"params":  ps,
+	}
+	if t.Expression {
+		required = append(required, "expr")
+	} else {
+		then["not"] = map[string]any{"required": []string{"expr"}}
 	}
 	if len(required) > 0 {
 		then["required"] = required

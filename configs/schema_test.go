@@ -77,9 +77,10 @@ func TestSchemaDescribesBlockTypes(t *testing.T) {
 		{Name: "any", Doc: "logic", Variadic: true, VariadicKind: configs.PortBool, MinInputs: 2,
 			Outputs: []configs.BlockPort{{Name: "out", Kind: configs.PortBool}}},
 		{Name: "count", Doc: "counts", Inputs: []configs.BlockPort{{Name: "up"}, {Name: "down"}}, AnyInput: []string{"up", "down"}},
+		{Name: "calc", Doc: "computes", Variadic: true, Outputs: []configs.BlockPort{{Name: "out"}}, Expression: true},
 	}
 	block := blockDef(t, types)
-	if got := at(t, block, "properties", "type", "enum"); !reflect.DeepEqual(got, []any{"gain", "any", "count"}) {
+	if got := at(t, block, "properties", "type", "enum"); !reflect.DeepEqual(got, []any{"gain", "any", "count", "calc"}) {
 		t.Fatalf("type enum %v", got)
 	}
 	if got := at(t, block, "allOf", 0, "if", "properties", "type", "const"); got != "gain" {
@@ -95,7 +96,7 @@ func TestSchemaDescribesBlockTypes(t *testing.T) {
 		{at(t, inputs, "required"), []any{"in"}},
 		{at(t, inputs, "additionalProperties"), false},
 		{at(t, inputs, "dependentRequired"), map[string]any{"hold": []any{"hold_value"}}},
-		{at(t, inputs, "properties", "hold", "description"), "bool input: a tag, block.port or a literal"},
+		{at(t, inputs, "properties", "hold", "description"), "bool input: a tag, block.port, a literal or an expression"},
 		{at(t, then, "properties", "outputs", "properties", "out", "description"), "number output: the tag it writes"},
 		{at(t, then, "properties", "params", "required"), []any{"t"}},
 		{at(t, then, "properties", "params", "additionalProperties"), false},
@@ -111,10 +112,14 @@ func TestSchemaDescribesBlockTypes(t *testing.T) {
 		{at(t, then, "properties", "params", "properties", "lim", "default"), nil},
 		{at(t, then, "properties", "params", "properties", "opt", "default"), nil},
 		{at(t, block, "allOf", 1, "then", "properties", "inputs", "minProperties"), 2.0},
-		{at(t, block, "allOf", 1, "then", "properties", "inputs", "patternProperties", `^in[1-9][0-9]*$`, "description"), "bool input (in1..inN, numbered without gaps): a tag, block.port or a literal"},
+		{at(t, block, "allOf", 1, "then", "properties", "inputs", "patternProperties", `^in[1-9][0-9]*$`, "description"), "bool input (in1..inN, numbered without gaps): a tag, block.port, a literal or an expression"},
 		{at(t, block, "allOf", 1, "then", "properties", "params", "properties"), map[string]any{}},
 		{at(t, block, "allOf", 2, "then", "required"), []any{"inputs"}},
 		{at(t, block, "allOf", 2, "then", "properties", "inputs", "anyOf", 1, "required"), []any{"down"}},
+		// An expr block needs its expression; no other block takes one.
+		{at(t, block, "allOf", 3, "then", "required"), []any{"expr"}},
+		{at(t, block, "allOf", 2, "then", "not"), map[string]any{"required": []any{"expr"}}},
+		{at(t, block, "properties", "expr", "type"), []any{"string", "number", "boolean"}},
 	} {
 		if !reflect.DeepEqual(c.got, c.want) {
 			t.Errorf("got %#v, want %#v", c.got, c.want)

@@ -660,8 +660,8 @@ func (k *checker) block(t *Task, b *Block, writers map[string]string) {
 			k.add(pos, "%s: input %s is empty; write a tag name, block.port or a number", where, port)
 			continue
 		}
-		if _, lit := r.Literal(); lit {
-			continue
+		if _, lit := r.Literal(); lit || r.IsExpr() {
+			continue // an expression's names are the block catalogue's to check
 		}
 		if blk, _, isPort := r.Block(); isPort {
 			switch owner, ok := k.blocks[blk]; {

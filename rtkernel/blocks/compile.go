@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks/expr"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -23,6 +24,7 @@ const (
 	srcLit                  // a literal
 	srcTag                  // a tag read at cycle start
 	srcBlock                // another block's output in the same task
+	srcExpr                 // an expression (ex)
 )
 
 // source is one resolved block input.
@@ -34,6 +36,20 @@ type source struct {
 	port int
 	name string // the input port's name
 	pos  configs.Pos
+	raw  string   // a literal as written
+	ex   *exprSrc // srcExpr
+}
+
+// deps calls f with every source behind s: s itself, or the names of its
+// expression.
+func (s *source) deps(f func(*source)) {
+	if s.kind != srcExpr {
+		f(s)
+		return
+	}
+	for i := range s.ex.leaves {
+		s.ex.leaves[i].deps(f)
+	}
 }
 
 // node is one block being compiled.
@@ -45,6 +61,7 @@ type node struct {
 	params []float64 // parameters, then scratch
 	ins    []source  // fixed inputs in type order, then in1..inN
 	outTag []tag.ID  // per output port; -1 when not written to a tag
+	ex     *exprSrc  // an expr block's expression, a standard function's formula
 	// compiled layout
 	outReg int32
 }
@@ -75,6 +92,8 @@ type compiler struct {
 	// later are bool checks against outputs whose kind follows their inputs
 	// (delay, select), made once every input is resolved.
 	later []func()
+	exprs []*exprSrc          // every expression, compiled after the wiring
+	files map[string][]string // config files read for expression positions
 }
 
 // Validate checks every function block of cfg against the catalogue: its
@@ -143,6 +162,9 @@ func check(cfg *configs.Config, tab *tag.Table) *compiler {
 	for _, check := range c.later {
 		check()
 	}
+	for _, es := range c.exprs {
+		c.compileExpr(es)
+	}
 	c.checkUnits()
 	for ti := range cfg.Tasks {
 		c.orders = append(c.orders, c.order(ti))
@@ -191,6 +213,12 @@ func (c *compiler) collect() {
 					b.Name, b.Type, configs.DidYouMean(b.Type, typeNames), strings.Join(typeNames, ", "))
 			} else {
 				n.typ = typ
+				switch {
+				case typ.Expression && strings.TrimSpace(b.Expr.Raw) == "":
+					c.errs.Add(b.Pos, "%s needs its expression (add expr: \"a * b + c\")", n.what())
+				case !typ.Expression && b.Expr.Raw != "":
+					c.errs.Add(c.valuePos(nil, "", b.Expr.Pos, b.Pos), "%s takes no expr: (only expr blocks do; an input may be an expression)", n.what())
+				}
 				n.outTag = make([]tag.ID, len(typ.Outputs))
 				for k := range n.outTag {
 					n.outTag[k] = -1
@@ -388,6 +416,7 @@ func (c *compiler) inputs() {
 		for _, n := range nodes {
 			if n.typ != nil {
 				c.wire(n)
+				c.wireExpr(n)
 			}
 		}
 	}
@@ -447,6 +476,33 @@ func (c *compiler) wire(n *node) {
 	}
 }
 
+// wireExpr records the expression of an expr block or the formula of a
+// standard function block, over the block's inputs.
+func (c *compiler) wireExpr(n *node) {
+	typ, b := n.typ, n.b
+	if !typ.Expression && typ.formula == nil {
+		return
+	}
+	local := map[string]source{}
+	for i, s := range n.ins {
+		if s.kind != srcNone {
+			local[s.name] = n.ins[i]
+		}
+	}
+	if typ.Expression {
+		if strings.TrimSpace(b.Expr.Raw) == "" {
+			return
+		}
+		n.ex = c.newExpr(&exprSrc{n: n, src: b.Expr.Raw, pos: c.valuePos(nil, "", b.Expr.Pos, b.Pos), what: "expr of " + n.what(), local: local})
+		return
+	}
+	nvar := len(n.ins) - len(typ.Inputs)
+	if len(n.ins) < len(typ.Inputs)+typ.MinInputs || len(local) < len(typ.Inputs) && !typ.Variadic {
+		return // a missing input is already reported
+	}
+	n.ex = c.newExpr(&exprSrc{n: n, src: typ.formula(nvar), pos: b.Pos, what: n.what(), local: local, formula: true})
+}
+
 // variadicIndex parses "in<N>" with N >= 1.
 func variadicIndex(key string) (int, bool) {
 	rest, ok := strings.CutPrefix(key, "in")
@@ -470,7 +526,7 @@ func (c *compiler) resolve(n *node, portName string, want configs.PortKind, ref 
 			c.errs.Add(s.pos, "input %q of %s is a bool: a literal must be true, false, 0 or 1, not %q", portName, n.what(), raw)
 			return s
 		}
-		s.kind, s.lit = srcLit, f
+		s.kind, s.lit, s.raw = srcLit, f, raw
 		return s
 	}
 	if id, ok := c.tab.Lookup(raw); ok {
@@ -488,6 +544,18 @@ func (c *compiler) resolve(n *node, portName string, want configs.PortKind, ref 
 			return s
 		}
 		s.kind, s.tag = srcTag, id
+		return s
+	}
+	if ref.IsExpr() {
+		s.kind = srcExpr
+		s.ex = c.newExpr(&exprSrc{n: n, src: ref.Raw, pos: s.pos, what: "input " + strconv.Quote(portName) + " of " + n.what()})
+		if want == boolean {
+			c.later = append(c.later, func() {
+				if c.exprType(s.ex) != expr.Bool && s.ex.prog != nil {
+					c.errs.Add(s.pos, "input %q of %s is a bool but the expression %q is a number (compare it: ... > 0)", portName, n.what(), raw)
+				}
+			})
+		}
 		return s
 	}
 	bname, pname, ok := ref.Block()
@@ -528,6 +596,9 @@ func (c *compiler) boolOut(n *node, port, depth int) bool {
 	if n.typ.Outputs[port].Kind == boolean {
 		return true
 	}
+	if n.typ.Expression {
+		return n.ex != nil && c.exprType(n.ex) == expr.Bool
+	}
 	if n.typ.KindFrom == nil {
 		return false
 	}
@@ -552,6 +623,10 @@ func (c *compiler) boolOut(n *node, port, depth int) bool {
 			if !c.boolOut(s.from, s.port, depth+1) {
 				return false
 			}
+		case srcExpr:
+			if c.exprType(s.ex) != expr.Bool {
+				return false
+			}
 		}
 	}
 	return true
@@ -568,6 +643,10 @@ func (c *compiler) checkUnits() {
 			c.sharedUnit(n, n.typ.SameUnit, 0, func(first *source, firstUnit string, s *source, u string) {
 				c.errs.Add(s.pos, "%s: %s is in %s but %s is in %s (units must match; convert with a scale block)", n.what(), first.name, firstUnit, s.name, u)
 			})
+			if n.typ.Expression {
+				c.exprUnit(n)
+				continue
+			}
 			u, from, ok := c.sharedUnit(n, n.typ.PassUnit, 0, nil)
 			if !ok || u == "" {
 				continue
@@ -611,8 +690,22 @@ func (c *compiler) sharedUnit(n *node, ports []string, depth int, mismatch func(
 	return unit, from, ok
 }
 
+// exprUnit checks that an expr block writes its result's unit.
+func (c *compiler) exprUnit(n *node) {
+	if n.ex == nil || n.ex.prog == nil || n.ex.prog.Unit() == "" || n.outTag[0] < 0 {
+		return
+	}
+	u := n.ex.prog.Unit()
+	if info := &c.tab.Info[n.outTag[0]]; info.Unit != "" && !configs.UnitsMatch(u, info.Unit) && n.ex.prog.Type() != expr.Bool {
+		c.errs.Add(n.b.Pos, "%s: the expression is in %q but tag %s is in %q (convert it in the expression, e.g. * factor)", n.what(), u, info.Name, info.Unit)
+	}
+}
+
 // describe names what an input reads: "tag x" or "block.port".
 func (c *compiler) describe(s *source) string {
+	if s.kind == srcExpr {
+		return "expression " + strconv.Quote(s.ex.src)
+	}
 	if s.kind == srcBlock {
 		return s.from.b.Name + "." + s.from.typ.Outputs[s.port].Name
 	}
@@ -634,6 +727,10 @@ func (c *compiler) unitOf(s *source, depth int) string {
 		return c.tab.Info[s.tag].Unit
 	case srcBlock:
 		return c.outUnit(s.from, s.port, depth+1)
+	case srcExpr:
+		if s.ex.prog != nil {
+			return s.ex.prog.Unit()
+		}
 	}
 	return ""
 }
@@ -650,6 +747,12 @@ func (c *compiler) outUnit(n *node, port, depth int) string {
 	}
 	c.units[key] = "" // a loop through pass-through blocks has no known unit
 	u, _, ok := c.sharedUnit(n, n.typ.PassUnit, depth, nil)
+	if n.typ.Expression && n.ex != nil {
+		c.compileExpr(n.ex)
+		if u, ok = "", n.ex.prog != nil; ok {
+			u = n.ex.prog.Unit()
+		}
+	}
 	if (!ok || u == "") && n.outTag[port] >= 0 {
 		u = c.tab.Info[n.outTag[port]].Unit
 	}
@@ -676,9 +779,17 @@ func (h *nodeHeap) Pop() any {
 func (c *compiler) edges(nodes []*node) [][]int {
 	succ := make([][]int, len(nodes))
 	for _, n := range nodes {
-		for _, s := range n.ins {
+		edge := func(s *source) {
 			if s.kind == srcBlock && s.from.typ.op != opDelayOut && !slices.Contains(succ[s.from.idx], n.idx) {
 				succ[s.from.idx] = append(succ[s.from.idx], n.idx)
+			}
+		}
+		for i := range n.ins {
+			n.ins[i].deps(edge)
+		}
+		if n.ex != nil {
+			for i := range n.ex.leaves {
+				n.ex.leaves[i].deps(edge)
 			}
 		}
 	}
@@ -845,8 +956,38 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 			return r
 		case srcBlock:
 			return s.from.outReg + int32(s.port)
+		case srcExpr:
+			return s.ex.reg
 		}
 		return 0
+	}
+	// exprAt writes the instruction of an expression whose value goes to
+	// register out; its arguments are what its names read, so its quality
+	// is theirs. An expression among them is evaluated first.
+	var inline func(es *exprSrc)
+	exprAt := func(es *exprSrc, out int32) {
+		for i := range es.leaves {
+			if es.leaves[i].kind == srcExpr {
+				inline(es.leaves[i].ex)
+			}
+		}
+		regs := make([]int32, len(es.leaves))
+		for i, l := range es.leaves {
+			regs[i] = arg(l)
+		}
+		in := instr{op: opExpr, args: int32(len(tp.args)), nin: uint16(len(regs)), out: out, nout: 1, x: int32(len(tp.exprs))}
+		tp.args = append(tp.args, regs...)
+		es.prog.Bind(func(slot int) int32 { return regs[slot] })
+		tp.exprs = append(tp.exprs, es.prog)
+		tp.code = append(tp.code, in)
+	}
+	inline = func(es *exprSrc) {
+		if es.reg != 0 {
+			return // already evaluated this cycle
+		}
+		es.reg = int32(len(tp.regs))
+		tp.regs = append(tp.regs, 0)
+		exprAt(es, es.reg)
 	}
 	// place lays out a block's parameters and state.
 	place := func(n *node) blockInfo {
@@ -867,6 +1008,15 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 		return b
 	}
 	add := func(n *node, b blockInfo, op opcode, nout int) {
+		if op == opExpr {
+			exprAt(n.ex, n.outReg)
+			return
+		}
+		for _, s := range n.ins {
+			if s.kind == srcExpr {
+				inline(s.ex)
+			}
+		}
 		in := instr{op: op, hold: n.typ.hold, args: int32(len(tp.args)), out: n.outReg, nout: uint16(nout), par: b.par, st: b.st}
 		if op != opDelayOut {
 			for _, s := range n.ins {

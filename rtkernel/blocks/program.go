@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks/expr"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -60,6 +61,7 @@ type instr struct {
 	out  int32
 	par  int32 // first parameter in params
 	st   int32 // first state slot in state
+	x    int32 // opExpr: the expression, in exprs
 }
 
 // move copies one tag to or from a register.
@@ -97,6 +99,7 @@ type TaskProgram struct {
 	epoch  int64
 	print  float64 // fingerprint of the program's state layout
 	seen   []bool  // ImportState scratch, one per block
+	exprs  []*expr.Program
 }
 
 // Name is the task's name.

@@ -241,6 +241,14 @@ func (tp *TaskProgram) exec(dts, dtn float64) {
 		case opDelayIn:
 			s[0], s[1] = r[a[0]], float64(qual[a[0]])
 			continue
+		case opExpr:
+			v, ok := tp.exprs[in.x].Eval(r)
+			out[0] = v
+			if !ok {
+				worst = max(worst, qcode(tag.Bad, tag.OutOfRange))
+			}
+		case opSR, opRS, opRTrig, opFTrig, opCTU, opCTD, opCTUD, opSel, opMux, opMove:
+			worst = tp.iec(in.op, a, out, p, s, worst)
 		}
 		setQual(qual[o:o+int32(in.nout)], worst)
 	}

@@ -36,6 +36,17 @@ const (
 	opAverage
 	opDelayOut
 	opDelayIn
+	opExpr // an expression (expr, an input written as one, a standard function)
+	opSR
+	opRS
+	opRTrig
+	opFTrig
+	opCTU
+	opCTD
+	opCTUD
+	opSel
+	opMux
+	opMove
 )
 
 // blockType is one entry of the catalogue: the description a config is
@@ -53,6 +64,9 @@ type blockType struct {
 	hold bool
 	// check verifies the parameters together; it names the parameter at fault.
 	check func(p []float64) (param, msg string)
+	// formula is what a standard function block computes, as an
+	// expression over its inputs, for n numbered inputs.
+	formula func(n int) string
 }
 
 // Parameter, state and port indices used by the instructions.
@@ -102,8 +116,10 @@ var (
 // compareOps are compare's op words; SetParam takes an op as its index.
 var compareOps = []string{"gt", "ge", "lt", "le", "eq", "ne"}
 
-// catalogue is every block type, in documentation order.
-var catalogue = []*blockType{
+// catalogue is every block type, in documentation order: the blocks of
+// the plant's own vocabulary, then expr and the IEC 61131-3 standard
+// library (iec.go).
+var catalogue = append([]*blockType{
 	{BlockType: configs.BlockType{Name: "pid",
 		Doc:        "PID controller: ideal (ISA) form, derivative on the measurement, clamping anti-windup, bumpless tracking",
 		Inputs:     []configs.BlockPort{needs("pv", num), needs("sp", num), port("track", boolean), port("man_out", num)},
@@ -227,7 +243,7 @@ var catalogue = []*blockType{
 		Inputs: inNum, Outputs: outNum, PassUnit: passIn, KindFrom: passIn,
 		Params: []configs.BlockParam{withDefault("initial", configs.ParamValue, 0, "out in the first cycle", "0")}},
 		op: opDelayOut, state: 2},
-}
+}, iecCatalogue...)
 
 // byType indexes the catalogue by type name.
 var byType = func() map[string]*blockType {

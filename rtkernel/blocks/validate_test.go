@@ -194,7 +194,10 @@ func TestValidateNeedsAConfig(t *testing.T) {
 		t.Fatalf("empty config: %v", err)
 	}
 	if !slices.Equal(typeNamesOf(blocks.Catalogue()), []string{"pid", "lag", "ramp", "limit", "scale", "deadband", "hysteresis", "alarm",
-		"ton", "tof", "tp", "counter", "and", "or", "xor", "not", "compare", "select", "min", "max", "average", "delay"}) {
+		"ton", "tof", "tp", "counter", "and", "or", "xor", "not", "compare", "select", "min", "max", "average", "delay",
+		"expr", "add", "sub", "mul", "div", "mod", "expt", "abs", "sqrt", "ln", "log", "exp", "sin", "cos", "tan", "asin", "acos", "atan",
+		"gt", "ge", "eq", "ne", "le", "lt", "sel", "mux", "move", "sr", "rs", "r_trig", "f_trig", "ctu", "ctd", "ctud",
+		"trunc", "real_to_int", "int_to_real", "bool_to_int", "bool_to_real", "int_to_bool", "real_to_bool"}) {
 		t.Fatalf("catalogue: %v", typeNamesOf(blocks.Catalogue()))
 	}
 }
