@@ -122,7 +122,10 @@ func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 		o.AuditPath = filepath.Join(o.StateDir, "audit.jsonl")
 	}
 	b := &Bridge{cfg: cfg, opts: o, log: o.Log.With("component", "bridge"), counters: map[string]*metrics.Counters{}}
-	al, err := audit.Open(o.AuditPath, o.Log, o.Clock)
+	if a := bc.Audit; a.MaxSize < 0 || a.Keep < 0 {
+		return nil, fmt.Errorf("bridge: %s: audit: max_size %d, keep %d: neither may be negative (leave them out for 16Mi and 8)", a.Pos, a.MaxSize, a.Keep)
+	}
+	al, err := audit.New(o.AuditPath, audit.Options{Log: o.Log, Clock: o.Clock, MaxSize: int64(bc.Audit.MaxSize), Keep: bc.Audit.Keep})
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
@@ -268,6 +271,16 @@ func (b *Bridge) current() plant.Plant {
 	defer b.mu.Unlock()
 	return b.plant
 }
+
+// Plant is the audited plant the bridge's servers use now: writes made
+// through it (the control socket's mkrt set) are checked and audited like
+// SCADA's. A Switch replaces it; take it for each write.
+func (b *Bridge) Plant() plant.Plant { return b.current() }
+
+// Audit is the bridge's audit log, open until Run returns: the
+// plant.Refuser of attempts refused before a write, and where applies and
+// hand-overs are recorded.
+func (b *Bridge) Audit() *audit.Log { return b.audit }
 
 func serverTLS(t configs.TLS) (*tls.Config, error) {
 	kp, err := tls.LoadX509KeyPair(t.Cert, t.Key)

@@ -403,6 +403,7 @@ type Bridge struct {
 	JSON      JSONTopics   `yaml:"json" doc:"plain JSON topics for simple consumers"`
 	Modbus    ModbusServer `yaml:"modbus" doc:"Modbus TCP server for SCADA"`
 	Metrics   Metrics      `yaml:"metrics" doc:"Prometheus metrics endpoint"`
+	Audit     Audit        `yaml:"audit" doc:"audit log of every write attempt (<state dir>/audit.jsonl): rotation"`
 }
 
 // MQTT is the broker connection.
@@ -466,6 +467,14 @@ type TLS struct {
 	Cert       string `yaml:"cert" doc:"client/server certificate file (PEM)"`
 	Key        string `yaml:"key" doc:"private key file (PEM)"`
 	ClientAuth bool   `yaml:"client_auth" doc:"servers: require a client certificate signed by ca"`
+}
+
+// Audit is the rotation of the audit log, <state dir>/audit.jsonl (read
+// it with mkrt audit).
+type Audit struct {
+	Pos     Pos  `yaml:"-"`
+	MaxSize Size `yaml:"max_size" doc:"size past which audit.jsonl is rotated to audit.jsonl.1; default 16Mi"`
+	Keep    int  `yaml:"keep" doc:"rotated files kept (audit.jsonl.1 … .N, the oldest dropped); default 8"`
 }
 
 // Store is the store-and-forward buffer.

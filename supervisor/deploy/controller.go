@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkrt/mkrt/bridge"
+	"github.com/mkrt/mkrt/bridge/audit"
+	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
 	"github.com/mkrt/mkrt/shm/tag"
@@ -17,7 +20,8 @@ import (
 )
 
 // controller serves the control socket: status, tags, writes, parameter
-// changes and hand-overs of the running deployment.
+// changes and hand-overs of the running deployment. Every write and apply,
+// accepted or refused, is recorded in the bridge's audit log.
 type controller struct {
 	d *deployment
 }
@@ -51,10 +55,28 @@ func (c *controller) Tags() []control.TagValue {
 	return out
 }
 
+// Set writes a tag through the bridge's audited plant, as SCADA's writes
+// go: checked, recorded with the control-socket peer (the principal the
+// socket put in ctx), then applied by the executive. An attempt refused
+// before a write (no such tag, a value that does not parse) is recorded
+// too.
 func (c *controller) Set(ctx context.Context, name, value string) (control.Result, error) {
 	res := control.Result{Tag: name, Value: value}
-	ch := c.d.current().ch
-	infos := ch.Tags()
+	who, ok := plant.PrincipalFrom(ctx)
+	if !ok {
+		who = plant.Principal{Protocol: "cli"}
+		ctx = plant.WithPrincipal(ctx, who)
+	}
+	refuse := func(err error) (control.Result, error) {
+		c.Refuse(ctx, plant.Refusal{Principal: who, Tag: name, Value: value, Reason: err.Error()})
+		return res, err
+	}
+	br := c.bridge()
+	if br == nil {
+		return refuse(fmt.Errorf("%w: the bridge is restarting; try again", control.ErrUnavailable))
+	}
+	p := br.Plant()
+	infos := p.Tags()
 	id := tag.ID(-1)
 	for i, in := range infos {
 		if in.Name == name {
@@ -62,16 +84,16 @@ func (c *controller) Set(ctx context.Context, name, value string) (control.Resul
 		}
 	}
 	if id < 0 {
-		return res, fmt.Errorf("%w: no tag %q (mkrt tags lists them)", control.ErrNotFound, name)
+		return refuse(fmt.Errorf("%w: no tag %q (mkrt tags lists them)", control.ErrNotFound, name))
 	}
-	w := wire.Command{Kind: wire.WriteTag, Tag: id, Origin: wire.NewOrigin("cli:mkrt set")}
+	w := wire.Command{Kind: wire.WriteTag, Tag: id, Origin: wire.NewOrigin("cli:" + who.User)}
 	switch infos[id].Type {
 	case tag.String:
 		w.Value = wire.Text(value)
 	case tag.Bool:
 		v, err := (configs.Value{Raw: value}).Bool()
 		if err != nil {
-			return res, fmt.Errorf("%w: %s is a bool: %v", control.ErrInvalid, name, err)
+			return refuse(fmt.Errorf("%w: %s is a bool: %v", control.ErrInvalid, name, err))
 		}
 		if v {
 			w.Value = wire.Number(1)
@@ -79,13 +101,13 @@ func (c *controller) Set(ctx context.Context, name, value string) (control.Resul
 	default:
 		v, err := strconv.ParseFloat(value, 64)
 		if err != nil {
-			return res, fmt.Errorf("%w: %s is a number: %q is not one", control.ErrInvalid, name, value)
+			return refuse(fmt.Errorf("%w: %s is a number: %q is not one", control.ErrInvalid, name, value))
 		}
 		w.Value = wire.Number(v)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	r, err := ch.Write(ctx, w)
+	r, err := p.Write(ctx, w)
 	if err != nil {
 		switch {
 		case errors.Is(err, wire.ErrReadOnly):
@@ -93,7 +115,7 @@ func (c *controller) Set(ctx context.Context, name, value string) (control.Resul
 		case errors.Is(err, wire.ErrUnknownTag):
 			return res, fmt.Errorf("%w: %s", control.ErrNotFound, name)
 		case errors.Is(err, wire.ErrOutOfRange), errors.Is(err, wire.ErrWrongType):
-			return res, fmt.Errorf("%w: %s = %s: %v", control.ErrInvalid, name, value, err)
+			return res, fmt.Errorf("%w: %s = %s: %w", control.ErrInvalid, name, value, err)
 		default:
 			return res, fmt.Errorf("%w: %v", control.ErrUnavailable, err)
 		}
@@ -103,12 +125,48 @@ func (c *controller) Set(ctx context.Context, name, value string) (control.Resul
 	return res, nil
 }
 
+// bridge is the deployment's bridge, nil while it (re)starts.
+func (c *controller) bridge() *bridge.Bridge {
+	c.d.mu.Lock()
+	defer c.d.mu.Unlock()
+	return c.d.br
+}
+
+// Refuse implements plant.Refuser: the control socket's refusals go to
+// the audit log of the bridge that serves now.
+func (c *controller) Refuse(ctx context.Context, r plant.Refusal) {
+	if br := c.bridge(); br != nil {
+		br.Audit().Refuse(ctx, r)
+		return
+	}
+	c.d.log.Warn("audit: refusal not recorded: the bridge is restarting", "who", r.Principal.User, "tag", r.Tag, "reason", r.Reason)
+}
+
+// recordApply records an apply (protocol "apply") or the hand-over it
+// became, with who asked, the generation that runs after it, what
+// changed and the result.
+func (c *controller) recordApply(ctx context.Context, protocol string, out control.ApplyResult, err error) {
+	ch := audit.Change{Protocol: protocol, Generation: c.d.current().n, Changes: out.Changes, Err: err, Refused: errors.Is(err, control.ErrInvalid)}
+	if err == nil && !out.Applied {
+		ch.Err = errors.New(out.Message)
+	}
+	if len(ch.Changes) == 0 && out.Message != "" {
+		ch.Changes = []string{out.Message}
+	}
+	if br := c.bridge(); br != nil {
+		br.Audit().RecordChange(ctx, ch)
+		return
+	}
+	c.d.log.Warn("audit: apply not recorded: the bridge is restarting", "protocol", protocol, "err", err)
+}
+
 // Apply applies a changed config. Function-block parameters go through the
 // command ring at a cycle boundary; a structural change is handed over to
 // a new generation of the partition (see handOver) when it can be, and
 // refused with the reason otherwise, the running plant left as it is.
-func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResult, error) {
-	var out control.ApplyResult
+func (c *controller) Apply(ctx context.Context, text []byte) (out control.ApplyResult, err error) {
+	protocol := "apply"
+	defer func() { c.recordApply(ctx, protocol, out, err) }()
 	nc, err := configs.LoadBytes("applied config", text)
 	if err != nil {
 		return out, fmt.Errorf("%w: the config does not validate; nothing was changed:\n%v", control.ErrInvalid, err)
@@ -128,6 +186,7 @@ func (c *controller) Apply(ctx context.Context, text []byte) (control.ApplyResul
 	g := c.d.current()
 	changes, err := blocks.ParamChanges(g.applied, nc)
 	if errors.Is(err, blocks.ErrStructural) {
+		protocol = "hand-over"
 		return c.d.handOver(ctx, nc)
 	}
 	if err != nil {

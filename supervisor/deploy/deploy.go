@@ -156,7 +156,8 @@ func Run(ctx context.Context, o Options) (err error) {
 		g.stop()
 		return err
 	}
-	srv, err := control.Listen(o.Socket, &controller{d: d}, control.Options{Log: log})
+	ctrl := &controller{d: d}
+	srv, err := control.Listen(o.Socket, ctrl, control.Options{Log: log, Refuser: ctrl})
 	if err != nil {
 		d.stopBridge()
 		g.stop()

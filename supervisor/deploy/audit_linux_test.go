@@ -1,0 +1,94 @@
+package deploy_test
+
+import (
+	"context"
+	"errors"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mkrt/mkrt/bridge/audit"
+	"github.com/mkrt/mkrt/shm/wire"
+	"github.com/mkrt/mkrt/supervisor/control"
+)
+
+// Finding 6: `mkrt set` and `mkrt apply` went around the audited path. Now
+// a set goes through the bridge's audited plant with the control-socket
+// peer's OS user, a refused set (out of range, no such tag) is recorded
+// with its reason, and an apply is recorded with what changed and the
+// generation — refused applies too.
+func TestAuditSetAndApply(t *testing.T) {
+	p := newPlant(t, plantOptions{level: 1.5, sp: 1.5})
+	eventually(t, 10*time.Second, "level good", func() (bool, string) { _, ok := p.good("level"); return ok, "" })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := p.client.Set(ctx, "level_sp", "1.6"); err != nil {
+		t.Fatalf("set level_sp 1.6: %v", err)
+	}
+	if _, err := p.client.Set(ctx, "level_sp", "99"); !errors.Is(err, wire.ErrOutOfRange) {
+		t.Fatalf("set level_sp 99: %v, want out of range", err)
+	}
+	if _, err := p.client.Set(ctx, "nope", "1"); !errors.Is(err, control.ErrNotFound) {
+		t.Fatalf("set nope: %v", err)
+	}
+	if res, err := p.client.Apply(ctx, []byte(replaceOnce(t, p.cfgText, "kp: 100", "kp: 120"))); err != nil || !res.Applied {
+		t.Fatalf("apply kp 120: %+v %v", res, err)
+	}
+	if _, err := p.client.Apply(ctx, []byte("metadata: [")); !errors.Is(err, control.ErrInvalid) {
+		t.Fatalf("apply of a broken config: %v", err)
+	}
+
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := "uid " + me.Uid + " gid " + strconv.Itoa(mustAtoi(t, me.Gid))
+	var es []audit.Entry
+	if err := audit.Scan(filepath.Join(p.stateDir, "audit.jsonl"), func(e audit.Entry) error { es = append(es, e); return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		what string
+		ok   func(e audit.Entry) bool
+	}{
+		{"set level_sp 1.6 by " + me.Username, func(e audit.Entry) bool {
+			return e.Source == "cli" && e.Who == me.Username && e.Tag == "level_sp" && e.OK && e.New == 1.6 && e.Old == 1.5 && e.Cycle > 0 &&
+				e.Principal != nil && strings.HasPrefix(e.Principal.Peer, peer+" pid ")
+		}},
+		{"set level_sp 99 refused", func(e audit.Entry) bool {
+			return e.Source == "cli" && e.Who == me.Username && e.Tag == "level_sp" && !e.OK && e.Refused && e.Status == "out of range" && e.New == 99.0
+		}},
+		{"set nope refused", func(e audit.Entry) bool {
+			return e.Source == "cli" && e.Tag == "nope" && e.Refused && strings.Contains(e.Reason, "no tag")
+		}},
+		{"apply kp 120", func(e audit.Entry) bool {
+			return e.Source == "apply" && e.Who == me.Username && e.OK && e.Generation == 1 && len(e.Changes) == 1 && strings.HasPrefix(e.Changes[0], "level_pid.kp: 100 -> 120")
+		}},
+		{"apply refused", func(e audit.Entry) bool {
+			return e.Source == "apply" && !e.OK && e.Refused && strings.Contains(e.Reason, "does not validate")
+		}},
+	}
+	i := 0
+	for _, e := range es {
+		if i < len(want) && want[i].ok(e) {
+			i++
+		}
+	}
+	if i < len(want) {
+		t.Errorf("the audit log lacks %q (in order); it has:", want[i].what)
+		for _, e := range es {
+			t.Logf("%+v %+v", e, e.Principal)
+		}
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
