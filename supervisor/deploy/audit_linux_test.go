@@ -85,6 +85,35 @@ func TestAuditSetAndApply(t *testing.T) {
 	}
 }
 
+// A hand-over is recorded as one: who asked, what changed, the
+// generation that runs after it.
+func TestAuditHandOver(t *testing.T) {
+	p := newPlant(t, plantOptions{level: 1.5, sp: 1.5, standbyCPUs: "0"})
+	eventually(t, 10*time.Second, "level good", func() (bool, string) { _, ok := p.good("level"); return ok, "" })
+	res, err := p.apply(p.structuralChange(nil))
+	if err != nil || !res.Applied {
+		t.Fatalf("apply of a structural change = %+v, %v; want handed over", res, err)
+	}
+	var found []audit.Entry
+	err = audit.Scan(filepath.Join(p.stateDir, "audit.jsonl"), func(e audit.Entry) error {
+		if e.Source == "hand-over" {
+			found = append(found, e)
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d hand-over entries: %+v", len(found), found)
+	}
+	e := found[0]
+	if !e.OK || e.Generation != 2 || !strings.Contains(strings.Join(e.Changes, "\n"), "fresh: level_filter, level_very_high") ||
+		e.Principal == nil || e.Principal.Protocol != "hand-over" || !strings.HasPrefix(e.Principal.Peer, "uid ") {
+		t.Fatalf("hand-over entry: %+v %+v", e, e.Principal)
+	}
+}
+
 func mustAtoi(t *testing.T, s string) int {
 	n, err := strconv.Atoi(s)
 	if err != nil {
