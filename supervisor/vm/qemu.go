@@ -38,6 +38,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/mkrt/mkrt/configs"
 )
 
 // NIC is the guest's dedicated NIC.
@@ -143,8 +145,8 @@ func (c Config) Args() ([]string, error) {
 	switch c.NIC.Kind {
 	case "", "none":
 	case "tap":
-		if c.NIC.Tap == "" {
-			return nil, fmt.Errorf("vm: tap NIC needs a tap interface name")
+		if c.NIC.Tap == "" || len(c.NIC.Tap) > configs.MaxIfName {
+			return nil, fmt.Errorf("vm: tap NIC needs a tap interface name of 1 to %d bytes, not %q", configs.MaxIfName, c.NIC.Tap)
 		}
 		dev := "virtio-net-pci,netdev=nic0"
 		if c.NIC.MAC != "" {
@@ -162,6 +164,11 @@ func (c Config) Args() ([]string, error) {
 	// The guest's watchdog: when it fires the guest stops at once (see
 	// the package doc).
 	a = append(a, "-device", "i6300esb", "-action", "watchdog=pause")
+	for _, sock := range []string{c.QMP, c.Events} {
+		if len(sock) > maxSocketPath {
+			return nil, fmt.Errorf("vm: socket path %s is %d bytes, longer than a unix socket path may be (%d): give a shorter state directory (mkrt run --state-dir) or partition name", sock, len(sock), maxSocketPath)
+		}
+	}
 	if c.QMP != "" {
 		a = append(a, "-qmp", "unix:"+qemuEscape(c.QMP)+",server=on,wait=off")
 	}
@@ -171,6 +178,9 @@ func (c Config) Args() ([]string, error) {
 	}
 	return append(a, c.Extra...), nil
 }
+
+// maxSocketPath is the longest unix socket path (sun_path less its NUL).
+const maxSocketPath = 107
 
 // qemuEscape doubles commas, QEMU's escape inside option values.
 func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

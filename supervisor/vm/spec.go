@@ -160,9 +160,6 @@ func Generation(spec supervisor.Spec) int {
 	return n
 }
 
-// maxIfName is the longest Linux interface name (IFNAMSIZ less its NUL).
-const maxIfName = 15
-
 // TapName is the tap of generation n of a guest whose NIC is iface: iface
 // itself for the first generation, iface-n for later ones, with iface
 // shortened as far as the suffix needs to fit an interface name.
@@ -171,8 +168,8 @@ func TapName(iface string, n int) string {
 		return iface
 	}
 	suffix := "-" + strconv.Itoa(n)
-	if len(iface)+len(suffix) > maxIfName {
-		iface = iface[:max(0, maxIfName-len(suffix))]
+	if len(iface)+len(suffix) > configs.MaxIfName {
+		iface = iface[:max(0, configs.MaxIfName-len(suffix))]
 	}
 	return iface + suffix
 }

@@ -21,7 +21,7 @@ func TestTapName(t *testing.T) {
 		{"a-fifteen-chars", 2, "a-fifteen-cha-2"},
 		{"a-fifteen-chars", 100, "a-fifteen-c-100"},
 	} {
-		if got := TapName(tc.iface, tc.n); got != tc.want || len(got) > maxIfName {
+		if got := TapName(tc.iface, tc.n); got != tc.want || len(got) > configs.MaxIfName {
 			t.Errorf("TapName(%q, %d) = %q, want %q", tc.iface, tc.n, got, tc.want)
 		}
 	}
