@@ -17,6 +17,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -24,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -220,7 +222,16 @@ func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 		k := new(metrics.Counters)
 		b.counters["modbus"] = k
 		mc := modbusserver.Config{Listen: ms.Listen, MaxClients: ms.MaxClients, IdleTimeout: ms.IdleTimeout.D(), UnitID: ms.UnitID,
-			Map: ms.Map, Poll: o.Poll, Log: o.Log, Counters: k}
+			Map: ms.Map, Poll: o.Poll, Log: o.Log, Counters: k, MaxClientsPerAddress: ms.MaxClientsPerAddress, WriteRoles: ms.WriteRoles,
+			Identification: modbusserver.Identification{Vendor: ms.Identification.Vendor, Product: cmp.Or(ms.Identification.Product, node), Version: ms.Identification.Version},
+			Refuser:        al}
+		for _, a := range ms.WriteAllow {
+			n, err := netip.ParsePrefix(a)
+			if err != nil {
+				return nil, fmt.Errorf("bridge: %s: modbus.write_allow: %w", ms.Pos, err)
+			}
+			mc.WriteAllow = append(mc.WriteAllow, n)
+		}
 		if ms.TLS.Cert != "" {
 			kp, err := tls.LoadX509KeyPair(ms.TLS.Cert, ms.TLS.Key)
 			if err != nil {

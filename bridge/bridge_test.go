@@ -39,7 +39,7 @@ func TestEndToEnd(t *testing.T) {
 		Bridge: configs.Bridge{
 			MQTT: configs.MQTT{Listen: "127.0.0.1:0", Users: []configs.User{
 				{Username: "scada", Password: "pw"}, {Username: "viewer", Password: "ro", ReadOnly: true}}},
-			Modbus: configs.ModbusServer{Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(mbPort)), Map: []configs.RegisterMap{
+			Modbus: configs.ModbusServer{Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(mbPort)), WriteAllow: []string{"127.0.0.1/32"}, Map: []configs.RegisterMap{
 				{Tag: "setpoint", Area: configs.AreaHolding, Address: 0, Type: tag.Float32},
 			}},
 			Metrics: configs.Metrics{Listen: "127.0.0.1:0"},

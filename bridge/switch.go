@@ -252,3 +252,18 @@ func (s *served) Write(ctx context.Context, c wire.Command) (wire.Result, error)
 	defer s.leave()
 	return s.p.Write(ctx, c)
 }
+
+// WriteAll implements plant.Batcher (the Modbus server's multi-tag
+// writes) over a plant that is one; over one that is not it refuses
+// rather than write tag by tag.
+func (s *served) WriteAll(ctx context.Context, cs []wire.Command) ([]wire.Result, error) {
+	if !s.enter() {
+		return nil, errSwitched
+	}
+	defer s.leave()
+	b, ok := s.p.(plant.Batcher)
+	if !ok {
+		return nil, fmt.Errorf("bridge: the plant cannot apply %d writes as one: %w", len(cs), wire.ErrUnsupported)
+	}
+	return b.WriteAll(ctx, cs)
+}

@@ -46,7 +46,7 @@ func switchConfig(gen int, brokerURL, modbusAddr string) *configs.Config {
 		},
 		Bridge: configs.Bridge{
 			MQTT: configs.MQTT{Broker: brokerURL, QoS: 1},
-			Modbus: configs.ModbusServer{Listen: modbusAddr, Map: []configs.RegisterMap{
+			Modbus: configs.ModbusServer{Listen: modbusAddr, WriteAllow: []string{"127.0.0.1/32"}, Map: []configs.RegisterMap{
 				{Tag: "setpoint", Area: configs.AreaHolding, Address: 0, Type: tag.Float32},
 			}},
 			Metrics: configs.Metrics{Listen: "127.0.0.1:0"},

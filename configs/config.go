@@ -526,6 +526,21 @@ type RegisterMap struct {
 }
 
 // Metrics is the Prometheus endpoint.
+	// MaxClientsPerAddress keeps one client address from taking every slot.
+	MaxClientsPerAddress int `yaml:"max_clients_per_address" doc:"most concurrent connections from one client address; default 4"`
+	// WriteAllow: plaintext Modbus is read-only except for these networks.
+	WriteAllow []string `yaml:"write_allow" doc:"plaintext clients from these networks (CIDR, e.g. 10.0.0.0/8) may write; default none: plaintext is read-only"`
+	// WriteRoles: over MBAPS, the certificate roles that may write.
+	WriteRoles     []string             `yaml:"write_roles" doc:"MBAPS: client certificate roles (extension 1.3.6.1.4.1.50316.802.1) that may write, e.g. [operator]; default none: read-only"`
+	Identification ModbusIdentification `yaml:"identification" doc:"what Read Device Identification (function 43/14) answers"`
+}
+
+// ModbusIdentification is the Modbus server's basic device identification.
+type ModbusIdentification struct {
+	Pos     Pos    `yaml:"-"`
+	Vendor  string `yaml:"vendor" doc:"VendorName; default mkrt"`
+	Product string `yaml:"product" doc:"ProductCode; default the Sparkplug node name (metadata.name)"`
+	Version string `yaml:"version" doc:"MajorMinorRevision; default mkrt's build version"`
 type Metrics struct {
 	Pos    Pos    `yaml:"-"`
 	Listen string `yaml:"listen" doc:"listen address of /metrics, e.g. 127.0.0.1:9102; empty: off"`

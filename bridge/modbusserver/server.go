@@ -60,6 +60,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -100,7 +101,8 @@ type Config struct {
 	// WriteRoles: over MBAPS, clients whose certificate carries one of
 	// these roles may write; every other client only reads.
 	WriteRoles []string
-	// Identification answers Read Device Identification.
+	// Identification answers Read Device Identification; defaults:
+	// vendor and product "mkrt", version the build's.
 	Identification Identification
 	// Refuser records the writes refused before they reached the plant
 	// (the bridge passes its audit log); nil records none.
@@ -182,7 +184,7 @@ func New(cfg Config, p plant.Plant) (*Server, error) {
 		cfg.Identification.Product = "mkrt"
 	}
 	if cfg.Identification.Version == "" {
-		cfg.Identification.Version = "devel"
+		cfg.Identification.Version = buildVersion()
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 60 * time.Second
@@ -213,6 +215,15 @@ func New(cfg Config, p plant.Plant) (*Server, error) {
 			ClientCAs: cfg.TLSClientCAs, MinVersion: tls.VersionTLS12}
 	}
 	return s, nil
+}
+
+// buildVersion is the version mkrt was built as ("devel" for a build
+// from a working tree).
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
 
 // NewMap compiles a register map against p's tags; errors wrap ErrMap and

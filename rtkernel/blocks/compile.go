@@ -460,6 +460,9 @@ func (c *compiler) wire(n *node) {
 	if len(typ.AnyInput) > 0 && !slices.ContainsFunc(typ.AnyInput, wired) {
 		c.errs.Add(b.Pos, "%s needs input %s (add inputs: {%s: <tag, block.port or literal>})", n.what(), strings.Join(typ.AnyInput, " or "), typ.AnyInput[0])
 	}
+	if typ.op == opLimit { // scratch: which of mn, mx is wired
+		n.params[2], n.params[3] = b2f(wired("mn")), b2f(wired("mx"))
+	}
 	if !typ.Variadic {
 		return
 	}

@@ -67,7 +67,8 @@
 //	lag        in in; out out; tau: out = in after a first-order lag (exact for a
 //	           step at any cycle time); tau 0 passes through.
 //	ramp       in in; out out; rate: out follows in at most rate units/s.
-//	limit      in in; out out; min (-inf), max (+inf).
+//	limit      in in, mn, mx; out out; min (-inf), max (+inf); mn and mx, when
+//	           wired, replace min and max (IEC LIMIT); mn > mx: mn, bad.
 //	scale      in in; out out; gain (1), offset (0): out = in*gain + offset.
 //	deadband   in in; out out; width: out = 0 while |in| <= width, else in moved
 //	           toward 0 by width (continuous dead zone).
@@ -90,9 +91,34 @@
 //	min, max, average  in in1..inN; out out.
 //	delay      in in; out out; initial (0): out is in of the previous cycle. Its
 //	           output may feed back into the graph; it is how a loop is broken.
+//	expr       in in1..inN (optional); out out; expr: the expression out is.
+//
+// The IEC 61131-3 standard library follows under IEC's names (iec.go):
+// add, sub, mul, div, mod, expt, abs, sqrt, ln, log, exp, sin, cos, tan,
+// asin, acos, atan, gt, ge, eq, ne, le, lt, the type conversions trunc,
+// real_to_int, int_to_real, bool_to_int, bool_to_real, int_to_bool,
+// real_to_bool (each the function of the same name of an expression,
+// compiled by package expr), sel, mux, move, and the function blocks sr,
+// rs, r_trig, f_trig, ctu, ctd, ctud (pv a parameter). A failed operation
+// (division by zero, a square root of a negative number, an overflow, ...)
+// gives a defined value and a bad output, never a panic.
+//
+// # Expressions
+//
+// An expr block's expr:, and any input written as an expression (it holds
+// a character no name or number has: configs.Ref.IsExpr), is compiled by
+// package expr once every block is wired: each name is a tag, a block.port
+// or, in an expr block, an input in1..inN, typed float, int or bool and
+// carrying the unit of its tag. Errors are reported at the line and column
+// of the offending character inside the YAML string (the file is read for
+// the quoting of the scalar). An expression runs as one instruction whose
+// arguments are the registers its names read, so its quality is theirs and
+// the dependency order includes them; an input's expression runs just
+// before the block that reads it. Changing an expression is structural
+// (ParamChanges: ErrStructural).
 //
 // pid pv and sp, compare a and b, select in1 and in2, and the inputs of min,
-// max and average must have the same engineering unit when both units are
+// max, average, add, sub, the comparisons, sel and mux must have the same engineering unit when both units are
 // known; a unit passes through lag, ramp, limit, deadband, delay, select,
 // min, max and average, and a tag such a block writes must be in it.
 //

@@ -30,6 +30,17 @@ tasks:
       - {name: y, type: delay, inputs: {in: x.out}}
       - {name: z, type: alarm, inputs: {in: x.out}, params: {hi: 1, delay: 1ms}}
 `), -1e308, int64(-5))
+	f.Add([]byte(`
+tags: [{name: a, unit: m}, {name: b, type: bool}, {name: c, type: int16}]
+tasks:
+  - name: t
+    period: 1ms
+    blocks:
+      - {name: x, type: expr, expr: "if(b && a > 0, sqrt(a) / (a - 1), c % 0) + y.out", outputs: {out: a}}
+      - {name: y, type: delay, inputs: {in: "x.out * 2"}}
+      - {name: z, type: mux, inputs: {k: "c - 1", in0: a, in1: 'a + 1'}}
+      - {name: w, type: ctud, inputs: {cu: "b || a < 0", r: b}, params: {pv: 3}}
+`), 2.0, int64(time.Millisecond))
 	f.Fuzz(func(t *testing.T, data []byte, v float64, dt int64) {
 		cfg, err := configs.Parse("fuzz.yaml", data)
 		if err != nil {

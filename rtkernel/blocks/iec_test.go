@@ -102,6 +102,9 @@ func TestIECFunctions(t *testing.T) {
 		{"int_to_bool", []string{"in=5"}, 1, good},
 		{"real_to_bool", []string{"in=0.0"}, 0, good},
 		{"limit", []string{"in=150"}, 150, good}, // no min, max: unbounded
+		{"limit", []string{"in=150", "mn=0", "mx=100"}, 100, good},
+		{"limit", []string{"in=-3", "mn=0"}, 0, good},
+		{"limit", []string{"in=50", "mn=60", "mx=40"}, 60, bad},
 	} {
 		s := one(t, c.typ, c.ins...)
 		if !near(s.Value, c.want, 1e-12) || (s.Quality == tag.Good) != c.ok {

@@ -58,7 +58,17 @@ func (tp *TaskProgram) exec(dts, dtn float64) {
 			}
 			out[0] = s[1]
 		case opLimit:
-			out[0] = clamp(r[a[0]], p[0], p[1])
+			lo, hi := p[0], p[1]
+			if p[2] != 0 {
+				lo = r[a[1]]
+			}
+			if p[3] != 0 {
+				hi = r[a[2]]
+			}
+			if !(lo <= hi) { // IEC leaves it open: the lower limit wins, bad
+				worst = max(worst, qcode(tag.Bad, tag.OutOfRange))
+			}
+			out[0] = math.Max(lo, math.Min(r[a[0]], hi))
 		case opScale:
 			out[0] = r[a[0]]*p[0] + p[1]
 		case opDeadband:

@@ -161,11 +161,12 @@ var catalogue = append([]*blockType{
 			}
 			return "", ""
 		}},
-	{BlockType: configs.BlockType{Name: "limit", Doc: "out is in held between min and max",
-		Inputs: inNum, Outputs: outNum, PassUnit: passIn,
+	{BlockType: configs.BlockType{Name: "limit", Doc: "out is in held between min and max (IEC LIMIT: the inputs mn and mx, when wired, replace them)",
+		Inputs: []configs.BlockPort{needs("in", num), port("mn", num), port("mx", num)}, Outputs: outNum, PassUnit: passIn,
+		SameUnit: []string{"in", "mn", "mx"},
 		Params: []configs.BlockParam{withDefault("min", configs.ParamNumber, math.Inf(-1), "lowest output", "0"),
 			withDefault("max", configs.ParamNumber, math.Inf(1), "highest output", "100")}},
-		op: opLimit,
+		op: opLimit, scratch: 2,
 		check: func(p []float64) (string, string) {
 			if p[0] > p[1] {
 				return "max", "max must not be below min"

@@ -1,0 +1,152 @@
+package blocks_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks"
+)
+
+// exprGroup is loopGroup with four of its blocks written as expressions:
+// the conditioning and the min/max/average stage.
+func exprGroup(g int) []configs.Block {
+	bs := loopGroup(g)
+	n := func(s string) string { return fmt.Sprintf("g%d_%s", g, s) }
+	srcs := map[string]string{
+		n("scale"): fmt.Sprintf("pv%d * 0.01 - 2", g),
+		n("lo"):    fmt.Sprintf("min(%s.out, %s.out, 80.0)", n("pick"), n("clamp")),
+		n("hi"):    fmt.Sprintf("max(%s.out, %s.out)", n("lo"), n("err")),
+		n("avg"):   fmt.Sprintf("(%s.out + %s.out + %s.out + %s.out) / 4", n("hi"), n("lo"), n("clamp"), n("pick")),
+	}
+	for i, b := range bs {
+		src, ok := srcs[b.Name]
+		if !ok {
+			continue
+		}
+		e := configs.Block{Pos: b.Pos, Name: b.Name, Type: "expr", Expr: configs.Ref{Pos: b.Pos, Raw: src}, Outputs: b.Outputs}
+		bs[i] = e
+	}
+	return bs
+}
+
+func exprPlantConfig(groups int) *configs.Config {
+	cfg := plantConfig(groups)
+	var bs []configs.Block
+	for g := range groups {
+		bs = append(bs, exprGroup(g)...)
+	}
+	cfg.Tasks[0].Blocks = bs
+	return cfg
+}
+
+func TestExprPlantProgramRuns(t *testing.T) {
+	r := newRig(t, exprPlantConfig(3), 10*time.Millisecond)
+	for k := range 100 {
+		for g := range 3 {
+			r.set(fmt.Sprintf("pv%d", g), 5000+float64(k))
+			r.set(fmt.Sprintf("sp%d", g), 40)
+			r.setBool(fmt.Sprintf("run%d", g), true)
+		}
+		r.step()
+	}
+	if n := testing.AllocsPerRun(100, r.step); n != 0 {
+		t.Fatalf("Run allocates %v times per cycle", n)
+	}
+}
+
+// BenchmarkRun1000Expr runs one cycle of a 1,000-block program of which
+// 200 blocks are expressions, and reports the time per block.
+func BenchmarkRun1000Expr(b *testing.B) {
+	r := newRig(b, exprPlantConfig(50), 10*time.Millisecond)
+	for g := range 50 {
+		r.set(fmt.Sprintf("pv%d", g), 5000)
+		r.set(fmt.Sprintf("sp%d", g), 40)
+		r.setBool(fmt.Sprintf("run%d", g), true)
+	}
+	nblocks := r.tp.Len()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0, cpuOK := threadCPU()
+	for b.Loop() {
+		r.step()
+	}
+	cpu1, _ := threadCPU()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(nblocks), "ns/block")
+	if cpuOK {
+		b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/float64(b.N)/float64(nblocks), "cpu-ns/block")
+	}
+	b.ReportMetric(float64(nblocks), "blocks")
+}
+
+// bigConfig is the text of a config of at least lines lines: loops of
+// tags and blocks, a fifth of the blocks expressions.
+func bigConfig(lines int) string {
+	var tags, blks strings.Builder
+	n := 0
+	for g := 0; n < lines; g++ {
+		fmt.Fprintf(&tags, "  - {name: pv%d, unit: m3/h}\n  - {name: sp%d, unit: m3/h, writable: true}\n  - {name: out%d, unit: \"%%\"}\n  - {name: ok%d, type: bool}\n", g, g, g, g)
+		fmt.Fprintf(&blks, `      - name: f%[1]d
+        type: lag
+        inputs:
+          in: pv%[1]d
+        params:
+          tau: 2s
+      - name: c%[1]d
+        type: pid
+        inputs:
+          pv: f%[1]d.out
+          sp: "limit(0, sp%[1]d, 500)"
+        params:
+          kp: 1.5
+          ti: 10s
+        outputs:
+          out: out%[1]d
+      - name: e%[1]d
+        type: expr
+        expr: "abs(f%[1]d.out - sp%[1]d) < 0.05 * sp%[1]d && c%[1]d.out < 95"
+        outputs:
+          out: ok%[1]d
+      - name: t%[1]d
+        type: ton
+        inputs:
+          in: e%[1]d.out
+        params:
+          pt: 5s
+      - name: n%[1]d
+        type: ctu
+        inputs:
+          cu: t%[1]d.q
+        params:
+          pv: 10
+`, g)
+		n += 4 + 30
+	}
+	return "metadata: {name: big}\ntags:\n" + tags.String() + "tasks:\n  - name: main\n    period: 10ms\n    blocks:\n" + blks.String()
+}
+
+// BenchmarkValidate5000Lines loads and checks a config of 5,000 lines.
+func BenchmarkValidate5000Lines(b *testing.B) {
+	text := bigConfig(5000)
+	path := filepath.Join(b.TempDir(), "big.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := configs.Load(path, blocks.Validate); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := configs.Load(path, blocks.Validate); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(strings.Count(text, "\n")), "lines")
+}
