@@ -40,7 +40,7 @@ func newAuditCmd() *cobra.Command {
 			"JSON MQTT, Modbus TCP), mkrt set, mkrt apply and hand-overs, with who made it,\n" +
 			"the old and the new value, and the result or the reason it was refused. It reads\n" +
 			"<state dir>/audit.jsonl and its rotated files (audit.jsonl.1 … .N), oldest first.\n" +
-			"NAME is the partition (default: the only one with an audit log in " + control.UserStateBase() + ").",
+			"NAME is the partition (default: the only one with an audit log in " + strings.Join(stateBases(), " or ") + ").",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			from, err := parseSince(since, time.Now())
@@ -53,7 +53,7 @@ func newAuditCmd() *cobra.Command {
 				if len(args) == 1 {
 					name = args[0]
 				}
-				if dir, err = findStateDir(control.UserStateBase(), name); err != nil {
+				if dir, err = findStateDir(stateBases(), name); err != nil {
 					return err
 				}
 			}
@@ -120,25 +120,43 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--since %q: write a duration (1h, 30m) or a time (2026-12-03, 2026-12-03 14:00, 2026-12-03T14:00:00Z)", s)
 }
 
-// findStateDir is base/name, or with no name the only partition under
-// base that has an audit log.
-func findStateDir(base, name string) (string, error) {
+// stateBases are where mkrt audit looks for state directories: this
+// user's supervisors' first, then a root supervisor's (its socket group
+// may read its audit log).
+func stateBases() []string {
+	if b := control.UserStateBase(); b != control.StateBase {
+		return []string{b, control.StateBase}
+	}
+	return []string{control.StateBase}
+}
+
+// findStateDir is the state directory of the named partition: the first
+// of bases that has its audit log (else its place under the first). With
+// no name, it is the only partition under bases that has an audit log.
+func findStateDir(bases []string, name string) (string, error) {
 	if name != "" {
-		return filepath.Join(base, name), nil
+		for _, b := range bases {
+			if _, err := os.Stat(filepath.Join(b, name, auditFile)); err == nil {
+				return filepath.Join(b, name), nil
+			}
+		}
+		return filepath.Join(bases[0], name), nil
 	}
-	found, _ := filepath.Glob(filepath.Join(base, "*", auditFile))
-	var names []string
-	for _, f := range found {
-		names = append(names, filepath.Base(filepath.Dir(f)))
+	var dirs []string
+	for _, b := range bases {
+		found, _ := filepath.Glob(filepath.Join(b, "*", auditFile))
+		sort.Strings(found)
+		for _, f := range found {
+			dirs = append(dirs, filepath.Dir(f))
+		}
 	}
-	sort.Strings(names)
-	switch len(names) {
+	switch len(dirs) {
 	case 0:
-		return "", fmt.Errorf("no partition's audit log in %s (give the partition's NAME or --state-dir)", base)
+		return "", fmt.Errorf("no partition's audit log in %s (give the partition's NAME or --state-dir)", strings.Join(bases, " or "))
 	case 1:
-		return filepath.Join(base, names[0]), nil
+		return dirs[0], nil
 	}
-	return "", fmt.Errorf("%d partitions have audit logs in %s (%s): choose one, mkrt audit NAME", len(names), base, strings.Join(names, ", "))
+	return "", fmt.Errorf("%d partitions have audit logs (%s): choose one, mkrt audit NAME", len(dirs), strings.Join(dirs, ", "))
 }
 
 // auditPrinter prints entries as a table or as JSON lines.

@@ -94,24 +94,31 @@ func TestAuditCommand(t *testing.T) {
 }
 
 func TestAuditFindsThePartition(t *testing.T) {
-	base := t.TempDir()
-	if _, err := findStateDir(base, ""); err == nil || !strings.Contains(err.Error(), "give the partition's NAME") {
+	mine, roots := t.TempDir(), t.TempDir()
+	bases := []string{mine, roots}
+	if _, err := findStateDir(bases, ""); err == nil || !strings.Contains(err.Error(), "give the partition's NAME") {
 		t.Errorf("none: %v", err)
 	}
-	for _, n := range []string{"tank", "boiler"} {
-		os.MkdirAll(filepath.Join(base, n), 0o750)
-		os.WriteFile(filepath.Join(base, n, "audit.jsonl"), nil, 0o640)
-		if n == "tank" {
-			if d, err := findStateDir(base, ""); err != nil || d != filepath.Join(base, "tank") {
-				t.Errorf("the only one: %s %v", d, err)
-			}
-		}
+	add := func(base, name string) {
+		os.MkdirAll(filepath.Join(base, name), 0o750)
+		os.WriteFile(filepath.Join(base, name, "audit.jsonl"), nil, 0o640)
 	}
-	if _, err := findStateDir(base, ""); err == nil || !strings.Contains(err.Error(), "(boiler, tank): choose one") {
+	add(roots, "tank")
+	if d, err := findStateDir(bases, ""); err != nil || d != filepath.Join(roots, "tank") {
+		t.Errorf("the only one, a root supervisor's: %s %v", d, err)
+	}
+	if d, _ := findStateDir(bases, "tank"); d != filepath.Join(roots, "tank") {
+		t.Errorf("named, a root supervisor's: %s", d)
+	}
+	add(mine, "boiler")
+	if _, err := findStateDir(bases, ""); err == nil || !strings.Contains(err.Error(), "2 partitions have audit logs") || !strings.Contains(err.Error(), "choose one, mkrt audit NAME") {
 		t.Errorf("two: %v", err)
 	}
-	if d, _ := findStateDir(base, "boiler"); d != filepath.Join(base, "boiler") {
+	if d, _ := findStateDir(bases, "boiler"); d != filepath.Join(mine, "boiler") {
 		t.Errorf("named: %s", d)
+	}
+	if d, _ := findStateDir(bases, "none"); d != filepath.Join(mine, "none") {
+		t.Errorf("unknown name: %s", d)
 	}
 }
 
