@@ -2,13 +2,20 @@ package deploy_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/goburrow/modbus"
 
 	"github.com/mkrt/mkrt/bridge/audit"
 	"github.com/mkrt/mkrt/shm/wire"
@@ -83,6 +90,70 @@ func TestAuditSetAndApply(t *testing.T) {
 			t.Logf("%+v %+v", e, e.Principal)
 		}
 	}
+}
+
+// Every way in leaves its entry with who it was: the MQTT user and client
+// id of a JSON /set (accepted, and a read-only user's refused), the peer
+// of a plaintext Modbus write (refused: no write_allow in the example).
+func TestAuditEveryWayIn(t *testing.T) {
+	p := newPlant(t, plantOptions{level: 1.5, sp: 1.5})
+	eventually(t, 10*time.Second, "level good", func() (bool, string) { _, ok := p.good("level"); return ok, "" })
+	publish := func(user, pass, clientID, topic, payload string) {
+		o := mqtt.NewClientOptions().AddBroker("tcp://" + p.mqttAddr).SetClientID(clientID).
+			SetUsername(user).SetPassword(pass).SetConnectTimeout(5 * time.Second)
+		c := mqtt.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("mqtt %s: connect: %v", user, tok.Error())
+		}
+		defer c.Disconnect(100)
+		if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Logf("mqtt %s: publish %s: %v", user, topic, tok.Error())
+		}
+	}
+	scadaID, viewerID := "e2e-scada-"+randHex(t, 3), "e2e-viewer-"+randHex(t, 3)
+	publish("scada", "scada-demo", scadaID, "mkrt/tank-1/level_sp/set", "2.2")
+	publish("viewer", "viewer-demo", viewerID, "mkrt/tank-1/level_sp/set", "4.2")
+	h := modbus.NewTCPClientHandler(p.modbus)
+	h.Timeout, h.SlaveId = 5*time.Second, 1
+	if err := h.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	b := binary.BigEndian.AppendUint32(nil, math.Float32bits(2.4))
+	if _, err := modbus.NewClient(h).WriteMultipleRegisters(0, 2, b); err == nil {
+		t.Errorf("a plaintext Modbus write without write_allow was accepted")
+	}
+	h.Close()
+
+	type want struct {
+		what string
+		ok   func(e audit.Entry) bool
+	}
+	wants := []want{
+		{"json write by scada", func(e audit.Entry) bool {
+			return e.Source == "json" && e.Who == "scada" && e.OK && e.Tag == "level_sp" && e.New == 2.2 && e.Principal != nil && e.Principal.ClientID == scadaID
+		}},
+		{"json write by viewer refused", func(e audit.Entry) bool {
+			return e.Who == "viewer" && e.Refused && !e.OK && e.Principal != nil && e.Principal.ClientID == viewerID && e.Reason != ""
+		}},
+		{"modbus write refused", func(e audit.Entry) bool {
+			return e.Source == "modbus" && e.Refused && e.Principal != nil && strings.HasPrefix(e.Principal.Peer, "127.0.0.1:")
+		}},
+	}
+	eventually(t, 10*time.Second, "every attempt audited", func() (bool, string) {
+		var es []audit.Entry
+		audit.Scan(filepath.Join(p.stateDir, "audit.jsonl"), func(e audit.Entry) error { es = append(es, e); return nil }, nil)
+		var missing []string
+		for _, w := range wants {
+			if !slices.ContainsFunc(es, w.ok) {
+				missing = append(missing, w.what)
+			}
+		}
+		var have []string
+		for _, e := range es {
+			have = append(have, fmt.Sprintf("%+v %+v", e, e.Principal))
+		}
+		return len(missing) == 0, fmt.Sprintf("missing %q; the log has:\n%s", missing, strings.Join(have, "\n"))
+	})
 }
 
 // A hand-over is recorded as one: who asked, what changed, the
