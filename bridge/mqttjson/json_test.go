@@ -17,7 +17,7 @@ import (
 
 func f64(v float64) *float64 { return &v }
 
-func testPlant(t *testing.T) *bridgetest.Plant {
+func testPlant(t testing.TB) *bridgetest.Plant {
 	p, err := bridgetest.NewPlantFromConfig(&configs.Config{Tags: []configs.Tag{
 		{Name: "setpoint", Writable: true, Min: f64(0), Max: f64(100), Initial: configs.Value{Raw: "50", Set: true}},
 		{Name: "running", Type: tag.Bool},
