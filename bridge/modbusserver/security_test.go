@@ -96,7 +96,7 @@ func TestPlaintextWritesNeedTheAllowList(t *testing.T) {
 	if err := c2.WriteFloat32(0, 500); !errors.Is(err, modbus.ErrIllegalDataValue) {
 		t.Fatalf("out of range: %v", err)
 	}
-	if rs := rec.All(); len(rs) != 3 || rs[2].Tag != "setpoint" || rs[2].Value == "" {
+	if rs := rec.All(); len(rs) != 3 || rs[2].Tag != "setpoint" || rs[2].Value == "" || rs[2].Principal.Peer == "" {
 		t.Fatalf("out-of-range write not recorded: %+v", rs)
 	}
 }
@@ -288,9 +288,11 @@ c.close()
 }
 
 // TestMultiTagWriteIsOneUnit: a write spanning two tags reaches the plant
-// as one unit, applied in one cycle.
+// as one unit, applied in one cycle; one spanning a tag that refuses
+// writes nothing.
 func TestMultiTagWriteIsOneUnit(t *testing.T) {
-	p, addr := run(t, modbusserver.Config{UnitID: 1, WriteTimeout: 2 * time.Second, WriteAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}, false)
+	rec := &bridgetest.Refusals{}
+	p, addr := run(t, modbusserver.Config{UnitID: 1, WriteTimeout: 2 * time.Second, Refuser: rec, WriteAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}, false)
 	c := client(t, addr)
 	c.SetUnitId(1)
 	done := make(chan error, 1)
@@ -310,5 +312,19 @@ func TestMultiTagWriteIsOneUnit(t *testing.T) {
 	}
 	if p.Value(2).Value != 50 || p.Value(3).Value != 9 {
 		t.Fatalf("setpoint %v count %v", p.Value(2).Value, p.Value(3).Value)
+	}
+	// setpoint 60, count 10, then the read-only alarm: nothing is written
+	p.Start(t.Context(), 2*time.Millisecond)
+	if err := c.WriteRegisters(0, []uint16{0x4270, 0, 10, 0, 1}); !errors.Is(err, modbus.ErrIllegalDataAddress) {
+		t.Fatalf("write spanning a read-only tag: %v", err)
+	}
+	if rs := rec.All(); len(rs) != 1 || rs[0].Tag != "alarm" {
+		t.Fatalf("refusals %+v, want one naming alarm", rs)
+	}
+	if err := c.WriteRegisters(0, []uint16{0x4270, 0, 10, 0, 0xffff}); err == nil {
+		t.Fatal("write of a too large speed accepted")
+	}
+	if p.Value(2).Value != 50 || p.Value(3).Value != 9 {
+		t.Fatalf("a refused request wrote setpoint %v count %v", p.Value(2).Value, p.Value(3).Value)
 	}
 }

@@ -479,18 +479,18 @@ func (s *Server) write(who plant.Principal, unit byte, ar configs.Area, addr uin
 	}
 	m := s.current()
 	ctx := plant.WithPrincipal(context.Background(), who)
-	refuse := func(err error) error {
+	refuse := func(name string, err error) error {
 		s.count.CountWrite(err)
-		plant.Refuse(ctx, s.cfg.Refuser, plant.Refusal{Principal: who, Tag: m.tagAt(ar, addr), Value: raw, Reason: err.Error()})
+		plant.Refuse(ctx, s.cfg.Refuser, plant.Refusal{Principal: who, Tag: name, Value: raw, Reason: err.Error()})
 		s.log.Warn("modbusserver: write refused", "peer", who.Peer, "user", who.User, "role", who.Role, "area", ar, "address", addr, "err", err)
 		return err
 	}
 	if err := s.mayWrite(who); err != nil {
-		return refuse(err)
+		return refuse(m.tagAt(ar, addr), err)
 	}
-	ws, err := m.plan(ar, addr, qty, value, origin(who))
+	ws, at, err := m.plan(ar, addr, qty, value, origin(who))
 	if err != nil {
-		return refuse(err)
+		return refuse(m.tagAt(ar, at), err)
 	}
 	return s.apply(ctx, m, ws)
 }
@@ -561,42 +561,41 @@ func origin(who plant.Principal) wire.Origin {
 // plan turns a write request into validated tag writes. Every address must
 // be mapped, every value whole (no partial multi-register values), every tag
 // writable and every value in range — or nothing is written. Errors wrap
-// the exception they answer.
-func (m *Map) plan(ar configs.Area, addr uint16, qty int, value func(e *entry, off int) (float64, string, error), who wire.Origin) ([]wire.Command, error) {
+// the exception they answer; at is the address refused.
+func (m *Map) plan(ar configs.Area, addr uint16, qty int, value func(e *entry, off int) (float64, string, error), who wire.Origin) (ws []wire.Command, at uint16, err error) {
 	a := m.areas[ar]
 	end := int(addr) + qty
 	if a == nil || qty == 0 || end > len(a.owner) {
-		return nil, fmt.Errorf("modbusserver: %s %d-%d is not mapped: %w", ar, addr, end-1, modbus.ErrIllegalDataAddress)
+		return nil, addr, fmt.Errorf("modbusserver: %s %d-%d is not mapped: %w", ar, addr, end-1, modbus.ErrIllegalDataAddress)
 	}
-	var ws []wire.Command
 	for k := int(addr); k < end; {
 		ei := a.owner[k]
 		if ei < 0 {
-			return nil, fmt.Errorf("modbusserver: %s %d is not mapped: %w", ar, k, modbus.ErrIllegalDataAddress)
+			return nil, uint16(k), fmt.Errorf("modbusserver: %s %d is not mapped: %w", ar, k, modbus.ErrIllegalDataAddress)
 		}
 		e := &m.ents[ei]
 		name := m.tags[e.id].Name
 		if e.addr != k || k+e.n > end {
-			return nil, fmt.Errorf("modbusserver: %s %d-%d writes part of %s (%s %d-%d): %w", ar, addr, end-1, name, ar, e.addr, e.addr+e.n-1, modbus.ErrIllegalDataAddress)
+			return nil, uint16(k), fmt.Errorf("modbusserver: %s %d-%d writes part of %s (%s %d-%d): %w", ar, addr, end-1, name, ar, e.addr, e.addr+e.n-1, modbus.ErrIllegalDataAddress)
 		}
 		if !m.tags[e.id].Writable {
-			return nil, fmt.Errorf("modbusserver: %s is read-only: %w", name, modbus.ErrIllegalDataAddress)
+			return nil, uint16(k), fmt.Errorf("modbusserver: %s is read-only: %w", name, modbus.ErrIllegalDataAddress)
 		}
 		v, text, err := value(e, k-int(addr))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", err, modbus.ErrIllegalDataValue)
+			return nil, uint16(k), fmt.Errorf("%w: %w", err, modbus.ErrIllegalDataValue)
 		}
 		if in := m.tags[e.id]; in.Type != tag.String && in.Type != tag.Float32 && in.Type != tag.Float64 && e.scale != 1 {
 			v = math.Round(v*1e9) / 1e9 // scaled integers: undo float noise
 		}
 		w := wire.Command{Kind: wire.WriteTag, Tag: e.id, Value: wire.ValueOf(&m.tags[e.id], v, text), Origin: who}
 		if err := plant.Check(m.tags, &w); err != nil {
-			return nil, fmt.Errorf("%w: %w", err, exception(err))
+			return nil, uint16(k), fmt.Errorf("%w: %w", err, exception(err))
 		}
 		ws = append(ws, w)
 		k += e.n
 	}
-	return ws, nil
+	return ws, 0, nil
 }
 
 // apply sends the writes to the executive as one unit and waits for the
