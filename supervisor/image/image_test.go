@@ -2,8 +2,6 @@ package image
 
 import (
 	"bytes"
-	"compress/gzip"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -103,20 +101,8 @@ func TestBuildIsReproducibleAndComplete(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Fatal("two builds from the same inputs differ")
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(a))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	names := map[string]cpio.Record{}
-	for _, r := range recs {
+	for _, r := range archiveRecords(t, a) {
 		if r.MTime != 0 || r.UID != 0 || r.GID != 0 {
 			t.Errorf("%s: mtime %d uid %d gid %d, want zeros", r.Name, r.MTime, r.UID, r.GID)
 		}

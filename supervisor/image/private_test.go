@@ -38,19 +38,7 @@ func TestInitramfsIsPrivate(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("initramfs mode %v, want 0600", st.Mode().Perm())
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(initrd))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
+	for _, r := range archiveRecords(t, initrd) {
 		if r.Name == pid1.ConfigPath && r.Mode&0o077 != 0 {
 			t.Errorf("%s in the archive has mode %#o, want 0600", r.Name, r.Mode&0o777)
 		}
@@ -84,4 +72,22 @@ func TestConfigTextHashesAlikeInGuest(t *testing.T) {
 	if guest.Hash() != cfg.Hash() {
 		t.Errorf("the guest's config hashes differently:\n%s", text)
 	}
+}
+
+// archiveRecords reads the records of a gzipped newc initramfs.
+func archiveRecords(t *testing.T, initramfs []byte) []cpio.Record {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(initramfs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }
