@@ -20,7 +20,11 @@
 // outputs are written only by that task (the block compiler rejects a tag
 // written by two blocks), device inputs only by the IO driver, and every
 // other tag (setpoints, parameters, command-written device outputs) only by
-// the first task, which applies the commands. With one task, the task works
+// the first task, which applies the commands. Several tag writes sent as
+// one unit (one Modbus request spanning several tags) are checked first,
+// every one, and then applied all in the same cycle, or none: a refused
+// one is answered with its status, the others wire.Withdrawn (see
+// wire.ApplyUnit). With one task, the task works
 // on the table given to New. With several, each task works on its own copy
 // of the table; after each cycle a task publishes the tags it owns into a
 // per-task seqlock area (atomic words, so the race detector agrees) and at
