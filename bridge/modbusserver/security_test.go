@@ -328,3 +328,24 @@ func TestMultiTagWriteIsOneUnit(t *testing.T) {
 		t.Fatalf("a refused request wrote setpoint %v count %v", p.Value(2).Value, p.Value(3).Value)
 	}
 }
+
+// TestIdleClientClosed: a connection without a request for idle_timeout
+// is closed and gives its slot back; one that keeps polling keeps it.
+func TestIdleClientClosed(t *testing.T) {
+	_, addr := run(t, modbusserver.Config{UnitID: 1, IdleTimeout: 200 * time.Millisecond, MaxClientsPerAddress: 1}, true)
+	idle := dial(t, "127.0.0.1", addr)
+	idle.SetDeadline(time.Now().Add(2 * time.Second))
+	start := time.Now()
+	if _, err := idle.Read(make([]byte, 1)); err == nil {
+		t.Fatal("idle connection got data")
+	}
+	if d := time.Since(start); d < 150*time.Millisecond || d > time.Second {
+		t.Fatalf("idle connection closed after %v, want about 200ms", d)
+	}
+	time.Sleep(20 * time.Millisecond)
+	poller := dial(t, "127.0.0.1", addr)
+	for range 8 {
+		ask(t, poller, mbap(1, 3, 0, 0, 0, 1))
+		time.Sleep(50 * time.Millisecond)
+	}
+}
