@@ -76,7 +76,6 @@ type Entry struct {
 const (
 	DefaultMaxSize = 16 << 20
 	DefaultKeep    = 8
-	DefaultMode    = fs.FileMode(0o640)
 )
 
 // Options configure a Log; the zero value is the defaults.
@@ -88,8 +87,9 @@ type Options struct {
 	MaxSize int64
 	// Keep is how many rotated files are kept (default DefaultKeep).
 	Keep int
-	// Mode of the audit files (default DefaultMode: the owner writes, the
-	// state directory's group reads).
+	// Mode of the audit files. Default 0640 (the owner writes, the group
+	// reads: members of the supervisor's group may run mkrt audit) when
+	// the directory lets its group in, else 0600.
 	Mode fs.FileMode
 }
 
@@ -123,7 +123,10 @@ func New(path string, o Options) (*Log, error) {
 		o.Keep = DefaultKeep
 	}
 	if o.Mode == 0 {
-		o.Mode = DefaultMode
+		o.Mode = 0o600
+		if st, err := os.Stat(filepath.Dir(path)); err == nil && st.Mode().Perm()&0o010 != 0 {
+			o.Mode = 0o640
+		}
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -37,9 +37,12 @@ func newPlant(t *testing.T) *bridgetest.Plant {
 	return p
 }
 
+// openLog opens a log in a directory of mode 0750, as the state directory is.
 func openLog(t *testing.T, o audit.Options) (*audit.Log, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	dir := t.TempDir()
+	os.Chmod(dir, 0o750)
+	path := filepath.Join(dir, "audit.jsonl")
 	l, err := audit.New(path, o)
 	if err != nil {
 		t.Fatal(err)
@@ -279,8 +282,10 @@ func TestRotationKeepsCount(t *testing.T) {
 // A line cut short by a crash is reported by Scan, and the next entry
 // starts a line of its own.
 func TestCutLineRepaired(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	os.WriteFile(path, []byte(`{"time":"2026-01-01T00:00:00Z","source":"cli","who":"root","tag":"sp","ok":true}`+"\n"+`{"time":"2026-01-0`), 0o600)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o700) // no group: the file is the owner's alone
+	path := filepath.Join(dir, "audit.jsonl")
+	os.WriteFile(path, []byte(`{"time":"2026-01-01T00:00:00Z","source":"cli","who":"root","tag":"sp","ok":true}`+"\n"+`{"time":"2026-01-0`), 0o644) // too wide: New narrows it
 	l, err := audit.New(path, audit.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +298,7 @@ func TestCutLineRepaired(t *testing.T) {
 	if strings.Join(got, ",") != "sp,after" || len(bad) != 1 || bad[0] != path+":2" {
 		t.Fatalf("entries %v, bad lines %v", got, bad)
 	}
-	if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v", st.Mode().Perm())
 	}
 }
