@@ -1,6 +1,8 @@
 package configs
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +15,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mkrt/mkrt/boards"
 	"github.com/mkrt/mkrt/shm/tag"
@@ -765,14 +770,7 @@ func (k *checker) bridge() {
 		k.add(k.at(&m.PasswordFile, m.Pos), "mqtt: give password or password_file, not both (prefer password_file)")
 	}
 	k.file(&m.PasswordFile, m.Pos, "mqtt.password_file")
-	users := map[string]bool{}
-	for i := range m.Users {
-		u := &m.Users[i]
-		if users[u.Username] && u.Username != "" {
-			k.add(k.at(&u.Username, u.Pos), "mqtt.users: user %q is listed twice; list each user once", u.Username)
-		}
-		users[u.Username] = true
-	}
+	k.mqttUsers(m, b.Sparkplug.PrimaryHost)
 	k.tls(&m.TLS, "mqtt.tls")
 	if m.QoS < 0 || m.QoS > 1 {
 		k.add(k.at(&m.QoS, m.Pos), "mqtt.qos %d is not 0 or 1", m.QoS)
@@ -794,6 +792,83 @@ func (k *checker) bridge() {
 	}
 	k.modbusServer(&b.Modbus, listen)
 	listen(&b.Metrics.Listen, b.Metrics.Pos, "metrics.listen")
+}
+
+// mqttUsers checks the embedded broker's users and limits.
+func (k *checker) mqttUsers(m *MQTT, primaryHost string) {
+	users := map[string]bool{}
+	for i := range m.Users {
+		u := &m.Users[i]
+		if users[u.Username] && u.Username != "" {
+			k.add(k.at(&u.Username, u.Pos), "mqtt.users: user %q is listed twice; list each user once", u.Username)
+		}
+		users[u.Username] = true
+		if bridge := cmp.Or(m.Username, "mkrt-bridge"); u.Username == bridge {
+			k.add(k.at(&u.Username, u.Pos), "mqtt.users: user %q is the bridge's own credential (mqtt.username); give the user another name", u.Username)
+		}
+		switch {
+		case u.Password != "" && u.PasswordFile != "":
+			k.add(k.at(&u.PasswordFile, u.Pos), "mqtt.users: user %q has password and password_file; give one (prefer password_file)", u.Username)
+		case u.Password == "" && u.PasswordFile == "":
+			k.add(k.at(&u.Username, u.Pos), "mqtt.users: user %q has no password; give password_file (a bcrypt hash) or password", u.Username)
+		case u.PasswordFile != "":
+			k.bcryptFile(&u.PasswordFile, u.Pos)
+		}
+		if u.PrimaryHost && primaryHost == "" {
+			k.add(k.at(&u.PrimaryHost, u.Pos), "mqtt.users: user %q is primary_host but sparkplug.primary_host is not set; set it or remove primary_host", u.Username)
+		}
+		if u.ReadOnly && len(u.Topics.Publish) > 0 {
+			k.add(k.at(&u.Topics.Publish, u.Topics.Pos), "mqtt.users: user %q is read_only but has topics.publish; remove one of them", u.Username)
+		}
+		for _, list := range []*[]string{&u.Topics.Publish, &u.Topics.Subscribe} {
+			for j, f := range *list {
+				if !validFilter(f) {
+					k.add(k.at(&(*list)[j], u.Topics.Pos), "mqtt.users: %q is not an MQTT topic filter: '#' only as the last level, '+' only as a whole level, no empty filter", f)
+				}
+			}
+		}
+	}
+	l := &m.Limits
+	if l.MaxPacket < 0 || l.MaxPacket > 256<<20 || (l.MaxPacket > 0 && l.MaxPacket < 1024) {
+		k.add(k.at(&l.MaxPacket, l.Pos), "mqtt.limits.max_packet %d is outside 1Ki..256Mi; write e.g. 1Mi", int64(l.MaxPacket))
+	}
+	for _, n := range []struct {
+		p    *int
+		name string
+	}{{&l.MaxClients, "max_clients"}, {&l.MaxInflight, "max_inflight"}, {&l.MessageRate, "message_rate"}} {
+		if *n.p < 0 || *n.p > 65535 {
+			k.add(k.at(n.p, l.Pos), "mqtt.limits.%s %d is outside 0..65535 (0 takes the default)", n.name, *n.p)
+		}
+	}
+	if l.ConnectTimeout < 0 || l.ConnectTimeout.D() > time.Minute {
+		k.add(k.at(&l.ConnectTimeout, l.Pos), "mqtt.limits.connect_timeout %s is outside 0..1m; write e.g. 5s", l.ConnectTimeout)
+	}
+}
+
+// bcryptFile checks that the file at *p holds a bcrypt hash.
+func (k *checker) bcryptFile(p *string, pos Pos) {
+	b, err := os.ReadFile(k.c.ResolvePath(*p))
+	if err != nil {
+		k.add(k.at(p, pos), "mqtt.users password_file: cannot read %s: %v (relative paths start at the config file's directory)", k.c.ResolvePath(*p), unwrapPathErr(err))
+		return
+	}
+	if _, err := bcrypt.Cost(bytes.TrimSpace(b)); err != nil {
+		k.add(k.at(p, pos), "mqtt.users password_file %s does not hold a bcrypt hash ($2a$/$2b$/$2y$…): %v; make one with htpasswd -nbBC 10 '' PASSWORD | tr -d ':\\n'", *p, err)
+	}
+}
+
+// validFilter reports whether f is a valid MQTT topic filter.
+func validFilter(f string) bool {
+	if f == "" {
+		return false
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if (strings.Contains(l, "#") && (l != "#" || i != len(levels)-1)) || (strings.Contains(l, "+") && l != "+") {
+			return false
+		}
+	}
+	return true
 }
 
 func (k *checker) modbusServer(ms *ModbusServer, listen func(*string, Pos, string)) {
