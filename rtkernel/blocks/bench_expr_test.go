@@ -11,6 +11,7 @@ import (
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
+	"github.com/mkrt/mkrt/rtkernel/blocks/expr"
 )
 
 // exprGroup is loopGroup with four of its blocks written as expressions:
@@ -149,4 +150,30 @@ func BenchmarkValidate5000Lines(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(strings.Count(text, "\n")), "lines")
+}
+
+// BenchmarkExprEval evaluates a 25-node expression (names, literals,
+// arithmetic, comparisons, && and calls) and reports the time per node.
+func BenchmarkExprEval(b *testing.B) {
+	vars := map[string]expr.Var{"flow": {Slot: 0}, "ratio": {Slot: 1}, "count": {Slot: 2, Type: expr.Int},
+		"run": {Slot: 3, Type: expr.Bool}, "level": {Slot: 4}, "fic.out": {Slot: 5}}
+	p, err := expr.Compile("if(run && flow > 2, limit(0, flow * ratio + sqrt(level), 100), -1) + count % 3 - fic.out / 4",
+		func(name string) (expr.Var, string) { return vars[name], "" })
+	if err != nil {
+		b.Fatal(err)
+	}
+	regs := []float64{10, 1.5, 7, 1, 2, 40}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ReportAllocs()
+	cpu0, cpuOK := threadCPU()
+	for b.Loop() {
+		p.Eval(regs)
+	}
+	cpu1, _ := threadCPU()
+	per := float64(b.N) * float64(p.Nodes())
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/per, "ns/node")
+	if cpuOK {
+		b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/per, "cpu-ns/node")
+	}
 }

@@ -83,6 +83,9 @@ func (e *Error) Error() string { return fmt.Sprintf("offset %d: %s", e.Off, e.Ms
 // MaxLen is the longest expression accepted, in bytes.
 const MaxLen = 4096
 
+// fusing: Compile fuses instructions (off only in tests, to compare).
+var fusing = true
+
 // maxDepth bounds the nesting of an expression.
 const maxDepth = 200
 
@@ -117,7 +120,7 @@ func (p *Program) Nodes() int { return p.nodes }
 func (p *Program) Bind(reg func(slot int) int32) {
 	k := 0
 	for i := range p.code {
-		if p.code[i].op == opLoad {
+		if reads(p.code[i].op) {
 			p.code[i].a = reg(p.slots[k])
 			k++
 		}
@@ -146,7 +149,11 @@ func Compile(src string, resolve Resolver) (*Program, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
-	p := &Program{code: c.code, typ: v.typ, unit: v.unit, nodes: c.nodes, slots: c.slots}
+	code := c.code
+	if fusing {
+		code = fuse(code)
+	}
+	p := &Program{code: code, typ: v.typ, unit: v.unit, nodes: c.nodes, slots: c.slots}
 	p.stack = make([]float64, c.maxSP+1)
 	return p, nil
 }
@@ -171,6 +178,15 @@ func unkeyword(src string) string {
 		}
 	}
 	return string(b)
+}
+
+// reads reports whether an instruction reads a name's register.
+func reads(op opcode) bool {
+	switch op {
+	case opLoad, opAddR, opSubR, opMulR, opDivR, opLtR, opGtR:
+		return true
+	}
+	return false
 }
 
 func clampOff(off int, src string) int { return max(0, min(off, len(src))) }

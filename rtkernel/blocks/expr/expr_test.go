@@ -96,6 +96,14 @@ func TestEval(t *testing.T) {
 		{"int_to_bool(count)", 1, true, expr.Bool},
 		{"real_to_bool(0.0)", 0, true, expr.Bool},
 		{"level * 100 - -1", 201, true, expr.Float},
+		// Fused instructions, and a jump landing on an operation.
+		{"ratio + if(run, 1.0, flow)", 2.5, true, expr.Float},
+		{"ratio - if(!run, 1.0, flow)", -8.5, true, expr.Float},
+		{"ratio * bool_to_real(run || flow > ratio)", 1.5, true, expr.Float},
+		{"flow / 0.0", 0, false, expr.Float},
+		{"flow / ratio - 2", 10.0/1.5 - 2, true, expr.Float},
+		{"flow < 2.0 || ratio > level", 0, true, expr.Bool},
+		{"(flow > 2.0) == (ratio < level)", 1, true, expr.Bool},
 	} {
 		p := compile(t, c.src)
 		got, ok := p.Eval(regs)
@@ -186,15 +194,6 @@ func TestBind(t *testing.T) {
 	}
 }
 
-func BenchmarkEval(b *testing.B) {
-	p := compile(b, "if(run && flow > 2, limit(0, flow * ratio + sqrt(level), 100), -1) + count % 3 - fic.out / 4")
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Eval(regs)
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(p.Nodes()), "ns/node")
-}
-
 func FuzzCompile(f *testing.F) {
 	for _, s := range []string{"flow * ratio + 1", "if(run, sqrt(level), -1)", "limit(0, count % 3, 5)", `"t-1" / 0`, "run && !run || fic.out >= 2", "expt(2, 3) + real_to_int(2.5)"} {
 		f.Add(s)
@@ -207,6 +206,15 @@ func FuzzCompile(f *testing.F) {
 			}
 			return
 		}
-		p.Eval(regs)
+		// Fused instructions compute what the plain ones do.
+		q, err := expr.CompileUnfused(src, resolve)
+		if err != nil {
+			t.Fatalf("%q compiles fused but not plain: %v", src, err)
+		}
+		v, ok := p.Eval(regs)
+		w, okw := q.Eval(regs)
+		if math.Float64bits(v) != math.Float64bits(w) || ok != okw {
+			t.Fatalf("%q: fused %v %v, plain %v %v", src, v, ok, w, okw)
+		}
 	})
 }

@@ -57,7 +57,74 @@ const (
 	opTrunc
 	opRound
 	opBool
+	// Fused: a binary operation whose right operand is a register (R) or
+	// a constant (K), so a + 2 is two instructions, not three.
+	opAddR
+	opSubR
+	opMulR
+	opDivR
+	opLtR
+	opGtR
+	opAddK
+	opSubK
+	opMulK
+	opDivK
+	opLtK
+	opGtK
 )
+
+// fusable maps an operation to its forms with a register and a constant
+// right operand.
+var fusable = map[opcode][2]opcode{
+	opAdd: {opAddR, opAddK}, opSub: {opSubR, opSubK}, opMul: {opMulR, opMulK},
+	opDiv: {opDivR, opDivK}, opLt: {opLtR, opLtK}, opGt: {opGtR, opGtK},
+}
+
+// fuse rewrites "load r; op" and "const k; op" as one instruction where
+// no jump lands on op, and moves the jump targets to match.
+func fuse(code []instr) []instr {
+	target := make([]bool, len(code)+1)
+	for _, in := range code {
+		if isJump(in.op) {
+			target[in.a] = true
+		}
+	}
+	at := make([]int32, len(code)+1) // old index -> new index
+	out := make([]instr, 0, len(code))
+	for i := 0; i < len(code); i++ {
+		at[i] = int32(len(out))
+		in := code[i]
+		if f, ok := fusable[nextOp(code, i)]; ok && !target[i+1] && (in.op == opLoad || in.op == opConst) {
+			in.op = f[0]
+			if code[i].op == opConst {
+				in.op = f[1]
+			}
+			out = append(out, in)
+			i++
+			at[i] = int32(len(out) - 1)
+			continue
+		}
+		out = append(out, in)
+	}
+	at[len(code)] = int32(len(out))
+	for i := range out {
+		if isJump(out[i].op) {
+			out[i].a = at[out[i].a]
+		}
+	}
+	return out
+}
+
+func nextOp(code []instr, i int) opcode {
+	if i+1 < len(code) {
+		return code[i+1].op
+	}
+	return opNop
+}
+
+func isJump(op opcode) bool {
+	return op == opJump || op == opJumpFalse || op == opJumpFalseKeep || op == opJumpTrueKeep
+}
 
 var (
 	floatOps = map[token.Token]opcode{token.ADD: opAdd, token.SUB: opSub, token.MUL: opMul, token.QUO: opDiv, token.REM: opMod}
@@ -93,6 +160,38 @@ func (p *Program) Eval(r []float64) (v float64, ok bool) {
 			s[sp] = r[in.a]
 		case opPop:
 			sp--
+		case opAddR:
+			s[sp] += r[in.a]
+		case opAddK:
+			s[sp] += in.k
+		case opSubR:
+			s[sp] -= r[in.a]
+		case opSubK:
+			s[sp] -= in.k
+		case opMulR:
+			s[sp] *= r[in.a]
+		case opMulK:
+			s[sp] *= in.k
+		case opDivR:
+			if d := r[in.a]; d == 0 {
+				s[sp], ok = 0, false
+			} else {
+				s[sp] /= d
+			}
+		case opDivK:
+			if in.k == 0 {
+				s[sp], ok = 0, false
+			} else {
+				s[sp] /= in.k
+			}
+		case opLtR:
+			s[sp] = b2f(s[sp] < r[in.a])
+		case opLtK:
+			s[sp] = b2f(s[sp] < in.k)
+		case opGtR:
+			s[sp] = b2f(s[sp] > r[in.a])
+		case opGtK:
+			s[sp] = b2f(s[sp] > in.k)
 		case opAdd:
 			sp--
 			s[sp] += s[sp+1]
