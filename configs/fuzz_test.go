@@ -7,12 +7,16 @@ import (
 	"github.com/mkrt/mkrt/configs"
 )
 
-// FuzzParse feeds arbitrary bytes to the loader: it must never panic, and
-// every problem it reports must carry a file position. The seed corpus in
+// FuzzParse feeds arbitrary bytes to Parse and to the loader (Load's
+// decode, defaults and validation): neither may panic, and every problem
+// reported must carry a file position. The seed corpus in
 // testdata/fuzz/FuzzParse holds the examples and broken variants of them.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(header))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := configs.Parse("fuzz.yaml", data); err != nil {
+			positioned(t, err)
+		}
 		c, err := configs.LoadBytes("fuzz.yaml", data)
 		if err == nil {
 			if c == nil {
@@ -24,14 +28,21 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		var errs configs.Errors
-		if !errors.As(err, &errs) || len(errs) == 0 {
-			t.Fatalf("error is not a non-empty configs.Errors: %T %v", err, err)
-		}
-		for _, e := range errs {
-			if e.Pos.File != "fuzz.yaml" || e.Pos.Line < 1 || e.Pos.Col < 1 {
-				t.Fatalf("problem without a position: %q at %+v", e.Msg, e.Pos)
-			}
-		}
+		positioned(t, err)
 	})
+}
+
+// positioned fails unless err is a non-empty configs.Errors whose every
+// problem has a position in the fuzzed file.
+func positioned(t *testing.T, err error) {
+	t.Helper()
+	var errs configs.Errors
+	if !errors.As(err, &errs) || len(errs) == 0 {
+		t.Fatalf("error is not a non-empty configs.Errors: %T %v", err, err)
+	}
+	for _, e := range errs {
+		if e.Pos.File != "fuzz.yaml" || e.Pos.Line < 1 || e.Pos.Col < 1 {
+			t.Fatalf("problem without a position: %q at %+v", e.Msg, e.Pos)
+		}
+	}
 }
