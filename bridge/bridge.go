@@ -39,6 +39,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/mqttjson"
 	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/bridge/sparkplug"
+	"github.com/mkrt/mkrt/bridge/web"
 	"github.com/mkrt/mkrt/configs"
 )
 
@@ -68,6 +69,8 @@ type Status struct {
 	Modbus          string
 	ModbusListening bool
 	Metrics         string
+	// Web is the web HMI's URL ("" when off).
+	Web string
 	// Totals over all components.
 	Published uint64
 	Buffered  uint64
@@ -97,6 +100,7 @@ type Bridge struct {
 	plant    *served // what the servers use now
 	brk      *broker.Broker
 	endpoint *metrics.Endpoint
+	web      *web.Server
 	ran      bool
 }
 
@@ -253,6 +257,13 @@ func New(cfg *configs.Config, p plant.Plant, o Options) (*Bridge, error) {
 		b.modbus = s
 	}
 	b.metricsFor = bc.Metrics.Listen
+	if bc.Web.Listen != "" {
+		w, err := newWeb(cfg, b)
+		if err != nil {
+			return nil, err
+		}
+		b.web = w
+	}
 	return b, nil
 }
 
@@ -342,7 +353,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	var wg sync.WaitGroup
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
@@ -373,6 +384,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	if b.modbus != nil {
 		run("modbus", b.modbus.Run)
+	}
+	if b.web != nil {
+		run("web", b.web.Run)
 	}
 	<-ctx.Done()
 	wg.Wait()
@@ -405,6 +419,9 @@ func (b *Bridge) Status() Status {
 	if b.endpoint != nil {
 		s.Metrics = b.endpoint.Addr().String()
 	}
+	if b.web != nil {
+		s.Web = web.URL(b.cfg.Bridge.Web.Listen, b.cfg.Bridge.Web.TLS.Cert != "")
+	}
 	for _, k := range b.counters {
 		s.Published += k.Published.Load()
 		s.Buffered += k.Buffered.Load()
@@ -414,4 +431,37 @@ func (b *Bridge) Status() Status {
 		}
 	}
 	return s
+}
+
+// generation is the config and the plant the servers use now; the web
+// HMI follows it across a Switch.
+func (b *Bridge) generation() (*configs.Config, plant.Plant) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfg, b.plant
+}
+
+// newWeb builds the web HMI of cfg over b's audited plant: its users are
+// the MQTT users, its writes and refusals go to b's audit log.
+func newWeb(cfg *configs.Config, b *Bridge) (*web.Server, error) {
+	wc := cfg.Bridge.Web
+	users, err := web.ConfigUsers(cfg.Bridge.MQTT, cfg.ResolvePath)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %s: %w", wc.Pos, err)
+	}
+	c := web.Config{Listen: wc.Listen, Auth: users, Config: cfg, Refuser: b.audit, AuditPath: b.opts.AuditPath,
+		Trend: wc.Trend.D(), TrendEvery: wc.TrendEvery.D(), Log: b.opts.Log, Clock: b.opts.Clock,
+		Status: func() any { return b.Status() }, Current: b.generation}
+	if wc.TLS.Cert != "" {
+		kp, err := tls.LoadX509KeyPair(cfg.ResolvePath(wc.TLS.Cert), cfg.ResolvePath(wc.TLS.Key))
+		if err != nil {
+			return nil, fmt.Errorf("bridge: %s: web certificate: %w", wc.TLS.Pos, err)
+		}
+		c.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{kp}}
+	}
+	w, err := web.New(c, b.plant)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	return w, nil
 }

@@ -403,7 +403,22 @@ type Bridge struct {
 	JSON      JSONTopics   `yaml:"json" doc:"plain JSON topics for simple consumers"`
 	Modbus    ModbusServer `yaml:"modbus" doc:"Modbus TCP server for SCADA"`
 	Metrics   Metrics      `yaml:"metrics" doc:"Prometheus metrics endpoint"`
+	Web       Web          `yaml:"web" doc:"web HMI: tags, trends, alarms, latency and audit in a browser"`
 	Audit     Audit        `yaml:"audit" doc:"audit log of every write attempt (<state dir>/audit.jsonl): rotation"`
+}
+
+// Web is the web HMI (package bridge/web). Its users are the MQTT users:
+// bridge.mqtt.username (a writer) and bridge.mqtt.users (read_only users
+// see, the others write).
+type Web struct {
+	Pos Pos `yaml:"-"`
+	// Listen is the HMI's address; the HMI is off when it is empty.
+	Listen string `yaml:"listen" doc:"listen address of the web HMI, e.g. 127.0.0.1:8080; off when empty"`
+	TLS    TLS    `yaml:"tls" doc:"serve HTTPS with cert and key (PEM)"`
+	// Trend is how much history the trend ring keeps; TrendEvery how
+	// often it takes one sample of every tag.
+	Trend      Duration `yaml:"trend" doc:"history the trends keep in memory; default 1h"`
+	TrendEvery Duration `yaml:"trend_every" doc:"one trend sample of every tag this often; default 1s"`
 }
 
 // MQTT is the broker connection.

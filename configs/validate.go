@@ -792,6 +792,20 @@ func (k *checker) bridge() {
 	}
 	k.modbusServer(&b.Modbus, listen)
 	listen(&b.Metrics.Listen, b.Metrics.Pos, "metrics.listen")
+	k.web(&b.Web, listen)
+}
+
+func (k *checker) web(w *Web, listen func(*string, Pos, string)) {
+	listen(&w.Listen, w.Pos, "web.listen")
+	k.tls(&w.TLS, "web.tls")
+	if w.TLS.CA != "" || w.TLS.ClientAuth {
+		k.add(k.at(&w.TLS.CA, w.TLS.Pos), "web.tls: ca and client_auth are not used; the HMI logs users in with their MQTT user name and password")
+	}
+	// (a negative duration does not decode; 0 is the default, 1h of 1s)
+	span, every := cmp.Or(w.Trend.D(), time.Hour), cmp.Or(w.TrendEvery.D(), time.Second)
+	if span/every > 1_000_000 {
+		k.add(k.at(&w.Trend, w.Pos), "web.trend %s holds more than 1000000 samples of trend_every %s per tag; lengthen trend_every", span, every)
+	}
 }
 
 // mqttUsers checks the embedded broker's users and limits.

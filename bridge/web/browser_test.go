@@ -1,0 +1,334 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/mkrt/mkrt/bridge"
+	"github.com/mkrt/mkrt/bridge/bridgetest"
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/shm/tag"
+)
+
+// chromium is the browser the HMI is tested in, or skips the test.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"chromium", "chromium-browser", "/usr/bin/chromium"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	t.Skip("web: chromium not installed (Debian package chromium): browser test of the HMI skipped")
+	return ""
+}
+
+// artifacts is where the test writes its screenshots: $MKRT_ARTIFACTS
+// when set, else the test's temporary directory.
+func artifacts(t *testing.T) string {
+	if d := os.Getenv("MKRT_ARTIFACTS"); d != "" {
+		d = filepath.Join(d, "web")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
+
+// tankDemo is the tank demo's config with free loopback ports and a
+// faster trend, and where the bridge keeps its state.
+func tankDemo(t *testing.T) (*configs.Config, string) {
+	t.Helper()
+	text, err := os.ReadFile("../../configs/examples/tank-level.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(text)
+	for _, r := range [][2]string{
+		{"listen: 127.0.0.1:11883", "listen: 127.0.0.1:%d"},
+		{"listen: 127.0.0.1:15021", "listen: 127.0.0.1:%d"},
+		{"listen: 127.0.0.1:9102", "listen: 127.0.0.1:%d"},
+		{"listen: 127.0.0.1:18080", "listen: 127.0.0.1:%d\n    trend_every: 100ms"},
+	} {
+		if strings.Count(s, r[0]) != 1 {
+			t.Fatalf("tank-level.yaml: %q occurs %d times, want once", r[0], strings.Count(s, r[0]))
+		}
+		s = strings.Replace(s, r[0], fmt.Sprintf(r[1], bridgetest.FreePort(t)), 1)
+	}
+	cfg, err := configs.LoadBytes("tank-level.yaml", []byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, t.TempDir()
+}
+
+// simulate moves the fake plant like the tank: the level swings through
+// the high alarm's limit, the alarm block's outputs follow it.
+func simulate(ctx context.Context, p *bridgetest.Plant, cfg *configs.Config) {
+	tt, _ := cfg.TagTable()
+	id := func(name string) tag.ID {
+		v, ok := tt.Lookup(name)
+		if !ok {
+			panic("no tag " + name)
+		}
+		return v
+	}
+	level, high, active := id("level"), id("level_high"), id("level_alarm")
+	for i, in := range tt.Info {
+		if in.Device != "" {
+			p.Set(tag.ID(i), 0)
+		}
+	}
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			x := 2.0 + 0.9*math.Sin(time.Since(start).Seconds()/1.5)
+			p.Set(level, x)
+			b := 0.0
+			if x > 2.6 {
+				b = 1
+			}
+			p.Set(high, b)
+			p.Set(active, b)
+		}
+	}()
+}
+
+// TestBrowser drives the HMI of a running bridge over the tank demo's
+// plant in headless chromium: the viewer sees the level change and its
+// trend draw and cannot write; the writer changes level_sp and sees the
+// cycle it was applied at, then the write on the Audit page and in
+// audit.jsonl; the high-level alarm appears (read-only: the demo has no
+// acknowledge tag). A screenshot of each page is written to artifacts.
+func TestBrowser(t *testing.T) {
+	exe := chromium(t)
+	out := artifacts(t)
+	cfg, state := tankDemo(t)
+	p, err := bridgetest.NewPlantFromConfig(cfg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p.Start(ctx, 20*time.Millisecond)
+	simulate(ctx, p, cfg)
+	b, err := bridge.New(cfg, p, bridge.Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	bctx, stop := context.WithCancel(ctx)
+	go func() { done <- b.Run(bctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	url := strings.TrimSuffix(fmt.Sprintf("http://%s/", cfg.Bridge.Web.Listen), "/") + "/"
+	for i := 0; b.Status().Web == ""; i++ {
+		if i > 100 {
+			t.Fatal("the bridge did not start its web HMI")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	actx, acancel := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1280, 860))...)
+	defer acancel()
+	bctx2, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	fail := func(what string, err error) {
+		t.Helper()
+		shot(t, bctx2, filepath.Join(out, "failed.png"))
+		t.Fatalf("%s: %v (screenshot of the page: %s)", what, err, filepath.Join(out, "failed.png"))
+	}
+	// The first action starts the browser, whose life is bctx2's.
+	if err := chromedp.Do(bctx2, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	run := func(what string, as ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		c, cancel := context.WithTimeout(bctx2, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(c, as...); err != nil {
+			shot(t, bctx2, filepath.Join(out, "failed.png"))
+			t.Fatalf("%s: %v (screenshot of the page: %s)", what, err, filepath.Join(out, "failed.png"))
+		}
+	}
+	login := func(user, pass string) {
+		t.Helper()
+		run("log in as "+user,
+			chromedp.Navigate(url),
+			chromedp.WaitVisible("#login"),
+			chromedp.SetValue("#user", user), chromedp.SetValue("#password", pass),
+			chromedp.Click("#login-button"),
+			chromedp.WaitVisible("#app"))
+	}
+	page := func(hash, ready, file string) {
+		t.Helper()
+		run("open "+hash, chromedp.Navigate(url+hash), chromedp.WaitVisible(ready))
+		time.Sleep(700 * time.Millisecond) // a few live updates and a chart refresh
+		shot(t, bctx2, filepath.Join(out, file))
+	}
+
+	// Without login: nothing but the form.
+	run("open the HMI", chromedp.Navigate(url), chromedp.WaitVisible("#login"))
+	body := text(t, bctx2, "body", fail)
+	if strings.Contains(body, "level") {
+		t.Fatalf("the login page shows plant data: %q", body)
+	}
+	shot(t, bctx2, filepath.Join(out, "login.png"))
+
+	login("viewer", "viewer-demo")
+	page("#tags", `tr[data-tag="level"] td.val`, "tags-viewer.png")
+	v1 := text(t, bctx2, `tr[data-tag="level"] td.val`, fail)
+	time.Sleep(600 * time.Millisecond)
+	v2 := text(t, bctx2, `tr[data-tag="level"] td.val`, fail)
+	if v1 == v2 || v1 == "—" {
+		t.Fatalf("the level does not change on the Tags page: %q then %q", v1, v2)
+	}
+	// The viewer's write is refused.
+	run("write as the viewer",
+		chromedp.SetValue(`input[data-tag="level_sp"]`, "2.2"),
+		chromedp.Click(`button[data-set="level_sp"]`),
+		chromedp.WaitVisible(`tr[data-tag="level_sp"] td.result.error`))
+	res := text(t, bctx2, `tr[data-tag="level_sp"] td.result`, fail)
+	if !strings.Contains(res, "read-only") {
+		t.Fatalf("viewer's write: %q", res)
+	}
+	if v := p.Value(mustID(t, cfg, "level_sp")).Value; v != 2.5 {
+		t.Fatalf("the viewer's write changed level_sp to %v", v)
+	}
+	shot(t, bctx2, filepath.Join(out, "tags-viewer-refused.png"))
+
+	// The trend draws.
+	page("#trends?tags=level,level_sp&span=60000", "#trend", "trends.png")
+	waitAttr(t, bctx2, "#trend", "data-points", 5)
+
+	// The alarm appears, read-only.
+	run("see the high-level alarm", chromedp.Navigate(url+"#alarms"), chromedp.WaitVisible(`tr.active[data-alarm="level_high"]`))
+	ack := text(t, bctx2, `tr[data-alarm="level_high"] td:last-child`, fail)
+	if !strings.Contains(ack, "no level_high_ack tag") {
+		t.Fatalf("acknowledge cell: %q", ack)
+	}
+	shot(t, bctx2, filepath.Join(out, "alarms.png"))
+	page("#latency", "#latency", "latency.png")
+	page("#overview", ".cards", "overview.png")
+
+	// The writer writes.
+	run("log out", chromedp.Click("#logout"), chromedp.WaitVisible("#login"))
+	login("scada", "scada-demo")
+	page("#tags", `tr[data-tag="level_sp"]`, "tags-writer.png")
+	run("write as the writer",
+		chromedp.SetValue(`input[data-tag="level_sp"]`, "2.2"),
+		chromedp.Click(`button[data-set="level_sp"]`),
+		chromedp.WaitVisible(`tr[data-tag="level_sp"] td.result.ok`))
+	res = text(t, bctx2, `tr[data-tag="level_sp"] td.result`, fail)
+	m := regexp.MustCompile(`applied at cycle (\d+)`).FindStringSubmatch(res)
+	if m == nil {
+		t.Fatalf("writer's write: %q", res)
+	}
+	cycle, _ := strconv.ParseUint(m[1], 10, 64)
+	if v := p.Value(mustID(t, cfg, "level_sp")).Value; v != 2.2 {
+		t.Fatalf("level_sp is %v after the write", v)
+	}
+	shot(t, bctx2, filepath.Join(out, "tags-writer-applied.png"))
+
+	// The write on the Audit page and in audit.jsonl.
+	run("see the write on the Audit page", chromedp.Navigate(url+"#audit"), chromedp.WaitVisible("#audit"),
+		chromedp.SetValue("#audit-filter", "level_sp"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Poll[bool](`[...document.querySelectorAll("#audit tbody tr")].some(r => r.textContent.includes("scada") && r.textContent.includes("level_sp") && r.textContent.includes("`+m[1]+`"))`,
+				chromedp.WithPollingTimeout(10*time.Second))(ctx, tg)
+			return err
+		}))
+	shot(t, bctx2, filepath.Join(out, "audit.png"))
+	log, err := os.ReadFile(filepath.Join(state, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viewerRefused, scadaApplied bool
+	for _, l := range strings.Split(string(log), "\n") {
+		viewerRefused = viewerRefused || strings.Contains(l, `"who":"viewer"`) && strings.Contains(l, `"refused":true`) && strings.Contains(l, `"protocol":"web"`)
+		scadaApplied = scadaApplied || strings.Contains(l, `"who":"scada"`) && strings.Contains(l, `"ok":true`) && strings.Contains(l, fmt.Sprintf(`"cycle":%d`, cycle))
+	}
+	if !viewerRefused || !scadaApplied {
+		t.Fatalf("audit.jsonl lacks the viewer's refusal (%v) or scada's write at cycle %d (%v):\n%s", viewerRefused, cycle, scadaApplied, log)
+	}
+	t.Logf("screenshots in %s", out)
+}
+
+func mustID(t *testing.T, cfg *configs.Config, name string) tag.ID {
+	t.Helper()
+	tt, _ := cfg.TagTable()
+	id, ok := tt.Lookup(name)
+	if !ok {
+		t.Fatalf("no tag %s", name)
+	}
+	return id
+}
+
+// waitAttr waits until the numeric attribute of sel reaches min.
+func waitAttr(t *testing.T, ctx context.Context, sel, attr string, min int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		a, err := chromedp.Run(c, chromedp.AttributeValue(sel, attr))
+		cancel()
+		v := a.Value
+		if n, _ := strconv.Atoi(v); err == nil && a.Exists && n >= min {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s is %q (%v), want at least %d", sel, attr, v, err, min)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// shot writes a screenshot of the whole page to file.
+func shot(t *testing.T, ctx context.Context, file string) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(c, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Logf("screenshot %s: %v", file, err)
+		return
+	}
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
+// text is the text of the element sel.
+func text(t *testing.T, ctx context.Context, sel string, fail func(string, error)) string {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(c, chromedp.Text(sel))
+	if err != nil {
+		fail("read "+sel, err)
+	}
+	return s
+}
