@@ -165,6 +165,7 @@ func TestMBAPSRoles(t *testing.T) {
 // hanging.
 func TestClientSlotsPerAddress(t *testing.T) {
 	_, addr := run(t, modbusserver.Config{UnitID: 1, MaxClients: 4, MaxClientsPerAddress: 2}, true)
+	time.Sleep(50 * time.Millisecond) // the slot of waitListening's probe is given back
 	read := mbap(1, 3, 0, 0, 0, 1)
 	served := func(c net.Conn) bool {
 		c.SetDeadline(time.Now().Add(time.Second))
@@ -332,7 +333,7 @@ func TestMultiTagWriteIsOneUnit(t *testing.T) {
 // TestIdleClientClosed: a connection without a request for idle_timeout
 // is closed and gives its slot back; one that keeps polling keeps it.
 func TestIdleClientClosed(t *testing.T) {
-	_, addr := run(t, modbusserver.Config{UnitID: 1, IdleTimeout: 200 * time.Millisecond, MaxClientsPerAddress: 1}, true)
+	_, addr := run(t, modbusserver.Config{UnitID: 1, IdleTimeout: 200 * time.Millisecond}, true)
 	idle := dial(t, "127.0.0.1", addr)
 	idle.SetDeadline(time.Now().Add(2 * time.Second))
 	start := time.Now()
