@@ -1016,7 +1016,7 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 			return
 		}
 		for _, s := range n.ins {
-			if s.kind == srcExpr {
+			if s.kind == srcExpr && op != opDelayOut { // a delay takes its input at the end
 				inline(s.ex)
 			}
 		}

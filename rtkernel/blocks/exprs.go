@@ -163,10 +163,12 @@ func (c *compiler) leafVar(es *exprSrc, k int) expr.Var {
 	return v
 }
 
-// exprPos is the position of byte off of an expression written at p. A
-// quoted scalar starts one column after its quote and counts an escape
-// as the characters written; the file is read for the quote, and a
-// config not read from a file counts as plain.
+// exprPos is the position of byte off of an expression written at p.
+// The file is read for how the scalar is written: a quoted scalar starts
+// one column after its quote and counts an escape as the characters
+// written, a block scalar (| or >) starts on the next line, and a line
+// break inside the scalar counts as one character (the newline or the
+// space it folds to). A config not read from a file counts as plain.
 func (c *compiler) exprPos(p configs.Pos, off int) configs.Pos {
 	if p.Line == 0 {
 		return p
@@ -176,44 +178,60 @@ func (c *compiler) exprPos(p configs.Pos, off int) configs.Pos {
 		p.Col += off
 		return p
 	}
-	line := lines[p.Line-1]
-	i := byteOfCol(line, p.Col)
-	if i >= len(line) || (line[i] != '"' && line[i] != '\'') {
-		p.Col += utf8.RuneCountInString(prefix(line, i, off))
+	ln, i := p.Line-1, byteOfCol(lines[p.Line-1], p.Col)
+	var quote byte
+	block := -1 // a block scalar's indentation, once known
+	if i < len(lines[ln]) {
+		switch lines[ln][i] {
+		case '"', '\'':
+			quote = lines[ln][i]
+			i++
+		case '|', '>':
+			i, block = len(lines[ln]), 0 // the text starts on the next line
+		}
+	}
+	// next moves to the next line's text; false at the end of the file.
+	next := func() bool {
+		if ln+1 >= len(lines) {
+			return false
+		}
+		ln++
+		line := lines[ln]
+		i = len(line) - len(strings.TrimLeft(line, " \t"))
+		switch {
+		case block == 0:
+			block = i
+		case block > 0:
+			i = min(i, block) // a block scalar keeps deeper indentation
+		}
+		return true
+	}
+	if i >= len(lines[ln]) && !next() {
 		return p
 	}
-	quote := line[i]
-	i++
-	// Skip what TrimSpace took from the value, then walk off characters.
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+	// Skip what TrimSpace took from the value.
+	for i < len(lines[ln]) && (lines[ln][i] == ' ' || lines[ln][i] == '\t') {
 		i++
 	}
-	for ; off > 0 && i < len(line); off-- {
+	for ; off > 0; off-- {
+		line := lines[ln]
 		switch {
+		case i >= len(line):
+			if !next() {
+				off = 0
+			}
 		case quote == '\'' && line[i] == '\'' && i+1 < len(line) && line[i+1] == '\'':
 			i += 2
 		case quote == '"' && line[i] == '\\' && i+1 < len(line):
-			i += 2
-			switch line[i-1] {
-			case 'x':
-				i += 2
-			case 'u':
-				i += 4
-			case 'U':
-				i += 8
-			}
+			i += 2 + map[byte]int{'x': 2, 'u': 4, 'U': 8}[line[i+1]]
 		default:
-			i++
+			_, w := utf8.DecodeRuneInString(line[i:])
+			i += w
+			off -= w - 1 // off counts bytes
 		}
 	}
-	p.Col = utf8.RuneCountInString(line[:min(i, len(line))]) + 1
-	return p
-}
-
-// prefix is line from byte i on, off bytes of it.
-func prefix(line string, i, off int) string {
-	i = min(i, len(line))
-	return line[i:min(len(line), i+off)]
+	line := lines[ln]
+	return configs.Pos{File: p.File, Line: ln + 1, Col: utf8.RuneCountInString(line[:min(i, len(line))]) + 1}
 }
 
 // byteOfCol is the byte index of 1-based column col (in runes) of line.

@@ -263,6 +263,21 @@ func TestExprWiring(t *testing.T) {
 	}
 }
 
+// A delay of an expression is the expression's value of the previous
+// cycle, computed after the blocks it reads.
+func TestDelayOfExpression(t *testing.T) {
+	r := newRig(t, config([]string{"a", "o", "d"},
+		blk(1, "d", "delay", "in:in=s.out * 10", "out:out=d"),
+		blk(5, "s", "scale", "in:in=a", "p:gain=2", "out:out=o")), 10*time.Millisecond)
+	for k := 1; k <= 3; k++ {
+		r.set("a", float64(k))
+		r.step()
+		if want := 20 * float64(k-1); r.get("d") != want {
+			t.Fatalf("cycle %d: delay %v, want %v", k, r.get("d"), want)
+		}
+	}
+}
+
 // Every new block type and expressions: no allocation per cycle.
 func TestIECBlocksDoNotAllocate(t *testing.T) {
 	var bs []configs.Block
@@ -343,6 +358,12 @@ func TestExprErrorPositions(t *testing.T) {
 		{"      - name: l\n        type: limit\n        inputs: {in: \"ratio * run\"}\n        outputs: {out: out}\n", "15:29: input \"in\" of limit block \"l\": * takes numbers; run is a bool"},
 		{"      - name: l\n        type: not\n        inputs:\n          in: ratio * 2\n        outputs: {out: run}\n", "16:15: input \"in\" of not block \"l\" is a bool but the expression"},
 		{"      - {name: e, type: expr, outputs: {out: out}}\n", "13:9: expr block \"e\" needs its expression"},
+		// Multi-line scalars: a block scalar, a folded plain scalar, a
+		// double-quoted one broken over lines, and a character of two bytes.
+		{"      - name: e\n        type: expr\n        outputs: {out: out}\n        expr: |\n          flow *\n            nosuch\n", "18:13: expr of expr block \"e\": unknown name \"nosuch\""},
+		{"      - name: e\n        type: expr\n        outputs: {out: out}\n        expr: flow +\n          ratio + nosuch\n", "17:19: expr of expr block \"e\": unknown name"},
+		{"      - name: e\n        type: expr\n        outputs: {out: out}\n        expr: \"flow +\n          nosuch\"\n", "17:11: expr of expr block \"e\": unknown name"},
+		{"      - {name: e, type: expr, outputs: {out: out}, expr: \"flow + \\\"é\\\" + nosuch\"}\n", "13:66: expr of expr block \"e\": unknown name \"é\""},
 		{"      - {name: e, type: scale, inputs: {in: flow}, outputs: {out: out}, expr: flow}\n", "13:79: scale block \"e\" takes no expr:"},
 		{"      - {name: e, type: expr, outputs: {out: level}, expr: flow + 1}\n", "13:9: expr block \"e\": the expression is in \"m3/h\" but tag level is in \"m\""},
 	} {
