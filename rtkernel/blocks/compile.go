@@ -500,8 +500,8 @@ func (c *compiler) wireExpr(n *node) {
 		return
 	}
 	nvar := len(n.ins) - len(typ.Inputs)
-	if len(n.ins) < len(typ.Inputs)+typ.MinInputs || len(local) < len(typ.Inputs) && !typ.Variadic {
-		return // a missing input is already reported
+	if len(n.ins) < len(typ.Inputs)+typ.MinInputs || len(local) < len(n.ins) {
+		return // a missing or unresolved input is already reported
 	}
 	n.ex = c.newExpr(&exprSrc{n: n, src: typ.formula(nvar), pos: b.Pos, what: n.what(), local: local, formula: true})
 }

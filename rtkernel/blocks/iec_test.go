@@ -399,3 +399,17 @@ func TestExprLiveChanges(t *testing.T) {
 		t.Fatalf("a changed expression: %v, want ErrStructural", err)
 	}
 }
+
+// A standard function with an input that reads nothing is reported once,
+// at the input.
+func TestFormulaInputErrorOnce(t *testing.T) {
+	cfg := config([]string{"x", "o"}, blk(1, "a", "add", "in:in1=x", "in:in2=nosuch", "out:out=o"))
+	err := blocks.Validate(cfg)
+	if err == nil {
+		tab, _ := cfg.TagTable()
+		_, err = blocks.Compile(cfg, tab)
+	}
+	if err == nil || strings.Count(err.Error(), "\n") > 0 || !strings.Contains(err.Error(), "plant.yaml:3:7") {
+		t.Fatalf("errors:\n%v\nwant one, at the input", err)
+	}
+}
