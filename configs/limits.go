@@ -44,6 +44,7 @@ const (
 	whyTaskName      = "it is stored in the shared region's task table"
 	whyBlockName     = "block names are kept short enough to read in block.port references"
 	whyIfName        = "it is not an interface name, which Linux keeps to 15 bytes (IFNAMSIZ less its NUL)"
+	whyString        = "no path, address or text of a config is longer"
 )
 
 // short quotes s for a message, cut to its first 40 bytes when longer (a
@@ -75,7 +76,7 @@ func stringLimit(field string) (limit int, why string) {
 	if field == "unit" {
 		return MaxUnit, whyTagName
 	}
-	return MaxString, "no path, address or text of a config is longer"
+	return MaxString, whyString
 }
 
 // ifName checks a Linux interface name.

@@ -32,6 +32,9 @@ func TestNameLimits(t *testing.T) {
 		{"any other string", header + "tags:\n  - {name: x, description: " + long(configs.MaxString+1) + "}\n", []problem{{"3:28", "at most 4096"}}},
 		{"shared_memory too large", header + "partition: {shared_memory: 2Gi}\n", []problem{{"2:28", "partition.shared_memory 2Gi is above the most mkrt maps, 1Gi"}}},
 		{"shared_memory in bounds", header + "partition: {shared_memory: 16Mi}\n", nil},
+		{"block input and output", header + "tags: [{name: y}]\ntasks:\n  - {name: t, period: 1ms, blocks: [{name: b, type: not, inputs: {in: " + long(5<<20) + "}, outputs: {out: " + long(65) + "}}]}\n",
+			[]problem{{"4:71", "block b: input in \"" + long(40) + "\"… (5242880 bytes) is 5242880 bytes; at most 4096"}, {"4:5242969", "block b: output out \"" + long(40) + "\"… (65 bytes) is 65 bytes; at most 64"}}},
+		{"list element", header + "partition: {kernel: {modules: [" + long(configs.MaxString+1) + "]}}\n", []problem{{"2:31", "modules[0] \"" + long(40) + "\"… (4097 bytes) is 4097 bytes; at most 4096"}}},
 		{"5 MB invalid name", "metadata: {name: \"" + strings.Repeat("é", 2<<20) + "\"}\n", []problem{{"1:18", "is 4194304 bytes; at most 32"}}},
 	}
 	for _, c := range cases {

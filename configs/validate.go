@@ -91,6 +91,11 @@ func (k *checker) generic(v reflect.Value, pos Pos, where string) {
 			k.generic(v.Elem(), pos, where)
 		}
 		return
+	case reflect.String: // an element of a list of strings
+		if v.CanAddr() {
+			k.bounded(v.String(), k.at(v.Addr().Interface(), pos), where, MaxString, whyString)
+		}
+		return
 	case reflect.Slice:
 		if v.Type() == cpuListType {
 			return
@@ -131,7 +136,10 @@ func (k *checker) generic(v reflect.Value, pos Pos, where string) {
 				k.add(pos, "%s: missing %s: %s", where, f.name, f.doc)
 			}
 		}
-		if fv.Kind() == reflect.Struct || fv.Kind() == reflect.Slice || fv.Kind() == reflect.Pointer {
+		switch fv.Kind() {
+		case reflect.Slice:
+			k.generic(fv, fp, f.name) // a list's elements fall back to the list's position
+		case reflect.Struct, reflect.Pointer:
 			k.generic(fv, pos, f.name)
 		}
 	}
@@ -665,6 +673,9 @@ func (k *checker) block(t *Task, b *Block, writers map[string]string) {
 			k.add(pos, "%s: input %s is empty; write a tag name, block.port or a number", where, port)
 			continue
 		}
+		if !k.bounded(r.Raw, pos, where+": input "+port, MaxString, whyString) {
+			continue
+		}
 		if _, lit := r.Literal(); lit || r.IsExpr() {
 			continue // an expression's names are the block catalogue's to check
 		}
@@ -688,6 +699,8 @@ func (k *checker) block(t *Task, b *Block, writers map[string]string) {
 		switch {
 		case name == "":
 			k.add(pos, "%s: output %s names no tag; write the tag it sets", where, port)
+			continue
+		case !ok && !k.bounded(name, pos, where+": output "+port, MaxTagName, whyTagName):
 			continue
 		case !ok:
 			k.add(pos, "%s: output %s writes unknown tag %q%s", where, port, name, DidYouMean(name, sortedKeys(k.tags)))
