@@ -251,16 +251,13 @@ func TestBrowser(t *testing.T) {
 	if v := p.Value(mustID(t, cfg, "level_sp")).Value; v != 2.2 {
 		t.Fatalf("level_sp is %v after the write", v)
 	}
+	run("see the new setpoint in the table", until(`document.querySelector('tr[data-tag="level_sp"] td.val').textContent === "2.2"`))
 	shot(t, bctx2, filepath.Join(out, "tags-writer-applied.png"))
 
 	// The write on the Audit page and in audit.jsonl.
 	run("see the write on the Audit page", chromedp.Navigate(url+"#audit"), chromedp.WaitVisible("#audit"),
 		chromedp.SetValue("#audit-filter", "level_sp"),
-		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Poll[bool](`[...document.querySelectorAll("#audit tbody tr")].some(r => r.textContent.includes("scada") && r.textContent.includes("level_sp") && r.textContent.includes("`+m[1]+`"))`,
-				chromedp.WithPollingTimeout(10*time.Second))(ctx, tg)
-			return err
-		}))
+		until(`[...document.querySelectorAll("#audit tbody tr")].some(r => r.textContent.includes("scada") && r.textContent.includes("level_sp") && r.textContent.includes("`+m[1]+`"))`))
 	shot(t, bctx2, filepath.Join(out, "audit.png"))
 	log, err := os.ReadFile(filepath.Join(state, "audit.jsonl"))
 	if err != nil {
@@ -331,4 +328,12 @@ func text(t *testing.T, ctx context.Context, sel string, fail func(string, error
 		fail("read "+sel, err)
 	}
 	return s
+}
+
+// until waits, up to 10s, for the JavaScript expression js to be true.
+func until(js string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Poll[bool](js, chromedp.WithPollingTimeout(10*time.Second))(ctx, tg)
+		return err
+	})
 }

@@ -318,3 +318,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, se session) {
 		}
 	}
 }
+
+// clientCount is the number of live streams.
+func (h *hub) clientCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients)
+}
