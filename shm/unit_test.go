@@ -132,3 +132,26 @@ func TestPollUnitAllocatesNothing(t *testing.T) {
 		t.Fatalf("PollUnit and Reply: %v allocations per unit", n)
 	}
 }
+
+// A unit cut short (its last published slot says more follow) is taken
+// as far as it goes and counted corrupt; the executive neither waits for
+// the rest nor joins the next unit to it.
+func TestUnitCutShort(t *testing.T) {
+	p := shm.Params{Tags: wiretest.Tags(), Tasks: []shm.Task{{Name: "main", Period: time.Millisecond}}, Partition: "test"}
+	w, r := shmtest.Pair(t, shmtest.Layout(t, p))
+	write := wire.Command{Kind: wire.WriteTag, Tag: 1, Value: wire.Number(1)}
+	shm.SubmitCut(r, write)
+	if unit := w.PollUnit(); len(unit) != 1 {
+		t.Fatalf("took %d commands of a unit cut after 1", len(unit))
+	}
+	w.Reply(wire.Result{Status: wire.Withdrawn})
+	if c := r.Heartbeat().Corrupt; c != 1 {
+		t.Fatalf("corrupt count %d, want 1", c)
+	}
+	if _, err := r.SubmitAll([]wire.Command{write, write}); err != nil {
+		t.Fatal(err)
+	}
+	if unit := w.PollUnit(); len(unit) != 2 {
+		t.Fatalf("the next unit came as %d commands, want its own 2", len(unit))
+	}
+}
