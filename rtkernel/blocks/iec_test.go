@@ -278,39 +278,38 @@ func TestDelayOfExpression(t *testing.T) {
 	}
 }
 
-// Every new block type and expressions: no allocation per cycle.
-func TestIECBlocksDoNotAllocate(t *testing.T) {
-	var bs []configs.Block
-	tags := []string{"x", "b:bool"}
-	for i, bt := range blocks.Catalogue() {
-		if bt.Name == "expr" {
-			continue
+// exampleBlock is a block of type bt named b+type at line, its inputs
+// reading x (numbers, the numbered ones an expression of x) and b
+// (bools), its parameters at their examples.
+func exampleBlock(bt configs.BlockType, line int) configs.Block {
+	spec := []string{}
+	for _, p := range bt.Inputs {
+		v := "x"
+		if p.Kind == configs.PortBool {
+			v = "b"
 		}
-		spec := []string{}
-		for _, p := range bt.Inputs {
-			v := "x"
-			if p.Kind == configs.PortBool {
-				v = "b"
-			}
-			spec = append(spec, "in:"+p.Name+"="+v)
-		}
-		for k := 1; bt.Variadic && k <= max(bt.MinInputs, 2); k++ {
-			v := "x * 2"
-			if bt.VariadicKind == configs.PortBool {
-				v = "b"
-			}
-			spec = append(spec, "in:in"+string(rune('0'+k))+"="+v)
-		}
-		for _, p := range bt.Params {
-			spec = append(spec, "p:"+p.Name+"="+p.Example)
-		}
-		bs = append(bs, blk(100*(i+1), "b"+bt.Name, bt.Name, spec...))
+		spec = append(spec, "in:"+p.Name+"="+v)
 	}
-	bs = append(bs, exprBlock("if(b, sqrt(x) / (x - 2), ln(x)) + bsqrt.out"))
-	tags = append(tags, "o")
+	for k := 1; bt.Variadic && k <= max(bt.MinInputs, 2); k++ {
+		v := "x * 2"
+		if bt.VariadicKind == configs.PortBool {
+			v = "b"
+		}
+		spec = append(spec, "in:in"+string(rune('0'+k))+"="+v)
+	}
+	for _, p := range bt.Params {
+		spec = append(spec, "p:"+p.Name+"="+p.Example)
+	}
+	return blk(line, "b"+bt.Name, bt.Name, spec...)
+}
+
+// noAllocs runs a program over changing inputs and wants no allocation
+// per cycle.
+func noAllocs(t *testing.T, tags []string, bs ...configs.Block) {
+	t.Helper()
 	r := newRig(t, config(tags, bs...), 10*time.Millisecond)
 	k := 0.0
-	if n := testing.AllocsPerRun(1000, func() {
+	if n := testing.AllocsPerRun(500, func() {
 		r.set("x", math.Mod(k, 5)-1)
 		r.setBool("b", int(k)%3 == 0)
 		k++
@@ -318,6 +317,25 @@ func TestIECBlocksDoNotAllocate(t *testing.T) {
 	}); n != 0 {
 		t.Fatalf("%v allocations per cycle", n)
 	}
+}
+
+// Every block type, alone and all together with expressions: no
+// allocation per cycle.
+func TestIECBlocksDoNotAllocate(t *testing.T) {
+	var bs []configs.Block
+	for i, bt := range blocks.Catalogue() {
+		if bt.Name == "expr" {
+			t.Run(bt.Name, func(t *testing.T) {
+				noAllocs(t, []string{"x", "b:bool", "o"}, exprBlock("if(b, sqrt(x) / (x - 2), ln(x)) + in1", "in:in1=x * 3"))
+			})
+			continue
+		}
+		b := exampleBlock(bt, 100*(i+1))
+		bs = append(bs, b)
+		t.Run(bt.Name, func(t *testing.T) { noAllocs(t, []string{"x", "b:bool"}, b) })
+	}
+	bs = append(bs, exprBlock("if(b, sqrt(x) / (x - 2), ln(x)) + bsqrt.out"))
+	noAllocs(t, []string{"x", "b:bool", "o"}, bs...)
 }
 
 // writeConfig writes a config file with the body's blocks in task main.
