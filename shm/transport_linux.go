@@ -140,9 +140,14 @@ func userName(uid uint32) string {
 }
 
 // reserve allocates size bytes for the file (fallocate); a file system
-// without fallocate gets ftruncate and no reservation.
+// without fallocate gets ftruncate and no reservation. tmpfs gives up a
+// long fallocate when a signal arrives (the Go runtime's preemption
+// signals do), so EINTR is retried.
 func reserve(fd int, path string, size int64) error {
 	err := unix.Fallocate(fd, 0, 0, size)
+	for errors.Is(err, unix.EINTR) {
+		err = unix.Fallocate(fd, 0, 0, size)
+	}
 	if errors.Is(err, unix.EOPNOTSUPP) {
 		err = unix.Ftruncate(fd, size)
 	}
