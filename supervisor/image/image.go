@@ -6,8 +6,10 @@
 //
 // Two builds from the same inputs are byte-identical: records are written in
 // a fixed order with zeroed mtimes, owners and devices, and the gzip header
-// carries no time or name. Building needs no privileges; booting the result
-// needs QEMU (vm backend) or a kexec-family kernel.
+// carries no time or name. The config carries the bridge's passwords, so
+// it is mode 0600 in the archive and the initramfs file is 0600 on the host.
+// Building needs no privileges; booting the result needs QEMU (vm backend)
+// or a kexec-family kernel.
 package image
 
 import (
