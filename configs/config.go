@@ -6,6 +6,10 @@
 // function blocks, the watchdog and safe state, the bridge to SCADA, and the
 // latency recording settings. Load parses a file, reports every problem at
 // once as "file:line:col: what is wrong (and the fix)", and never panics.
+// Every name is bounded by the tightest place it is used (MaxPartitionName
+// and the other limits), and every file path is made absolute against the
+// config file's directory as it is loaded, so the file checked is the file
+// opened.
 //
 // The zero value of every struct is its default; Defaults fills the values a
 // plant engineer may leave out. Nothing here needs privileges or hardware.
