@@ -7,11 +7,11 @@ import (
 	"github.com/mkrt/mkrt/configs"
 )
 
-// FuzzParse feeds arbitrary bytes to Parse and to the loader (Load's
+// FuzzLoad feeds arbitrary bytes to Parse and to the loader (Load's
 // decode, defaults and validation): neither may panic, and every problem
 // reported must carry a file position. The seed corpus in
-// testdata/fuzz/FuzzParse holds the examples and broken variants of them.
-func FuzzParse(f *testing.F) {
+// testdata/fuzz/FuzzLoad holds the examples and broken variants of them.
+func FuzzLoad(f *testing.F) {
 	f.Add([]byte(header))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := configs.Parse("fuzz.yaml", data); err != nil {
