@@ -500,6 +500,9 @@ func Files(path string) []string {
 func Scan(path string, fn func(Entry) error, bad func(where string, err error)) error {
 	files := Files(path)
 	if len(files) == 0 {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("audit: %w", err)
+		}
 		return fmt.Errorf("audit: no audit log at %s: %w", path, fs.ErrNotExist)
 	}
 	for _, name := range files {

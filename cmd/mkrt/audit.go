@@ -73,6 +73,9 @@ func newAuditCmd() *cobra.Command {
 			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("no audit log in %s (nothing was written yet, or give the partition's --state-dir)", dir)
 			}
+			if errors.Is(err, fs.ErrPermission) {
+				return fmt.Errorf("%w (the audit log is readable by root and the state directory's group)", err)
+			}
 			if err != nil {
 				return err
 			}
