@@ -42,12 +42,7 @@ func FuzzRegionHeader(f *testing.F) {
 		defer cancel()
 		_ = CheckNoWriter(ctx, r, time.Millisecond)
 		if rd, err := AttachReader(r, nil, ReaderOptions{}); err == nil {
-			rd.Heartbeat()
-			rd.Events(make([]wire.Event, 4))
-			rd.Results(make([]wire.Result, 4))
-			for task := range rd.Tasks() {
-				rd.Histograms(task)
-			}
+			useReader(rd)
 		}
 		if h, err := OpenHandOver(r); err == nil {
 			_ = h

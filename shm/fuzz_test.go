@@ -2,9 +2,10 @@ package shm
 
 import (
 	"context"
-	"github.com/mkrt/mkrt/shm/wire"
 	"testing"
 	"time"
+
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // FuzzAttach feeds arbitrary headers (and the bytes after them) to the
@@ -36,20 +37,24 @@ func FuzzAttach(f *testing.F) {
 			le.PutUint32(r.mem[hVersion:], Version)
 			le.PutUint32(r.mem[hCRC:], crcOf(r.mem))
 		}
-		rd, err := AttachReader(r, nil, ReaderOptions{})
-		if err != nil {
-			return
+		if rd, err := AttachReader(r, nil, ReaderOptions{}); err == nil {
+			useReader(rd)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		defer cancel()
-		var im Image
-		rd.Snapshot(ctx, &im)
-		rd.Events(make([]wire.Event, 8))
-		rd.Results(make([]wire.Result, 8))
-		rd.Heartbeat()
-		for task := range rd.Tasks() {
-			rd.Histograms(task)
-		}
-		rd.Submit(wire.Command{Kind: wire.WriteTag})
 	})
+}
+
+// useReader calls every Reader method on a reader attached to a region
+// the fuzzer wrote: whatever the reader accepted must be safe to read.
+func useReader(rd *Reader) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	var im Image
+	rd.Snapshot(ctx, &im)
+	rd.Events(make([]wire.Event, 8))
+	rd.Results(make([]wire.Result, 8))
+	rd.Heartbeat()
+	for task := range rd.Tasks() {
+		rd.Histograms(task)
+	}
+	rd.Submit(wire.Command{Kind: wire.WriteTag})
 }
