@@ -19,9 +19,9 @@ import (
 type exprSrc struct {
 	n     *node
 	src   string
-	pos   configs.Pos // where src is written; the zero Pos for a formula
-	what  string      // "expr of ..." or "input x of ..."
-	local map[string]source
+	pos   configs.Pos       // where src is written (a formula: its block)
+	what  string            // "expr of ..." or "input x of ..."
+	local map[string]source // names of the block's own inputs (in1..inN, in, ...)
 	// formula: the locals are the block's number inputs (a bool counts as
 	// an int 0 or 1, units are the catalogue's business).
 	formula bool
@@ -38,7 +38,7 @@ func (c *compiler) newExpr(es *exprSrc) *exprSrc {
 	return es
 }
 
-// typ is the type of the expression's value (compiling it if need be).
+// exprType is the type of the expression's value (compiling it if need be).
 func (c *compiler) exprType(es *exprSrc) expr.Type {
 	c.compileExpr(es)
 	if es.prog == nil {
