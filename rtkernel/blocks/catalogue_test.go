@@ -9,6 +9,7 @@ import (
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
+	"github.com/mkrt/mkrt/rtkernel/blocks/expr"
 )
 
 func TestLookup(t *testing.T) {
@@ -161,4 +162,24 @@ func typeNamesOf(types []configs.BlockType) []string {
 		out[i] = t.Name
 	}
 	return out
+}
+
+// The README's expression section names every function an expression
+// may call.
+func TestReadmeNamesTheExpressionFunctions(t *testing.T) {
+	text, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(text), "\n#### Expressions\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	if !ok {
+		t.Fatal(`README.md has no "#### Expressions" section`)
+	}
+	for _, f := range expr.Funcs {
+		name, _, _ := strings.Cut(f, "(")
+		if !strings.Contains(section, "`"+name+"`") && !strings.Contains(section, "`"+name+"(") {
+			t.Errorf("README's expressions do not name the function %s", name)
+		}
+	}
 }

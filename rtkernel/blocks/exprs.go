@@ -136,8 +136,8 @@ func (c *compiler) leafVar(es *exprSrc, k int) expr.Var {
 		switch {
 		case info.Type == tag.Bool:
 			v.Type = expr.Bool
-		case info.Type.Numeric() && info.Type != tag.Float32 && info.Type != tag.Float64:
-			v.Type = expr.Int
+		case info.Type == tag.Int16 || info.Type == tag.Uint16 || info.Type == tag.Int32:
+			v.Type = expr.Int // what fits IEC's DINT; uint32 and int64 tags are floats
 		}
 		v.Unit = info.Unit
 	case srcBlock:

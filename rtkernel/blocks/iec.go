@@ -15,8 +15,8 @@ import (
 // negative number, an overflow) and bad quality with it. The function
 // blocks with memory (sr ... ctud) are instructions of their own.
 //
-// An input of a standard function is an int when it reads an int tag or
-// is written as a whole number, else a float (a bool counts as the int 0
+// An input of a standard function is an int when it reads an int16,
+// uint16 or int32 tag or is written as a whole number, else a float (a bool counts as the int 0
 // or 1): div and mod of two ints are IEC's integer division, truncating
 // toward zero, and its remainder.
 var iecCatalogue = []*blockType{

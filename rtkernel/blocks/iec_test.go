@@ -431,3 +431,20 @@ func TestFormulaInputErrorOnce(t *testing.T) {
 		t.Fatalf("errors:\n%v\nwant one, at the input", err)
 	}
 }
+
+// Ints are IEC's DINT: int16, uint16 and int32 tags divide as ints; a
+// uint32 or int64 tag, which may hold more, is a float.
+func TestIntTags(t *testing.T) {
+	r := newRig(t, config([]string{"a:int32", "big:uint32", "o", "p"},
+		blk(1, "d", "div", "in:in1=a", "in:in2=2", "out:out=o"),
+		blk(5, "e", "add", "in:in1=big", "in:in2=1", "out:out=p")), 10*time.Millisecond)
+	r.set("a", 7)
+	r.set("big", 4e9)
+	r.step()
+	if s := r.sample("o"); s.Value != 3 || s.Quality != tag.Good {
+		t.Fatalf("int32 7 / 2 = %+v", s)
+	}
+	if s := r.sample("p"); s.Value != 4e9+1 || s.Quality != tag.Good {
+		t.Fatalf("uint32 4e9 + 1 = %+v", s)
+	}
+}
