@@ -289,32 +289,27 @@ func (s *Server) dispatch(who plant.Principal, unit, fc byte, d []byte) ([]byte,
 			return nil, errQuantity
 		}
 		return d, s.writeRegs(who, unit, u16(0), []uint16{u16(2)})
-	case 15: // write multiple coils
+	case 15, 16: // write multiple coils, write multiple registers
 		if len(d) < 5 {
 			return nil, errQuantity
 		}
-		addr, qty, err := span(-1, maxWriteBits)
+		most, size := maxWriteBits, (int(u16(2))+7)/8
+		if fc == 16 {
+			most, size = maxWriteRegs, 2*int(u16(2))
+		}
+		addr, qty, err := span(-1, most)
 		if err != nil {
 			return nil, err
 		}
-		if nb := (int(qty) + 7) / 8; int(d[4]) != nb || len(d) != 5+nb {
+		if int(d[4]) != size || len(d) != 5+size {
 			return nil, errQuantity
 		}
-		bs := make([]bool, qty)
-		for i := range bs {
-			bs[i] = d[5+i/8]&(1<<(i%8)) != 0
-		}
-		return d[:4], s.writeCoils(who, unit, addr, bs)
-	case 16: // write multiple registers
-		if len(d) < 5 {
-			return nil, errQuantity
-		}
-		addr, qty, err := span(-1, maxWriteRegs)
-		if err != nil {
-			return nil, err
-		}
-		if int(d[4]) != 2*int(qty) || len(d) != 5+2*int(qty) {
-			return nil, errQuantity
+		if fc == 15 {
+			bs := make([]bool, qty)
+			for i := range bs {
+				bs[i] = d[5+i/8]&(1<<(i%8)) != 0
+			}
+			return d[:4], s.writeCoils(who, unit, addr, bs)
 		}
 		rs := make([]uint16, qty)
 		for i := range rs {

@@ -231,6 +231,10 @@ func TestBadQuantityIsException3(t *testing.T) {
 		{"write registers byte count", mbap(1, 16, 0, 0, 0, 2, 2, 0, 0)},
 		{"write coils 1969", mbap(1, 15, 0, 0, 0x07, 0xb1, 1, 0)},
 		{"write coil value", mbap(1, 5, 0, 0, 0x12, 0x34)},
+		{"read short", mbap(1, 3, 0, 0)},
+		{"write coils short", mbap(1, 15, 0)},
+		{"write registers short", mbap(1, 16, 0, 0, 0)},
+		{"write register short", mbap(1, 6)},
 	} {
 		got := ask(t, c, k.frame)
 		if len(got) != 2 || got[0] != 0x80|k.frame[7] || got[1] != 3 {
