@@ -41,7 +41,7 @@ func BenchmarkModbusThroughput(b *testing.B) {
 		p, _ := bridgetest.NewPlantFromConfig(cfg, 0)
 		port := bridgetest.FreePort(b)
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		s, err := modbusserver.New(modbusserver.Config{Listen: addr, Map: m, MaxClients: 32}, p)
+		s, err := modbusserver.New(modbusserver.Config{Listen: addr, Map: m, MaxClients: 32, MaxClientsPerAddress: benchClients}, p)
 		if err != nil {
 			b.Fatal(err)
 		}
