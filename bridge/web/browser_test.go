@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mkrt/mkrt/bridge"
 	"github.com/mkrt/mkrt/bridge/bridgetest"
+	"github.com/mkrt/mkrt/bridge/web"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
 )
@@ -113,14 +115,10 @@ func simulate(ctx context.Context, p *bridgetest.Plant, cfg *configs.Config) {
 }
 
 // TestBrowser drives the HMI of a running bridge over the tank demo's
-// plant in headless chromium: the viewer sees the level change and its
-// trend draw and cannot write; the writer changes level_sp and sees the
-// cycle it was applied at, then the write on the Audit page and in
-// audit.jsonl; the high-level alarm appears (read-only: the demo has no
-// acknowledge tag). A screenshot of each page is written to artifacts.
+// config and a simulated plant (the fake executive, its level swinging
+// through the high alarm's limit) in headless chromium; see browse.
 func TestBrowser(t *testing.T) {
 	exe := chromium(t)
-	out := artifacts(t)
 	cfg, state := tankDemo(t)
 	p, err := bridgetest.NewPlantFromConfig(cfg, 0)
 	if err != nil {
@@ -143,14 +141,34 @@ func TestBrowser(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	url := strings.TrimSuffix(fmt.Sprintf("http://%s/", cfg.Bridge.Web.Listen), "/") + "/"
-	for i := 0; b.Status().Web == ""; i++ {
-		if i > 100 {
-			t.Fatal("the bridge did not start its web HMI")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	sp := mustID(t, cfg, "level_sp")
+	browse(t, exe, hmi{url: web.URL(cfg.Bridge.Web.Listen, false), audit: filepath.Join(state, "audit.jsonl"), out: artifacts(t),
+		setpoint: "2.2", plantSetpoint: func() float64 { return p.Value(sp).Value }, alarmWithin: 20 * time.Second})
+}
 
+// hmi is a running HMI to browse.
+type hmi struct {
+	url, audit, out string
+	// setpoint is what the writer writes to level_sp.
+	setpoint string
+	// plantSetpoint, when set, reads level_sp from the plant.
+	plantSetpoint func() float64
+	// alarmWithin is how long the high-level alarm may take to appear
+	// after the write.
+	alarmWithin time.Duration
+}
+
+// browse logs in to the HMI at h.url in headless chromium (exe). Without
+// login only the form shows; the viewer sees the level change and its
+// trend draw and cannot write; the writer changes level_sp and sees the
+// cycle it was applied at and the new value, then the write on the Audit
+// page and in audit.jsonl; the high-level alarm appears, read-only (the
+// demo has no acknowledge tag). A screenshot of each page goes to h.out.
+func browse(t *testing.T, exe string, h hmi) {
+	waitHTTP(t, h.url)
+	out, url := h.out, h.url
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	actx, acancel := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1280, 860))...)
 	defer acancel()
@@ -165,14 +183,17 @@ func TestBrowser(t *testing.T) {
 	if err := chromedp.Do(bctx2, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	run := func(what string, as ...chromedp.Action[chromedp.Void]) {
+	runFor := func(d time.Duration, what string, as ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		c, cancel := context.WithTimeout(bctx2, 20*time.Second)
+		c, cancel := context.WithTimeout(bctx2, d)
 		defer cancel()
 		if err := chromedp.Do(c, as...); err != nil {
-			shot(t, bctx2, filepath.Join(out, "failed.png"))
-			t.Fatalf("%s: %v (screenshot of the page: %s)", what, err, filepath.Join(out, "failed.png"))
+			fail(what, err)
 		}
+	}
+	run := func(what string, as ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		runFor(20*time.Second, what, as...)
 	}
 	login := func(user, pass string) {
 		t.Helper()
@@ -192,8 +213,7 @@ func TestBrowser(t *testing.T) {
 
 	// Without login: nothing but the form.
 	run("open the HMI", chromedp.Navigate(url), chromedp.WaitVisible("#login"))
-	body := text(t, bctx2, "body", fail)
-	if strings.Contains(body, "level") {
+	if body := text(t, bctx2, "body", fail); strings.Contains(body, "level") {
 		t.Fatalf("the login page shows plant data: %q", body)
 	}
 	shot(t, bctx2, filepath.Join(out, "login.png"))
@@ -201,36 +221,34 @@ func TestBrowser(t *testing.T) {
 	login("viewer", "viewer-demo")
 	page("#tags", `tr[data-tag="level"] td.val`, "tags-viewer.png")
 	v1 := text(t, bctx2, `tr[data-tag="level"] td.val`, fail)
-	time.Sleep(600 * time.Millisecond)
-	v2 := text(t, bctx2, `tr[data-tag="level"] td.val`, fail)
+	var v2 string
+	for range 20 {
+		if v2 = text(t, bctx2, `tr[data-tag="level"] td.val`, fail); v2 != v1 {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 	if v1 == v2 || v1 == "—" {
-		t.Fatalf("the level does not change on the Tags page: %q then %q", v1, v2)
+		t.Fatalf("the level does not change on the Tags page: %q then %q for 6s", v1, v2)
 	}
 	// The viewer's write is refused.
 	run("write as the viewer",
-		chromedp.SetValue(`input[data-tag="level_sp"]`, "2.2"),
+		chromedp.SetValue(`input[data-tag="level_sp"]`, h.setpoint),
 		chromedp.Click(`button[data-set="level_sp"]`),
 		chromedp.WaitVisible(`tr[data-tag="level_sp"] td.result.error`))
-	res := text(t, bctx2, `tr[data-tag="level_sp"] td.result`, fail)
-	if !strings.Contains(res, "read-only") {
+	if res := text(t, bctx2, `tr[data-tag="level_sp"] td.result`, fail); !strings.Contains(res, "read-only") {
 		t.Fatalf("viewer's write: %q", res)
 	}
-	if v := p.Value(mustID(t, cfg, "level_sp")).Value; v != 2.5 {
-		t.Fatalf("the viewer's write changed level_sp to %v", v)
+	if h.plantSetpoint != nil {
+		if v := h.plantSetpoint(); fmt.Sprint(v) == h.setpoint {
+			t.Fatalf("the viewer's write changed level_sp to %v", v)
+		}
 	}
 	shot(t, bctx2, filepath.Join(out, "tags-viewer-refused.png"))
 
 	// The trend draws.
 	page("#trends?tags=level,level_sp&span=60000", "#trend", "trends.png")
 	waitAttr(t, bctx2, "#trend", "data-points", 5)
-
-	// The alarm appears, read-only.
-	run("see the high-level alarm", chromedp.Navigate(url+"#alarms"), chromedp.WaitVisible(`tr.active[data-alarm="level_high"]`))
-	ack := text(t, bctx2, `tr[data-alarm="level_high"] td:last-child`, fail)
-	if !strings.Contains(ack, "no level_high_ack tag") {
-		t.Fatalf("acknowledge cell: %q", ack)
-	}
-	shot(t, bctx2, filepath.Join(out, "alarms.png"))
 	page("#latency", "#latency", "latency.png")
 	page("#overview", ".cards", "overview.png")
 
@@ -239,19 +257,21 @@ func TestBrowser(t *testing.T) {
 	login("scada", "scada-demo")
 	page("#tags", `tr[data-tag="level_sp"]`, "tags-writer.png")
 	run("write as the writer",
-		chromedp.SetValue(`input[data-tag="level_sp"]`, "2.2"),
+		chromedp.SetValue(`input[data-tag="level_sp"]`, h.setpoint),
 		chromedp.Click(`button[data-set="level_sp"]`),
 		chromedp.WaitVisible(`tr[data-tag="level_sp"] td.result.ok`))
-	res = text(t, bctx2, `tr[data-tag="level_sp"] td.result`, fail)
+	res := text(t, bctx2, `tr[data-tag="level_sp"] td.result`, fail)
 	m := regexp.MustCompile(`applied at cycle (\d+)`).FindStringSubmatch(res)
 	if m == nil {
 		t.Fatalf("writer's write: %q", res)
 	}
 	cycle, _ := strconv.ParseUint(m[1], 10, 64)
-	if v := p.Value(mustID(t, cfg, "level_sp")).Value; v != 2.2 {
-		t.Fatalf("level_sp is %v after the write", v)
+	run("see the new setpoint in the table", until(`document.querySelector('tr[data-tag="level_sp"] td.val').textContent === "`+h.setpoint+`"`))
+	if h.plantSetpoint != nil {
+		if v := h.plantSetpoint(); fmt.Sprint(v) != h.setpoint {
+			t.Fatalf("level_sp is %v after the write of %s", v, h.setpoint)
+		}
 	}
-	run("see the new setpoint in the table", until(`document.querySelector('tr[data-tag="level_sp"] td.val').textContent === "2.2"`))
 	shot(t, bctx2, filepath.Join(out, "tags-writer-applied.png"))
 
 	// The write on the Audit page and in audit.jsonl.
@@ -259,7 +279,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.SetValue("#audit-filter", "level_sp"),
 		until(`[...document.querySelectorAll("#audit tbody tr")].some(r => r.textContent.includes("scada") && r.textContent.includes("level_sp") && r.textContent.includes("`+m[1]+`"))`))
 	shot(t, bctx2, filepath.Join(out, "audit.png"))
-	log, err := os.ReadFile(filepath.Join(state, "audit.jsonl"))
+	log, err := os.ReadFile(h.audit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +291,31 @@ func TestBrowser(t *testing.T) {
 	if !viewerRefused || !scadaApplied {
 		t.Fatalf("audit.jsonl lacks the viewer's refusal (%v) or scada's write at cycle %d (%v):\n%s", viewerRefused, cycle, scadaApplied, log)
 	}
+
+	// The alarm appears, read-only.
+	runFor(h.alarmWithin+5*time.Second, "see the high-level alarm", chromedp.Navigate(url+"#alarms"),
+		chromedp.WaitVisible(`tr.active[data-alarm="level_high"]`))
+	if ack := text(t, bctx2, `tr[data-alarm="level_high"] td:last-child`, fail); !strings.Contains(ack, "no level_high_ack tag") {
+		t.Fatalf("acknowledge cell: %q", ack)
+	}
+	shot(t, bctx2, filepath.Join(out, "alarms.png"))
 	t.Logf("screenshots in %s", out)
+}
+
+// waitHTTP waits until url answers.
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if i > 300 {
+			t.Fatalf("the HMI at %s does not answer: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func mustID(t *testing.T, cfg *configs.Config, name string) tag.ID {

@@ -143,7 +143,7 @@ func (h *hub) resize(v *view) {
 
 func (h *hub) tick(now time.Time) {
 	if h.c.Current != nil {
-		if cfg, p := h.c.Current(); p != h.view().p {
+		if cfg, p := h.c.Current(); p != nil && p != h.view().p {
 			h.switchTo(cfg, p)
 		}
 	}

@@ -82,7 +82,8 @@ type Config struct {
 	// Status is the bridge's status for the overview (may be nil).
 	Status func() any
 	// Current, when set, is the config and plant the bridge serves now:
-	// the HMI follows it across a hand-over (as Switch does).
+	// the HMI follows it across a hand-over (as Switch does). A nil plant
+	// means no change.
 	Current func() (*configs.Config, plant.Plant)
 	// WriteTimeout bounds a write's wait for the executive (default 5s).
 	WriteTimeout time.Duration

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,6 +134,23 @@ func (r *rig) login(user, pass string) *http.Client {
 		r.t.Fatalf("login %s: %d %v", user, st, out)
 	}
 	return c
+}
+
+// stream opens the live stream of c's session for 5s and returns its lines.
+func (r *rig) stream(c *http.Client) *bufio.Scanner {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	r.t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.ts.URL+"/api/events", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { resp.Body.Close() })
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		r.t.Fatalf("content type %q", ct)
+	}
+	return bufio.NewScanner(resp.Body)
 }
 
 func (r *rig) entries() []audit.Entry {
@@ -382,19 +400,7 @@ func wait(t *testing.T, ok func() bool) {
 // tag, then carries each change, the health and the alarms.
 func TestEventsStream(t *testing.T) {
 	r := newRig(t)
-	c := r.login("viewer", "viewer-pass")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", r.ts.URL+"/api/events", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		t.Fatalf("content type %q", ct)
-	}
-	sc := bufio.NewScanner(resp.Body)
+	sc := r.stream(r.login("viewer", "viewer-pass"))
 	seen := map[string]bool{}
 	set := false
 	for sc.Scan() {
@@ -480,3 +486,37 @@ func TestSwitch(t *testing.T) {
 }
 
 var _ plant.Refuser = (*audit.Log)(nil)
+
+// TestEventsAfterHandOver: when the bridge serves the next generation's
+// plant, an open live stream gets the new tag directory and values without
+// reconnecting.
+func TestEventsAfterHandOver(t *testing.T) {
+	next, err := configs.LoadBytes("next.yaml", []byte("metadata: {name: next}\ntags: [{name: flow, unit: m3/h, initial: 7}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	np, _ := bridgetest.NewPlantFromConfig(next, 0)
+	var switched atomic.Bool
+	r := newRig(t, func(c *Config) {
+		c.Current = func() (*configs.Config, plant.Plant) {
+			if switched.Load() {
+				return next, np
+			}
+			return nil, nil
+		}
+	})
+	sc := r.stream(r.login("viewer", "viewer-pass"))
+	resets := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "event: tags-reset" {
+			if resets++; resets == 1 {
+				switched.Store(true)
+			}
+		}
+		if resets == 2 && strings.HasPrefix(line, "data: [[0,7,") {
+			return
+		}
+	}
+	t.Fatalf("stream ended (%v) before the next generation's tags arrived", sc.Err())
+}

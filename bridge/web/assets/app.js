@@ -50,6 +50,7 @@ function enter(me) {
   S.me = me;
   $("#login").hidden = true; $("#app").hidden = false;
   $("#who").textContent = me.user + " (" + me.role + ")";
+  api("/api/overview").then((r) => { if (r.status === 200 && r.data.name) $("#plant-name").textContent = r.data.name; });
   connect();
   render();
 }
