@@ -68,3 +68,37 @@ tasks:
 		}
 	})
 }
+
+// Any expression, as an expr block's expr: and as an input, compiles or is
+// refused with errors, and what compiles runs without panicking.
+func FuzzExprBlock(f *testing.F) {
+	for _, s := range []string{"a * 2 + e.out", "if(b, sqrt(a), ln(a)) / (a - 1)", "k.out > 2 && !b", `"a" % 0`, "in1 + x.out", "min(a, 2, in1) + expt(a, 0.5)"} {
+		f.Add(s, 2.0)
+	}
+	f.Fuzz(func(t *testing.T, src string, v float64) {
+		e := blk(1, "e", "expr", "in:in1=a", "out:out=o")
+		e.Expr = configs.Ref{Pos: pos(1, 20), Raw: src}
+		tags := []string{"a", "b:bool", "o", "p", "q:bool"}
+		numbers := config(tags, e, blk(3, "x", "limit", "in:in="+src, "p:max=10", "out:out=p"), blk(5, "k", "delay", "in:in=e.out"))
+		bools := config(tags, blk(7, "n", "not", "in:in="+src, "out:out=q"), blk(9, "k", "delay", "in:in=a"), blk(11, "x", "move", "in:in=a"))
+		for _, cfg := range []*configs.Config{numbers, bools} {
+			tab, err := cfg.TagTable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := blocks.Validate(cfg); err != nil {
+				continue
+			}
+			p, err := blocks.Compile(cfg, tab)
+			if err != nil {
+				continue // names and wiring: configs' rules, which Validate leaves to it
+			}
+			for i := range tab.Samples {
+				tab.Samples[i] = tag.Sample{Value: v, Quality: tag.Quality(i % 5)}
+			}
+			for k := range 3 {
+				p.Tasks()[0].Run(time.Duration(k)*time.Millisecond, time.Millisecond)
+			}
+		}
+	})
+}
