@@ -217,7 +217,7 @@ func (l *Log) Record(e Entry) error {
 // rotated is the name of the i-th rotated file (1 the newest).
 func rotated(path string, i int) string { return path + "." + strconv.Itoa(i) }
 
-// rotate shifts path.i to path.i+1 (dropping path.Keep), path to path.1,
+// rotate shifts path.i to path.i+1 (dropping path.Keep and any after it), path to path.1,
 // and starts an empty path. Every entry was fsync'd when written; the
 // renames are made durable with an fsync of the directory. On failure
 // the current file stays open, so no entry is lost.
@@ -229,6 +229,12 @@ func (l *Log) rotate() error {
 	}
 	if err := os.Rename(l.path, rotated(l.path, 1)); err != nil {
 		return fmt.Errorf("audit: rotate: %w", err)
+	}
+	// Files past Keep (kept under a larger Keep before) go with the oldest.
+	for i := l.o.Keep + 1; ; i++ {
+		if os.Remove(rotated(l.path, i)) != nil {
+			break
+		}
 	}
 	old := l.f
 	if err := l.open(); err != nil {

@@ -265,6 +265,9 @@ func TestRotationLosesNoEntry(t *testing.T) {
 
 func TestRotationKeepsCount(t *testing.T) {
 	l, path := openLog(t, audit.Options{MaxSize: 300, Keep: 3})
+	for _, i := range []int{1, 2, 3, 4, 5} { // kept under a larger keep before
+		os.WriteFile(fmt.Sprintf("%s.%d", path, i), []byte("{}\n"), 0o640)
+	}
 	for i := range 100 {
 		if err := l.Record(audit.Entry{Source: "test", Tag: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
