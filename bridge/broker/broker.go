@@ -403,10 +403,11 @@ func (h *authHook) principal(cl *mqtt.Client) plant.Principal {
 	return plant.Principal{User: string(cl.Properties.Username), ClientID: cl.ID, Peer: cl.Net.Remote}
 }
 
-// refuse records a refused attempt on a command topic.
+// refuse records a refused attempt on a command topic, up to refusalRate
+// a second for one client.
 func (h *authHook) refuse(cl *mqtt.Client, topic string, payload []byte, reason string) {
 	r := h.cfg.Commands.match(topic)
-	if r == nil {
+	if r == nil || !h.rate(cl, false) {
 		return
 	}
 	rf := plant.Refusal{Principal: h.principal(cl), Value: Clip(payload), Reason: reason}
@@ -442,6 +443,7 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		switch {
 		case h.cfg.Commands.match(topic) != nil:
 			h.refuse(cl, topic, pk.Connect.WillPayload, "a last will on a command topic is never taken as a command")
+			h.rates.Delete(cl) // a refused client is never disconnected: forget it now
 			return false
 		case !h.may(u, topic, true):
 			h.log.Warn("broker: connection refused: the user may not publish its will's topic", "user", u.Username, "topic", topic, "remote", cl.Net.Remote)
@@ -462,33 +464,51 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return false
 }
 
-// bucket is a token bucket of publishes.
+// refusalRate is how many refusals a second of one client are recorded;
+// more are dropped, so that a flood cannot rotate the audit away.
+const refusalRate = 10
+
+// bucket holds a client's tokens: publishes, and refusals to record.
 type bucket struct {
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
+	mu               sync.Mutex
+	tokens, refusals float64
+	last             time.Time
 }
 
-func (b *bucket) take(rate float64, now time.Time) bool {
+// take takes a publish token (publish) or a refusal token.
+func (b *bucket) take(rate float64, publish bool, now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.tokens = min(rate, b.tokens+now.Sub(b.last).Seconds()*rate)
+	dt := now.Sub(b.last).Seconds()
 	b.last = now
-	if b.tokens < 1 {
+	b.tokens = min(rate, b.tokens+dt*rate)
+	b.refusals = min(refusalRate, b.refusals+dt*refusalRate)
+	n := &b.refusals
+	if publish {
+		n = &b.tokens
+	}
+	if *n < 1 {
 		return false
 	}
-	b.tokens--
+	*n--
 	return true
 }
 
+// rate takes a token of cl's (see bucket.take); the bridge's own clients
+// are not limited.
+func (h *authHook) rate(cl *mqtt.Client, publish bool) bool {
+	if u, known := h.user(cl.Properties.Username); known && u.Bridge {
+		return true
+	}
+	rate := float64(h.cfg.Limits.MessageRate)
+	v, _ := h.rates.LoadOrStore(cl, &bucket{tokens: rate, refusals: refusalRate, last: time.Now()})
+	return v.(*bucket).take(rate, publish, time.Now())
+}
+
 func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if u, ok := h.user(cl.Properties.Username); ok && !u.Bridge {
-		rate := float64(h.cfg.Limits.MessageRate)
-		v, _ := h.rates.LoadOrStore(cl, &bucket{tokens: rate, last: time.Now()})
-		if !v.(*bucket).take(rate, time.Now()) {
-			h.refuse(cl, pk.TopicName, pk.Payload, "message rate limit exceeded (limits.message_rate)")
-			return pk, packets.CodeSuccessIgnore // acknowledged, neither kept nor forwarded
-		}
+	if !h.rate(cl, true) {
+		h.refuse(cl, pk.TopicName, pk.Payload, "message rate limit exceeded (limits.message_rate)")
+		return pk, packets.CodeSuccessIgnore // acknowledged, neither kept nor forwarded
 	}
 	if pk.FixedHeader.Retain && h.cfg.Commands.match(pk.TopicName) != nil {
 		h.refuse(cl, pk.TopicName, pk.Payload, "a retained message on a command topic is never taken as a command; publish it without retain")
