@@ -420,7 +420,7 @@ func (b *Bridge) Status() Status {
 		s.Metrics = b.endpoint.Addr().String()
 	}
 	if b.web != nil {
-		s.Web = web.URL(b.cfg.Bridge.Web.Listen, b.cfg.Bridge.Web.TLS.Cert != "")
+		s.Web = b.web.URL()
 	}
 	for _, k := range b.counters {
 		s.Published += k.Published.Load()

@@ -148,7 +148,16 @@ func (s *Server) Addr() net.Addr {
 	return s.addr
 }
 
-// URL is the HMI's address as a browser opens it.
+// URL is the HMI's address as a browser opens it: the address it listens
+// on once Run has started, else the configured one.
+func (s *Server) URL() string {
+	if a := s.Addr(); a != nil {
+		return URL(a.String(), s.c.TLS != nil)
+	}
+	return URL(s.c.Listen, s.c.TLS != nil)
+}
+
+// URL is the address of an HMI listening on listen as a browser opens it.
 func URL(listen string, tls bool) string {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {

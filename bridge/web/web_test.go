@@ -520,3 +520,48 @@ func TestEventsAfterHandOver(t *testing.T) {
 	}
 	t.Fatalf("stream ended (%v) before the next generation's tags arrived", sc.Err())
 }
+
+// TestURL: the HMI's URL is the address it listens on once it runs (a
+// configured port 0 becomes the port it got).
+func TestURL(t *testing.T) {
+	if u := URL("0.0.0.0:8080", true); u != "https://127.0.0.1:8080/" {
+		t.Fatalf("URL: %s", u)
+	}
+	srv, err := New(Config{Listen: "127.0.0.1:0", Auth: Users{}}, bridgetest.NewPlant(&tag.Table{}, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := srv.URL(); u != "http://127.0.0.1:0/" {
+		t.Fatalf("before Run: %s", u)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	wait(t, func() bool { return srv.Addr() != nil })
+	if u := srv.URL(); strings.HasSuffix(u, ":0/") {
+		t.Fatalf("running: %s", u)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Listen: "127.0.0.1:0"}, nil); err == nil || !strings.Contains(err.Error(), "Authenticator") {
+		t.Fatalf("New without users: %v", err)
+	}
+}
+
+// TestListenBusy: a listen address that is taken is an error naming the
+// address and the config key, not a silent HMI.
+func TestListenBusy(t *testing.T) {
+	ts := httptest.NewServer(http.NotFoundHandler())
+	defer ts.Close()
+	addr := strings.TrimPrefix(ts.URL, "http://")
+	srv, err := New(Config{Listen: addr, Auth: Users{}}, bridgetest.NewPlant(&tag.Table{}, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "bridge.web.listen") {
+		t.Fatalf("Run on a taken port: %v", err)
+	}
+}
