@@ -53,4 +53,10 @@ func TestValidateMQTTUsers(t *testing.T) {
 		{"12:46", "max_clients -1"},
 		{"12:67", "connect_timeout 2m0s"},
 	})
+	noHost := header + `bridge:
+  sparkplug: {primary_host: scada}
+  mqtt:
+    users: [{username: ignition, password: x}]
+`
+	expect(t, noHost, loadErrors(t, name, noHost), []problem{{"3:29", "no user of the embedded broker may publish its STATE"}})
 }

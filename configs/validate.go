@@ -783,7 +783,7 @@ func (k *checker) bridge() {
 		k.add(k.at(&m.PasswordFile, m.Pos), "mqtt: give password or password_file, not both (prefer password_file)")
 	}
 	k.file(&m.PasswordFile, m.Pos, "mqtt.password_file")
-	k.mqttUsers(m, b.Sparkplug.PrimaryHost)
+	k.mqttUsers(m, &b.Sparkplug)
 	k.tls(&m.TLS, "mqtt.tls")
 	if m.QoS < 0 || m.QoS > 1 {
 		k.add(k.at(&m.QoS, m.Pos), "mqtt.qos %d is not 0 or 1", m.QoS)
@@ -822,7 +822,12 @@ func (k *checker) web(w *Web, listen func(*string, Pos, string)) {
 }
 
 // mqttUsers checks the embedded broker's users and limits.
-func (k *checker) mqttUsers(m *MQTT, primaryHost string) {
+func (k *checker) mqttUsers(m *MQTT, sp *Sparkplug) {
+	primaryHost := sp.PrimaryHost
+	embedded := m.Broker == "" || m.Broker == DefaultBroker
+	if embedded && primaryHost != "" && m.Username == "" && !slices.ContainsFunc(m.Users, func(u User) bool { return u.PrimaryHost }) {
+		k.add(k.at(&sp.PrimaryHost, sp.Pos), "sparkplug.primary_host %q: no user of the embedded broker may publish its STATE, so the node would never birth; mark the host's user in mqtt.users primary_host: true", primaryHost)
+	}
 	users := map[string]bool{}
 	for i := range m.Users {
 		u := &m.Users[i]
