@@ -288,7 +288,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, se session) {
 	w.WriteHeader(http.StatusOK)
 	c := s.hub.subscribe(s.hub.view().p.Health())
 	defer s.hub.unsubscribe(c)
-	check := time.NewTicker(5 * time.Second)
+	check := time.NewTicker(s.sessionCheck)
 	defer check.Stop()
 	for {
 		select {

@@ -100,6 +100,9 @@ type Server struct {
 	logins   *limiter
 	handler  http.Handler
 	hub      *hub
+	// sessionCheck is how often a live stream checks that its session
+	// still exists (a logout ends it).
+	sessionCheck time.Duration
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -132,7 +135,7 @@ func New(c Config, p plant.Plant) (*Server, error) {
 		c.WriteTimeout = 5 * time.Second
 	}
 	s := &Server{c: c, log: c.Log.With("component", "web"), sessions: newSessions(DefaultSession, c.Clock),
-		logins: newLimiter(LoginEvery, LoginBurst)}
+		logins: newLimiter(LoginEvery, LoginBurst), sessionCheck: 5 * time.Second}
 	s.hub = newHub(c, p)
 	s.handler = s.routes()
 	return s, nil

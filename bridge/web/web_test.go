@@ -565,3 +565,38 @@ func TestListenBusy(t *testing.T) {
 		t.Fatalf("Run on a taken port: %v", err)
 	}
 }
+
+// TestLogoutEndsStream: a live stream ends with a "logout" event once its
+// session is logged out (in another tab, say).
+func TestLogoutEndsStream(t *testing.T) {
+	r := newRig(t)
+	r.srv.sessionCheck = 20 * time.Millisecond
+	c := r.login("viewer", "viewer-pass")
+	sc := r.stream(c)
+	if !sc.Scan() {
+		t.Fatal("no event")
+	}
+	r.do(c, "POST", "/api/logout", nil)
+	for sc.Scan() {
+		if sc.Text() == "event: logout" {
+			for sc.Scan() {
+			}
+			return // and the stream ended
+		}
+	}
+	t.Fatalf("the stream went on after logout, or ended without saying so: %v", sc.Err())
+}
+
+func TestReadyLine(t *testing.T) {
+	cfg := &configs.Config{}
+	if l := ReadyLine(cfg); l != "" {
+		t.Fatalf("HMI off: %q", l)
+	}
+	cfg.Bridge.Web.Listen = "127.0.0.1:18080"
+	cfg.Bridge.MQTT = configs.MQTT{Username: "mkrt", Password: "secret-1", Users: []configs.User{
+		{Username: "viewer", Password: "secret-2", ReadOnly: true}, {Username: "scada", Password: "secret-3"}}}
+	l := ReadyLine(cfg)
+	if l != "web HMI: http://127.0.0.1:18080/ (log in as viewer to watch; as mkrt, scada to write: the MQTT users and passwords)\n" || strings.Contains(l, "secret") {
+		t.Fatalf("ready line %q", l)
+	}
+}
