@@ -411,6 +411,14 @@ type Bridge struct {
 	Audit     Audit        `yaml:"audit" doc:"audit log of every write attempt (<state dir>/audit.jsonl): rotation"`
 }
 
+// Audit is the rotation of the audit log, <state dir>/audit.jsonl (read
+// it with mkrt audit).
+type Audit struct {
+	Pos     Pos  `yaml:"-"`
+	MaxSize Size `yaml:"max_size" doc:"size past which audit.jsonl is rotated to audit.jsonl.1; default 16Mi"`
+	Keep    int  `yaml:"keep" doc:"rotated files kept (audit.jsonl.1 … .N, the oldest dropped); default 8"`
+}
+
 // Web is the web HMI (package bridge/web). Its users are the MQTT users:
 // bridge.mqtt.username (a writer) and bridge.mqtt.users (read_only users
 // see, the others write).
@@ -488,14 +496,6 @@ type TLS struct {
 	ClientAuth bool   `yaml:"client_auth" doc:"servers: require a client certificate signed by ca"`
 }
 
-// Audit is the rotation of the audit log, <state dir>/audit.jsonl (read
-// it with mkrt audit).
-type Audit struct {
-	Pos     Pos  `yaml:"-"`
-	MaxSize Size `yaml:"max_size" doc:"size past which audit.jsonl is rotated to audit.jsonl.1; default 16Mi"`
-	Keep    int  `yaml:"keep" doc:"rotated files kept (audit.jsonl.1 … .N, the oldest dropped); default 8"`
-}
-
 // Store is the store-and-forward buffer.
 type Store struct {
 	Pos Pos    `yaml:"-"`
@@ -530,21 +530,6 @@ type ModbusServer struct {
 	UnitID      int           `yaml:"unit_id" doc:"unit id answered; default 1 (0 answers all)"`
 	TLS         TLS           `yaml:"tls" doc:"MBAPS: serve Modbus over TLS with client certificates"`
 	Map         []RegisterMap `yaml:"map" doc:"which tags appear at which addresses"`
-}
-
-// RegisterMap places a tag in the Modbus server's address space.
-type RegisterMap struct {
-	Pos     Pos          `yaml:"-"`
-	Tag     string       `yaml:"tag" doc:"tag name" required:"true"`
-	Area    Area         `yaml:"area" doc:"coil, discrete, input or holding" enum:"coil,discrete,input,holding" required:"true"`
-	Address int          `yaml:"address" doc:"zero-based address" required:"true"`
-	Type    tag.DataType `yaml:"type" doc:"wire type; default: the tag's type"`
-	Order   Order        `yaml:"order" doc:"word order; default ABCD" enum:"ABCD,CDAB,BADC,DCBA"`
-	Scale   *float64     `yaml:"scale" doc:"raw = (value - offset) / scale; default 1"`
-	Offset  float64      `yaml:"offset" doc:"raw = (value - offset) / scale; default 0"`
-}
-
-// Metrics is the Prometheus endpoint.
 	// MaxClientsPerAddress keeps one client address from taking every slot.
 	MaxClientsPerAddress int `yaml:"max_clients_per_address" doc:"most concurrent connections from one client address; default 4"`
 	// WriteAllow: plaintext Modbus is read-only except for these networks.
@@ -560,6 +545,21 @@ type ModbusIdentification struct {
 	Vendor  string `yaml:"vendor" doc:"VendorName; default mkrt"`
 	Product string `yaml:"product" doc:"ProductCode; default the Sparkplug node name (metadata.name)"`
 	Version string `yaml:"version" doc:"MajorMinorRevision; default mkrt's build version"`
+}
+
+// RegisterMap places a tag in the Modbus server's address space.
+type RegisterMap struct {
+	Pos     Pos          `yaml:"-"`
+	Tag     string       `yaml:"tag" doc:"tag name" required:"true"`
+	Area    Area         `yaml:"area" doc:"coil, discrete, input or holding" enum:"coil,discrete,input,holding" required:"true"`
+	Address int          `yaml:"address" doc:"zero-based address" required:"true"`
+	Type    tag.DataType `yaml:"type" doc:"wire type; default: the tag's type"`
+	Order   Order        `yaml:"order" doc:"word order; default ABCD" enum:"ABCD,CDAB,BADC,DCBA"`
+	Scale   *float64     `yaml:"scale" doc:"raw = (value - offset) / scale; default 1"`
+	Offset  float64      `yaml:"offset" doc:"raw = (value - offset) / scale; default 0"`
+}
+
+// Metrics is the Prometheus endpoint.
 type Metrics struct {
 	Pos    Pos    `yaml:"-"`
 	Listen string `yaml:"listen" doc:"listen address of /metrics, e.g. 127.0.0.1:9102; empty: off"`

@@ -912,6 +912,31 @@ func (k *checker) modbusServer(ms *ModbusServer, listen func(*string, Pos, strin
 		k.add(k.at(&ms.UnitID, ms.Pos), "modbus.unit_id %d is outside 0-247", ms.UnitID)
 	}
 	k.tls(&ms.TLS, "modbus.tls")
+	if ms.MaxClientsPerAddress < 0 {
+		k.add(k.at(&ms.MaxClientsPerAddress, ms.Pos), "modbus.max_clients_per_address %d is negative; write e.g. 4", ms.MaxClientsPerAddress)
+	}
+	for _, a := range ms.WriteAllow {
+		if _, err := netip.ParsePrefix(a); err != nil {
+			k.add(k.at(&ms.WriteAllow, ms.Pos), "modbus.write_allow %q is not a network in CIDR form; write e.g. 10.0.0.0/8 or 192.168.1.20/32", a)
+		}
+	}
+	if len(ms.WriteRoles) > 0 && ms.TLS.Cert == "" {
+		k.add(k.at(&ms.WriteRoles, ms.Pos), "modbus.write_roles needs MBAPS (modbus.tls cert, key and ca): roles come from client certificates; plaintext clients write by write_allow")
+	}
+	for _, r := range ms.WriteRoles {
+		if r == "" {
+			k.add(k.at(&ms.WriteRoles, ms.Pos), "modbus.write_roles: an empty role; name the role as the client certificates carry it, e.g. operator")
+		}
+	}
+	id := &ms.Identification
+	for _, f := range []struct {
+		p    *string
+		name string
+	}{{&id.Vendor, "vendor"}, {&id.Product, "product"}, {&id.Version, "version"}} {
+		if len(*f.p) > 64 {
+			k.add(k.at(f.p, id.Pos), "modbus.identification.%s is %d bytes; Read Device Identification carries at most 64", f.name, len(*f.p))
+		}
+	}
 	spans := make([]span, 0, len(ms.Map))
 	for i := range ms.Map {
 		e := &ms.Map[i]
@@ -997,31 +1022,6 @@ func (k *checker) latency() {
 	}
 	if l.Highest != 0 && l.Highest.D().Microseconds() < 1 {
 		k.add(k.at(&l.Highest, l.Pos), "latency.highest %s is below 1us; write e.g. 100ms", l.Highest)
-	}
-	if ms.MaxClientsPerAddress < 0 {
-		k.add(k.at(&ms.MaxClientsPerAddress, ms.Pos), "modbus.max_clients_per_address %d is negative; write e.g. 4", ms.MaxClientsPerAddress)
-	}
-	for _, a := range ms.WriteAllow {
-		if _, err := netip.ParsePrefix(a); err != nil {
-			k.add(k.at(&ms.WriteAllow, ms.Pos), "modbus.write_allow %q is not a network in CIDR form; write e.g. 10.0.0.0/8 or 192.168.1.20/32", a)
-		}
-	}
-	if len(ms.WriteRoles) > 0 && ms.TLS.Cert == "" {
-		k.add(k.at(&ms.WriteRoles, ms.Pos), "modbus.write_roles needs MBAPS (modbus.tls cert, key and ca): roles come from client certificates; plaintext clients write by write_allow")
-	}
-	for _, r := range ms.WriteRoles {
-		if r == "" {
-			k.add(k.at(&ms.WriteRoles, ms.Pos), "modbus.write_roles: an empty role; name the role as the client certificates carry it, e.g. operator")
-		}
-	}
-	id := &ms.Identification
-	for _, f := range []struct {
-		p    *string
-		name string
-	}{{&id.Vendor, "vendor"}, {&id.Product, "product"}, {&id.Version, "version"}} {
-		if len(*f.p) > 64 {
-			k.add(k.at(f.p, id.Pos), "modbus.identification.%s is %d bytes; Read Device Identification carries at most 64", f.name, len(*f.p))
-		}
 	}
 }
 
