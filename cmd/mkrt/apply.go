@@ -31,7 +31,7 @@ func newApplyCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			res, err := c.Apply(ctx, cfg)
+			res, err := c.Apply(ctx, args[0], cfg)
 			if err != nil {
 				return fmt.Errorf("apply %s: %w", args[0], err)
 			}

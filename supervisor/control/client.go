@@ -161,9 +161,19 @@ func (c *Client) Set(ctx context.Context, name, value string) (Result, error) {
 	return res, err
 }
 
-// Apply sends a config to the running partition.
-func (c *Client) Apply(ctx context.Context, cfg []byte) (ApplyResult, error) {
+// Apply sends a config to the running partition; file is where it was
+// read from ("" for none), made absolute here so that the supervisor
+// resolves the config's relative paths where the user meant them.
+func (c *Client) Apply(ctx context.Context, file string, cfg []byte) (ApplyResult, error) {
 	var res ApplyResult
-	err := c.do(ctx, http.MethodPost, "/v1/apply", bytes.NewReader(cfg), &res)
+	path := "/v1/apply"
+	if file != "" {
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return res, fmt.Errorf("apply %s: %w", file, err)
+		}
+		path += "?" + url.Values{"file": {abs}}.Encode()
+	}
+	err := c.do(ctx, http.MethodPost, path, bytes.NewReader(cfg), &res)
 	return res, err
 }

@@ -16,7 +16,7 @@
 //	GET  /v1/tags                 every tag's value ([]TagValue)
 //	GET  /v1/tags?watch=500ms     a JSON line of []TagValue at that period until the client hangs up
 //	POST /v1/tags/{name}          {"value":"42.5"} → Result
-//	POST /v1/apply                the config YAML as the body → ApplyResult
+//	POST /v1/apply?file=PATH      the config YAML as the body → ApplyResult
 //
 // The handlers call a Controller the supervisor's owner implements. Linux
 // only for the peer check; needs write access to the socket directory.
@@ -142,7 +142,10 @@ type Controller interface {
 	Status() supervisor.Status
 	Tags() []TagValue
 	Set(ctx context.Context, name, value string) (Result, error)
-	Apply(ctx context.Context, cfg []byte) (ApplyResult, error)
+	// Apply applies cfg, read from file (an absolute path: positions name
+	// it and relative paths in cfg resolve against its directory; "" when
+	// the config has no file).
+	Apply(ctx context.Context, file string, cfg []byte) (ApplyResult, error)
 }
 
 // The kinds of failure, for errors.Is on both sides of the socket.

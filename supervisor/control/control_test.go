@@ -115,10 +115,17 @@ func TestRoundTrips(t *testing.T) {
 			t.Errorf("Set(%s, %s) = %v, want %v", tc.name, tc.value, err, tc.kind)
 		}
 	}
-	if res, err := c.Apply(ctx, []byte("tags: []\n")); err != nil || !res.Applied || string(ctrl.Config) != "tags: []\n" {
+	if res, err := c.Apply(ctx, "", []byte("tags: []\n")); err != nil || !res.Applied || string(ctrl.Config) != "tags: []\n" {
 		t.Fatalf("Apply = %+v, %v", res, err)
 	}
-	_, err = c.Apply(ctx, []byte("invalid: 1\n"))
+	// A config's relative paths resolve against its own directory, not the
+	// supervisor's: the file crosses the socket as an absolute path.
+	t.Chdir(t.TempDir())
+	wd, _ := os.Getwd()
+	if _, err := c.Apply(ctx, "plant/tank.yaml", []byte("tags: []\n")); err != nil || ctrl.File != filepath.Join(wd, "plant/tank.yaml") {
+		t.Fatalf("Apply from plant/tank.yaml: supervisor got file %q, %v; want %s", ctrl.File, err, filepath.Join(wd, "plant/tank.yaml"))
+	}
+	_, err = c.Apply(ctx, "", []byte("invalid: 1\n"))
 	if !errors.Is(err, control.ErrInvalid) || !strings.Contains(err.Error(), "config.yaml:3:5") {
 		t.Fatalf("Apply invalid = %v", err)
 	}

@@ -236,7 +236,12 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: request body: %v", ErrInvalid, err))
 		return
 	}
-	res, err := s.ctrl.Apply(r.Context(), cfg)
+	file := r.URL.Query().Get("file")
+	if file != "" && !filepath.IsAbs(file) {
+		writeError(w, fmt.Errorf("%w: file %q is not an absolute path", ErrInvalid, file))
+		return
+	}
+	res, err := s.ctrl.Apply(r.Context(), file, cfg)
 	if err != nil {
 		writeError(w, err)
 		return

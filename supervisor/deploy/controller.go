@@ -164,10 +164,13 @@ func (c *controller) recordApply(ctx context.Context, protocol string, out contr
 // command ring at a cycle boundary; a structural change is handed over to
 // a new generation of the partition (see handOver) when it can be, and
 // refused with the reason otherwise, the running plant left as it is.
-func (c *controller) Apply(ctx context.Context, text []byte) (out control.ApplyResult, err error) {
+func (c *controller) Apply(ctx context.Context, file string, text []byte) (out control.ApplyResult, err error) {
 	protocol := "apply"
 	defer func() { c.recordApply(ctx, protocol, out, err) }()
-	nc, err := configs.LoadBytes("applied config", text)
+	if file == "" {
+		file = "applied config"
+	}
+	nc, err := configs.LoadBytes(file, text)
 	if err != nil {
 		return out, fmt.Errorf("%w: the config does not validate; nothing was changed:\n%v", control.ErrInvalid, err)
 	}

@@ -188,7 +188,7 @@ func TestRunApply(t *testing.T) {
 	apply := func(text string) (control.ApplyResult, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return p.client.Apply(ctx, []byte(text))
+		return p.client.Apply(ctx, "", []byte(text))
 	}
 
 	// No missed cycle: over the apply the cycle count advances by exactly

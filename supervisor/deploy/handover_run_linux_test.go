@@ -43,7 +43,7 @@ func (p *testPlant) structuralChange(edit func(*configs.Config)) string {
 func (p *testPlant) apply(text string) (control.ApplyResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return p.client.Apply(ctx, []byte(text))
+	return p.client.Apply(ctx, "", []byte(text))
 }
 
 // valveWatch samples inflow_valve in the running generation's region and,

@@ -136,7 +136,7 @@ func TestHandOverVM(t *testing.T) {
 	mu.Unlock()
 
 	actx, acancel := context.WithTimeout(ctx, 300*time.Second)
-	res, err := client.Apply(actx, []byte(changed))
+	res, err := client.Apply(actx, "", []byte(changed))
 	acancel()
 	if err != nil || !res.Applied {
 		t.Fatalf("apply: %+v, %v", res, err)
@@ -373,7 +373,7 @@ func TestHandOverVMFieldNetwork(t *testing.T) {
 	phase = 1
 	mu.Unlock()
 	actx, acancel := context.WithTimeout(ctx, 300*time.Second)
-	res, err := d.client.Apply(actx, changed)
+	res, err := d.client.Apply(actx, "", changed)
 	acancel()
 	mu.Lock()
 	phase = 2

@@ -19,6 +19,8 @@ type Controller struct {
 	TagsV  []control.TagValue
 	calls  []string
 	Config []byte
+	// File is the file the last accepted config was read from.
+	File string
 }
 
 // Status returns St.
@@ -58,14 +60,14 @@ func (c *Controller) Set(ctx context.Context, name, value string) (control.Resul
 }
 
 // Apply accepts a config unless it contains "invalid".
-func (c *Controller) Apply(ctx context.Context, cfg []byte) (control.ApplyResult, error) {
+func (c *Controller) Apply(ctx context.Context, file string, cfg []byte) (control.ApplyResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls = append(c.calls, "apply")
 	if contains(cfg, "invalid") {
 		return control.ApplyResult{}, fmt.Errorf("fake: config.yaml:3:5: %w: unknown key", control.ErrInvalid)
 	}
-	c.Config = append([]byte(nil), cfg...)
+	c.Config, c.File = append([]byte(nil), cfg...), file
 	return control.ApplyResult{Applied: true, Changes: []string{"tags: setpoint changed"}}, nil
 }
 
