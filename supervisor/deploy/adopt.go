@@ -229,7 +229,7 @@ func Stop(ctx context.Context, name string, o Options) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if o.StateDir == "" {
-		o.StateDir = defaultDir("/var/lib/mkrt", os.Getenv("XDG_STATE_HOME"), ".local/state", name)
+		o.StateDir = filepath.Join(control.UserStateBase(), name)
 	}
 	if o.Socket == "" {
 		o.Socket = control.SocketPath(name)

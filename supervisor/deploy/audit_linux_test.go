@@ -41,10 +41,10 @@ func TestAuditSetAndApply(t *testing.T) {
 	if _, err := p.client.Set(ctx, "nope", "1"); !errors.Is(err, control.ErrNotFound) {
 		t.Fatalf("set nope: %v", err)
 	}
-	if res, err := p.client.Apply(ctx, []byte(replaceOnce(t, p.cfgText, "kp: 100", "kp: 120"))); err != nil || !res.Applied {
+	if res, err := p.client.Apply(ctx, "", []byte(replaceOnce(t, p.cfgText, "kp: 100", "kp: 120"))); err != nil || !res.Applied {
 		t.Fatalf("apply kp 120: %+v %v", res, err)
 	}
-	if _, err := p.client.Apply(ctx, []byte("metadata: [")); !errors.Is(err, control.ErrInvalid) {
+	if _, err := p.client.Apply(ctx, "", []byte("metadata: [")); !errors.Is(err, control.ErrInvalid) {
 		t.Fatalf("apply of a broken config: %v", err)
 	}
 
@@ -94,9 +94,11 @@ func TestAuditSetAndApply(t *testing.T) {
 
 // Every way in leaves its entry with who it was: the MQTT user and client
 // id of a JSON /set (accepted, and a read-only user's refused), the peer
-// of a plaintext Modbus write (refused: no write_allow in the example).
+// of a plaintext Modbus write (refused: the example's write_allow taken out).
 func TestAuditEveryWayIn(t *testing.T) {
-	p := newPlant(t, plantOptions{level: 1.5, sp: 1.5})
+	p := newPlant(t, plantOptions{level: 1.5, sp: 1.5, edit: func(cfg string) string {
+		return replaceOnce(t, cfg, "write_allow: [127.0.0.1/32]", "write_allow: []")
+	}})
 	eventually(t, 10*time.Second, "level good", func() (bool, string) { _, ok := p.good("level"); return ok, "" })
 	publish := func(user, pass, clientID, topic, payload string) {
 		o := mqtt.NewClientOptions().AddBroker("tcp://" + p.mqttAddr).SetClientID(clientID).

@@ -113,13 +113,13 @@ func Run(ctx context.Context, o Options) (err error) {
 	name := cfg.Metadata.Name
 	log = log.With("partition", name)
 	if o.StateDir == "" {
-		o.StateDir = defaultDir("/var/lib/mkrt", os.Getenv("XDG_STATE_HOME"), ".local/state", name)
+		o.StateDir = filepath.Join(control.UserStateBase(), name)
 	}
 	if o.Socket == "" {
 		o.Socket = control.SocketPath(name)
 	}
-	if err := os.MkdirAll(o.StateDir, 0o750); err != nil {
-		return fmt.Errorf("deploy: state directory: %w", err)
+	if err := privateDir(o.StateDir, log); err != nil {
+		return err
 	}
 
 	d := &deployment{o: o, name: name, log: log, store: retain.New(filepath.Join(o.StateDir, "retain.json"), log),
@@ -260,15 +260,24 @@ func startTimeout(cfg *configs.Config) time.Duration {
 	return 20 * time.Second
 }
 
-func defaultDir(rootDir, xdg, homeRel, name string) string {
-	if os.Geteuid() == 0 {
-		return filepath.Join(rootDir, name)
+// privateDir makes the state directory (retained values, the audit log,
+// each generation's config with its credentials) or narrows an existing
+// one to 0750: nobody but the owner writes it, and others cannot list it.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("deploy: state directory: %w", err)
 	}
-	if xdg == "" {
-		home, _ := os.UserHomeDir()
-		xdg = filepath.Join(home, homeRel)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("deploy: state directory: %w", err)
 	}
-	return filepath.Join(xdg, "mkrt", name)
+	if m := st.Mode().Perm(); m&0o027 != 0 {
+		if err := os.Chmod(dir, m&^0o027); err != nil {
+			return fmt.Errorf("deploy: state directory %s is mode %#o (others may read or write it): %w; chmod o-rwx,g-w it", dir, m, err)
+		}
+		log.Warn("deploy: state directory narrowed: it holds credentials and the audit log", "dir", dir, "was", fmt.Sprintf("%#o", m), "now", fmt.Sprintf("%#o", m&^0o027))
+	}
+	return nil
 }
 
 func pow2(n int64) int64 {
