@@ -12,7 +12,7 @@ const el = (tag, attrs = {}, ...kids) => {
   for (const k of kids) e.append(k);
   return e;
 };
-const S = { me: null, infos: [], byName: {}, vals: [], health: null, alarms: { alarms: [], recent: [] }, lat: {}, es: null, results: {} };
+const S = { me: null, infos: [], byName: {}, vals: [], dirty: new Set(), health: null, alarms: { alarms: [], recent: [] }, lat: {}, es: null, results: {} };
 const COLORS = ["#1d4ed8", "#b91c1c", "#15803d", "#b45309", "#7c3aed", "#0e7490", "#be185d", "#4d7c0f"];
 
 async function api(path, body) {
@@ -67,7 +67,8 @@ function connect() {
     if (page() === "tags" || page() === "trends") render();
   });
   es.addEventListener("tags", (e) => {
-    for (const [i, v, q, r, t] of JSON.parse(e.data)) S.vals[i] = { v, q, r, t };
+    for (const [i, v, q, r, t] of JSON.parse(e.data)) { S.vals[i] = { v, q, r, t }; S.dirty.add(i); }
+    hmiStats.events++;
     schedule();
   });
   es.addEventListener("health", (e) => {
@@ -124,7 +125,15 @@ function render() {
   update();
 }
 let updaters = [];
-function update() { for (const f of updaters) f(); }
+// hmiStats counts the live "tags" events, the page updates and the time
+// they took (for tests).
+window.hmiStats = { events: 0, updates: 0, ms: 0, max: 0 };
+function update() {
+  const t0 = performance.now();
+  for (const f of updaters) f();
+  const d = performance.now() - t0;
+  hmiStats.updates++; hmiStats.ms += d; hmiStats.max = Math.max(hmiStats.max, d);
+}
 function onUpdate(f) { updaters = [f]; }
 
 // Overview
@@ -164,7 +173,9 @@ function vTags(root) {
   root.append(el("div", { class: "toolbar" }, el("h2", { text: "Tags" }), filter),
     el("table", { id: "tags" }, el("thead", {}, el("tr", {}, ...["tag", "value", "unit", "quality", "age", "write", "result"].map((t) => el("th", { text: t })))), tb));
   const rows = [];
+  let all = true, shown = 0, wasLive = true;
   const build = () => {
+    all = true;
     const f = filter.value.toLowerCase();
     tb.replaceChildren(); rows.length = 0;
     for (const t of S.infos) {
@@ -196,16 +207,25 @@ function vTags(root) {
   filter.addEventListener("input", build);
   build();
   onUpdate(() => {
-    const live = running();
+    // Only the rows whose tag changed are written, and the ages once a
+    // second, so a table of thousands of tags keeps up.
+    const live = running(), now = Date.now(), ages = now - shown >= 1000 || live !== wasLive;
+    if (ages) { shown = now; wasLive = live; }
     for (const r of rows) {
       const s = S.vals[r.t.id];
       if (!s) continue;
-      r.val.textContent = fmt(s.v, r.t);
-      r.q.textContent = s.q + (s.r ? " (" + s.r + ")" : "");
-      r.q.className = "q-" + s.q;
-      r.a.textContent = age(s.t);
-      r.tr.classList.toggle("stale", !live);
+      if (all || S.dirty.has(r.t.id)) {
+        r.val.textContent = fmt(s.v, r.t);
+        r.q.textContent = s.q + (s.r ? " (" + s.r + ")" : "");
+        r.q.className = "q-" + s.q;
+      }
+      if (all || ages || S.dirty.has(r.t.id)) {
+        r.a.textContent = age(s.t);
+        r.tr.classList.toggle("stale", !live);
+      }
     }
+    all = false;
+    S.dirty.clear();
   });
 }
 
