@@ -1,19 +1,15 @@
 package web
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mkrt/mkrt/bridge/bridgetest"
-	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // BenchmarkFeed is one live-feed tick of a plant of 10,000 tags of which
@@ -22,45 +18,15 @@ import (
 // tick's cost, the tag updates each browser received per tick and the
 // streams dropped for being too slow (none is the goal).
 func BenchmarkFeed(b *testing.B) {
-	const n, changing = 10000, 1000
-	info := make([]tag.Info, n)
-	for i := range info {
-		info[i] = tag.Info{Name: fmt.Sprintf("t%05d", i), Type: tag.Float64}
-	}
-	tt, err := tag.NewTable(info)
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, browsers := range []int{0, 5} {
 		b.Run(fmt.Sprintf("browsers=%d", browsers), func(b *testing.B) {
-			p := bridgetest.NewPlant(tt, 0)
-			s, err := New(Config{Auth: Users{"v": {Secret: "pw", Role: Viewer}}}, p)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ts := httptest.NewServer(s.Handler())
-			defer ts.Close()
-			tok := s.sessions.create("v", Viewer)
+			p := BigPlant(b)
+			s, ts, tok := feed(b, p)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var updates atomic.Int64
 			for range browsers {
-				req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/api/events", nil)
-				req.AddCookie(&http.Cookie{Name: s.cookieName(), Value: tok})
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer resp.Body.Close()
-				go func() {
-					sc := bufio.NewScanner(resp.Body)
-					sc.Buffer(make([]byte, 1<<20), 16<<20)
-					for sc.Scan() {
-						if l := sc.Text(); strings.HasPrefix(l, "data: [[") {
-							updates.Add(int64(strings.Count(l, "],[") + 1))
-						}
-					}
-				}()
+				browser(b, ctx, s, ts.URL, tok, &updates)
 			}
 			for s.hub.clientCount() < browsers {
 				time.Sleep(time.Millisecond)
@@ -74,9 +40,7 @@ func BenchmarkFeed(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				v++
-				for i := range changing {
-					p.Set(tag.ID(i*(n/changing)), v)
-				}
+				change(p, v)
 				b.StartTimer()
 				now = now.Add(DefaultPoll)
 				s.hub.tick(now)
@@ -91,21 +55,23 @@ func BenchmarkFeed(b *testing.B) {
 	}
 }
 
+// feed is an HMI over p served by a test server, and a viewer's session.
+func feed(b *testing.B, p *bridgetest.Plant) (*Server, *httptest.Server, string) {
+	s, err := New(Config{Auth: Users{"v": {Secret: "pw", Role: Viewer}}}, p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	b.Cleanup(ts.Close)
+	return s, ts, s.sessions.create("v", Viewer)
+}
+
 // BenchmarkFeedLive runs the HMI for 5 s over a plant of 10,000 tags of
 // which 1,000 change every 10 ms, with 0 and 5 browsers on the live stream,
 // and reports the process's CPU (the changing plant's own cost included;
 // compare with browsers=none, the plant alone) and the tag updates each
 // browser received per second. Run it with -benchtime 1x.
 func BenchmarkFeedLive(b *testing.B) {
-	const n, changing = 10000, 1000
-	info := make([]tag.Info, n)
-	for i := range info {
-		info[i] = tag.Info{Name: fmt.Sprintf("t%05d", i), Type: tag.Float64}
-	}
-	tt, err := tag.NewTable(info)
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, browsers := range []int{-1, 0, 5} {
 		name := fmt.Sprintf("browsers=%d", browsers)
 		if browsers < 0 {
@@ -113,46 +79,16 @@ func BenchmarkFeedLive(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				p := bridgetest.NewPlant(tt, 0)
+				p := BigPlant(b)
 				ctx, cancel := context.WithCancel(context.Background())
-				go func() { // the control program
-					t := time.NewTicker(10 * time.Millisecond)
-					defer t.Stop()
-					for v := 0.0; ctx.Err() == nil; v++ {
-						<-t.C
-						for i := range changing {
-							p.Set(tag.ID(i*(n/changing)), v)
-						}
-					}
-				}()
+				RunProgram(ctx, p)
 				var updates atomic.Int64
 				if browsers >= 0 {
-					s, err := New(Config{Auth: Users{"v": {Secret: "pw", Role: Viewer}}}, p)
-					if err != nil {
-						b.Fatal(err)
-					}
-					ts := httptest.NewServer(s.Handler())
+					s, ts, tok := feed(b, p)
 					go s.hub.run(ctx)
-					tok := s.sessions.create("v", Viewer)
 					for range browsers {
-						req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/api/events", nil)
-						req.AddCookie(&http.Cookie{Name: s.cookieName(), Value: tok})
-						resp, err := http.DefaultClient.Do(req)
-						if err != nil {
-							b.Fatal(err)
-						}
-						go func() {
-							defer resp.Body.Close()
-							sc := bufio.NewScanner(resp.Body)
-							sc.Buffer(make([]byte, 1<<20), 16<<20)
-							for sc.Scan() {
-								if l := sc.Text(); strings.HasPrefix(l, "data: [[") {
-									updates.Add(int64(strings.Count(l, "],[") + 1))
-								}
-							}
-						}()
+						browser(b, ctx, s, ts.URL, tok, &updates)
 					}
-					defer ts.Close()
 				}
 				time.Sleep(time.Second)
 				updates.Store(0)

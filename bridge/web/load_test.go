@@ -2,16 +2,13 @@ package web_test
 
 import (
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/mkrt/mkrt/bridge/bridgetest"
 	"github.com/mkrt/mkrt/bridge/web"
-	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // TestBrowserLoad: the Tags page of 10,000 tags, 1,000 of which change
@@ -22,28 +19,10 @@ func TestBrowserLoad(t *testing.T) {
 		t.Skip("web: the 10,000-tag browser load test is skipped with -short")
 	}
 	exe := chromium(t)
-	const n, changing = 10000, 1000
-	info := make([]tag.Info, n)
-	for i := range info {
-		info[i] = tag.Info{Name: fmt.Sprintf("t%05d", i), Type: tag.Float64, Unit: "m"}
-	}
-	tt, err := tag.NewTable(info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := bridgetest.NewPlant(tt, 0)
+	p := web.BigPlant(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	go func() { // the control program
-		tk := time.NewTicker(10 * time.Millisecond)
-		defer tk.Stop()
-		for v := 0.0; ctx.Err() == nil; v++ {
-			<-tk.C
-			for i := range changing {
-				p.Set(tag.ID(i*(n/changing)), v)
-			}
-		}
-	}()
+	web.RunProgram(ctx, p)
 	srv, err := web.New(web.Config{Auth: web.Users{"v": {Secret: "pw", Role: web.Viewer}}}, p)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +68,7 @@ func TestBrowserLoad(t *testing.T) {
 	events := float64(s1.Events-s0.Events) / span.Seconds()
 	busy := (s1.MS - s0.MS) / float64(span.Milliseconds())
 	t.Logf("10,000 tags, 1,000 changing every 10 ms: %.1f live events/s (%.0f tag updates/s) received, drawn in %.1f page updates/s of %.1f ms on average (%.1f ms at most): the table takes %.0f%% of the page's time",
-		events, events*changing, float64(ups)/span.Seconds(), (s1.MS-s0.MS)/float64(ups), s1.Max, 100*busy)
+		events, events*web.BigChanging, float64(ups)/span.Seconds(), (s1.MS-s0.MS)/float64(ups), s1.Max, 100*busy)
 	// The feed sends 4 events a second; the page must take every one
 	// (changes between two drawings are drawn together) and have time left.
 	if events < 3 || busy > 0.5 {
