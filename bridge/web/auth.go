@@ -56,8 +56,9 @@ type Credential struct {
 	Role   Role
 }
 
-// dummy is compared against when the user is unknown, so an unknown user
-// takes as long to refuse as a wrong plain password.
+// dummy is compared against when the user is unknown and no user has a
+// bcrypt hash, so an unknown user takes as long to refuse as a wrong plain
+// password (with hashes, a hash is compared against instead).
 var dummy = Credential{Secret: rand.Text()}
 
 // Authenticate implements Authenticator.
@@ -65,6 +66,12 @@ func (u Users) Authenticate(user, pass string) (Role, bool) {
 	c, ok := u[user]
 	if !ok {
 		c = dummy
+		for _, o := range u {
+			if isBcrypt(o.Secret) { // as slow as a wrong password of a hashed user
+				c = o
+				break
+			}
+		}
 	}
 	if !c.matches(pass) || !ok {
 		return 0, false

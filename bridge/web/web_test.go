@@ -600,3 +600,24 @@ func TestReadyLine(t *testing.T) {
 		t.Fatalf("ready line %q", l)
 	}
 }
+
+// TestUnknownUserTiming: refusing an unknown user takes as long as
+// refusing a wrong password of a user with a bcrypt hash, so the time of a
+// login does not tell which user names exist.
+func TestUnknownUserTiming(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("right"), bcrypt.MinCost)
+	us := Users{"op": {Secret: string(hash), Role: Writer}, "viewer": {Secret: "plain", Role: Viewer}}
+	timeOf := func(user string) time.Duration {
+		start := time.Now()
+		for range 20 {
+			if _, ok := us.Authenticate(user, "wrong"); ok {
+				t.Fatal("wrong password accepted")
+			}
+		}
+		return time.Since(start)
+	}
+	known, unknown := timeOf("op"), timeOf("nobody")
+	if unknown < known/3 {
+		t.Fatalf("an unknown user is refused in %v, a known one in %v: the time tells which names exist", unknown, known)
+	}
+}
