@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -198,12 +199,16 @@ func (h *hub) tick(now time.Time) {
 	}
 }
 
-// subscribe adds a stream and queues the whole image for it.
+// subscribe adds a stream and queues the whole image for it; nil when
+// MaxStreams are open.
 func (h *hub) subscribe(health plant.Health) *client {
 	v := h.view()
 	c := &client{ch: make(chan []byte, 64)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(h.clients) >= h.c.MaxStreams {
+		return nil
+	}
 	c.ch <- frame("tags-reset", v.infos)
 	if len(h.snap) == len(v.infos) {
 		c.ch <- tagsFrame(v, h.snap, h.snapTxt, nil, nil, true)
@@ -283,11 +288,16 @@ func tagsFrame(v *view, cur []tag.Sample, text []string, prev []tag.Sample, prev
 func (s *Server) events(w http.ResponseWriter, r *http.Request, se session) {
 	ck, _ := r.Cookie(s.cookieName())
 	rc := http.NewResponseController(w)
+	c := s.hub.subscribe(s.hub.view().p.Health())
+	if c == nil {
+		w.Header().Set("Retry-After", "10")
+		jsonError(w, http.StatusServiceUnavailable, fmt.Sprintf("%d live streams are open, the most the HMI serves: close a tab", s.c.MaxStreams))
+		return
+	}
+	defer s.hub.unsubscribe(c)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	c := s.hub.subscribe(s.hub.view().p.Health())
-	defer s.hub.unsubscribe(c)
 	check := time.NewTicker(s.sessionCheck)
 	defer check.Stop()
 	for {

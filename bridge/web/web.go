@@ -53,6 +53,7 @@ const (
 	DefaultTrendEvery = time.Second
 	DefaultPoll       = 250 * time.Millisecond
 	DefaultSession    = 12 * time.Hour
+	DefaultMaxStreams = 32
 	// LoginBurst logins are allowed from one address at once, then one
 	// every LoginEvery.
 	LoginBurst = 5
@@ -85,6 +86,9 @@ type Config struct {
 	// the HMI follows it across a hand-over (as Switch does). A nil plant
 	// means no change.
 	Current func() (*configs.Config, plant.Plant)
+	// MaxStreams bounds the live streams open at once (default
+	// DefaultMaxStreams): each holds up to 64 updates for a slow browser.
+	MaxStreams int
 	// WriteTimeout bounds a write's wait for the executive (default 5s).
 	WriteTimeout time.Duration
 	Log          *slog.Logger
@@ -130,6 +134,9 @@ func New(c Config, p plant.Plant) (*Server, error) {
 	}
 	if c.Poll <= 0 {
 		c.Poll = DefaultPoll
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = DefaultMaxStreams
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 5 * time.Second

@@ -621,3 +621,22 @@ func TestUnknownUserTiming(t *testing.T) {
 		t.Fatalf("an unknown user is refused in %v, a known one in %v: the time tells which names exist", unknown, known)
 	}
 }
+
+// TestStreamsBounded: live streams beyond MaxStreams are refused with 503,
+// so browsers (or a script with a session) cannot make the HMI hold
+// unbounded buffers.
+func TestStreamsBounded(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.MaxStreams = 2 })
+	c := r.login("viewer", "viewer-pass")
+	r.stream(c)
+	r.stream(c)
+	req, _ := http.NewRequest("GET", r.ts.URL+"/api/events", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("third stream: %d, want 503 with Retry-After", resp.StatusCode)
+	}
+}
