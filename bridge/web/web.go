@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,6 +200,10 @@ func (s *Server) Run(ctx context.Context) error {
 		ln = tls.NewListener(ln, s.c.TLS)
 	}
 	s.log.Info("web: HMI listening", "url", URL(ln.Addr().String(), s.c.TLS != nil))
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); s.c.TLS == nil && err == nil && !ap.Addr().IsLoopback() {
+		s.log.Warn("web: the HMI listens on a network address without TLS: passwords and session cookies cross the network in clear; set bridge.web.tls",
+			"addr", ln.Addr().String())
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

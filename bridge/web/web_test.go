@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -638,5 +639,29 @@ func TestStreamsBounded(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("third stream: %d, want 503 with Retry-After", resp.StatusCode)
+	}
+}
+
+// TestPlainHTTPOnNetworkWarns: serving the HMI without TLS on anything but
+// loopback is logged as a warning naming the fix.
+func TestPlainHTTPOnNetworkWarns(t *testing.T) {
+	for _, c := range []struct {
+		listen string
+		warn   bool
+	}{{"127.0.0.1:0", false}, {"0.0.0.0:0", true}} {
+		var buf bytes.Buffer
+		srv, err := New(Config{Listen: c.listen, Auth: Users{}, Log: slog.New(slog.NewTextHandler(&buf, nil))}, bridgetest.NewPlant(&tag.Table{}, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx) }()
+		wait(t, func() bool { return srv.Addr() != nil })
+		cancel()
+		<-done
+		if got := strings.Contains(buf.String(), "bridge.web.tls"); got != c.warn {
+			t.Errorf("listen %s: warning %v, want %v:\n%s", c.listen, got, c.warn, buf.String())
+		}
 	}
 }
