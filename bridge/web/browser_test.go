@@ -21,6 +21,7 @@ import (
 	"github.com/mkrt/mkrt/bridge/web"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // chromium is the browser the HMI is tested in, or skips the test.
@@ -143,7 +144,14 @@ func TestBrowser(t *testing.T) {
 	}()
 	sp := mustID(t, cfg, "level_sp")
 	browse(t, exe, hmi{url: web.URL(cfg.Bridge.Web.Listen, false), audit: filepath.Join(state, "audit.jsonl"), out: artifacts(t),
-		setpoint: "2.2", plantSetpoint: func() float64 { return p.Value(sp).Value }, alarmWithin: 20 * time.Second})
+		setpoint: "2.2", plantSetpoint: func() float64 { return p.Value(sp).Value }, alarmWithin: 20 * time.Second,
+		fault: func(on bool) {
+			if on {
+				p.SetState(wire.Faulted, "overrun")
+			} else {
+				p.SetState(wire.Running, "")
+			}
+		}})
 }
 
 // hmi is a running HMI to browse.
@@ -156,6 +164,8 @@ type hmi struct {
 	// alarmWithin is how long the high-level alarm may take to appear
 	// after the write.
 	alarmWithin time.Duration
+	// fault, when set, faults the executive (true) or has it run again.
+	fault func(bool)
 }
 
 // browse logs in to the HMI at h.url in headless chromium (exe). Without
@@ -245,6 +255,15 @@ func browse(t *testing.T, exe string, h hmi) {
 		}
 	}
 	shot(t, bctx2, filepath.Join(out, "tags-viewer-refused.png"))
+
+	// The partition faults: the values are marked stale until it runs again.
+	if h.fault != nil {
+		h.fault(true)
+		run("see the values marked stale", until(`document.querySelector('tr[data-tag="level"]').classList.contains("stale") && document.querySelector("#state").textContent.startsWith("faulted")`))
+		shot(t, bctx2, filepath.Join(out, "tags-faulted.png"))
+		h.fault(false)
+		run("see the values live again", until(`!document.querySelector('tr[data-tag="level"]').classList.contains("stale") && document.querySelector("#state").textContent === "running"`))
+	}
 
 	// The trend draws.
 	page("#trends?tags=level,level_sp&span=60000", "#trend", "trends.png")
