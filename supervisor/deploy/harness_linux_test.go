@@ -165,6 +165,7 @@ func newPlant(t *testing.T, o plantOptions) *testPlant {
 		"listen: 127.0.0.1:11883", "listen: "+p.mqttAddr,
 		"listen: 127.0.0.1:15021", "listen: "+p.modbus,
 		"listen: 127.0.0.1:9102", "listen: "+metrics,
+		"listen: 127.0.0.1:18080", fmt.Sprintf("listen: 127.0.0.1:%d", bridgetest.FreePort(t)),
 		// The PID starts at the valve position that holds the level at the
 		// setpoint with the outflow valve at 50 % (10·v/100 = 8·0.5·√sp), so
 		// the loop does not wait minutes for its integral to wind up.
