@@ -276,8 +276,6 @@ func (s *Server) routes() http.Handler {
 	})
 }
 
-type ctxKey struct{}
-
 // auth serves h only to a logged-in user with at least role min.
 func (s *Server) auth(min Role, h func(http.ResponseWriter, *http.Request, session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

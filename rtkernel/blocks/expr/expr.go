@@ -199,10 +199,9 @@ func syntaxMsg(msg string) string {
 // value is what an expression node gives: a type, a unit, and, for a
 // constant, its value.
 type value struct {
-	typ   Type
-	unit  string
-	konst bool
-	k     float64
+	typ  Type
+	unit string
+	k    float64
 }
 
 type compiler struct {
