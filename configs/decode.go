@@ -38,6 +38,17 @@ func Load(path string, checks ...Check) (*Config, error) {
 	return load(path, data, checks)
 }
 
+// LoadInPartition is Load inside the application kernel (mkrt-init): the
+// files only the general side reads — TLS certificates and keys, password
+// files — are not in the partition's image and are not looked for.
+func LoadInPartition(path string, checks ...Check) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("configs: %w", err)
+	}
+	return loadWith(path, data, checks, true)
+}
+
 // LoadBytes is Load for a config already in memory; name is the file name
 // used in positions and as the base of relative paths.
 func LoadBytes(name string, data []byte, checks ...Check) (*Config, error) {
@@ -45,13 +56,17 @@ func LoadBytes(name string, data []byte, checks ...Check) (*Config, error) {
 }
 
 func load(name string, data []byte, checks []Check) (*Config, error) {
+	return loadWith(name, data, checks, false)
+}
+
+func loadWith(name string, data []byte, checks []Check, inPartition bool) (*Config, error) {
 	c, errs := parse(name, data)
 	if c == nil {
 		return nil, errs.Err()
 	}
 	c.Defaults()
 	var verrs Errors
-	c.validate(&verrs, checks)
+	c.validate(&verrs, checks, inPartition)
 	// A field that failed to decode keeps its zero value; do not report that
 	// value again as a validation problem at the same place.
 	bad := map[Pos]bool{}
@@ -127,6 +142,7 @@ func parse(name string, data []byte) (c *Config, errs Errors) {
 	c = &Config{where: newPositions(), dir: absDir(name)}
 	d := &decoder{file: name, budget: maxNodes, where: c.where}
 	d.decode(root, reflect.ValueOf(c).Elem(), "config")
+	c.expandBlockTypes(&d.errs)
 	c.resolvePaths()
 	if c.Pos.Line == 0 {
 		c.Pos = Pos{File: name, Line: max(root.Line, 1), Col: max(root.Column, 1)}

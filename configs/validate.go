@@ -41,7 +41,7 @@ type Check func(*Config) error
 // a type takes is the catalogue's to check.
 func (c *Config) Validate(checks ...Check) error {
 	var errs Errors
-	c.validate(&errs, checks)
+	c.validate(&errs, checks, false)
 	return errs.Err()
 }
 
@@ -59,6 +59,9 @@ type checker struct {
 	cpus   CPUList
 	tags   map[string]TagInfo
 	blocks map[string]string // block name -> task name
+	// noFiles: the general side's files (certificates, password files)
+	// are not looked for (LoadInPartition).
+	noFiles bool
 }
 
 func (k *checker) add(pos Pos, format string, args ...any) { k.errs.Add(pos, format, args...) }
@@ -66,8 +69,8 @@ func (k *checker) add(pos Pos, format string, args ...any) { k.errs.Add(pos, for
 // at is the position of a field, falling back to its struct's position.
 func (k *checker) at(ptr any, fallback Pos) Pos { return k.c.FieldPos(ptr, fallback) }
 
-func (c *Config) validate(errs *Errors, checks []Check) {
-	k := &checker{c: c, errs: errs, tags: c.tagIndex(), blocks: map[string]string{}}
+func (c *Config) validate(errs *Errors, checks []Check, inPartition bool) {
+	k := &checker{c: c, errs: errs, tags: c.tagIndex(), blocks: map[string]string{}, noFiles: inPartition}
 	k.generic(reflect.ValueOf(c).Elem(), c.Pos, "config")
 	k.name(&c.Metadata.Name, c.Metadata.Pos, "metadata.name", MaxPartitionName, whyPartitionName)
 	k.partition()
@@ -999,7 +1002,7 @@ func (k *checker) tls(t *TLS, what string) {
 
 // file checks that a named file exists (relative to the config's directory).
 func (k *checker) file(p *string, pos Pos, what string) {
-	if *p == "" {
+	if *p == "" || k.noFiles {
 		return
 	}
 	path := k.c.ResolvePath(*p)

@@ -21,7 +21,7 @@ import (
 // mkrt.take=<where> (a hand-over) it starts on standby and takes over from
 // the partition whose region is there.
 func runExecutive(ctx context.Context, log *slog.Logger, boot *pid1.Boot, loc pid1.ShmLocation) error {
-	cfg, err := configs.Load("/" + pid1.ConfigPath)
+	cfg, err := configs.LoadInPartition("/" + pid1.ConfigPath)
 	if err != nil {
 		return err
 	}
