@@ -371,6 +371,28 @@ type Block struct {
 	Params  map[string]Value  `yaml:"params" doc:"block parameters (gains, limits, times)"`
 	// Expr is an expr block's expression (see rtkernel/blocks/expr).
 	Expr Ref `yaml:"expr" doc:"expr blocks: the expression out is, e.g. \"fic_101.out * ratio + bias\""`
+	// Steps are a sequence block's steps; the first is the initial step.
+	Steps []Step `yaml:"steps" doc:"sequence blocks: the steps, the first is the initial (rest) step"`
+}
+
+// Step is one step of a sequence block (rtkernel/blocks: sequence).
+type Step struct {
+	Pos  Pos    `yaml:"-"`
+	Name string `yaml:"name" doc:"step name, unique within the sequence" required:"true"`
+	// Set gives tags their values while the step is active; a tag the step
+	// does not list takes its value in the initial step (0 or false when
+	// that does not list it either).
+	Set     map[string]Value `yaml:"set" doc:"tag -> value while the step is active (a tag not listed takes its initial-step value)"`
+	MinTime Value            `yaml:"min_time" doc:"the step's transitions are not taken before it has been active this long"`
+	Timeout Value            `yaml:"timeout" doc:"the sequence's alarm output turns on when the step has been active this long"`
+	Next    []Transition     `yaml:"next" doc:"transitions, tried in order; the first whose condition holds is taken"`
+}
+
+// Transition leaves a sequence step for step To when When holds.
+type Transition struct {
+	Pos  Pos    `yaml:"-"`
+	To   string `yaml:"to" doc:"the step the transition leads to" required:"true"`
+	When Ref    `yaml:"when" doc:"a bool: a tag, block.port or expression, e.g. \"level >= 2.5\"" required:"true"`
 }
 
 // IsExpr reports whether an input is written as an expression: it holds a

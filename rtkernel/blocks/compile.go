@@ -159,6 +159,7 @@ func check(cfg *configs.Config, tab *tag.Table) *compiler {
 	c.collect()
 	c.outputs()
 	c.inputs()
+	c.sequences()
 	for _, check := range c.later {
 		check()
 	}
@@ -932,7 +933,7 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 	regs := 1 // register 0 is the constant 0 read by unwired inputs
 	for _, n := range c.nodes[ti] {
 		n.outReg = int32(regs)
-		regs += len(n.typ.Outputs)
+		regs += len(n.outTag) // a sequence's outputs, then the tags its steps set
 	}
 	tp.regs = make([]float64, regs)
 	lits := map[float64]int32{}
@@ -1040,7 +1041,7 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 	}
 	for _, n := range order {
 		if n.typ.op != opDelayOut {
-			add(n, place(n), n.typ.op, len(n.typ.Outputs))
+			add(n, place(n), n.typ.op, len(n.outTag))
 		}
 	}
 	for _, n := range delays {

@@ -257,6 +257,8 @@ func (tp *TaskProgram) exec(dts, dtn float64) {
 			if !ok {
 				worst = max(worst, qcode(tag.Bad, tag.OutOfRange))
 			}
+		case opSequence:
+			worst = tp.sequence(a, out, p, s, dtn)
 		case opSR, opRS, opRTrig, opFTrig, opCTU, opCTD, opCTUD, opSel, opMux, opMove:
 			worst = tp.iec(in.op, a, out, p, s, worst)
 		}

@@ -244,7 +244,7 @@ var catalogue = append([]*blockType{
 		Inputs: inNum, Outputs: outNum, PassUnit: passIn, KindFrom: passIn,
 		Params: []configs.BlockParam{withDefault("initial", configs.ParamValue, 0, "out in the first cycle", "0")}},
 		op: opDelayOut, state: 2},
-}, iecCatalogue...)
+}, append(iecCatalogue, sequenceCatalogue...)...)
 
 // byType indexes the catalogue by type name.
 var byType = func() map[string]*blockType {
