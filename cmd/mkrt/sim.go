@@ -17,14 +17,14 @@ func newSimCmd() *cobra.Command {
 	var speed float64
 	cmd := &cobra.Command{
 		Use:   "sim MODEL",
-		Short: "run a plant simulator (" + strings.Join(sim.Names(), ", ") + ") as a Modbus TCP slave until Ctrl-C",
+		Short: "run a plant simulator (" + strings.Join(simModels(), ", ") + ") as a Modbus TCP slave until Ctrl-C",
 		Long: "Run a plant simulator as a Modbus TCP slave until interrupted.\n\n" +
 			"Models and their default addresses: tank 127.0.0.1:15020, heater 127.0.0.1:15030,\n" +
-			"conveyor 127.0.0.1:15040. The register maps are in `go doc github.com/mkrt/mkrt/io/sim`.",
+			"conveyor 127.0.0.1:15040, mixer 127.0.0.1:15060. The register maps are in `go doc github.com/mkrt/mkrt/io/sim`.",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: sim.Names(),
+		ValidArgs: simModels(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := sim.New(args[0])
+			m, err := newSimModel(args[0])
 			if err != nil {
 				return err
 			}
@@ -48,4 +48,19 @@ func newSimCmd() *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "", "listen address host:port (default: the model's, e.g. 127.0.0.1:15020; port 0 picks one)")
 	cmd.Flags().Float64Var(&speed, "speed", 1, "sim seconds per wall second")
 	return cmd
+}
+
+// simModels lists every model `mkrt sim` runs.
+func simModels() []string { return append(sim.Names(), "mixer") }
+
+// newSimModel returns the named model.
+func newSimModel(name string) (sim.Model, error) {
+	if name == "mixer" {
+		return sim.NewMixer(), nil
+	}
+	m, err := sim.New(name)
+	if err != nil {
+		return nil, fmt.Errorf("sim: unknown model %q (%s)", name, strings.Join(simModels(), ", "))
+	}
+	return m, nil
 }

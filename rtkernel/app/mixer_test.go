@@ -1,0 +1,183 @@
+package app
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/io/sim"
+	"github.com/mkrt/mkrt/rtkernel/blocks"
+	"github.com/mkrt/mkrt/shm"
+	"github.com/mkrt/mkrt/shm/tag"
+	"github.com/mkrt/mkrt/shm/wire"
+)
+
+// The batch mixer steps of configs/examples/batch-mixer.yaml, by index.
+const (
+	mixIdle = iota
+	mixFillA
+	mixFillB
+	mixHeat
+	mixHold
+	mixDrain
+	mixComplete
+)
+
+// TestBatchMixerExample runs the batch-mixer example against the mixer
+// simulator over Modbus TCP: a write of batch_start through the command
+// ring starts a batch, which fills to both levels, heats to the setpoint,
+// holds, drains and completes without a timeout alarm. Halfway through
+// heating the program is halted and started again on the same region: the
+// sequence resumes in its step (retained), not at idle.
+func TestBatchMixerExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a batch against the simulator for about 20 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	srv, err := sim.Start(ctx, sim.NewMixer(), sim.Config{Listen: "127.0.0.1:0", Speed: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+
+	cfg, err := configs.Load("../../configs/examples/batch-mixer.yaml", blocks.Validate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Devices[0].Address = srv.Addr()
+	steps := cfg.Tasks[0].Blocks[0].Steps
+	if steps[mixHold].Name != "hold" {
+		t.Fatalf("step %d is %q, want hold", mixHold, steps[mixHold].Name)
+	}
+	steps[mixHold].MinTime = configs.Value{Raw: "2s", Set: true} // the plant runs 50 times faster
+	tab, err := cfg.TagTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout, err := shm.NewLayout(shm.ParamsFor(cfg, tab, cfg.Hash()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := shm.File(filepath.Join(t.TempDir(), "region"), layout.Size(), true)
+	seed, err := shm.Open(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shm.Seed(ctx, seed, layout, tab.Samples, tab.Text); err != nil {
+		t.Fatal(err)
+	}
+	seed.Close()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, Options{Config: cfg, Shm: loc}) }()
+	region, err := openWhenFormatted(ctx, loc, layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer region.Close()
+	r, err := shm.AttachReader(region, layout, shm.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(name string) tag.ID {
+		k, ok := tab.Lookup(name)
+		if !ok {
+			t.Fatalf("no tag %q", name)
+		}
+		return k
+	}
+	step, level, temp, alarm, held, doneTag := id("batch_step"), id("level"), id("temperature"), id("batch_alarm"), id("batch_held"), id("batch_done")
+	var img shm.Image
+	// watch polls the image until cond holds, failing after limit.
+	watch := func(what string, limit time.Duration, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(limit)
+		for {
+			if err := r.Snapshot(ctx, &img); err != nil {
+				t.Fatal(err)
+			}
+			if cond() {
+				return
+			}
+			if img.Samples[alarm].Value != 0 {
+				t.Fatalf("%s: the batch alarm is on in step %v (level %.3f m, %.2f degC)", what, img.Samples[step].Value, img.Samples[level].Value, img.Samples[temp].Value)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %v: step %v, level %.3f m, %.2f degC", what, limit, img.Samples[step].Value, img.Samples[level].Value, img.Samples[temp].Value)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	watch("start", 20*time.Second, func() bool {
+		return r.Heartbeat().State == wire.Running && img.Samples[level].Quality == tag.Good
+	})
+	write := func(name string, v bool) {
+		t.Helper()
+		res, err := r.Do(ctx, wire.Command{Kind: wire.WriteTag, Tag: id(name), Value: wire.Number(b2f(v)), Origin: wire.NewOrigin("test")})
+		if err != nil || res.Status != wire.Applied {
+			t.Fatalf("write %s: %+v %v", name, res, err)
+		}
+	}
+	at := func() float64 { return img.Samples[step].Value }
+	write("batch_start", true)
+	watch("fill A", 10*time.Second, func() bool { return at() == mixFillB })
+	if l := img.Samples[level].Value; l < 0.8 || l > 0.85 {
+		t.Errorf("fill A ended at %.3f m, want 0.8 m (to 0.85)", l)
+	}
+	watch("fill B", 10*time.Second, func() bool { return at() == mixHeat })
+	if l := img.Samples[level].Value; l < 1.4 || l > 1.45 {
+		t.Errorf("fill B ended at %.3f m, want 1.4 m (to 1.45)", l)
+	}
+	// Halt halfway through heating, and start again on the same region.
+	watch("heating to 40 degC", 20*time.Second, func() bool { return img.Samples[temp].Value >= 40 })
+	if _, err := r.Submit(wire.Command{Kind: wire.Halt, Origin: wire.NewOrigin("test")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run after halt: %v", err)
+	}
+	claims := r.Heartbeat().Claims
+	go func() { done <- Run(ctx, Options{Config: cfg, Shm: loc}) }()
+	watch("restart", 20*time.Second, func() bool {
+		hb := r.Heartbeat()
+		return hb.Claims > claims && hb.State == wire.Running && hb.Cycle >= 3
+	})
+	if at() != mixHeat {
+		t.Fatalf("after a restart the batch is in step %v, want %d (heat, retained)", at(), mixHeat)
+	}
+	watch("heat", 30*time.Second, func() bool { return at() == mixHold })
+	if c := img.Samples[temp].Value; c < 59.5 || c > 61 {
+		t.Errorf("heating ended at %.2f degC, want 59.5 to 61", c)
+	}
+	hottest, coolest := 0.0, 100.0
+	watch("hold", 10*time.Second, func() bool {
+		if at() == mixHold {
+			hottest, coolest = max(hottest, img.Samples[temp].Value), min(coolest, img.Samples[temp].Value)
+		}
+		return at() == mixDrain
+	})
+	if hottest > 61 || coolest < 59 {
+		t.Errorf("hold kept %.2f to %.2f degC, want 60 ±1", coolest, hottest)
+	}
+	watch("drain", 20*time.Second, func() bool { return at() == mixComplete })
+	if l := img.Samples[level].Value; l > 0.05 || img.Samples[doneTag].Value != 1 || img.Samples[held].Value != 0 {
+		t.Errorf("complete: level %.3f m, done %v, held %v; want <= 0.05 m, 1, 0", l, img.Samples[doneTag].Value, img.Samples[held].Value)
+	}
+	write("batch_start", false)
+	watch("back to idle", 5*time.Second, func() bool { return at() == mixIdle && img.Samples[doneTag].Value == 0 })
+	if _, err := r.Submit(wire.Command{Kind: wire.Halt, Origin: wire.NewOrigin("test")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("second Run: %v", err)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
