@@ -60,6 +60,9 @@ func alarmDefs(cfg *configs.Config, ids map[string]tag.ID, tags []tag.Info) []al
 				out = append(out, d)
 			}
 			for port, name := range b.Outputs { // ports not listed above
+				if port == "unacked" { // the acknowledge state, not an alarm
+					continue
+				}
 				if id := find(name); id >= 0 && !known(out, name) {
 					out = append(out, alarmDef{Name: name, Block: b.Name, Port: port, Desc: desc[name], tag: id, input: in, ack: -1})
 				}
@@ -198,8 +201,8 @@ func (s *Server) alarms(w http.ResponseWriter, r *http.Request, se session) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// ack acknowledges an alarm: a write of 1 to its ack tag, audited like
-// every write.
+// ack acknowledges an alarm: a write of 1 to its ack tag (after a write
+// of 0 when the tag is still on), audited like every write.
 func (s *Server) ack(w http.ResponseWriter, r *http.Request, se session) {
 	var req struct {
 		Alarm string `json:"alarm"`
@@ -223,7 +226,19 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request, se session) {
 		jsonError(w, http.StatusConflict, "alarm "+def.Name+" cannot be acknowledged: the config has no writable tag "+def.Name+"_ack")
 		return
 	}
-	status, res := s.writeTag(r, se, v.p.Tags()[def.ack].Name, []byte("1"))
+	// An alarm block acknowledges on a rising edge of its ack input: an ack
+	// tag still on from an earlier acknowledge is turned off first.
+	name := v.p.Tags()[def.ack].Name
+	s.hub.mu.Lock()
+	stillOn := int(def.ack) < len(s.hub.snap) && s.hub.snap[def.ack].Value != 0
+	s.hub.mu.Unlock()
+	if stillOn {
+		if status, res := s.writeTag(r, se, name, []byte("0")); !res.OK {
+			writeJSON(w, status, res)
+			return
+		}
+	}
+	status, res := s.writeTag(r, se, name, []byte("1"))
 	if res.OK {
 		now := s.c.Clock().UnixMilli()
 		s.hub.mu.Lock()

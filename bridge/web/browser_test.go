@@ -172,8 +172,10 @@ type hmi struct {
 // login only the form shows; the viewer sees the level change and its
 // trend draw and cannot write; the writer changes level_sp and sees the
 // cycle it was applied at and the new value, then the write on the Audit
-// page and in audit.jsonl; the high-level alarm appears, read-only (the
-// demo has no acknowledge tag). A screenshot of each page goes to h.out.
+// page and in audit.jsonl; the high-level alarm appears, read-only (it has
+// no acknowledge tag), and the writer acknowledges the level alarm, whose
+// write to level_alarm_ack is on the Audit page and in audit.jsonl. A
+// screenshot of each page goes to h.out.
 func browse(t *testing.T, exe string, h hmi) {
 	waitHTTP(t, h.url)
 	out, url := h.out, h.url
@@ -311,13 +313,30 @@ func browse(t *testing.T, exe string, h hmi) {
 		t.Fatalf("audit.jsonl lacks the viewer's refusal (%v) or scada's write at cycle %d (%v):\n%s", viewerRefused, cycle, scadaApplied, log)
 	}
 
-	// The alarm appears, read-only.
+	// The alarm appears: level_high read-only, level_alarm acknowledged
+	// through its ack tag, the write audited.
 	runFor(h.alarmWithin+5*time.Second, "see the high-level alarm", chromedp.Navigate(url+"#alarms"),
 		chromedp.WaitVisible(`tr.active[data-alarm="level_high"]`))
 	if ack := text(t, bctx2, `tr[data-alarm="level_high"] td:last-child`, fail); !strings.Contains(ack, "no level_high_ack tag") {
 		t.Fatalf("acknowledge cell: %q", ack)
 	}
 	shot(t, bctx2, filepath.Join(out, "alarms.png"))
+	run("acknowledge the level alarm", until(`(() => {
+		const b = document.querySelector('button[data-ack="level_alarm"]');
+		if (b && !window.ackClicked) { window.ackClicked = true; b.click(); }
+		return [...document.querySelectorAll("#recent tbody tr")].some(r => r.textContent.includes("level_alarm") && r.textContent.includes("acknowledged") && r.textContent.includes("scada"));
+	})()`))
+	shot(t, bctx2, filepath.Join(out, "alarms-acknowledged.png"))
+	run("see the acknowledge on the Audit page", chromedp.Navigate(url+"#audit"), chromedp.WaitVisible("#audit"),
+		chromedp.SetValue("#audit-filter", "level_alarm_ack"),
+		until(`[...document.querySelectorAll("#audit tbody tr")].some(r => r.textContent.includes("scada") && r.textContent.includes("level_alarm_ack"))`))
+	log, err = os.ReadFile(h.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), `"tag":"level_alarm_ack"`) || !regexp.MustCompile(`"who":"scada"[^\n]*"tag":"level_alarm_ack"[^\n]*"ok":true`).Match(log) {
+		t.Fatalf("audit.jsonl lacks scada's acknowledge of level_alarm:\n%s", log)
+	}
 	t.Logf("screenshots in %s", out)
 }
 

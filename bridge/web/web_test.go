@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -36,6 +37,7 @@ tags:
   - {name: level_high_ack, type: bool, writable: true}
   - {name: level_low, type: bool}
   - {name: mode, type: string, length: 8, writable: true}
+  - {name: level_unacked, type: bool}
 tasks:
   - name: control
     period: 10ms
@@ -44,7 +46,7 @@ tasks:
         type: alarm
         inputs: {in: level}
         params: {hi: 2.6, lo: 0.4}
-        outputs: {hi: level_high, lo: level_low}
+        outputs: {hi: level_high, lo: level_low, unacked: level_unacked}
 `
 
 // rig is an HMI over the fake plant, its audit log and its users:
@@ -383,6 +385,26 @@ func TestAlarms(t *testing.T) {
 	es := r.entries()
 	if len(es) != 2 || !es[0].Refused || es[0].Who != "viewer" || es[1].Tag != "level_high_ack" || es[1].Who != "op" || !es[1].OK {
 		t.Fatalf("audit: %+v", es)
+	}
+	for _, a := range out["alarms"].([]any) {
+		if a.(map[string]any)["name"] == "level_unacked" {
+			t.Fatal("the alarm block's unacked output is listed as an alarm")
+		}
+	}
+	// The alarm block acknowledges on a rising edge of ack: a second
+	// acknowledge, with the ack tag still on, turns it off first.
+	wait(t, func() bool {
+		r.srv.hub.mu.Lock()
+		defer r.srv.hub.mu.Unlock()
+		return len(r.srv.hub.snap) > 3 && r.srv.hub.snap[3].Value == 1
+	})
+	if st, out := r.do(op, "POST", "/api/ack", map[string]string{"alarm": "level_high"}); st != 200 || out["ok"] != true {
+		t.Fatalf("second acknowledge: %d %v", st, out)
+	}
+	es = r.entries()
+	if len(es) != 4 || es[2].Tag != "level_high_ack" || fmt.Sprint(es[2].New) != "false" || !es[2].OK ||
+		es[3].Tag != "level_high_ack" || fmt.Sprint(es[3].New) != "true" || !es[3].OK || r.plant.Value(3).Value != 1 {
+		t.Fatalf("second acknowledge: want writes of 0 then 1 to level_high_ack, audit: %+v", es)
 	}
 }
 

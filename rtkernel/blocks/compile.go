@@ -1004,7 +1004,7 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 		case opDelayOut:
 			st[0] = n.params[0] // initial value, good quality
 		case opAlarm:
-			for k := 4; k < 8; k++ {
+			for k := 4; k < 12; k++ {
 				st[k] = -1 // no limit pending
 			}
 		}

@@ -90,45 +90,7 @@ func (tp *TaskProgram) exec(dts, dtn float64) {
 			}
 			out[0] = s[0]
 		case opAlarm:
-			x := r[a[0]]
-			db, delay := p[alarmDeadband], p[alarmDelay]*1e9
-			active := 0.0
-			for k := range 4 {
-				lim := p[k]
-				if math.IsNaN(lim) {
-					s[k], out[k] = 0, 0
-					continue
-				}
-				var cond, clear bool
-				if k < 2 { // hi, hihi
-					cond, clear = x >= lim, x < lim-db
-				} else { // lo, lolo
-					cond, clear = x <= lim, x > lim+db
-				}
-				et := &s[4+k]
-				switch {
-				case s[k] != 0:
-					if clear {
-						s[k], *et = 0, -1
-					}
-				case cond:
-					if *et < 0 {
-						*et = 0
-					} else {
-						*et += dtn
-					}
-					if *et >= delay {
-						s[k], *et = 1, -1
-					}
-				default:
-					*et = -1
-				}
-				out[k] = s[k]
-				if s[k] != 0 {
-					active = 1
-				}
-			}
-			out[4] = active
+			tp.alarm(a, out, p, s, dtn)
 		case opTON:
 			x, pt := r[a[0]] != 0, p[0]*1e9
 			if x {
@@ -261,6 +223,8 @@ func (tp *TaskProgram) exec(dts, dtn float64) {
 			worst = tp.sequence(a, out, p, s, dtn)
 		case opSR, opRS, opRTrig, opFTrig, opCTU, opCTD, opCTUD, opSel, opMux, opMove:
 			worst = tp.iec(in.op, a, out, p, s, worst)
+		case opIntegrator, opLeadLag, opMovingAverage, opRateOfChange, opCharacterizer, opSplitRange:
+			worst = tp.process(in.op, a, out, p, s, worst, dts, dtn)
 		}
 		setQual(qual[o:o+int32(in.nout)], worst)
 	}
@@ -276,7 +240,11 @@ func (tp *TaskProgram) pid(a []int32, out, p, s []float64, dt float64) bool {
 	if !finite(pv) || !finite(sp) || (track && !finite(man)) {
 		return false
 	}
-	kp, ti, td, lo, hi, bias := p[pidKp], p[pidTi], p[pidTd], p[pidOutMin], p[pidOutMax], p[pidBias]
+	ff := r[a[4]] // feed-forward: added to the output like bias, with the anti-windup and the tracking seeing it
+	if !finite(ff) {
+		return false
+	}
+	kp, ti, td, lo, hi, bias := p[pidKp], p[pidTi], p[pidTd], p[pidOutMin], p[pidOutMax], p[pidBias]+ff
 	sign := 1.0
 	if p[pidDirect] != 0 {
 		sign = -1

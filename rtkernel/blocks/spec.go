@@ -73,7 +73,7 @@ type blockType struct {
 const (
 	pidKp, pidTi, pidTd, pidN, pidOutMin, pidOutMax, pidRate, pidDirect, pidBias, pidTf = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
 	pidStInit, pidStI, pidStD, pidStPV, pidStOut, pidStErr                              = 0, 1, 2, 3, 4, 5
-	alarmDeadband, alarmDelay                                                           = 4, 5
+	alarmDeadband, alarmDelay, alarmOffDelay                                            = 4, 5, 6
 	compareGT, compareGE, compareLT, compareLE, compareEQ, compareNE                    = 0, 1, 2, 3, 4, 5
 )
 
@@ -122,7 +122,7 @@ var compareOps = []string{"gt", "ge", "lt", "le", "eq", "ne"}
 var catalogue = append([]*blockType{
 	{BlockType: configs.BlockType{Name: "pid",
 		Doc:        "PID controller: ideal (ISA) form, derivative on the measurement, clamping anti-windup, bumpless tracking",
-		Inputs:     []configs.BlockPort{needs("pv", num), needs("sp", num), port("track", boolean), port("man_out", num)},
+		Inputs:     []configs.BlockPort{needs("pv", num), needs("sp", num), port("track", boolean), port("man_out", num), port("ff", num)},
 		InputNeeds: [][2]string{{"track", "man_out"}},
 		Outputs:    outNum,
 		Params: []configs.BlockParam{
@@ -193,15 +193,16 @@ var catalogue = append([]*blockType{
 			}
 			return "", ""
 		}},
-	{BlockType: configs.BlockType{Name: "alarm", Doc: "limit alarms: each set limit alarms when in stays beyond it for delay, and clears inside it by deadband",
-		Inputs: inNum,
+	{BlockType: configs.BlockType{Name: "alarm", Doc: "limit alarms: each set limit alarms when in stays beyond it for delay, and clears when in stays inside it by deadband for off_delay; a raised alarm turns unacked on until a rising edge of ack",
+		Inputs: []configs.BlockPort{needs("in", num), port("ack", boolean)},
 		Outputs: []configs.BlockPort{port("hi", boolean), port("hihi", boolean), port("lo", boolean),
-			port("lolo", boolean), port("active", boolean)},
+			port("lolo", boolean), port("active", boolean), port("unacked", boolean)},
 		Params: []configs.BlockParam{unset("hi", configs.ParamNumber, "high limit", "90"), unset("hihi", configs.ParamNumber, "high-high limit", "95"),
 			unset("lo", configs.ParamNumber, "low limit", "10"), unset("lolo", configs.ParamNumber, "low-low limit", "5"),
 			withDefault("deadband", configs.ParamNonNeg, 0, "how far back inside a limit in must come to clear it", "0.5"),
-			withDefault("delay", configs.ParamDuration, 0, "how long in must stay beyond a limit to set it", "2s")}},
-		op: opAlarm, state: 8, hold: true, check: checkAlarm},
+			withDefault("delay", configs.ParamDuration, 0, "how long in must stay beyond a limit to set it", "2s"),
+			withDefault("off_delay", configs.ParamDuration, 0, "how long in must stay back inside a limit to clear it", "1s")}},
+		op: opAlarm, state: 14, hold: true, check: checkAlarm},
 	{BlockType: configs.BlockType{Name: "ton", Doc: "on-delay timer (IEC 61131-3): q turns on when in has been on for pt",
 		Inputs: inBool, Outputs: timer, Params: ptParam},
 		op: opTON, state: 2, hold: true},
@@ -244,7 +245,7 @@ var catalogue = append([]*blockType{
 		Inputs: inNum, Outputs: outNum, PassUnit: passIn, KindFrom: passIn,
 		Params: []configs.BlockParam{withDefault("initial", configs.ParamValue, 0, "out in the first cycle", "0")}},
 		op: opDelayOut, state: 2},
-}, append(iecCatalogue, sequenceCatalogue...)...)
+}, append(append(iecCatalogue, processCatalogue...), sequenceCatalogue...)...)
 
 // byType indexes the catalogue by type name.
 var byType = func() map[string]*blockType {
