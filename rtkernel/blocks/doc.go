@@ -122,5 +122,20 @@
 // known; a unit passes through lag, ramp, limit, deadband, delay, select,
 // min, max and average, and a tag such a block writes must be in it.
 //
+// # Sequences
+//
+// A sequence block (sequence.go) runs steps: one is active at a time, its
+// set: gives tags their values (a tag a step does not list takes the
+// initial step's), and the first of its transitions whose bool condition
+// (a tag, block.port or expression, compiled as an input of the block)
+// holds after the step's min_time makes the target step active. Its state
+// is the active step, the time in it, hold and the timeout alarm; it runs
+// in one instruction that writes its outputs and every tag its steps set.
+// The steps are checked at load (unknown and unreachable steps, duplicate
+// names, non-bool conditions, tags with a second writer), each at its
+// position. A hand-over (ImportState) carries the step by a hash of its
+// name, so steps added or removed around it do not move it; at start the
+// step and time are taken from their output tags when those are retained.
+//
 // Nothing here needs privileges or hardware.
 package blocks

@@ -1,6 +1,7 @@
 package blocks_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -57,13 +58,18 @@ func batchConfig(steps string) string {
         steps:` + steps
 }
 
-func batchRig(t testing.TB, steps string) *rig {
+func batchLoad(t testing.TB, steps string) *configs.Config {
 	t.Helper()
 	cfg, err := configs.LoadBytes("batch.yaml", []byte(batchConfig(steps)), blocks.Validate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newRig(t, cfg, 10*time.Millisecond)
+	return cfg
+}
+
+func batchRig(t testing.TB, steps string) *rig {
+	t.Helper()
+	return newRig(t, batchLoad(t, steps), 10*time.Millisecond)
 }
 
 // The sequence steps through its transitions, sets its tags while a step
@@ -237,6 +243,22 @@ func TestSequenceHandOver(t *testing.T) {
 	}
 }
 
+// Steps are structure: changing one is a hand-over, never a live
+// parameter change that would leave the running program on the old steps.
+func TestSequenceChangeIsStructural(t *testing.T) {
+	old := batchLoad(t, batchSteps)
+	for _, change := range [][2]string{
+		{"min_time: 200ms", "min_time: 300ms"},
+		{"set: {heat: 40}", "set: {heat: 45}"},
+		{`when: "level >= 2.5"`, `when: "level >= 2.4"`},
+	} {
+		changed := batchLoad(t, strings.Replace(batchSteps, change[0], change[1], 1))
+		if _, err := blocks.ParamChanges(old, changed); !errors.Is(err, blocks.ErrStructural) {
+			t.Errorf("%s -> %s: %v, want ErrStructural", change[0], change[1], err)
+		}
+	}
+}
+
 // A restart resumes the step and time from the retain tags the outputs
 // write (the application restores them into the table before the first
 // cycle).
@@ -253,6 +275,23 @@ func TestSequenceRetained(t *testing.T) {
 	r2.step()
 	if r2.get("seq_step") != 0 {
 		t.Fatalf("restarted from a step beyond the list: step %v, want 0", r2.get("seq_step"))
+	}
+}
+
+// BenchmarkSequence10StepsTagConditions is the sequence alone: a 10-step
+// sequence whose transitions read bool tags (no expression to evaluate).
+func BenchmarkSequence10StepsTagConditions(b *testing.B) {
+	var sb strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&sb, "\n      - name: s%d\n        set: {valve: %v, heat: %d}\n        timeout: 1s\n        next:\n          - {to: s0, when: abort}\n          - {to: s%d, when: start}",
+			i, i%2 == 0, i*10, (i+1)%10)
+	}
+	r := batchRig(b, sb.String())
+	r.setBool("start", true)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		r.step()
 	}
 }
 
