@@ -30,7 +30,8 @@ const (
 // ring starts a batch, which fills to both levels, heats to the setpoint,
 // holds, drains and completes without a timeout alarm. Halfway through
 // heating the program is halted and started again on the same region: the
-// sequence resumes in its step (retained), not at idle.
+// sequence resumes in its step (retained), not at idle; then it is held
+// and resumed through the same command path.
 func TestBatchMixerExample(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a batch against the simulator for about 20 s")
@@ -147,6 +148,18 @@ func TestBatchMixerExample(t *testing.T) {
 	if at() != mixHeat {
 		t.Fatalf("after a restart the batch is in step %v, want %d (heat, retained)", at(), mixHeat)
 	}
+	// Hold and resume, written as SCADA writes them.
+	write("batch_hold", true)
+	watch("hold command", 5*time.Second, func() bool { return img.Samples[held].Value == 1 })
+	time.Sleep(500 * time.Millisecond)
+	if err := r.Snapshot(ctx, &img); err != nil {
+		t.Fatal(err)
+	}
+	if at() != mixHeat || img.Samples[held].Value != 1 {
+		t.Fatalf("held: step %v held %v, want %d 1", at(), img.Samples[held].Value, mixHeat)
+	}
+	write("batch_resume", true)
+	watch("resume command", 5*time.Second, func() bool { return img.Samples[held].Value == 0 })
 	watch("heat", 30*time.Second, func() bool { return at() == mixHold })
 	if c := img.Samples[temp].Value; c < 59.5 || c > 61 {
 		t.Errorf("heating ended at %.2f degC, want 59.5 to 61", c)
