@@ -49,6 +49,7 @@ type Metadata struct {
 	Site        string `yaml:"site" doc:"plant or site the program runs at"`
 	Description string `yaml:"description" doc:"free text"`
 	Version     string `yaml:"version" doc:"the engineer's own version label for this config"`
+	Timezone    string `yaml:"timezone" doc:"the plant's time zone, an IANA name such as Europe/Berlin: scheduler blocks' windows are in its local time; default UTC"`
 }
 
 // Backend is how a partition gets its own kernel and cores.

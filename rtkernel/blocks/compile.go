@@ -146,6 +146,7 @@ func Compile(cfg *configs.Config, tab *tag.Table) (*Program, error) {
 	prog := &Program{byName: map[string]*TaskProgram{}}
 	for ti := range cfg.Tasks {
 		tp := c.emit(ti, c.orders[ti])
+		tp.loc = location(cfg) // process.go
 		prog.tasks = append(prog.tasks, tp)
 		prog.byName[tp.name] = tp
 	}
@@ -160,6 +161,7 @@ func check(cfg *configs.Config, tab *tag.Table) *compiler {
 	c.outputs()
 	c.inputs()
 	c.sequences()
+	c.timezone() // process.go
 	for _, check := range c.later {
 		check()
 	}

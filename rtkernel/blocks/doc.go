@@ -52,7 +52,7 @@
 // Durations are written with a unit (ti: 10s, pt: 250ms) and are seconds in
 // SetParam and in the et outputs. Rates are units per second.
 //
-//	pid        in pv, sp, track (bool), man_out; out out; params kp (1), ti (0 = no
+//	pid        in pv, sp, track (bool), man_out, ff; out out; params kp (1), ti (0 = no
 //	           integral), td (0), td_filter (10: the ratio N, filter time td/N; or a
 //	           duration: the filter time itself), out_min (0), out_max (100),
 //	           rate_max (0 = off), direct (false), bias (0).
@@ -63,7 +63,8 @@
 //	           is true the output follows man_out (limited) and the integral is
 //	           back-calculated, so the return to automatic is bumpless (with ti = 0
 //	           the integral term acts as a manual reset). Changing kp online
-//	           re-balances the integral so the output does not step.
+//	           re-balances the integral so the output does not step. ff
+//	           (feed-forward) is added to the output as bias is.
 //	lag        in in; out out; tau: out = in after a first-order lag (exact for a
 //	           step at any cycle time); tau 0 passes through.
 //	ramp       in in; out out; rate: out follows in at most rate units/s.
@@ -74,10 +75,13 @@
 //	           toward 0 by width (continuous dead zone).
 //	hysteresis in in; out out (bool); on, off (off < on): turns on when in >= on,
 //	           off when in <= off.
-//	alarm      in in; out hi, hihi, lo, lolo, active (bool); params hi, hihi, lo,
-//	           lolo (each optional), deadband (0), delay (0). A limit alarm sets
-//	           when in has been at or beyond its limit for delay, and clears when in
-//	           is back inside the limit by more than deadband.
+//	alarm      in in, ack (bool); out hi, hihi, lo, lolo, active, unacked (bool);
+//	           params hi, hihi, lo, lolo (each optional), deadband (0), delay (0),
+//	           off_delay (0). A limit alarm sets when in has been at or beyond its
+//	           limit for delay, and clears when in has been back inside the limit
+//	           by more than deadband for off_delay. A limit that sets turns
+//	           unacked on until a rising edge of ack (SCADA writes ack through a
+//	           writable tag, so an acknowledge is checked and audited).
 //	ton, tof, tp  in in (bool); out q (bool), et (seconds); pt. IEC 61131-3
 //	           semantics; tp is not re-triggered while its pulse runs.
 //	counter    in up, down, reset (bools); out cv, q (cv >= pv), qd (cv <= 0); pv.
@@ -102,6 +106,14 @@
 // rs, r_trig, f_trig, ctu, ctd, ctud (pv a parameter). A failed operation
 // (division by zero, a square root of a negative number, an overflow, ...)
 // gives a defined value and a bad output, never a panic.
+//
+// The process-control blocks follow (process.go): integrator (a totalizer
+// with reset, hold and limits; its total is state, so it is retained and
+// handed over), lead_lag, moving_average (64 parts of the window in state),
+// rate_of_change, characterizer (a piecewise-linear table of up to 8
+// points, x checked strictly increasing at load), split_range, and
+// scheduler: weekly windows in the plant's local time, the zone
+// metadata.timezone, the time the cycle's Unix time (SetEpoch + now).
 //
 // # Expressions
 //

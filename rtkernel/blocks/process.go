@@ -3,6 +3,8 @@ package blocks
 import (
 	"math"
 	"strconv"
+	"time"
+	_ "time/tzdata" // a partition's root may have no zoneinfo
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
@@ -90,7 +92,16 @@ var processCatalogue = []*blockType{
 			}
 			return "", ""
 		}},
+	schedCatalogue,
 }
+
+// schedCatalogue is the scheduler, after the process blocks.
+var schedCatalogue = &blockType{BlockType: configs.BlockType{Name: "scheduler",
+	Doc:     "weekly time windows in the plant's local time (metadata.timezone): on while a window is open; force_off (dominant) and force_on override it",
+	Inputs:  []configs.BlockPort{port("force_on", boolean), port("force_off", boolean)},
+	Outputs: []configs.BlockPort{port("on", boolean), port("window", num)},
+	Params:  schedParams()},
+	op: opScheduler, check: checkScheduler}
 
 // The process blocks' opcodes, after the ones of spec.go.
 const (
@@ -100,7 +111,108 @@ const (
 	opRateOfChange
 	opCharacterizer
 	opSplitRange
+	opScheduler
 )
+
+// schedWindows is the number of windows a scheduler has; schedDays the
+// words of its days parameters (a day's index is its time.Weekday + 4).
+const schedWindows = 4
+
+var schedDays = []string{"never", "daily", "weekdays", "weekend", "sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+
+func schedParams() []configs.BlockParam {
+	var ps []configs.BlockParam
+	for k := 1; k <= schedWindows; k++ {
+		n := strconv.Itoa(k)
+		days := configs.BlockParam{Name: "days" + n, Kind: configs.ParamEnum, Enum: schedDays,
+			Doc: "the days window " + n + " opens on (never: unused)", Example: "weekdays"}
+		if k == 1 {
+			days.Required = true
+		}
+		ps = append(ps, days,
+			withDefault("on"+n, configs.ParamDuration, 0, "the local time of day window "+n+" opens (6h30m: 06:30)", strconv.Itoa(5+k)+"h30m"),
+			withDefault("off"+n, configs.ParamDuration, 0, "the local time of day it closes; before on: the next day", strconv.Itoa(16+k)+"h"))
+	}
+	return ps
+}
+
+// checkScheduler wants each used window's times within a day and apart.
+func checkScheduler(p []float64) (string, string) {
+	for k := range schedWindows {
+		n := strconv.Itoa(k + 1)
+		on, off := p[3*k+1], p[3*k+2]
+		switch {
+		case p[3*k] == 0:
+		case on >= 86400:
+			return "on" + n, "on" + n + " is a time of day: below 24h"
+		case off >= 86400:
+			return "off" + n, "off" + n + " is a time of day: below 24h"
+		case on == off:
+			return "off" + n, "window " + n + " opens and closes at the same time: set off" + n + " apart from on" + n
+		}
+	}
+	return "", ""
+}
+
+// timezone checks metadata.timezone.
+func (c *compiler) timezone() {
+	if tz := c.cfg.Metadata.Timezone; tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil {
+			c.errs.Add(c.cfg.Metadata.Pos, "metadata.timezone %q is not a time zone (an IANA name such as Europe/Berlin or UTC): %v", tz, err)
+		}
+	}
+}
+
+// location is the plant's time zone, UTC when none is set.
+func location(cfg *configs.Config) *time.Location {
+	if loc, err := time.LoadLocation(cfg.Metadata.Timezone); err == nil {
+		return loc
+	}
+	return time.UTC
+}
+
+// dayIn reports whether the days word d (an index of schedDays) takes
+// weekday wd.
+func dayIn(d float64, wd time.Weekday) bool {
+	switch d {
+	case 1:
+		return true
+	case 2:
+		return wd != time.Saturday && wd != time.Sunday
+	case 3:
+		return wd == time.Saturday || wd == time.Sunday
+	}
+	return d == float64(wd)+4
+}
+
+// schedule is the number (1 to schedWindows) of the first open window of
+// a scheduler with parameters p at Unix time wall (nanoseconds) in loc;
+// 0 when none is.
+//
+// Hot path: no allocation.
+func schedule(p []float64, wall int64, loc *time.Location) int {
+	t := time.Unix(0, wall).In(loc)
+	wd := t.Weekday()
+	yesterday := (wd + 6) % 7
+	h, m, sec := t.Clock()
+	tod := float64(h*3600+m*60+sec) + float64(t.Nanosecond())/1e9
+	for k := range schedWindows {
+		d, on, off := p[3*k], p[3*k+1], p[3*k+2]
+		if d == 0 {
+			continue
+		}
+		open := false
+		if on < off {
+			open = dayIn(d, wd) && tod >= on && tod < off
+		} else { // past midnight
+			open = dayIn(d, wd) && tod >= on || dayIn(d, yesterday) && tod < off
+		}
+		if open {
+			return k + 1
+		}
+	}
+	return 0
+}
 
 // moving_average's state: whether it started, the bucket being filled,
 // its sum, count and age in nanoseconds, the window it runs with, then a
@@ -173,7 +285,7 @@ func charLen(p []float64) int {
 func (tp *TaskProgram) process(op opcode, a []int32, out, p, s []float64, worst uint16, dts, dtn float64) uint16 {
 	r := tp.regs
 	x := r[a[0]]
-	if !finite(x) {
+	if !finite(x) && op != opScheduler {
 		if op == opIntegrator || op == opLeadLag || op == opMovingAverage || op == opRateOfChange {
 			return qcode(tag.Bad, tag.OutOfRange) // outputs and state held
 		}
@@ -237,6 +349,20 @@ func (tp *TaskProgram) process(op opcode, a []int32, out, p, s []float64, worst 
 		default:
 			out[0] = y0 + (y1-y0)*(x-x0)/(x1-x0)
 		}
+	case opScheduler:
+		loc := tp.loc
+		if loc == nil {
+			loc = time.UTC
+		}
+		w := schedule(p, tp.wall, loc)
+		on := w > 0
+		switch {
+		case r[a[1]] != 0:
+			on = false
+		case r[a[0]] != 0:
+			on = true
+		}
+		out[0], out[1] = b2f(on), float64(w)
 	case opSplitRange:
 		lo, split, hi, omin, omax := p[0], p[1], p[2], p[3], p[4]
 		f1 := clamp((x-lo)/(split-lo), 0, 1)

@@ -390,7 +390,7 @@ func TestPIDFeedForward(t *testing.T) {
 // BenchmarkProcessBlocks runs 100 blocks of each process-control type and
 // reports the time per block.
 func BenchmarkProcessBlocks(b *testing.B) {
-	for _, typ := range []string{"integrator", "lead_lag", "moving_average", "rate_of_change", "characterizer", "split_range", "alarm", "pid"} {
+	for _, typ := range []string{"integrator", "lead_lag", "moving_average", "rate_of_change", "characterizer", "split_range", "scheduler", "alarm", "pid"} {
 		b.Run(typ, func(b *testing.B) {
 			bt, _ := blocks.Lookup(typ)
 			var bs []configs.Block
@@ -412,5 +412,125 @@ func BenchmarkProcessBlocks(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/block")
 		})
+	}
+}
+
+// schedRig is a scheduler b in the time zone tz, its clock at start
+// (stepping a minute a cycle); outputs o_on, o_window.
+func schedRig(t *testing.T, tz string, start time.Time, spec ...string) *rig {
+	t.Helper()
+	cfg := config([]string{"fon:bool", "foff:bool", "o_on:bool", "o_window"},
+		blk(1, "b", "scheduler", append(spec, "in:force_on=fon", "in:force_off=foff", "out:on=o_on", "out:window=o_window")...))
+	cfg.Metadata.Timezone = tz
+	r := newRig(t, cfg, time.Minute)
+	r.tp.SetEpoch(start.UnixNano() - int64(time.Minute)) // the first step runs at start
+	return r
+}
+
+// changes runs the scheduler for d and lists the UTC times at which on
+// changed, as "15:04 on" or "15:04 off".
+func changes(r *rig, start time.Time, d time.Duration) []string {
+	var out []string
+	was := false
+	for at := start; at.Before(start.Add(d)); at = at.Add(time.Minute) {
+		r.step()
+		if on := r.on("o_on"); on != was || at == start && on {
+			out = append(out, at.UTC().Format("Mon 15:04")+map[bool]string{true: " on", false: " off"}[on])
+			was = on
+		}
+	}
+	return out
+}
+
+// Weekly windows: weekdays 06:30-18:00, and Friday 22:00 into Saturday
+// 06:00; the forces override them.
+func TestSchedulerWeekly(t *testing.T) {
+	monday := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	r := schedRig(t, "", monday, "p:days1=weekdays", "p:on1=6h30m", "p:off1=18h", "p:days2=fri", "p:on2=22h", "p:off2=6h")
+	got := changes(r, monday, 7*24*time.Hour)
+	want := []string{"Mon 06:30 on", "Mon 18:00 off", "Tue 06:30 on", "Tue 18:00 off", "Wed 06:30 on", "Wed 18:00 off",
+		"Thu 06:30 on", "Thu 18:00 off", "Fri 06:30 on", "Fri 18:00 off", "Fri 22:00 on", "Sat 06:00 off"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Fatalf("windows opened and closed\n%v\nwant\n%v", got, want)
+	}
+	// Monday 10:00 again: window 1; the forces.
+	r = schedRig(t, "UTC", monday.Add(10*time.Hour), "p:days1=weekdays", "p:on1=6h30m", "p:off1=18h")
+	r.step()
+	if !r.on("o_on") || r.get("o_window") != 1 {
+		t.Fatalf("Monday 10:00: on %v window %v", r.on("o_on"), r.get("o_window"))
+	}
+	r.setBool("foff", true)
+	r.setBool("fon", true)
+	r.step()
+	if r.on("o_on") {
+		t.Fatal("force_off does not dominate")
+	}
+	// A live change of the window.
+	r.setBool("foff", false)
+	r.setBool("fon", false)
+	if err := r.tp.SetParam("b", "on1", 11*3600); err != nil {
+		t.Fatal(err)
+	}
+	r.step()
+	if r.on("o_on") {
+		t.Fatal("on1 moved to 11:00 live, still on at 10:02")
+	}
+	if err := r.tp.SetParam("b", "on1", 25*3600); err == nil {
+		t.Fatal("SetParam took on1 = 25h")
+	}
+}
+
+// Across the changes of daylight-saving time in Europe/Berlin: a window
+// in the hour that is skipped opens at the jump, one in the hour that
+// repeats stays open for both.
+func TestSchedulerDST(t *testing.T) {
+	spring := time.Date(2026, 3, 29, 0, 0, 0, 0, time.UTC) // 02:00 CET -> 03:00 CEST at 01:00 UTC
+	r := schedRig(t, "Europe/Berlin", spring, "p:days1=sun", "p:on1=2h30m", "p:off1=4h")
+	if got := changes(r, spring, 4*time.Hour); strings.Join(got, ", ") != "Sun 01:00 on, Sun 02:00 off" {
+		t.Fatalf("spring forward: %v, want on at the jump (03:00 CEST = 01:00 UTC) until 04:00 CEST", got)
+	}
+	autumn := time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC) // 03:00 CEST -> 02:00 CET at 01:00 UTC
+	r = schedRig(t, "Europe/Berlin", autumn.Add(-time.Hour), "p:days1=sun", "p:on1=2h", "p:off1=3h")
+	if got := changes(r, autumn.Add(-time.Hour), 4*time.Hour); strings.Join(got, ", ") != "Sun 00:00 on, Sun 02:00 off" {
+		t.Fatalf("fall back: %v, want 02:00-03:00 local open twice: 00:00-02:00 UTC", got)
+	}
+}
+
+// A time zone that does not exist and a time of day beyond a day are
+// load errors at their places.
+func TestSchedulerErrors(t *testing.T) {
+	cfg := config([]string{"o:bool"}, blk(10, "s", "scheduler", "p:days1=daily", "p:on1=6h", "p:off1=18h"))
+	cfg.Metadata = configs.Metadata{Pos: pos(1, 1), Name: "plant", Timezone: "Europe/Berln"}
+	if es := compileErrs(t, cfg); len(es) != 1 || es[0].Pos != pos(1, 1) || !strings.Contains(es[0].Msg, `metadata.timezone "Europe/Berln" is not a time zone`) {
+		t.Fatalf("unknown time zone: %v", es)
+	}
+	for _, c := range []struct {
+		spec []string
+		pos  configs.Pos
+		msg  string
+	}{
+		{[]string{"p:days1=daily", "p:on1=24h", "p:off1=18h"}, pos(12, 7), "on1 is a time of day: below 24h"},
+		{[]string{"p:days1=daily", "p:on1=6h", "p:off1=6h"}, pos(13, 7), "opens and closes at the same time"},
+		{[]string{"p:days1=someday"}, pos(11, 7), "must be one of never, daily, weekdays"},
+		{[]string{"p:on1=6h"}, pos(10, 5), `needs parameter "days1"`},
+	} {
+		es := compileErrs(t, config([]string{"o:bool"}, blk(10, "s", "scheduler", c.spec...)))
+		found := false
+		for _, e := range es {
+			found = found || e.Pos == c.pos && strings.Contains(e.Msg, c.msg)
+		}
+		if !found {
+			t.Errorf("%v: want %v …%s…, got %v", c.spec, c.pos, c.msg, es)
+		}
+	}
+}
+
+// A scheduler in a time zone with daylight-saving time allocates nothing
+// per cycle.
+func TestSchedulerDoesNotAllocate(t *testing.T) {
+	r := schedRig(t, "Europe/Berlin", time.Date(2026, 3, 28, 0, 0, 0, 0, time.UTC), "p:days1=weekend", "p:on1=2h30m", "p:off1=4h",
+		"p:days2=daily", "p:on2=22h", "p:off2=6h")
+	if n := testing.AllocsPerRun(3000, r.step); n != 0 {
+		t.Fatalf("%v allocations per cycle", n)
 	}
 }

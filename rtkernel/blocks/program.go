@@ -100,6 +100,11 @@ type TaskProgram struct {
 	print  float64 // fingerprint of the program's state layout
 	seen   []bool  // ImportState scratch, one per block
 	exprs  []*expr.Program
+
+	// For schedulers: the cycle's Unix time in nanoseconds (epoch + now)
+	// and the plant's time zone (metadata.timezone).
+	wall int64
+	loc  *time.Location
 }
 
 // Name is the task's name.
@@ -311,6 +316,7 @@ func (tp *TaskProgram) Run(now time.Duration, dt time.Duration) {
 		qual[l.reg] = qcode(s.Quality, s.Reason)
 	}
 	dts, dtn := dt.Seconds(), float64(dt)
+	tp.wall = tp.epoch + int64(now)
 	tp.exec(dts, dtn)
 	t := tp.epoch + int64(now)
 	for _, l := range tp.stores {

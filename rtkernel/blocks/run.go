@@ -223,7 +223,7 @@ func (tp *TaskProgram) exec(dts, dtn float64) {
 			worst = tp.sequence(a, out, p, s, dtn)
 		case opSR, opRS, opRTrig, opFTrig, opCTU, opCTD, opCTUD, opSel, opMux, opMove:
 			worst = tp.iec(in.op, a, out, p, s, worst)
-		case opIntegrator, opLeadLag, opMovingAverage, opRateOfChange, opCharacterizer, opSplitRange:
+		case opIntegrator, opLeadLag, opMovingAverage, opRateOfChange, opCharacterizer, opSplitRange, opScheduler:
 			worst = tp.process(in.op, a, out, p, s, worst, dts, dtn)
 		}
 		setQual(qual[o:o+int32(in.nout)], worst)

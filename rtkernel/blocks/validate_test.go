@@ -198,7 +198,7 @@ func TestValidateNeedsAConfig(t *testing.T) {
 		"expr", "add", "sub", "mul", "div", "mod", "expt", "abs", "sqrt", "ln", "log", "exp", "sin", "cos", "tan", "asin", "acos", "atan",
 		"gt", "ge", "eq", "ne", "le", "lt", "sel", "mux", "move", "sr", "rs", "r_trig", "f_trig", "ctu", "ctd", "ctud",
 		"trunc", "real_to_int", "int_to_real", "bool_to_int", "bool_to_real", "int_to_bool", "real_to_bool",
-		"integrator", "lead_lag", "moving_average", "rate_of_change", "characterizer", "split_range", "sequence"}) {
+		"integrator", "lead_lag", "moving_average", "rate_of_change", "characterizer", "split_range", "scheduler", "sequence"}) {
 		t.Fatalf("catalogue: %v", typeNamesOf(blocks.Catalogue()))
 	}
 }
