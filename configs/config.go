@@ -383,10 +383,13 @@ type Step struct {
 	// Set gives tags their values while the step is active; a tag the step
 	// does not list takes its value in the initial step (0 or false when
 	// that does not list it either).
-	Set     map[string]Value `yaml:"set" doc:"tag -> value while the step is active (a tag not listed takes its initial-step value)"`
-	MinTime Value            `yaml:"min_time" doc:"the step's transitions are not taken before it has been active this long"`
-	Timeout Value            `yaml:"timeout" doc:"the sequence's alarm output turns on when the step has been active this long"`
-	Next    []Transition     `yaml:"next" doc:"transitions, tried in order; the first whose condition holds is taken"`
+	Set map[string]Value `yaml:"set" doc:"tag -> value while the step is active (a tag not listed takes its initial-step value)"`
+	// Enable names blocks of the task that run only while a step listing
+	// them is active; otherwise they hold their state and outputs.
+	Enable  []string     `yaml:"enable" doc:"blocks of the task that run only while a step listing them is active (otherwise they hold their state and outputs)"`
+	MinTime Value        `yaml:"min_time" doc:"the step's transitions are not taken before it has been active this long"`
+	Timeout Value        `yaml:"timeout" doc:"the sequence's alarm output turns on when the step has been active this long"`
+	Next    []Transition `yaml:"next" doc:"transitions, tried in order; the first whose condition holds is taken"`
 }
 
 // Transition leaves a sequence step for step To when When holds.

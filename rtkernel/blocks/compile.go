@@ -64,6 +64,10 @@ type node struct {
 	ex     *exprSrc  // an expr block's expression, a standard function's formula
 	// compiled layout
 	outReg int32
+	// gate: the sequence whose steps enable the block, and its output port
+	// that does (sequence.go); nil: the block always runs.
+	gate     *node
+	gatePort int
 }
 
 // writer is the block output that writes a tag.
@@ -798,6 +802,7 @@ func (c *compiler) edges(nodes []*node) [][]int {
 				n.ex.leaves[i].deps(edge)
 			}
 		}
+		n.gateDeps(edge)
 	}
 	for i := range succ {
 		slices.Sort(succ[i])
@@ -1014,6 +1019,7 @@ func (c *compiler) emit(ti int, order []*node) *TaskProgram {
 		return b
 	}
 	add := func(n *node, b blockInfo, op opcode, nout int) {
+		defer n.gateLast(tp)
 		if op == opExpr {
 			exprAt(n.ex, n.outReg)
 			return

@@ -142,7 +142,9 @@
 // (a tag, block.port or expression, compiled as an input of the block)
 // holds after the step's min_time makes the target step active. Its state
 // is the active step, the time in it, hold and the timeout alarm; it runs
-// in one instruction that writes its outputs and every tag its steps set.
+// in one instruction that writes its outputs and every tag its steps set,
+// and a register per block its steps enable: such a block's instruction is
+// gated by it (instr.gate) and runs after the sequence.
 // The steps are checked at load (unknown and unreachable steps, duplicate
 // names, non-bool conditions, tags with a second writer), each at its
 // position. A hand-over (ImportState) carries the step by a hash of its

@@ -62,6 +62,7 @@ type instr struct {
 	par  int32 // first parameter in params
 	st   int32 // first state slot in state
 	x    int32 // opExpr: the expression, in exprs
+	gate int32 // a register the instruction runs only while it is not 0 (a sequence's enable); 0: always
 }
 
 // move copies one tag to or from a register.

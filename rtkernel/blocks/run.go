@@ -14,6 +14,9 @@ func (tp *TaskProgram) exec(dts, dtn float64) {
 	r, qual, args, params, state := tp.regs, tp.qual, tp.args, tp.params, tp.state
 	for i := range tp.code {
 		in := &tp.code[i]
+		if in.gate != 0 && r[in.gate] == 0 {
+			continue // not enabled by its sequence's step: state and outputs held
+		}
 		a := args[in.args : in.args+int32(in.nin)]
 		var worst uint16
 		for _, x := range a {

@@ -24,7 +24,9 @@ import (
 //
 // A tag's value is a function of the active step alone (the step's set:
 // value, else the initial step's, else 0), so whatever restores the step
-// restores every action.
+// restores every action. So is whether a block a step enables (enable:)
+// runs: only while a step naming it is active; otherwise it keeps its
+// state and outputs, as while its input is bad.
 
 // opSequence runs a sequence block. It lies beyond the iota list of
 // spec.go and the process blocks' (200 on), so that types added there
@@ -35,7 +37,7 @@ const opSequence opcode = 240
 // and its action values.
 const (
 	seqSteps   = iota // number of steps
-	seqTags           // number of action tags
+	seqTags           // number of action columns: the tags set, then the blocks enabled
 	seqStepTag        // the retain tag the step output writes, or -1
 	seqTimeTag        // the retain tag the time output writes, or -1
 	seqHead
@@ -74,7 +76,7 @@ const (
 
 var sequenceCatalogue = []*blockType{
 	{BlockType: configs.BlockType{Name: "sequence",
-		Doc:     "sequence (IEC 61131-3 SFC subset): named steps (steps:), each setting tags while active (set:), left by the first transition (next: to, when) whose bool condition holds after min_time; timeout turns alarm on; rising edges of hold, resume, abort freeze, continue, or return to the initial step",
+		Doc:     "sequence (IEC 61131-3 SFC subset): named steps (steps:), each setting tags (set:) and enabling blocks (enable:) while active, left by the first transition (next: to, when) whose bool condition holds after min_time; timeout turns alarm on; rising edges of hold and resume freeze it and let it go on; while abort is on it is in its initial step",
 		Inputs:  []configs.BlockPort{port("hold", boolean), port("resume", boolean), port("abort", boolean)},
 		Outputs: []configs.BlockPort{port("step", num), port("time", num), port("alarm", boolean), port("held", boolean)}},
 		op: opSequence, state: seqStLen},
@@ -94,12 +96,13 @@ func stepHash(name string) float64 {
 // wiring, before the expressions are compiled.
 func (c *compiler) sequences() {
 	written := map[tag.ID]*node{} // action tags, by the sequence setting them
+	gated := map[*node]bool{}     // blocks enabled by a sequence's steps
 	for _, nodes := range c.nodes {
 		for _, n := range nodes {
 			switch {
 			case n.typ == nil:
 			case n.typ.op == opSequence:
-				c.sequence(n, written)
+				c.sequence(n, written, gated)
 			case len(n.b.Steps) > 0:
 				c.errs.Add(c.cfg.FieldPos(&n.b.Steps, n.b.Pos), "%s takes no steps: (only sequence blocks do)", n.what())
 			}
@@ -108,7 +111,7 @@ func (c *compiler) sequences() {
 }
 
 // sequence checks one sequence block and writes its parameters.
-func (c *compiler) sequence(n *node, written map[tag.ID]*node) {
+func (c *compiler) sequence(n *node, written map[tag.ID]*node, gated map[*node]bool) {
 	b := n.b
 	if len(b.Steps) == 0 {
 		c.errs.Add(b.Pos, "%s needs its steps (add steps: [{name: idle, next: [{to: run, when: start}]}, {name: run, ...}])", n.what())
@@ -130,8 +133,9 @@ func (c *compiler) sequence(n *node, written map[tag.ID]*node) {
 		}
 	}
 	tags := c.actionTags(n, written)
+	enabled := c.enabledBlocks(n, gated)
 	p := make([]float64, seqHead+rowLen*len(b.Steps))
-	p[seqSteps], p[seqTags] = float64(len(b.Steps)), float64(len(tags))
+	p[seqSteps], p[seqTags] = float64(len(b.Steps)), float64(len(tags)+len(enabled))
 	p[seqStepTag], p[seqTimeTag] = c.retainTag(n, seqOutStep), c.retainTag(n, seqOutTime)
 	// Transitions: the input each reads and the step it leads to.
 	for i := range b.Steps {
@@ -177,10 +181,63 @@ func (c *compiler) sequence(n *node, written map[tag.ID]*node) {
 				p = append(p, 0)
 			}
 		}
+		for _, g := range enabled {
+			p = append(p, b2f(slices.Contains(st.Enable, g.b.Name)))
+		}
 	}
 	c.reachable(n, index)
 	n.params = p
 	n.outTag = append(n.outTag, tags...)
+	for j, g := range enabled {
+		g.gate, g.gatePort = n, seqOuts+len(tags)+j
+		n.outTag = append(n.outTag, -1) // a register only
+	}
+}
+
+// enabledBlocks are the blocks the steps of n enable (enable:), in the
+// order first named; each must be another block of the task that no other
+// sequence enables.
+func (c *compiler) enabledBlocks(n *node, gated map[*node]bool) []*node {
+	var out []*node
+	for i := range n.b.Steps {
+		st := &n.b.Steps[i]
+		for k, name := range st.Enable {
+			pos := c.cfg.FieldPos(&st.Enable[k], c.cfg.FieldPos(&st.Enable, st.Pos)) // the list, when its items have no position
+			g := c.byName[name]
+			switch {
+			case g == nil || g.task != n.task:
+				var names []string
+				for _, o := range c.nodes[n.task] {
+					names = append(names, o.b.Name)
+				}
+				c.errs.Add(pos, "%s: step %q enables %q, which is not a block of task %q%s", n.what(), st.Name, name, c.cfg.Tasks[n.task].Name, configs.DidYouMean(name, names))
+			case slices.Contains(out, g):
+			case g == n || g.typ == nil || g.typ.op == opSequence || g.typ.op == opDelayOut:
+				c.errs.Add(pos, "%s: step %q enables %s; a step enables function blocks, not a sequence or a delay", n.what(), st.Name, g.what())
+			case gated[g]:
+				c.errs.Add(pos, "%s: step %q enables %s, which another sequence enables (a block has one sequence)", n.what(), st.Name, g.what())
+			default:
+				gated[g] = true
+				out = append(out, g)
+			}
+		}
+	}
+	return out
+}
+
+// gateDeps makes a block enabled by a sequence run after it.
+func (n *node) gateDeps(edge func(*source)) {
+	if n.gate != nil {
+		edge(&source{kind: srcBlock, from: n.gate, port: n.gatePort})
+	}
+}
+
+// gateLast gates the last instruction written, the block's own, by its
+// sequence's enable register.
+func (n *node) gateLast(tp *TaskProgram) {
+	if n.gate != nil && len(tp.code) > 0 {
+		tp.code[len(tp.code)-1].gate = n.gate.outReg + int32(n.gatePort)
+	}
 }
 
 // actionTags are the tags the steps of n set, in the order first written

@@ -243,6 +243,82 @@ func TestSequenceHandOver(t *testing.T) {
 	}
 }
 
+// enableConfig is a sequence whose step run enables a timer and an expr
+// block; the timer's condition is always on, so its et shows when it ran.
+func enableConfig(enable string) string {
+	return "metadata: {name: batch}\n" + batchTags + `  - {name: et}
+  - {name: twice}
+tasks:
+  - name: main
+    period: 10ms
+    blocks:
+      - name: timer
+        type: ton
+        inputs: {in: true}
+        params: {pt: 1h}
+        outputs: {et: et}
+      - name: batch
+        type: sequence
+        outputs: {step: seq_step}
+        steps:
+          - name: idle
+            next: [{to: run, when: start}]
+          - name: run
+            enable: [` + enable + `]
+            next: [{to: idle, when: "!start"}]
+      - name: double
+        type: expr
+        expr: "level * 2"
+        outputs: {out: twice}
+`
+}
+
+// A block a step enables runs only while that step is active, from the
+// cycle the step starts; otherwise it holds its state and outputs.
+func TestSequenceEnablesBlocks(t *testing.T) {
+	cfg, err := configs.LoadBytes("batch.yaml", []byte(enableConfig("timer, double")), blocks.Validate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, cfg, 10*time.Millisecond)
+	r.set("level", 1)
+	r.steps(5)
+	if r.get("et") != 0 || r.get("twice") != 0 {
+		t.Fatalf("in idle: et %v twice %v, want 0 0 (not enabled)", r.get("et"), r.get("twice"))
+	}
+	r.setBool("start", true)
+	r.steps(10)
+	if !near(r.get("et"), 0.09, 1e-9) || r.get("twice") != 2 {
+		t.Fatalf("in run: et %v twice %v, want 0.09 2", r.get("et"), r.get("twice"))
+	}
+	r.setBool("start", false)
+	r.set("level", 3)
+	r.steps(10)
+	if !near(r.get("et"), 0.09, 1e-9) || r.get("twice") != 2 || r.sample("twice").Quality != tag.Good {
+		t.Fatalf("back in idle: et %v twice %v (%v), want 0.09 and 2 held, good", r.get("et"), r.get("twice"), r.sample("twice").Quality)
+	}
+	if a := testing.AllocsPerRun(100, r.step); a != 0 {
+		t.Fatalf("%v allocations per cycle, want 0", a)
+	}
+}
+
+// What a step may not enable, at the place it is named.
+func TestSequenceEnableErrors(t *testing.T) {
+	for _, tc := range []struct{ enable, want string }{
+		{"timr", `step "run" enables "timr", which is not a block of task "main" (did you mean "timer"?)`},
+		{"batch", `step "run" enables sequence block "batch"; a step enables function blocks`},
+	} {
+		path := filepath.Join(t.TempDir(), "batch.yaml")
+		if err := os.WriteFile(path, []byte(enableConfig(tc.enable)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := configs.Load(path, blocks.Validate)
+		if err == nil || !strings.Contains(err.Error(), "batch.yaml:32:") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("enable %s: got %v, want at line 32: %s", tc.enable, err, tc.want)
+		}
+	}
+}
+
 // Steps are structure: changing one is a hand-over, never a live
 // parameter change that would leave the running program on the old steps.
 func TestSequenceChangeIsStructural(t *testing.T) {
