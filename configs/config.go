@@ -33,6 +33,9 @@ type Config struct {
 	Watchdog  Watchdog  `yaml:"watchdog" doc:"overrun and heartbeat supervision, and the safe state of outputs"`
 	Bridge    Bridge    `yaml:"bridge" doc:"how SCADA reads and commands the plant: MQTT (Sparkplug B, JSON) and Modbus TCP"`
 	Latency   Latency   `yaml:"latency" doc:"jitter histogram recording"`
+	// BlockTypes are user-defined function blocks (configs/blocktypes.go),
+	// expanded into their blocks as the config is parsed.
+	BlockTypes []BlockTypeDef `yaml:"block_types" doc:"user-defined function blocks: reusable groups of blocks with inputs, outputs and parameters, instantiated in tasks by name"`
 
 	// where holds the position of every field and map entry decoded from a
 	// file (see FieldPos and EntryPos); nil for a config built in code.

@@ -142,6 +142,7 @@ func parse(name string, data []byte) (c *Config, errs Errors) {
 	c = &Config{where: newPositions(), dir: absDir(name)}
 	d := &decoder{file: name, budget: maxNodes, where: c.where}
 	d.decode(root, reflect.ValueOf(c).Elem(), "config")
+	c.expandBlockTypes(&d.errs)
 	c.resolvePaths()
 	if c.Pos.Line == 0 {
 		c.Pos = Pos{File: name, Line: max(root.Line, 1), Col: max(root.Column, 1)}

@@ -21,7 +21,7 @@ func TestParseBadYAML(t *testing.T) {
 		want []problem
 	}{
 		{"unknown key with suggestion", "metadata: {name: p}\ntasks:\n  - {name: t, perid: 1ms}\n", []problem{{"3:5", "missing period"}, {"3:15", `unknown key "perid" (did you mean "period"?)`}}},
-		{"unknown key without suggestion", "metadata: {name: p}\nplant: x\n", []problem{{"2:1", `unknown key "plant" (known keys: bridge, devices`}}},
+		{"unknown key without suggestion", "metadata: {name: p}\nplant: x\n", []problem{{"2:1", `unknown key "plant" (known keys: block_types, bridge, devices`}}},
 		{"number expected, mapping given", "metadata: {name: p}\ndevices:\n  - {name: d, driver: modbus-tcp, address: \"h:1\", unit_id: {a: 1}}\n", []problem{{"3:60", "unit_id: expected a whole number, got a mapping"}}},
 		{"number quoted", "metadata: {name: p}\ndevices:\n  - {name: d, driver: modbus-tcp, address: \"h:1\", retries: \"3\"}\n", []problem{{"3:60", "remove the quotes"}}},
 		{"float expected", "metadata: {name: p}\ntags: [{name: x, min: low}]\n", []problem{{"2:23", `min: expected a number, got "low"`}}},

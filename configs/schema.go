@@ -34,6 +34,11 @@ func Schema(blockTypes []BlockType) ([]byte, error) {
 	root := g.object(reflect.TypeOf(Config{}))
 	if len(blockTypes) > 0 {
 		describeBlocks(g.defs[reflect.TypeOf(Block{}).Name()].(map[string]any), blockTypes)
+		names := make([]string, len(blockTypes))
+		for i, t := range blockTypes {
+			names[i] = t.Name
+		}
+		g.describeInstances(root, names)
 	}
 	root["$schema"] = "https://json-schema.org/draft/2020-12/schema"
 	root["$id"] = SchemaID

@@ -112,7 +112,7 @@ func Validate(cfg *configs.Config) error {
 	if cfg == nil {
 		return errors.New("blocks: Validate needs a config")
 	}
-	return check(cfg, validationTable(cfg)).errs.Err()
+	return append(check(cfg, validationTable(cfg)).errs, typeNameClashes(cfg)...).Err()
 }
 
 // validationTable numbers cfg's tags for Validate: the first of a name

@@ -1,0 +1,137 @@
+package configs_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mkrt/mkrt/configs"
+)
+
+// typesBase is a config with two tags and a type "scaled" (a scale block
+// and an expression); %s is replaced by the task's blocks, then the extra
+// types.
+const typesBase = `metadata: {name: p}
+tags: [{name: a}, {name: b}, {name: c}]
+block_types:
+  - name: scaled
+    inputs: [{name: x}, {name: y, default: 2}]
+    params: [{name: k, default: 3}, {name: off}]
+    outputs: [{name: out, from: sum.out}, {name: raw, from: s.out}]
+    blocks:
+      - {name: s, type: scale, inputs: {in: x}, params: {gain: k, offset: off}}
+      - {name: sum, type: expr, expr: "s.out + y * k"}
+%s
+tasks:
+  - name: t
+    period: 10ms
+    blocks:
+%s
+`
+
+func typesConfig(blocks, types string) string {
+	return strings.Replace(strings.Replace(typesBase, "%s", types, 1), "%s", blocks, 1)
+}
+
+func TestBlockTypeExpands(t *testing.T) {
+	src := typesConfig(`      - {name: u1, type: scaled, inputs: {x: a}, params: {off: 1}, outputs: {out: b}}
+      - {name: after, type: scale, inputs: {in: u1.raw}, params: {gain: 1}, outputs: {out: c}}`, "")
+	c, err := configs.LoadBytes("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := c.Tasks[0].Blocks
+	var names []string
+	for _, b := range bs {
+		names = append(names, b.Name)
+	}
+	if got := strings.Join(names, " "); got != "u1_s u1_sum after" {
+		t.Fatalf("blocks %q, want u1_s u1_sum after", got)
+	}
+	s, sum, after := bs[0], bs[1], bs[2]
+	if s.Inputs["in"].Raw != "a" || s.Params["gain"].Raw != "3" || s.Params["offset"].Raw != "1" {
+		t.Errorf("u1_s: inputs %v params %v, want in a, gain 3 (default), offset 1", s.Inputs, s.Params)
+	}
+	if sum.Expr.Raw != "u1_s.out + 2 * 3" || sum.Outputs["out"] != "b" {
+		t.Errorf("u1_sum: expr %q outputs %v, want \"u1_s.out + 2 * 3\" writing b", sum.Expr.Raw, sum.Outputs)
+	}
+	if after.Inputs["in"].Raw != "u1_s.out" {
+		t.Errorf("after reads %q, want u1_s.out", after.Inputs["in"].Raw)
+	}
+	if p := c.FieldPos(&bs[0].Name, configs.Pos{}); !strings.Contains(p.String(), "t.yaml:16:16: in u1 (type scaled, defined at t.yaml:4:5): t.yaml:9:16") {
+		t.Errorf("u1_s is placed at %s, want the instance, the type and its place in the type", p)
+	}
+}
+
+func TestBlockTypeNested(t *testing.T) {
+	outer := `  - name: twice
+    inputs: [{name: v}]
+    params: [{name: g, default: 5}]
+    outputs: [{name: out, from: second.out}]
+    blocks:
+      - {name: first, type: scaled, inputs: {x: v}, params: {k: g, off: 0}}
+      - {name: second, type: scaled, inputs: {x: first.out}, params: {off: 0}}`
+	src := typesConfig(`      - {name: w, type: twice, inputs: {v: a}, params: {g: 7}, outputs: {out: c}}`, outer)
+	c, err := configs.LoadBytes("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]configs.Block{}
+	for _, b := range c.Tasks[0].Blocks {
+		got[b.Name] = b
+	}
+	if len(got) != 4 || got["w_first_s"].Params["gain"].Raw != "7" || got["w_second_s"].Inputs["in"].Raw != "w_first_sum.out" || got["w_second_sum"].Outputs["out"] != "c" {
+		t.Errorf("nested expansion: %+v", got)
+	}
+}
+
+func TestBlockTypeErrors(t *testing.T) {
+	self := `  - name: loop
+    outputs: [{name: o, from: inner.o}]
+    blocks:
+      - {name: inner, type: loop2}
+  - name: loop2
+    outputs: [{name: o, from: back.o}]
+    blocks:
+      - {name: back, type: loop}`
+	var deep strings.Builder
+	for i := range configs.MaxTypeDepth + 1 {
+		deep.WriteString("  - name: d" + string(rune('a'+i)) + "\n    blocks:\n      - {name: n, type: d" + string(rune('a'+i+1)) + "}\n")
+	}
+	deep.WriteString("  - name: d" + string(rune('a'+configs.MaxTypeDepth+1)) + "\n    blocks:\n      - {name: n, type: scale, inputs: {in: 1}, params: {gain: 1}}\n")
+	cases := []struct {
+		name, blocks, types string
+		want                []string
+	}{
+		{"unwired input and unset parameter", `      - {name: u, type: scaled}`, "",
+			[]string{`t.yaml:16:16: block u (type scaled, defined at t.yaml:4:5): input x is not wired and has no default`,
+				`t.yaml:16:16: block u (type scaled, defined at t.yaml:4:5): parameter off is not set and has no default`}},
+		{"unknown input, parameter and output", `      - {name: u, type: scaled, inputs: {x: a, z: b}, params: {off: 1, kk: 2}, outputs: {outt: c}}`, "",
+			[]string{`has no input "z"`, `has no parameter "kk" (did you mean "k"?)`, `has no output "outt" (did you mean "out"?)`}},
+		{"an error inside the type names the instance", `      - {name: u, type: scaled, inputs: {x: nosuch}, params: {off: 1}}
+      - {name: v, type: scaled, inputs: {x: a}, params: {off: 1}}`, "",
+			[]string{`t.yaml:16:45: block u_s: input in reads unknown tag "nosuch"`}},
+		{"a type reads only its own names", `      - {name: u, type: outside}`, `  - name: outside
+    blocks:
+      - {name: s, type: scale, inputs: {in: a}, params: {gain: 1}}`,
+			[]string{`t.yaml:18:16: in u (type outside, defined at t.yaml:11:5): t.yaml:13:45: block s: input in reads "a", which is none of the inputs, parameters or blocks of type outside`}},
+		{"a type's blocks write no tags", `      - {name: u, type: writes}`, `  - name: writes
+    blocks:
+      - {name: s, type: scale, inputs: {in: 1}, params: {gain: 1}, outputs: {out: a}}`,
+			[]string{`block s: a block of a type writes no tags`}},
+		{"a cycle", `      - {name: u, type: loop}`, self, []string{`block type loop contains itself (loop → loop2 → loop)`}},
+		{"too deep", `      - {name: u, type: da}`, deep.String(), []string{`block types nest deeper than 8`}},
+		{"defined twice", `      - {name: u, type: scale, inputs: {in: 1}, params: {gain: 1}}`, `  - name: scaled
+    blocks: [{name: s, type: scale, inputs: {in: 1}, params: {gain: 1}}]`, []string{`t.yaml:11:11: block type "scaled" is defined twice (first at t.yaml:4:5)`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := loadErrors(t, "t.yaml", typesConfig(tc.blocks, tc.types))
+			text := errs.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("missing %q in:\n%s", w, text)
+				}
+			}
+		})
+	}
+}
