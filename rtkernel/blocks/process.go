@@ -214,12 +214,13 @@ func schedule(p []float64, wall int64, loc *time.Location) int {
 	return 0
 }
 
-// moving_average's state: whether it started, the bucket being filled,
-// its sum, count and age in nanoseconds, the window it runs with, then a
-// ring of maBuckets sums and counts.
+// moving_average's state: whether it started, the part being filled, its
+// sum, count and age in nanoseconds, the window it runs with, the sum and
+// count of the parts in the ring, then the ring of maBuckets sums and
+// counts.
 const (
 	maBuckets = 64
-	maState   = 6 + 2*maBuckets
+	maState   = 8 + 2*maBuckets
 )
 
 // charPoints is the largest table a characterizer takes.
@@ -386,8 +387,8 @@ func (tp *TaskProgram) process(op opcode, a []int32, out, p, s []float64, worst 
 //
 // Hot path: no allocation.
 func movingAverage(x, window float64, s []float64, dtn float64) float64 {
-	const started, cur, sum, cnt, age, win = 0, 1, 2, 3, 4, 5
-	ring := s[6:]
+	const started, cur, sum, cnt, age, win, rsum, rcnt = 0, 1, 2, 3, 4, 5, 6, 7
+	ring := s[8:]
 	if s[started] == 0 || s[win] != window {
 		clear(s)
 		s[started], s[win] = 1, window
@@ -396,17 +397,22 @@ func movingAverage(x, window float64, s []float64, dtn float64) float64 {
 	s[sum] += x
 	s[cnt]++
 	s[age] += dtn
-	total, n := s[sum], s[cnt]
 	k := int(s[cur])
-	for i := range maBuckets {
-		if i != k {
-			total += ring[2*i]
-			n += ring[2*i+1]
-		}
-	}
-	if s[age] >= part { // the part is full: it replaces the oldest
+	// Slot k holds the oldest part, which the one being filled replaces.
+	avg := (s[rsum] - ring[2*k] + s[sum]) / (s[rcnt] - ring[2*k+1] + s[cnt])
+	if s[age] >= part { // the part is full
+		s[rsum] += s[sum] - ring[2*k]
+		s[rcnt] += s[cnt] - ring[2*k+1]
 		ring[2*k], ring[2*k+1] = s[sum], s[cnt]
-		s[cur] = float64((k + 1) % maBuckets)
+		k = (k + 1) % maBuckets
+		s[cur] = float64(k)
+		if k == 0 { // once a round, the ring's sum afresh: no drift
+			s[rsum], s[rcnt] = 0, 0
+			for i := range maBuckets {
+				s[rsum] += ring[2*i]
+				s[rcnt] += ring[2*i+1]
+			}
+		}
 		s[sum], s[cnt] = 0, 0
 		// The time beyond the part counts toward the next one, so parts
 		// of one and two cycles alternate to make up the window.
@@ -414,7 +420,7 @@ func movingAverage(x, window float64, s []float64, dtn float64) float64 {
 			s[age] = 0 // cycles longer than a part: one cycle a part
 		}
 	}
-	return total / n
+	return avg
 }
 
 // alarm runs one cycle of an alarm block. State: the four limits' latches,

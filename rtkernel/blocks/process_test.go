@@ -156,6 +156,17 @@ func TestMovingAverage(t *testing.T) {
 	if got := r.get("o_out"); got != 1 {
 		t.Fatalf("65/64 of a window after a step: %v, want 1", got)
 	}
+	// The running sums do not drift over a long run: they are summed afresh
+	// once a round, so the rounding left is that of one round of 1e6s.
+	for i := range 100000 {
+		r.set("x", 1e6+float64(i%7)*0.1)
+		r.step()
+	}
+	r.set("x", 0.1)
+	r.steps(110)
+	if got := r.get("o_out"); math.Abs(got-0.1) > 1e-8 {
+		t.Fatalf("after 100000 cycles of 1e6 and 110 of 0.1: %v, want 0.1", got)
+	}
 }
 
 // rate_of_change: 0 in the first cycle, then the slope in units per
