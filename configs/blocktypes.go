@@ -5,7 +5,9 @@ import (
 	"go/scanner"
 	"go/token"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"unsafe"
 )
@@ -387,10 +389,8 @@ func (x *expander) ref(sc *scope, b *Block, r Ref, what string) Ref {
 	return r
 }
 
-// expr rewrites the names of the expression r in sc. After reporting a
-// name that means nothing in sc it returns "" for an input (whose check of
-// an empty value at the same place is dropped as a follow-on) and the
-// expression as written for an expr block (which needs one).
+// expr rewrites the names of the expression r in sc; see failed for what
+// it returns after reporting a name that means nothing in sc.
 func (x *expander) expr(sc *scope, b *Block, r Ref, what string) string {
 	var s scanner.Scanner
 	src := []byte(r.Raw)
@@ -413,6 +413,23 @@ func (x *expander) expr(sc *scope, b *Block, r Ref, what string) string {
 	last := 0
 	for i := 0; i < len(toks); i++ {
 		t := toks[i]
+		if t.t == token.STRING && sc.td != nil {
+			// "name" is a tag whose name is not an identifier: a type
+			// reads none, but it may quote its own names.
+			name, err := strconv.Unquote(t.lit)
+			if err != nil {
+				continue // the expression's own parser reports it
+			}
+			to, wired, why := sc.resolve(name)
+			if why != "" {
+				x.errs.Add(r.Pos, "block %s: %s %s", b.Name, what, why)
+				return failed(what, r)
+			}
+			out.WriteString(r.Raw[last:t.off])
+			out.WriteString(operand(to, wired))
+			last = t.off + len(t.lit)
+			continue
+		}
 		if t.t != token.IDENT {
 			continue
 		}
@@ -433,23 +450,43 @@ func (x *expander) expr(sc *scope, b *Block, r Ref, what string) string {
 		to, wired, err := sc.resolve(name)
 		if err != "" {
 			x.errs.Add(r.Pos, "block %s: %s %s", b.Name, what, err)
-			if what == "expr" {
-				return r.Raw
-			}
-			return ""
-		}
-		if wired != nil {
-			to = wired.Raw
-			if _, lit := wired.Literal(); !lit && wired.IsExpr() {
-				to = "(" + to + ")"
-			}
+			return failed(what, r)
 		}
 		out.WriteString(r.Raw[last:t.off])
-		out.WriteString(to)
+		out.WriteString(operand(to, wired))
 		last = end
 	}
 	out.WriteString(r.Raw[last:])
 	return out.String()
+}
+
+// failed is what an expression with a name that means nothing becomes:
+// "" for an input (whose check of an empty value at the same place is
+// dropped as a follow-on) and the expression as written for an expr block
+// (which needs one).
+func failed(what string, r Ref) string {
+	if what == "expr" {
+		return r.Raw
+	}
+	return ""
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+
+// operand is what a resolved name is written as inside an expression: an
+// expression wired to an input in parentheses, a tag whose name is not an
+// identifier quoted.
+func operand(to string, wired *Ref) string {
+	if wired == nil {
+		return to
+	}
+	switch _, lit := wired.Literal(); {
+	case lit || identRE.MatchString(wired.Raw):
+		return wired.Raw
+	case wired.IsExpr():
+		return "(" + wired.Raw + ")"
+	}
+	return strconv.Quote(wired.Raw)
 }
 
 // resolve is what name means in sc: a new name (to), or what a type's

@@ -135,3 +135,27 @@ func TestBlockTypeErrors(t *testing.T) {
 		})
 	}
 }
+
+// A type's expression names its inputs (also quoted); an input wired to a
+// tag whose name is not an identifier, or to an expression, stays one
+// operand; a quoted tag outside the type is out of its scope.
+func TestBlockTypeExpressionOperands(t *testing.T) {
+	types := `  - name: q
+    inputs: [{name: v}, {name: w}]
+    outputs: [{name: out, from: e.out}]
+    blocks:
+      - {name: e, type: expr, expr: "v * \"w\""}`
+	src := strings.Replace(typesConfig(`      - {name: u, type: q, inputs: {v: fic-101, w: "a + b"}, outputs: {out: c}}`, types),
+		"tags: [", "tags: [{name: fic-101}, ", 1)
+	c, err := configs.LoadBytes("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Tasks[0].Blocks[0].Expr.Raw; got != `"fic-101" * (a + b)` {
+		t.Errorf("expr %s, want \"fic-101\" * (a + b)", got)
+	}
+	errs := loadErrors(t, "t.yaml", typesConfig(`      - {name: u, type: q, inputs: {v: a, w: b}}`, strings.Replace(types, `\"w\"`, `\"c\"`, 1)))
+	if !strings.Contains(errs.Error(), `block e: expr reads "c", which is none of the inputs, parameters or blocks of type q`) {
+		t.Errorf("a quoted tag outside the type: %v", errs)
+	}
+}
