@@ -16,6 +16,7 @@ import (
 	"github.com/mkrt/mkrt/latency/load"
 	"github.com/mkrt/mkrt/latency/report"
 	"github.com/mkrt/mkrt/rtkernel/rt"
+	"github.com/mkrt/mkrt/supervisor/process"
 )
 
 // newLatencyCmd is `mkrt latency`: run, report, compare.
@@ -56,6 +57,8 @@ func latencyRunCmd() *cobra.Command {
 	cmd.Flags().StringVar(&board, "board", "", "reference board: its partition cores are measured (unless --cpus) and its budget judges the report")
 	cmd.Flags().StringVar(&loadName, "load", "idle", "background load during the run: idle, cpu, memory, io or network (stress-ng, loopback flood)")
 	rep := addLatencyReportFlags(cmd)
+	var isolate bool
+	cmd.Flags().BoolVar(&isolate, "isolate", false, "keep every other process off the measured CPUs for the run, as an isolated partition does (cgroup v1 cpuset shield; mkrt, cyclictest and --load stay where they are)")
 	var keepPreempt bool
 	cmd.Flags().BoolVar(&keepPreempt, "keep-async-preempt", false, "do not restart with GODEBUG=asyncpreemptoff=1")
 	_ = cmd.Flags().MarkHidden("keep-async-preempt")
@@ -109,6 +112,18 @@ func latencyRunCmd() *cobra.Command {
 			}
 			fmt.Fprintf(stderr, "mkrt: load %s running (%s)\n", kind, bg)
 			defer bg.Stop()
+		}
+		if isolate {
+			s, err := process.Shield(process.OSFS{}, "/sys/fs/cgroup", o.CPUs, os.Getpid())
+			if err != nil {
+				return fmt.Errorf("latency run --isolate: %w", err)
+			}
+			fmt.Fprintln(stderr, "mkrt:", s)
+			defer func() {
+				if err := s.Release(); err != nil {
+					fmt.Fprintln(stderr, "mkrt:", err)
+				}
+			}()
 		}
 		res, err := latency.Run(ctx, o)
 		finish()
