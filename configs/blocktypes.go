@@ -411,24 +411,27 @@ func (x *expander) expr(sc *scope, b *Block, r Ref, what string) string {
 	}
 	var out strings.Builder
 	last := 0
+	// name reads r.Raw[off:end] as name; false after reporting it.
+	name := func(name string, off, end int) bool {
+		to, wired, why := sc.resolve(name)
+		if why != "" {
+			x.errs.Add(r.Pos, "block %s: %s %s", b.Name, what, why)
+			return false
+		}
+		out.WriteString(r.Raw[last:off])
+		out.WriteString(operand(to, wired))
+		last = end
+		return true
+	}
 	for i := 0; i < len(toks); i++ {
 		t := toks[i]
 		if t.t == token.STRING && sc.td != nil {
 			// "name" is a tag whose name is not an identifier: a type
 			// reads none, but it may quote its own names.
-			name, err := strconv.Unquote(t.lit)
-			if err != nil {
-				continue // the expression's own parser reports it
-			}
-			to, wired, why := sc.resolve(name)
-			if why != "" {
-				x.errs.Add(r.Pos, "block %s: %s %s", b.Name, what, why)
+			if n, err := strconv.Unquote(t.lit); err == nil && !name(n, t.off, t.off+len(t.lit)) {
 				return failed(what, r)
 			}
-			out.WriteString(r.Raw[last:t.off])
-			out.WriteString(operand(to, wired))
-			last = t.off + len(t.lit)
-			continue
+			continue // (a bad string is the expression parser's to report)
 		}
 		if t.t != token.IDENT {
 			continue
@@ -442,19 +445,14 @@ func (x *expander) expr(sc *scope, b *Block, r Ref, what string) string {
 		if t.lit == "true" || t.lit == "false" {
 			continue
 		}
-		name, end := t.lit, t.off+len(t.lit)
+		n, end := t.lit, t.off+len(t.lit)
 		if i+2 < len(toks) && toks[i+1].t == token.PERIOD && toks[i+2].t == token.IDENT {
-			name += "." + toks[i+2].lit
+			n += "." + toks[i+2].lit
 			end = toks[i+2].off + len(toks[i+2].lit)
 		}
-		to, wired, err := sc.resolve(name)
-		if err != "" {
-			x.errs.Add(r.Pos, "block %s: %s %s", b.Name, what, err)
+		if !name(n, t.off, end) {
 			return failed(what, r)
 		}
-		out.WriteString(r.Raw[last:t.off])
-		out.WriteString(operand(to, wired))
-		last = end
 	}
 	out.WriteString(r.Raw[last:])
 	return out.String()
