@@ -14,7 +14,7 @@ import (
 
 func TestLookup(t *testing.T) {
 	pid, ok := blocks.Lookup("pid")
-	if !ok || pid.Name != "pid" || len(pid.Inputs) != 5 || pid.Params[0].Name != "kp" || pid.Params[0].Default != 1 {
+	if !ok || pid.Name != "pid" || len(pid.Inputs) != 6 || pid.Params[0].Name != "kp" || pid.Params[0].Default != 1 {
 		t.Fatalf("Lookup(pid) = %+v, %v", pid, ok)
 	}
 	if _, ok := blocks.Lookup("pdi"); ok {

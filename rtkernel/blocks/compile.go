@@ -470,6 +470,9 @@ func (c *compiler) wire(n *node) {
 	if typ.op == opLimit { // scratch: which of mn, mx is wired
 		n.params[2], n.params[3] = b2f(wired("mn")), b2f(wired("mx"))
 	}
+	if typ.op == opPID { // scratch: whether ext_reset is wired
+		n.params[pidExtReset] = b2f(wired("ext_reset"))
+	}
 	if !typ.Variadic {
 		return
 	}

@@ -52,7 +52,7 @@
 // Durations are written with a unit (ti: 10s, pt: 250ms) and are seconds in
 // SetParam and in the et outputs. Rates are units per second.
 //
-//	pid        in pv, sp, track (bool), man_out, ff; out out; params kp (1), ti (0 = no
+//	pid        in pv, sp, track (bool), man_out, ff, ext_reset; out out; kp (1), ti (0 = no
 //	           integral), td (0), td_filter (10: the ratio N, filter time td/N; or a
 //	           duration: the filter time itself), out_min (0), out_max (100),
 //	           rate_max (0 = off), direct (false), bias (0).
@@ -64,7 +64,9 @@
 //	           back-calculated, so the return to automatic is bumpless (with ti = 0
 //	           the integral term acts as a manual reset). Changing kp online
 //	           re-balances the integral so the output does not step. ff
-//	           (feed-forward) is added to the output as bias is.
+//	           (feed-forward) is added to the output as bias is. ext_reset, when
+//	           wired, is external reset feedback: the integral is ext_reset (less
+//	           bias and ff) through a lag of ti instead of the integrated error.
 //	lag        in in; out out; tau: out = in after a first-order lag (exact for a
 //	           step at any cycle time); tau 0 passes through.
 //	ramp       in in; out out; rate: out follows in at most rate units/s.
@@ -144,7 +146,9 @@
 // is the active step, the time in it, hold and the timeout alarm; it runs
 // in one instruction that writes its outputs and every tag its steps set,
 // and a register per block its steps enable: such a block's instruction is
-// gated by it (instr.gate) and runs after the sequence.
+// gated by it (instr.gate) and runs after the sequence. The expressions
+// of a step's conditions are gated likewise, by a register on while the
+// step is active, so only the active step's conditions are evaluated.
 // The steps are checked at load (unknown and unreachable steps, duplicate
 // names, non-bool conditions, tags with a second writer), each at its
 // position. A hand-over (ImportState) carries the step by a hash of its

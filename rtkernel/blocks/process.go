@@ -103,6 +103,9 @@ var schedCatalogue = &blockType{BlockType: configs.BlockType{Name: "scheduler",
 	Params:  schedParams()},
 	op: opScheduler, check: checkScheduler}
 
+// pidExtReset is the pid's scratch slot saying ext_reset is wired.
+const pidExtReset = pidTf + 1
+
 // The process blocks' opcodes, after the ones of spec.go.
 const (
 	opIntegrator opcode = 200 + iota

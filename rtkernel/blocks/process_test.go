@@ -545,3 +545,36 @@ func TestSchedulerDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per cycle", n)
 	}
 }
+
+// pid's ext_reset: the integral follows it through a lag of ti, so out
+// settles at kp*error + ext_reset, and a loop whose output is not used
+// (an override) does not wind up.
+func TestPIDExternalReset(t *testing.T) {
+	tags := []string{"pv", "sp", "er", "u"}
+	r := newRig(t, config(tags, blk(1, "c", "pid", "in:pv=pv", "in:sp=sp", "in:ext_reset=er",
+		"p:kp=2", "p:ti=1s", "out:out=u")), 10*time.Millisecond)
+	r.set("pv", 50)
+	r.set("sp", 50)
+	r.set("er", 40)
+	r.steps(100) // the integral starts at 0: one ti
+	if got := r.get("u"); !near(got, 40*(1-math.Exp(-1)), 1e-9) {
+		t.Fatalf("one ti after start: %v, want 40(1 - 1/e)", got)
+	}
+	// An error of 40 for a minute: the output stays at kp*e + ext_reset
+	// (clamped), the integral does not run away.
+	r.set("sp", 90)
+	r.steps(6000)
+	if got := r.get("u"); got != 100 {
+		t.Fatalf("large error: %v, want 100 (clamped)", got)
+	}
+	r.set("sp", 50)
+	r.step()
+	if got := r.get("u"); !near(got, 40, 1e-6) {
+		t.Fatalf("error gone: %v, want 40 at once (no windup)", got)
+	}
+	r.set("er", math.NaN())
+	r.step()
+	if s := r.sample("u"); s.Quality != tag.Bad {
+		t.Fatalf("NaN ext_reset: %+v, want bad", s)
+	}
+}

@@ -244,7 +244,8 @@ func (tp *TaskProgram) pid(a []int32, out, p, s []float64, dt float64) bool {
 		return false
 	}
 	ff := r[a[4]] // feed-forward: added to the output like bias, with the anti-windup and the tracking seeing it
-	if !finite(ff) {
+	ext, extWired := r[a[5]], p[pidExtReset] != 0
+	if !finite(ff) || extWired && !finite(ext) {
 		return false
 	}
 	kp, ti, td, lo, hi, bias := p[pidKp], p[pidTi], p[pidTd], p[pidOutMin], p[pidOutMax], p[pidBias]+ff
@@ -281,18 +282,22 @@ func (tp *TaskProgram) pid(a []int32, out, p, s []float64, dt float64) bool {
 			rlo, rhi = math.Max(lo, s[pidStOut]-rate*dt), math.Min(hi, s[pidStOut]+rate*dt)
 		}
 		iNew := i
-		if ti > 0 {
+		switch {
+		case ti > 0 && extWired: // external reset: the integral is ext_reset through a lag of ti
+			iNew = i - math.Expm1(-dt/ti)*(ext-bias-i)
+		case ti > 0:
 			iNew = i + kp*dt/ti*e
 		}
 		u = bias + pTerm + iNew + d
-		// Clamping anti-windup: the integral does not move further into a limit.
+		// Clamping anti-windup: the integral does not move further into a
+		// limit (with external reset, ext_reset bounds it instead).
 		if u > rhi {
-			if iNew > i {
+			if iNew > i && !extWired {
 				iNew = math.Max(i, rhi-bias-pTerm-d)
 			}
 			u = rhi
 		} else if u < rlo {
-			if iNew < i {
+			if iNew < i && !extWired {
 				iNew = math.Min(i, rlo-bias-pTerm-d)
 			}
 			u = rlo

@@ -122,7 +122,7 @@ var compareOps = []string{"gt", "ge", "lt", "le", "eq", "ne"}
 var catalogue = append([]*blockType{
 	{BlockType: configs.BlockType{Name: "pid",
 		Doc:        "PID controller: ideal (ISA) form, derivative on the measurement, clamping anti-windup, bumpless tracking",
-		Inputs:     []configs.BlockPort{needs("pv", num), needs("sp", num), port("track", boolean), port("man_out", num), port("ff", num)},
+		Inputs:     []configs.BlockPort{needs("pv", num), needs("sp", num), port("track", boolean), port("man_out", num), port("ff", num), port("ext_reset", num)},
 		InputNeeds: [][2]string{{"track", "man_out"}},
 		Outputs:    outNum,
 		Params: []configs.BlockParam{
@@ -137,7 +137,7 @@ var catalogue = append([]*blockType{
 			withDefault("bias", configs.ParamNumber, 0, "added to the output", "5"),
 		},
 		SameUnit: []string{"pv", "sp"}},
-		op: opPID, scratch: 1, state: 6, hold: true,
+		op: opPID, scratch: 2, state: 6, hold: true,
 		check: func(p []float64) (string, string) {
 			if !(p[pidOutMin] < p[pidOutMax]) {
 				return "out_max", "out_max must be above out_min"
