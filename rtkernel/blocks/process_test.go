@@ -391,10 +391,16 @@ func TestPIDFeedForward(t *testing.T) {
 	if got := r.get("u"); !near(got, 60, 1e-9) {
 		t.Fatalf("back to automatic: %v, want 60 (bumpless with ff)", got)
 	}
-	r.set("ff", math.NaN())
+	wantBadAfter(t, r, "ff", math.NaN(), "u")
+}
+
+// wantBadAfter sets input to v, runs a cycle and wants output bad.
+func wantBadAfter(t *testing.T, r *rig, input string, v float64, output string) {
+	t.Helper()
+	r.set(input, v)
 	r.step()
-	if s := r.sample("u"); s.Quality != tag.Bad {
-		t.Fatalf("NaN ff: %+v, want bad", s)
+	if s := r.sample(output); s.Quality != tag.Bad {
+		t.Fatalf("%s = %v: %s is %+v, want bad", input, v, output, s)
 	}
 }
 
@@ -572,9 +578,5 @@ func TestPIDExternalReset(t *testing.T) {
 	if got := r.get("u"); !near(got, 40, 1e-6) {
 		t.Fatalf("error gone: %v, want 40 at once (no windup)", got)
 	}
-	r.set("er", math.NaN())
-	r.step()
-	if s := r.sample("u"); s.Quality != tag.Bad {
-		t.Fatalf("NaN ext_reset: %+v, want bad", s)
-	}
+	wantBadAfter(t, r, "er", math.NaN(), "u")
 }
