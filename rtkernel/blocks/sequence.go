@@ -192,6 +192,9 @@ func (c *compiler) sequence(n *node, written map[tag.ID]*node, gated map[*node]b
 		g.gate, g.gatePort = n, seqOuts+len(tags)+j
 		n.outTag = append(n.outTag, -1) // a register only
 	}
+	for range b.Steps {
+		n.outTag = append(n.outTag, -1) // the step is active: its conditions are evaluated
+	}
 }
 
 // enabledBlocks are the blocks the steps of n enable (enable:), in the
@@ -237,6 +240,35 @@ func (n *node) gateDeps(edge func(*source)) {
 func (n *node) gateLast(tp *TaskProgram) {
 	if n.gate != nil && len(tp.code) > 0 {
 		tp.code[len(tp.code)-1].gate = n.gate.outReg + int32(n.gatePort)
+	}
+	if n.typ != nil && n.typ.op == opSequence {
+		n.gateConditions(tp)
+	}
+}
+
+// gateConditions gates the expression of each transition condition by the
+// register the sequence sets while the step it leaves is active: only the
+// active step's conditions are evaluated, before the sequence reads them.
+// A step's conditions run from the cycle after it became active, the
+// first cycle the sequence tries its transitions.
+func (n *node) gateConditions(tp *TaskProgram) {
+	p := n.params
+	nsteps := int(p[seqSteps])
+	first := n.outReg + seqOuts + int32(p[seqTags]) // step 0's register
+	for k := range nsteps {
+		row := p[seqHead+rowLen*k:]
+		for t := int(row[rowNext]); t < int(row[rowNext])+2*int(row[rowCount]); t += 2 {
+			s := &n.ins[int(p[t])]
+			if s.kind != srcExpr || s.ex.reg == 0 {
+				continue
+			}
+			for i := len(tp.code) - 1; i >= 0; i-- {
+				if in := &tp.code[i]; in.op == opExpr && in.out == s.ex.reg {
+					in.gate = first + int32(k)
+					break
+				}
+			}
+		}
 	}
 }
 
@@ -410,7 +442,11 @@ func (tp *TaskProgram) sequence(a []int32, out, p, s []float64, dtn float64) uin
 	}
 	out[seqOutStep], out[seqOutTime] = float64(k), s[seqStTime]/1e9
 	out[seqOutAlarm], out[seqOutHeld] = s[seqStAlarm], s[seqStHeld]
-	copy(out[seqOuts:], p[int(row(k)[rowSet]):][:int(p[seqTags])])
+	ncols := int(p[seqTags])
+	copy(out[seqOuts:], p[int(row(k)[rowSet]):][:ncols])
+	active := out[seqOuts+ncols:][:nsteps]
+	clear(active)
+	active[k] = 1
 	return 0
 }
 
