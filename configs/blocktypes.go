@@ -110,6 +110,7 @@ func (c *Config) expandBlockTypes(errs *Errors) {
 			continue
 		}
 		x.types[td.Name] = td
+		x.interfaceNames(td)
 	}
 	for i := range c.Tasks {
 		t := &c.Tasks[i]
@@ -131,6 +132,34 @@ func (c *Config) expandBlockTypes(errs *Errors) {
 		seen[*e] = true
 		return dup
 	})
+}
+
+// interfaceNames reports names of td's inputs, parameters and outputs
+// that are not identifiers (an expression reads them) or are used twice.
+func (x *expander) interfaceNames(td *BlockTypeDef) {
+	seen := map[string]string{}
+	check := func(name *string, pos Pos, kind string) {
+		p := x.c.FieldPos(name, pos)
+		switch first, dup := seen[*name]; {
+		case *name == "":
+		case !identRE.MatchString(*name) || strings.Contains(*name, "."):
+			x.errs.Add(p, "block type %s: %s name %q is not an identifier (letters, digits and '_', not first a digit): expressions read it", td.Name, kind, *name)
+		case dup:
+			x.errs.Add(p, "block type %s: %s %s has the name of its %s; give each input, parameter and output its own name", td.Name, kind, *name, first)
+		}
+		if _, dup := seen[*name]; !dup {
+			seen[*name] = kind
+		}
+	}
+	for i := range td.Inputs {
+		check(&td.Inputs[i].Name, td.Inputs[i].Pos, "input")
+	}
+	for i := range td.Params {
+		check(&td.Params[i].Name, td.Params[i].Pos, "parameter")
+	}
+	for i := range td.Outputs {
+		check(&td.Outputs[i].Name, td.Outputs[i].Pos, "output")
+	}
 }
 
 // expand returns blocks with every instance replaced by its blocks and

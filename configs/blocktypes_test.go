@@ -119,6 +119,11 @@ func TestBlockTypeErrors(t *testing.T) {
     blocks:
       - {name: s, type: scale, inputs: {in: 1}, params: {gain: 1}, outputs: {out: a}}`,
 			[]string{`block s: a block of a type writes no tags`}},
+		{"interface names", `      - {name: u, type: scale, inputs: {in: 1}, params: {gain: 1}}`, `  - name: names
+    inputs: [{name: v}, {name: fic-101}]
+    params: [{name: v}]
+    blocks: [{name: s, type: scale, inputs: {in: 1}, params: {gain: 1}}]`,
+			[]string{`t.yaml:12:32: block type names: input name "fic-101" is not an identifier`, `t.yaml:13:21: block type names: parameter v has the name of its input`}},
 		{"a cycle", `      - {name: u, type: loop}`, self, []string{`block type loop contains itself (loop → loop2 → loop)`}},
 		{"too deep", `      - {name: u, type: da}`, deep.String(), []string{`block types nest deeper than 8`}},
 		{"defined twice", `      - {name: u, type: scale, inputs: {in: 1}, params: {gain: 1}}`, `  - name: scaled
