@@ -319,6 +319,29 @@ func TestSequenceEnableErrors(t *testing.T) {
 	}
 }
 
+// A step entered again reads its conditions as they are now, not as they
+// were when it was left (its expressions run only while it is active).
+func TestSequenceReenteredStepReadsFreshConditions(t *testing.T) {
+	r := batchRig(t, `
+      - name: a
+        next: [{to: b, when: "level > 1"}]
+      - name: b
+        next: [{to: a, when: "level < 0"}]`)
+	r.set("level", 2)
+	r.steps(4)
+	if r.get("seq_step") != 1 {
+		t.Fatalf("level 2: step %v, want 1 (b)", r.get("seq_step"))
+	}
+	r.set("level", -1)
+	r.step()
+	for i := range 5 {
+		r.step()
+		if r.get("seq_step") != 0 {
+			t.Fatalf("level -1, cycle %d in a: step %v, want 0 (a), staying there", i+1, r.get("seq_step"))
+		}
+	}
+}
+
 // Steps are structure: changing one is a hand-over, never a live
 // parameter change that would leave the running program on the old steps.
 func TestSequenceChangeIsStructural(t *testing.T) {
