@@ -473,6 +473,9 @@ func (c *compiler) wire(n *node) {
 	if typ.op == opPID { // scratch: whether ext_reset is wired
 		n.params[pidExtReset] = b2f(wired("ext_reset"))
 	}
+	if typ.op == opIntegrator { // scratch: the retain tag out writes (process.go)
+		n.params[len(typ.Params)] = c.retainTag(n, 0)
+	}
 	if !typ.Variadic {
 		return
 	}

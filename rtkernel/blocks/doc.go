@@ -110,8 +110,8 @@
 // gives a defined value and a bad output, never a panic.
 //
 // The process-control blocks follow (process.go): integrator (a totalizer
-// with reset, hold and limits; its total is state, so it is retained and
-// handed over), lead_lag, moving_average (64 parts of the window in state),
+// with reset, hold and limits; its total is state, handed over, and read
+// back at start from the retain tag its out writes), lead_lag, moving_average (64 parts of the window in state),
 // rate_of_change, characterizer (a piecewise-linear table of up to 8
 // points, x checked strictly increasing at load), split_range, and
 // scheduler: weekly windows in the plant's local time, the zone

@@ -11,14 +11,16 @@ import (
 )
 
 // The process-control blocks: integrator, lead_lag, moving_average,
-// rate_of_change, characterizer and split_range. Each keeps its state in
-// the program's state slots (saved, retained and carried across a
-// hand-over like every block's), takes its parameters live, and allocates
-// nothing per cycle. A NaN or infinite input, or a bad one, holds the
-// block: its state and outputs stay as they were, with the bad quality.
+// rate_of_change, characterizer, split_range and scheduler. Each keeps its
+// state in the program's state slots (saved by SaveState and carried
+// across a hand-over like every block's; an integrator's total also
+// across a restart, from the retain tag its out writes), takes its
+// parameters live, and allocates nothing per cycle. A NaN or infinite
+// input, or a bad one, holds a block with memory: its state and outputs
+// stay as they were, with the bad quality.
 var processCatalogue = []*blockType{
 	{BlockType: configs.BlockType{Name: "integrator",
-		Doc:    "totalizer: out += gain * in * dt each cycle; reset (dominant) sets out to initial, hold freezes it; out is kept across restarts and hand-overs",
+		Doc:    "totalizer: out += gain * in * dt each cycle; reset (dominant) sets out to initial, hold freezes it; the total is carried across a hand-over, and across a restart when out writes a retain tag",
 		Inputs: []configs.BlockPort{needs("in", num), port("reset", boolean), port("hold", boolean)}, Outputs: outNum,
 		Params: []configs.BlockParam{
 			withDefault("gain", configs.ParamNumber, 1, "factor per second (a flow in m3/h totals in m3 with 1/3600 = 0.000277778)", "0.000277778"),
@@ -26,7 +28,7 @@ var processCatalogue = []*blockType{
 			withDefault("out_min", configs.ParamNumber, math.Inf(-1), "lowest out", "-1e9"),
 			withDefault("out_max", configs.ParamNumber, math.Inf(1), "highest out", "1e9"),
 		}},
-		op: opIntegrator, state: 2, hold: true,
+		op: opIntegrator, scratch: 1, state: 2, hold: true,
 		check: func(p []float64) (string, string) {
 			if !(p[2] < p[3]) {
 				return "out_max", "out_max must be above out_min"
@@ -298,6 +300,10 @@ func (tp *TaskProgram) process(op opcode, a []int32, out, p, s []float64, worst 
 	case opIntegrator:
 		if s[0] == 0 {
 			s[0], s[1] = 1, p[1]
+			// At start, a retain tag out writes holds the total it had.
+			if id := int(p[4]); id >= 0 && id < len(tp.tab.Samples) && finite(tp.tab.Samples[id].Value) {
+				s[1] = tp.tab.Samples[id].Value
+			}
 		}
 		switch {
 		case r[a[1]] != 0:

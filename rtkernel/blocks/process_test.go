@@ -71,6 +71,24 @@ func TestIntegrator(t *testing.T) {
 	if s := r.sample("o_out"); s.Value != 20 || s.Quality != tag.Good {
 		t.Fatalf("beyond out_max: %+v, want 20, good", s)
 	}
+	// A restart: the total comes back from the retain tag out writes.
+	cfg := config([]string{"x", "tot"}, blk(1, "b", "integrator", "in:in=x", "p:initial=5", "out:out=tot"))
+	cfg.Tags[1].Retain = true
+	rr := newRig(t, cfg, 10*time.Millisecond)
+	rr.set("tot", 123.5) // as the supervisor restores it before the first cycle
+	rr.set("x", 2)
+	rr.step()
+	if got := rr.get("tot"); !near(got, 123.52, 1e-9) {
+		t.Fatalf("restart from the retained total 123.5: %v, want 123.52", got)
+	}
+	cfg.Tags[1].Retain = false
+	rr = newRig(t, cfg, 10*time.Millisecond)
+	rr.set("tot", 123.5)
+	rr.set("x", 2)
+	rr.step()
+	if got := rr.get("tot"); !near(got, 5.02, 1e-9) {
+		t.Fatalf("start with out not a retain tag: %v, want initial 5 + 0.02", got)
+	}
 	// The total is state: saved, and restored into a new program.
 	saved := r.tp.SaveState(nil)
 	r2 := procRig(t, "integrator", "in:reset=r", "in:hold=h", "p:gain=0.000277777777777778", "p:initial=5", "p:out_max=20")
