@@ -20,8 +20,11 @@ type alarmDef struct {
 	input tag.ID // the watched value, -1 when none
 	// ack is the tag an acknowledge writes 1 to (<alarm tag>_ack, when it
 	// exists and is writable); -1: the alarm is shown read-only.
-	ack    tag.ID
-	device string
+	ack tag.ID
+	// unacked is the tag the block's unacked output writes, -1 when none:
+	// its turning off is an acknowledge from elsewhere (Modbus, MQTT).
+	unacked tag.ID
+	device  string
 }
 
 // alarmDefs are the alarms of cfg: every output of every alarm block, and
@@ -44,6 +47,10 @@ func alarmDefs(cfg *configs.Config, ids map[string]tag.ID, tags []tag.Info) []al
 				continue
 			}
 			in := find(b.Inputs["in"].Raw)
+			unacked := tag.ID(-1)
+			if name, ok := b.Outputs["unacked"]; ok {
+				unacked = find(name)
+			}
 			for _, port := range []string{"active", "hi", "lo", "hihi", "lolo"} {
 				name, ok := b.Outputs[port]
 				if !ok {
@@ -53,7 +60,7 @@ func alarmDefs(cfg *configs.Config, ids map[string]tag.ID, tags []tag.Info) []al
 				if id < 0 {
 					continue
 				}
-				d := alarmDef{Name: name, Block: b.Name, Port: port, Desc: desc[name], tag: id, input: in, ack: -1}
+				d := alarmDef{Name: name, Block: b.Name, Port: port, Desc: desc[name], tag: id, input: in, ack: -1, unacked: unacked}
 				if a := find(name + "_ack"); a >= 0 && tags[a].Writable {
 					d.ack = a
 				}
@@ -64,13 +71,13 @@ func alarmDefs(cfg *configs.Config, ids map[string]tag.ID, tags []tag.Info) []al
 					continue
 				}
 				if id := find(name); id >= 0 && !known(out, name) {
-					out = append(out, alarmDef{Name: name, Block: b.Name, Port: port, Desc: desc[name], tag: id, input: in, ack: -1})
+					out = append(out, alarmDef{Name: name, Block: b.Name, Port: port, Desc: desc[name], tag: id, input: in, ack: -1, unacked: unacked})
 				}
 			}
 		}
 	}
 	for _, d := range cfg.Devices {
-		out = append(out, alarmDef{Name: "device " + d.Name, Desc: "a tag of device " + d.Name + " is not good", tag: -1, input: -1, ack: -1, device: d.Name})
+		out = append(out, alarmDef{Name: "device " + d.Name, Desc: "a tag of device " + d.Name + " is not good", tag: -1, input: -1, ack: -1, unacked: -1, device: d.Name})
 	}
 	return out
 }
@@ -160,6 +167,7 @@ func (a *alarmBook) update(v *view, cur []tag.Sample, now time.Time) {
 			}
 		}
 		if active == st.Active && reason == st.Reason {
+			a.ackedElsewhere(d, st, cur, now)
 			continue
 		}
 		ev := "raised"
@@ -171,6 +179,19 @@ func (a *alarmBook) update(v *view, cur []tag.Sample, now time.Time) {
 		}
 		st.Active, st.Reason = active, reason
 		a.event(alarmEvent{Time: now.UnixMilli(), Alarm: d.Name, Event: ev, Value: val, By: reason})
+	}
+}
+
+// ackedElsewhere marks an active alarm acknowledged when its block's
+// unacked output has turned off without the HMI's acknowledge: SCADA
+// acknowledged it over another protocol.
+func (a *alarmBook) ackedElsewhere(d alarmDef, st *alarmState, cur []tag.Sample, now time.Time) {
+	if !st.Active || st.Acked || d.unacked < 0 || int(d.unacked) >= len(cur) {
+		return
+	}
+	if u := cur[d.unacked]; u.Quality == tag.Good && u.Value == 0 {
+		st.Acked, st.AckedBy = true, "SCADA"
+		a.event(alarmEvent{Time: now.UnixMilli(), Alarm: d.Name, Event: "acknowledged", By: "SCADA"})
 	}
 }
 

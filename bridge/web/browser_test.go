@@ -77,7 +77,8 @@ func tankDemo(t *testing.T) (*configs.Config, string) {
 }
 
 // simulate moves the fake plant like the tank: the level swings through
-// the high alarm's limit, the alarm block's outputs follow it.
+// the high alarm's limit, the alarm block's outputs follow it (unacked
+// turns on with a raised alarm and off at a rising edge of the ack tag).
 func simulate(ctx context.Context, p *bridgetest.Plant, cfg *configs.Config) {
 	tt, _ := cfg.TagTable()
 	id := func(name string) tag.ID {
@@ -87,13 +88,14 @@ func simulate(ctx context.Context, p *bridgetest.Plant, cfg *configs.Config) {
 		}
 		return v
 	}
-	level, high, active := id("level"), id("level_high"), id("level_alarm")
+	level, high, active, unacked, ack := id("level"), id("level_high"), id("level_alarm"), id("level_alarm_unacked"), id("level_alarm_ack")
 	for i, in := range tt.Info {
 		if in.Device != "" {
 			p.Set(tag.ID(i), 0)
 		}
 	}
 	start := time.Now()
+	var was, ackWas bool
 	go func() {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
@@ -111,6 +113,14 @@ func simulate(ctx context.Context, p *bridgetest.Plant, cfg *configs.Config) {
 			}
 			p.Set(high, b)
 			p.Set(active, b)
+			ackOn := p.Value(ack).Value != 0
+			switch {
+			case b != 0 && !was:
+				p.Set(unacked, 1)
+			case ackOn && !ackWas:
+				p.Set(unacked, 0)
+			}
+			was, ackWas = b != 0, ackOn
 		}
 	}()
 }

@@ -355,6 +355,7 @@ func TestWriterWriteApplied(t *testing.T) {
 func TestAlarms(t *testing.T) {
 	r := newRig(t)
 	r.plant.Set(0, 2.8)
+	r.plant.Set(6, 1) // level_unacked, as the alarm block sets it
 	r.plant.Set(2, 1)
 	wait(t, func() bool {
 		_, out := r.do(r.login("viewer", "viewer-pass"), "GET", "/api/alarms", nil)
@@ -405,6 +406,38 @@ func TestAlarms(t *testing.T) {
 	if len(es) != 4 || es[2].Tag != "level_high_ack" || fmt.Sprint(es[2].New) != "false" || !es[2].OK ||
 		es[3].Tag != "level_high_ack" || fmt.Sprint(es[3].New) != "true" || !es[3].OK || r.plant.Value(3).Value != 1 {
 		t.Fatalf("second acknowledge: want writes of 0 then 1 to level_high_ack, audit: %+v", es)
+	}
+}
+
+// TestAlarmAckedElsewhere: an alarm block's unacked output turning off
+// while its alarm is active (SCADA acknowledged over Modbus or MQTT) shows
+// the alarm acknowledged by SCADA, with the event in the history.
+func TestAlarmAckedElsewhere(t *testing.T) {
+	r := newRig(t)
+	v := r.login("viewer", "viewer-pass")
+	alarm := func() map[string]any {
+		_, out := r.do(v, "GET", "/api/alarms", nil)
+		for _, a := range out["alarms"].([]any) {
+			if a.(map[string]any)["name"] == "level_high" {
+				return a.(map[string]any)
+			}
+		}
+		t.Fatal("no alarm level_high")
+		return nil
+	}
+	r.plant.Set(0, 2.8)
+	r.plant.Set(6, 1) // level_unacked
+	r.plant.Set(2, 1) // level_high
+	wait(t, func() bool { return alarm()["active"] == true })
+	time.Sleep(50 * time.Millisecond)
+	if a := alarm(); a["acked"] == true {
+		t.Fatalf("acknowledged while unacked is on: %v", a)
+	}
+	r.plant.Set(6, 0)
+	wait(t, func() bool { a := alarm(); return a["acked"] == true && a["acked_by"] == "SCADA" })
+	_, out := r.do(v, "GET", "/api/alarms", nil)
+	if e := out["recent"].([]any)[0].(map[string]any); e["event"] != "acknowledged" || e["by"] != "SCADA" {
+		t.Fatalf("newest event: %v", e)
 	}
 }
 
