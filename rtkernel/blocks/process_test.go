@@ -1,8 +1,10 @@
 package blocks_test
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -597,4 +599,61 @@ func TestPIDExternalReset(t *testing.T) {
 		t.Fatalf("error gone: %v, want 40 at once (no windup)", got)
 	}
 	wantBadAfter(t, r, "er", math.NaN(), "u")
+}
+
+// A new config that changes process blocks' parameters applies live: the
+// exchanger example's table point, shift start, lead-lag and averaging
+// window are parameter changes, each taken by SetParam as the compiler
+// would read it; x of a point moved past its neighbour is refused.
+func TestProcessParamsChangeLive(t *testing.T) {
+	text, err := os.ReadFile("../../configs/examples/feed-forward.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(s string) *configs.Config {
+		cfg, err := configs.LoadBytes("feed-forward.yaml", []byte(s), blocks.Validate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	old := load(string(text))
+	s := string(text)
+	for _, r := range [][2]string{{"y4: 7.85", "y4: 8"}, {"on1: 6h", "on1: 7h"}, {"lag: 60s", "lag: 90s"}, {"window: 1m", "window: 2m"}} {
+		if strings.Count(s, r[0]) != 1 {
+			t.Fatalf("feed-forward.yaml: %q occurs %d times", r[0], strings.Count(s, r[0]))
+		}
+		s = strings.Replace(s, r[0], r[1], 1)
+	}
+	changes, err := blocks.ParamChanges(old, load(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range changes {
+		names = append(names, fmt.Sprintf("%s=%v", c.Name(), c.Value))
+	}
+	if got := strings.Join(names, " "); got != "ff_dynamics.lag=90 shifts.on1=25200 tank_table.y4=8 temp_avg.window=120" {
+		t.Fatalf("changes: %s", got)
+	}
+	tab, err := old.TagTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, err := blocks.Compile(old, tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := prog.Task("exchanger")
+	for _, c := range changes {
+		if err := tp.SetParam(c.Block, c.Param, c.Value); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := tp.Param(c.Block, c.Param); v != c.Value {
+			t.Fatalf("%s after SetParam: %v", c.Name(), v)
+		}
+	}
+	if err := tp.SetParam("tank_table", "x3", 0.2); !errors.Is(err, blocks.ErrParamValue) {
+		t.Fatalf("x3 below x2 live: %v", err)
+	}
 }
