@@ -194,3 +194,98 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// mixerAt is the batch-mixer example polling the simulator at addr, its
+// hold step 2 s (the plant runs 50 times faster) and the watchdog lenient
+// (these executives are not real-time); prime adds a step before fill_a,
+// so the steps after it move one index on.
+func mixerAt(t *testing.T, addr string, prime bool) *configs.Config {
+	t.Helper()
+	cfg, err := configs.Load("../../configs/examples/batch-mixer.yaml", blocks.Validate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Devices[0].Address = addr
+	cfg.Watchdog.Overruns = 10
+	seq := &cfg.Tasks[0].Blocks[0]
+	seq.Steps[mixHold].MinTime = configs.Value{Raw: "2s", Set: true}
+	if prime {
+		seq.Steps[mixIdle].Next[0].To = "prime"
+		seq.Steps = append(seq.Steps[:1], append([]configs.Step{{Name: "prime",
+			Next: []configs.Transition{{To: "fill_a", When: configs.Ref{Raw: "true"}}}}}, seq.Steps[1:]...)...)
+	}
+	if err := cfg.Validate(blocks.Validate); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestBatchMixerHandOverMidBatch hands a held batch over to a program with
+// a step added before the active one (a structural change, as mkrt apply
+// makes it): the new program takes the batch in its step, found by name at
+// another index, still held and with its time in step, and a resume
+// written to it completes the batch.
+func TestBatchMixerHandOverMidBatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a batch against the simulator for about 20 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	srv, err := sim.Start(ctx, sim.NewMixer(), sim.Config{Listen: "127.0.0.1:0", Speed: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	old := startApp(ctx, t, mixerAt(t, srv.Addr(), false), "old", shm.Location{})
+	waitFor(ctx, t, "old partition running", func() bool {
+		return old.r.Heartbeat().State == wire.Running && old.r.Heartbeat().Cycle > 20
+	})
+	write := func(p *running, name string) {
+		t.Helper()
+		id, _ := p.tab.Lookup(name)
+		res, err := p.r.Do(ctx, wire.Command{Kind: wire.WriteTag, Tag: id, Value: wire.Number(1), Origin: wire.NewOrigin("test")})
+		if err != nil || res.Status != wire.Applied {
+			t.Fatalf("write %s: %+v %v", name, res, err)
+		}
+	}
+	value := func(p *running, name string) float64 { v, _ := p.value(ctx, t, name); return v }
+	write(old, "batch_start")
+	waitFor(ctx, t, "heating for 0.5 s", func() bool { return value(old, "batch_step") == mixHeat && value(old, "batch_time") > 0.5 })
+	write(old, "batch_hold")
+	waitFor(ctx, t, "held", func() bool { return value(old, "batch_held") == 1 })
+	heldFor := value(old, "batch_time")
+
+	nw := startApp(ctx, t, mixerAt(t, srv.Addr(), true), "new", old.loc)
+	waitFor(ctx, t, "new partition on standby", func() bool {
+		return nw.r.Heartbeat().Cycle > 5 && nw.r.HandOver().Counters().Mode == wire.Standby
+	})
+	origin, period, ok := old.r.HandOver().Grid()
+	if !ok {
+		t.Fatal("old partition published no cycle grid")
+	}
+	at := origin + ((old.r.Heartbeat().MonoNs+10*period-origin)/period+1)*period
+	for _, c := range []struct {
+		r    *shm.Reader
+		kind wire.CommandKind
+	}{{nw.r, wire.Take}, {old.r, wire.Release}} {
+		if res, err := c.r.Do(ctx, wire.Command{Kind: c.kind, Tag: -1, Value: wire.Number(float64(at)), Origin: wire.NewOrigin("test")}); err != nil || res.Err() != nil {
+			t.Fatalf("%v: %v %v", c.kind, err, res.Err())
+		}
+	}
+	waitFor(ctx, t, "switch", func() bool {
+		return nw.r.HandOver().Counters().Mode == wire.Driving && old.r.HandOver().Counters().Mode == wire.Released
+	})
+	waitFor(ctx, t, "cycles driven by the new program", func() bool { return nw.r.HandOver().Counters().Driven > 3 })
+	if s, h, tm := value(nw, "batch_step"), value(nw, "batch_held"), value(nw, "batch_time"); s != mixHeat+1 || h != 1 || tm != heldFor || tm <= 0.5 {
+		t.Fatalf("after the hand-over: step %v held %v time %v, want %d (heat, one on) held 1 time %v", s, h, tm, mixHeat+1, heldFor)
+	}
+	write(nw, "batch_resume")
+	waitFor(ctx, t, "the batch completes in the new program", func() bool { return value(nw, "batch_step") == mixComplete+1 })
+	if l := value(nw, "level"); l > 0.05 {
+		t.Errorf("complete at level %.3f m, want <= 0.05", l)
+	}
+	cancel()
+	for _, p := range []*running{old, nw} {
+		<-p.done
+	}
+}
