@@ -33,27 +33,9 @@ const (
 // sequence resumes in its step (retained), not at idle; then it is held
 // and resumed through the same command path.
 func TestBatchMixerExample(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a batch against the simulator for about 20 s")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel, srv := mixerSim(t)
 	defer cancel()
-	srv, err := sim.Start(ctx, sim.NewMixer(), sim.Config{Listen: "127.0.0.1:0", Speed: 50})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-
-	cfg, err := configs.Load("../../configs/examples/batch-mixer.yaml", blocks.Validate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Devices[0].Address = srv.Addr()
-	steps := cfg.Tasks[0].Blocks[0].Steps
-	if steps[mixHold].Name != "hold" {
-		t.Fatalf("step %d is %q, want hold", mixHold, steps[mixHold].Name)
-	}
-	steps[mixHold].MinTime = configs.Value{Raw: "2s", Set: true} // the plant runs 50 times faster
+	cfg := mixerAt(t, srv.Addr(), false)
 	tab, err := cfg.TagTable()
 	if err != nil {
 		t.Fatal(err)
@@ -195,6 +177,23 @@ func b2f(b bool) float64 {
 	return 0
 }
 
+// mixerSim starts the mixer simulator at 50 times real time, for a test
+// that runs a batch (about 15 s); the context ends after 2 minutes.
+func mixerSim(t *testing.T) (context.Context, context.CancelFunc, *sim.Server) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs a batch against the simulator for about 15 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	srv, err := sim.Start(ctx, sim.NewMixer(), sim.Config{Listen: "127.0.0.1:0", Speed: 50})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return ctx, cancel, srv
+}
+
 // mixerAt is the batch-mixer example polling the simulator at addr, its
 // hold step 2 s (the plant runs 50 times faster) and the watchdog lenient
 // (these executives are not real-time); prime adds a step before fill_a,
@@ -208,6 +207,9 @@ func mixerAt(t *testing.T, addr string, prime bool) *configs.Config {
 	cfg.Devices[0].Address = addr
 	cfg.Watchdog.Overruns = 10
 	seq := &cfg.Tasks[0].Blocks[0]
+	if seq.Steps[mixHold].Name != "hold" {
+		t.Fatalf("step %d is %q, want hold", mixHold, seq.Steps[mixHold].Name)
+	}
 	seq.Steps[mixHold].MinTime = configs.Value{Raw: "2s", Set: true}
 	if prime {
 		seq.Steps[mixIdle].Next[0].To = "prime"
@@ -226,16 +228,8 @@ func mixerAt(t *testing.T, addr string, prime bool) *configs.Config {
 // another index, still held and with its time in step, and a resume
 // written to it completes the batch.
 func TestBatchMixerHandOverMidBatch(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a batch against the simulator for about 20 s")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel, srv := mixerSim(t)
 	defer cancel()
-	srv, err := sim.Start(ctx, sim.NewMixer(), sim.Config{Listen: "127.0.0.1:0", Speed: 50})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	old := startApp(ctx, t, mixerAt(t, srv.Addr(), false), "old", shm.Location{})
 	waitFor(ctx, t, "old partition running", func() bool {
 		return old.r.Heartbeat().State == wire.Running && old.r.Heartbeat().Cycle > 20
