@@ -43,7 +43,7 @@ var processCatalogue = []*blockType{
 			mustWrite("lag", configs.ParamDuration, "lag time constant (above 0)", "5s"),
 			withDefault("gain", configs.ParamNumber, 1, "steady-state gain", "1"),
 		}},
-		op: opLeadLag, state: 2, hold: true,
+		op: opLeadLag, scratch: 3, state: 2, hold: true,
 		check: func(p []float64) (string, string) {
 			if p[1] <= 0 {
 				return "lag", "lag must be above 0 (a time constant such as 5s)"
@@ -65,7 +65,7 @@ var processCatalogue = []*blockType{
 		Doc:    "rate of change of in, in units per second, through a first-order filter of time constant tau; 0 in the first cycle",
 		Inputs: inNum, Outputs: outNum,
 		Params: []configs.BlockParam{withDefault("tau", configs.ParamDuration, 0, "filter time constant; 0: no filter", "2s")}},
-		op: opRateOfChange, state: 3, hold: true},
+		op: opRateOfChange, scratch: 3, state: 3, hold: true},
 	{BlockType: configs.BlockType{Name: "characterizer",
 		Doc:    "piecewise-linear table (x1,y1) ... (xN,yN), N from 2 to " + strconv.Itoa(charPoints) + ", x strictly increasing: out is y interpolated at in; beyond the table the end segment's y, with uncertain quality",
 		Inputs: inNum, Outputs: outNum,
@@ -320,7 +320,7 @@ func (tp *TaskProgram) process(op opcode, a []int32, out, p, s []float64, worst 
 		if s[0] == 0 {
 			s[0], s[1] = 1, x
 		} else {
-			s[1] += -math.Expm1(-dts/p[1]) * (x - s[1])
+			s[1] += lagCoef(p[3:6], dts, p[1]) * (x - s[1])
 		}
 		f := p[0] / p[1]
 		out[0] = p[2] * (f*x + (1-f)*s[1])
@@ -333,7 +333,7 @@ func (tp *TaskProgram) process(op opcode, a []int32, out, p, s []float64, worst 
 		case dts > 0:
 			v := (x - s[1]) / dts
 			if p[0] > 0 {
-				v = s[2] - math.Expm1(-dts/p[0])*(v-s[2])
+				v = s[2] + lagCoef(p[1:4], dts, p[0])*(v-s[2])
 			}
 			s[1], s[2] = x, v
 		}
@@ -387,6 +387,16 @@ func (tp *TaskProgram) process(op opcode, a []int32, out, p, s []float64, worst 
 		out[0], out[1] = omin+f1*(omax-omin), omin+f2*(omax-omin)
 	}
 	return worst
+}
+
+// lagCoef is 1 - exp(-dt/tau), the step of a first-order lag of time
+// constant tau in a cycle of dt, cached in c (dt, tau, the coefficient: a
+// block's scratch slots) while dt and tau stay as they are.
+func lagCoef(c []float64, dt, tau float64) float64 {
+	if c[0] != dt || c[1] != tau {
+		c[0], c[1], c[2] = dt, tau, -math.Expm1(-dt/tau)
+	}
+	return c[2]
 }
 
 // movingAverage adds x, sampled for dtn nanoseconds, to the average over
