@@ -165,7 +165,7 @@ func check(cfg *configs.Config, tab *tag.Table) *compiler {
 	c.outputs()
 	c.inputs()
 	c.sequences()
-	c.timezone() // process.go
+	c.processChecks() // process.go
 	for _, check := range c.later {
 		check()
 	}

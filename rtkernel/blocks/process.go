@@ -159,11 +159,25 @@ func checkScheduler(p []float64) (string, string) {
 	return "", ""
 }
 
-// timezone checks metadata.timezone.
-func (c *compiler) timezone() {
+// processChecks checks metadata.timezone, and that an alarm whose
+// unacked output is wired has its ack input wired too (else unacked would
+// never turn off).
+func (c *compiler) processChecks() {
 	if tz := c.cfg.Metadata.Timezone; tz != "" {
 		if _, err := time.LoadLocation(tz); err != nil {
 			c.errs.Add(c.cfg.Metadata.Pos, "metadata.timezone %q is not a time zone (an IANA name such as Europe/Berlin or UTC): %v", tz, err)
+		}
+	}
+	for _, nodes := range c.nodes {
+		for _, n := range nodes {
+			if n.typ == nil || n.typ.op != opAlarm { // nil: an unknown type, reported already
+				continue
+			}
+			if _, out := n.b.Outputs["unacked"]; out {
+				if _, in := n.b.Inputs["ack"]; !in {
+					c.errs.Add(n.b.Pos, "%s writes unacked but has no ack input, so unacked would never turn off (wire ack to a writable bool tag, e.g. %s_ack)", n.what(), n.b.Outputs["active"])
+				}
+			}
 		}
 	}
 }

@@ -258,7 +258,7 @@ func TestCharacterizer(t *testing.T) {
 // A table is checked at load: each error at the parameter's line and
 // column, saying what to fix.
 func TestCharacterizerTableErrors(t *testing.T) {
-	tags := []string{"x", "out"}
+	tags := []string{"x", "out", "flag:bool", "flag2:bool"}
 	for _, c := range []struct {
 		name  string
 		block configs.Block
@@ -280,6 +280,7 @@ func TestCharacterizerTableErrors(t *testing.T) {
 		{"split outside", blk(10, "c", "split_range", "in:in=x", "p:split=120"), pos(12, 7), "split must be below in_max"},
 		{"integrator limits", blk(10, "c", "integrator", "in:in=x", "p:out_min=5", "p:out_max=1"), pos(13, 7), "out_max must be above out_min"},
 		{"alarm off_delay", blk(10, "c", "alarm", "in:in=x", "p:hi=1", "p:off_delay=-1s"), pos(13, 7), "is a time"},
+		{"unacked without ack", blk(10, "c", "alarm", "in:in=x", "p:hi=1", "out:unacked=flag", "out:active=flag2"), pos(10, 5), "writes unacked but has no ack input, so unacked would never turn off (wire ack to a writable bool tag, e.g. flag2_ack)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			es := compileErrs(t, config(tags, c.block))
@@ -366,7 +367,7 @@ func TestAlarmAcknowledge(t *testing.T) {
 
 // An alarm written before ack, unacked and off_delay existed runs as it did.
 func TestAlarmOldParams(t *testing.T) {
-	r := procRig(t, "alarm", "p:lo=10", "p:lolo=5", "p:deadband=1", "p:delay=20ms")
+	r := procRig(t, "alarm", "in:ack=ack", "p:lo=10", "p:lolo=5", "p:deadband=1", "p:delay=20ms")
 	r.set("x", 4)
 	r.steps(3)
 	if !r.on("o_lo") || !r.on("o_lolo") || !r.on("o_active") || !r.on("o_unacked") {
