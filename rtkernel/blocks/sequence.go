@@ -395,8 +395,16 @@ func (tp *TaskProgram) sequence(a []int32, out, p, s []float64, dtn float64) uin
 		s[seqStHash] = row(int(s[seqStStep]))[rowHash]
 	}
 	// A hand-over from a program whose steps differ: find the step by name.
-	k := int(s[seqStStep])
-	if k < 0 || k >= nsteps || row(k)[rowHash] != s[seqStHash] {
+	// State from elsewhere may hold anything: a step that is no index, a
+	// time that is no number.
+	if !(s[seqStTime] >= 0 && s[seqStTime] <= math.MaxInt64) {
+		s[seqStTime] = 0
+	}
+	k := -1
+	if st := s[seqStStep]; st >= 0 && st < float64(nsteps) {
+		k = int(st)
+	}
+	if k < 0 || row(k)[rowHash] != s[seqStHash] {
 		k = 0
 		for i := range nsteps {
 			if row(i)[rowHash] == s[seqStHash] {

@@ -3,6 +3,7 @@ package blocks_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -354,6 +355,25 @@ func TestSequenceChangeIsStructural(t *testing.T) {
 		changed := batchLoad(t, strings.Replace(batchSteps, change[0], change[1], 1))
 		if _, err := blocks.ParamChanges(old, changed); !errors.Is(err, blocks.ErrStructural) {
 			t.Errorf("%s -> %s: %v, want ErrStructural", change[0], change[1], err)
+		}
+	}
+}
+
+// State from elsewhere that holds no step and no time (NaN, beyond every
+// index) starts the initial step instead of stopping the sequence.
+func TestSequenceGarbageState(t *testing.T) {
+	for _, bad := range [][2]float64{{math.NaN(), math.NaN()}, {1e300, math.Inf(1)}, {-5, -1}} {
+		r := batchRig(t, batchSteps)
+		r.step()
+		st := r.tp.SaveState(nil)
+		st[2], st[3] = bad[0], bad[1] // after the fingerprint: init, step, time
+		if err := r.tp.LoadState(st); err != nil {
+			t.Fatal(err)
+		}
+		r.setBool("start", true)
+		r.steps(2)
+		if r.get("seq_step") != 1 || !(r.get("seq_time") >= 0 && r.get("seq_time") < 1) {
+			t.Errorf("state step %v time %v: step %v time %v, want 1 (fill) and a time from 0", bad[0], bad[1], r.get("seq_step"), r.get("seq_time"))
 		}
 	}
 }
