@@ -400,6 +400,17 @@ func (tp *TaskProgram) process(op opcode, a []int32, out, p, s []float64, worst 
 		}
 		out[0], out[1] = omin+f1*(omax-omin), omin+f2*(omax-omin)
 	}
+	// An overflow (huge inputs, parameters or cycle times) is an output
+	// that is not a finite number: bad. A filter whose state overflowed
+	// starts again from its next input.
+	for k := range out {
+		if !finite(out[k]) {
+			worst = max(worst, qcode(tag.Bad, tag.OutOfRange))
+			if op == opLeadLag || op == opRateOfChange || op == opMovingAverage {
+				s[0] = 0
+			}
+		}
+	}
 	return worst
 }
 

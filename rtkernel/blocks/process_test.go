@@ -658,3 +658,38 @@ func TestProcessParamsChangeLive(t *testing.T) {
 		t.Fatalf("x3 below x2 live: %v", err)
 	}
 }
+
+// Hostile inputs and cycle times: NaN, infinities, huge and tiny values,
+// zero and huge cycles, and live parameter changes to odd values never
+// panic a process block, and a bad output always carries bad quality when
+// its value is not a finite number.
+func TestProcessBlocksHostileInputs(t *testing.T) {
+	vals := []float64{math.NaN(), math.Inf(1), math.Inf(-1), 1e308, -1e308, 5e-324, 0, -1, 50, 99.999}
+	dts := []time.Duration{0, time.Nanosecond, 10 * time.Millisecond, time.Hour, 1 << 62}
+	for _, typ := range []string{"integrator", "lead_lag", "moving_average", "rate_of_change", "characterizer", "split_range", "scheduler", "alarm"} {
+		t.Run(typ, func(t *testing.T) {
+			bt, _ := blocks.Lookup(typ)
+			b := exampleBlock(bt, 10)
+			b.Outputs = map[string]string{bt.Outputs[0].Name: "o"}
+			oTag := "o"
+			if bt.Outputs[0].Kind == configs.PortBool {
+				oTag = "o:bool"
+			}
+			r := newRig(t, config([]string{"x", "b:bool", oTag}, b), 10*time.Millisecond)
+			for i := range 2000 {
+				r.set("x", vals[i%len(vals)])
+				r.setBool("b", i%3 == 0)
+				r.dt = dts[(i/7)%len(dts)]
+				r.step()
+				if i%50 == 0 {
+					for _, p := range bt.Params {
+						_ = r.tp.SetParam("b"+typ, p.Name, vals[(i/50)%len(vals)])
+					}
+				}
+				if s := r.sample("o"); !finite(s.Value) && s.Quality != tag.Bad {
+					t.Fatalf("cycle %d (x %v, dt %v): %+v is not finite but not bad", i, vals[i%len(vals)], r.dt, s)
+				}
+			}
+		})
+	}
+}
