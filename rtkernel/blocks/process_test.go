@@ -666,7 +666,7 @@ func TestProcessParamsChangeLive(t *testing.T) {
 func TestProcessBlocksHostileInputs(t *testing.T) {
 	vals := []float64{math.NaN(), math.Inf(1), math.Inf(-1), 1e308, -1e308, 5e-324, 0, -1, 50, 99.999}
 	dts := []time.Duration{0, time.Nanosecond, 10 * time.Millisecond, time.Hour, 1 << 62}
-	for _, typ := range []string{"integrator", "lead_lag", "moving_average", "rate_of_change", "characterizer", "split_range", "scheduler", "alarm"} {
+	for _, typ := range []string{"integrator", "lead_lag", "moving_average", "rate_of_change", "characterizer", "split_range", "scheduler", "alarm", "pid"} {
 		t.Run(typ, func(t *testing.T) {
 			bt, _ := blocks.Lookup(typ)
 			b := exampleBlock(bt, 10)

@@ -304,6 +304,9 @@ func (tp *TaskProgram) pid(a []int32, out, p, s []float64, dt float64) bool {
 		}
 		i = iNew
 	}
+	if !finite(u) || !finite(i) || !finite(d) { // an overflow: held, bad
+		return false
+	}
 	s[pidStI], s[pidStD], s[pidStPV], s[pidStOut], s[pidStErr] = i, d, pv, u, e
 	out[0] = u
 	return true
