@@ -157,6 +157,9 @@ func TestBatchMixerExample(t *testing.T) {
 		t.Errorf("hold kept %.2f to %.2f degC, want 60 ±1", coolest, hottest)
 	}
 	watch("drain", 20*time.Second, func() bool { return at() == mixComplete })
+	if name := img.Text[id("batch_step_name")]; name != "complete" {
+		t.Errorf("complete: batch_step_name %q, want complete", name)
+	}
 	if l := img.Samples[level].Value; l > 0.05 || img.Samples[doneTag].Value != 1 || img.Samples[held].Value != 0 {
 		t.Errorf("complete: level %.3f m, done %v, held %v; want <= 0.05 m, 1, 0", l, img.Samples[doneTag].Value, img.Samples[held].Value)
 	}

@@ -381,7 +381,7 @@ func (c *compiler) outputs() {
 				}
 				info := c.tab.Info[id]
 				switch {
-				case info.Type == tag.String:
+				case info.Type == tag.String && !n.typ.writesText(k):
 					c.errs.Add(n.b.Pos, "output %q of %s writes string tag %q (blocks write number and bool tags)", key, n.what(), name)
 					continue
 				case info.Type == tag.Bool && n.typ.KindFrom != nil:

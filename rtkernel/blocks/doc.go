@@ -32,7 +32,8 @@
 // (a bool output, a bool tag, or a literal true/false/0/1) may feed a number
 // input and counts as 0 or 1. A number may not feed a bool input: wire it
 // through compare or hysteresis instead. A number output may not write a bool
-// tag, and no port reads or writes a string tag. delay and select carry
+// tag, and no port reads or writes a string tag but a sequence's name, which
+// writes the active step's name. delay and select carry
 // whatever their data inputs carry: a delay of a bool is a bool, so a
 // motor starter's seal-in (start OR delayed run, AND permissive) compiles.
 //

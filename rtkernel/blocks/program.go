@@ -101,6 +101,7 @@ type TaskProgram struct {
 	print  float64 // fingerprint of the program's state layout
 	seen   []bool  // ImportState scratch, one per block
 	exprs  []*expr.Program
+	steps  [][]string // each sequence's step names, for the tag its name output writes
 
 	// For schedulers: the cycle's Unix time in nanoseconds (epoch + now)
 	// and the plant's time zone (metadata.timezone).

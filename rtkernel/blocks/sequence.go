@@ -40,6 +40,8 @@ const (
 	seqTags           // number of action columns: the tags set, then the blocks enabled
 	seqStepTag        // the retain tag the step output writes, or -1
 	seqTimeTag        // the retain tag the time output writes, or -1
+	seqNameTag        // the string tag the name output writes, or -1
+	seqNames          // the sequence's step names in TaskProgram.steps
 	seqHead
 )
 
@@ -70,15 +72,15 @@ const (
 
 // Its fixed ports: the command inputs and the published outputs.
 const (
-	seqInHold, seqInResume, seqInAbort, seqIns               = 0, 1, 2, 3
-	seqOutStep, seqOutTime, seqOutAlarm, seqOutHeld, seqOuts = 0, 1, 2, 3, 4
+	seqInHold, seqInResume, seqInAbort, seqIns                           = 0, 1, 2, 3
+	seqOutStep, seqOutTime, seqOutAlarm, seqOutHeld, seqOutName, seqOuts = 0, 1, 2, 3, 4, 5
 )
 
 var sequenceCatalogue = []*blockType{
 	{BlockType: configs.BlockType{Name: "sequence",
 		Doc:     "sequence (IEC 61131-3 SFC subset): named steps (steps:), each setting tags (set:) and enabling blocks (enable:) while active, left by the first transition (next: to, when) whose bool condition holds after min_time; timeout turns alarm on; rising edges of hold and resume freeze it and let it go on; while abort is on it is in its initial step",
 		Inputs:  []configs.BlockPort{port("hold", boolean), port("resume", boolean), port("abort", boolean)},
-		Outputs: []configs.BlockPort{port("step", num), port("time", num), port("alarm", boolean), port("held", boolean)}},
+		Outputs: []configs.BlockPort{port("step", num), port("time", num), port("alarm", boolean), port("held", boolean), port("name", num)}},
 		op: opSequence, state: seqStLen},
 }
 
@@ -136,7 +138,13 @@ func (c *compiler) sequence(n *node, written map[tag.ID]*node, gated map[*node]b
 	enabled := c.enabledBlocks(n, gated)
 	p := make([]float64, seqHead+rowLen*len(b.Steps))
 	p[seqSteps], p[seqTags] = float64(len(b.Steps)), float64(len(tags)+len(enabled))
-	p[seqStepTag], p[seqTimeTag] = c.retainTag(n, seqOutStep), c.retainTag(n, seqOutTime)
+	p[seqStepTag], p[seqTimeTag], p[seqNameTag] = c.retainTag(n, seqOutStep), c.retainTag(n, seqOutTime), -1
+	if id := n.outTag[seqOutName]; id >= 0 {
+		if c.tab.Info[id].Type != tag.String {
+			c.errs.Add(n.b.Pos, "output \"name\" of %s writes tag %q, a %s: it writes the step's name into a string tag (the index is output step)", n.what(), c.tab.Info[id].Name, c.tab.Info[id].Type)
+		}
+		p[seqNameTag] = float64(id)
+	}
 	// Transitions: the input each reads and the step it leads to.
 	for i := range b.Steps {
 		st := &b.Steps[i]
@@ -243,8 +251,18 @@ func (n *node) gateLast(tp *TaskProgram) {
 	}
 	if n.typ != nil && n.typ.op == opSequence {
 		n.gateConditions(tp)
+		names := make([]string, len(n.b.Steps))
+		for i := range n.b.Steps {
+			names[i] = n.b.Steps[i].Name
+		}
+		tp.params[tp.code[len(tp.code)-1].par+seqNames] = float64(len(tp.steps))
+		tp.steps = append(tp.steps, names)
 	}
 }
+
+// writesText reports whether output port of the type writes a string tag:
+// a sequence's name.
+func (t *blockType) writesText(port int) bool { return t.op == opSequence && port == seqOutName }
 
 // gateConditions gates the expression of each transition condition by the
 // register the sequence sets while the step it leaves is active: only the
@@ -449,7 +467,12 @@ func (tp *TaskProgram) sequence(a []int32, out, p, s []float64, dtn float64) uin
 		}
 	}
 	out[seqOutStep], out[seqOutTime] = float64(k), s[seqStTime]/1e9
-	out[seqOutAlarm], out[seqOutHeld] = s[seqStAlarm], s[seqStHeld]
+	out[seqOutAlarm], out[seqOutHeld], out[seqOutName] = s[seqStAlarm], s[seqStHeld], float64(k)
+	if id := int(p[seqNameTag]); id >= 0 {
+		if name := tp.steps[int(p[seqNames])][k]; tp.tab.Text[id] != name {
+			tp.tab.Text[id] = name
+		}
+	}
 	ncols := int(p[seqTags])
 	copy(out[seqOuts:], p[int(row(k)[rowSet]):][:ncols])
 	active := out[seqOuts+ncols:][:nsteps]

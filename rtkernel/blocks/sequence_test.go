@@ -29,6 +29,7 @@ const batchTags = `tags:
   - {name: seq_time, retain: true}
   - {name: seq_alarm, type: bool}
   - {name: seq_held, type: bool}
+  - {name: seq_name, type: string}
 `
 
 // batchSteps is idle -> fill -> heat -> idle.
@@ -55,7 +56,7 @@ func batchConfig(steps string) string {
       - name: batch
         type: sequence
         inputs: {hold: hold, resume: resume, abort: abort}
-        outputs: {step: seq_step, time: seq_time, alarm: seq_alarm, held: seq_held}
+        outputs: {step: seq_step, time: seq_time, alarm: seq_alarm, held: seq_held, name: seq_name}
         steps:` + steps
 }
 
@@ -84,6 +85,9 @@ func TestSequenceRuns(t *testing.T) {
 	}
 	r.setBool("start", true)
 	r.step()
+	if name := r.tab.Text[r.id("seq_name")]; name != "fill" {
+		t.Fatalf("after start: name %q, want fill", name)
+	}
 	if r.get("seq_step") != 1 || !r.on("valve") || r.get("heat") != 0 {
 		t.Fatalf("after start: step %v valve %v heat %v, want 1 true 0", r.get("seq_step"), r.on("valve"), r.get("heat"))
 	}
@@ -159,44 +163,44 @@ func TestSequenceErrors(t *testing.T) {
       - name: idle
         next: [{to: fil, when: start}]
       - name: fill
-        next: [{to: idle, when: start}]`, `24:23: sequence block "batch": step "idle" has a transition to unknown step "fil" (did you mean "fill"?)`},
+        next: [{to: idle, when: start}]`, `25:23: sequence block "batch": step "idle" has a transition to unknown step "fil" (did you mean "fill"?)`},
 		{"unreachable step", `
       - name: idle
         next: [{to: fill, when: start}]
       - name: fill
-      - name: drain`, `26:11: sequence block "batch": step "drain" is never reached from the initial step "idle"`},
+      - name: drain`, `27:11: sequence block "batch": step "drain" is never reached from the initial step "idle"`},
 		{"number condition", `
       - name: idle
         next:
           - {to: fill, when: "level + 1"}
-      - name: fill`, `25:32: is a bool but the expression "level + 1" is a number`},
+      - name: fill`, `26:32: is a bool but the expression "level + 1" is a number`},
 		{"number tag condition", `
       - name: idle
         next:
           - {to: fill, when: level}
-      - name: fill`, `25:32: is a bool but tag "level" is a float64`},
+      - name: fill`, `26:32: is a bool but tag "level" is a float64`},
 		{"bad expression", `
       - name: idle
         next:
           - {to: fill, when: "start && levl > 2"}
-      - name: fill`, `25:42: unknown name "levl"`},
+      - name: fill`, `26:42: unknown name "levl"`},
 		{"duplicate step", `
       - name: idle
         next: [{to: idle, when: start}]
-      - name: idle`, `25:17: step name "idle" is already used`},
+      - name: idle`, `26:17: step name "idle" is already used`},
 		{"unknown tag set", `
       - name: idle
-        set: {valv: true}`, `24:17: step "idle" sets unknown tag "valv"`},
+        set: {valv: true}`, `25:17: step "idle" sets unknown tag "valv"`},
 		{"number into bool tag", `
       - name: idle
-        set: {valve: 40}`, `24:24: sets bool tag "valve": write true or false`},
+        set: {valve: 40}`, `25:24: sets bool tag "valve": write true or false`},
 		{"tag with two writers", `
       - name: idle
-        set: {seq_held: true}`, `24:17: already writes (a tag has one writer)`},
+        set: {seq_held: true}`, `25:17: already writes (a tag has one writer)`},
 		{"bad timeout", `
       - name: idle
-        timeout: soon`, `24:20: timeout of step "idle" is a time`},
-		{"no steps", ` []`, `18:9: sequence block "batch" needs its steps`},
+        timeout: soon`, `25:20: timeout of step "idle" is a time`},
+		{"no steps", ` []`, `19:9: sequence block "batch" needs its steps`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "batch.yaml")
@@ -314,8 +318,8 @@ func TestSequenceEnableErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := configs.Load(path, blocks.Validate)
-		if err == nil || !strings.Contains(err.Error(), "batch.yaml:32:") || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("enable %s: got %v, want at line 32: %s", tc.enable, err, tc.want)
+		if err == nil || !strings.Contains(err.Error(), "batch.yaml:33:") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("enable %s: got %v, want at line 33: %s", tc.enable, err, tc.want)
 		}
 	}
 }
