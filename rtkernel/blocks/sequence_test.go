@@ -347,6 +347,15 @@ func TestSequenceReenteredStepReadsFreshConditions(t *testing.T) {
 	}
 }
 
+// The name output writes a string tag and nothing else.
+func TestSequenceNameIntoNumberTag(t *testing.T) {
+	text := strings.Replace(batchConfig(batchSteps), "name: seq_name}", "name: heat}", 1)
+	_, err := configs.LoadBytes("batch.yaml", []byte(text), blocks.Validate)
+	if err == nil || !strings.Contains(err.Error(), `output "name" of sequence block "batch" writes tag "heat", a float64: it writes the step's name into a string tag`) {
+		t.Fatalf("got %v, want the name output refused for a number tag", err)
+	}
+}
+
 // Steps are structure: changing one is a hand-over, never a live
 // parameter change that would leave the running program on the old steps.
 func TestSequenceChangeIsStructural(t *testing.T) {
