@@ -1,10 +1,12 @@
 // Package sim is a set of plant simulators served as real Modbus TCP slaves,
 // for trying control configs and testing the field I/O drivers without a
-// plant: a tank, a heater and a conveyor. Each advances on a ticker in sim
-// time (wall time multiplied by a speed factor) and keeps its state in the
-// Modbus data areas. Servers use github.com/simonvetter/modbus; nothing here
-// needs privileges. `mkrt sim <tank|heater|conveyor> --listen ADDR [--speed N]`
-// runs one.
+// plant: a tank, a heater, a conveyor, a batch mixer (Mixer), a pump
+// station's wet well (Pumps) and a blending line (Blending). Each advances
+// on a ticker in sim time (wall time multiplied by a speed factor) and
+// keeps its state in the Modbus data areas; each model's type documents its
+// register map. Servers use github.com/simonvetter/modbus; nothing here
+// needs privileges. `mkrt sim <tank|heater|conveyor|mixer|pumps|blending>
+// --listen ADDR [--speed N]` runs one.
 //
 // Addresses below are zero-based (mbpoll's -r is one-based: register 0 is
 // -r 1). float32 values take two registers, ABCD order (big-endian, high word
