@@ -272,7 +272,10 @@ func (tp *TaskProgram) pid(a []int32, out, p, s []float64, dt float64) bool {
 	pTerm := kp * e
 	i := s[pidStI]
 	var u float64
-	if track {
+	if ru, on := relay(p, pv, e, s[pidStOut], lo, hi, dt, track); on { // autotune (tune.go)
+		u = ru
+		i = p[tuneU0] - bias - pTerm - d // when the experiment ends, control resumes from u0
+	} else if track {
 		u = clamp(man, lo, hi)
 		i = u - bias - pTerm - d // back-calculated: the return to auto is bumpless
 	} else {
@@ -308,7 +311,7 @@ func (tp *TaskProgram) pid(a []int32, out, p, s []float64, dt float64) bool {
 		return false
 	}
 	s[pidStI], s[pidStD], s[pidStPV], s[pidStOut], s[pidStErr] = i, d, pv, u, e
-	out[0] = u
+	out[0], out[1], out[2], out[3] = u, p[tuneStage], p[tuneKu], p[tunePu]
 	return true
 }
 

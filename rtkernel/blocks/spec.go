@@ -71,7 +71,7 @@ type blockType struct {
 
 // Parameter, state and port indices used by the instructions.
 const (
-	pidKp, pidTi, pidTd, pidN, pidOutMin, pidOutMax, pidRate, pidDirect, pidBias, pidTf = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+	pidKp, pidTi, pidTd, pidN, pidOutMin, pidOutMax, pidRate, pidDirect, pidBias, pidTf = 0, 1, 2, 3, 4, 5, 6, 7, 8, 12 // 9-11: tune.go
 	pidStInit, pidStI, pidStD, pidStPV, pidStOut, pidStErr                              = 0, 1, 2, 3, 4, 5
 	alarmDeadband, alarmDelay, alarmOffDelay                                            = 4, 5, 6
 	compareGT, compareGE, compareLT, compareLE, compareEQ, compareNE                    = 0, 1, 2, 3, 4, 5
@@ -124,7 +124,7 @@ var catalogue = append([]*blockType{
 		Doc:        "PID controller: ideal (ISA) form, derivative on the measurement, clamping anti-windup, bumpless tracking",
 		Inputs:     []configs.BlockPort{needs("pv", num), needs("sp", num), port("track", boolean), port("man_out", num), port("ff", num), port("ext_reset", num)},
 		InputNeeds: [][2]string{{"track", "man_out"}},
-		Outputs:    outNum,
+		Outputs:    pidOutputs,
 		Params: []configs.BlockParam{
 			withDefault("kp", configs.ParamNumber, 1, "proportional gain", "2"),
 			withDefault("ti", configs.ParamDuration, 0, "integral time; 0: no integral", "30s"),
@@ -135,15 +135,19 @@ var catalogue = append([]*blockType{
 			withDefault("rate_max", configs.ParamNonNeg, 0, "fastest output change, in units per second; 0: no limit", "20"),
 			withDefault("direct", configs.ParamBool, 0, "true: the output rises when pv rises (direct acting)", "false"),
 			withDefault("bias", configs.ParamNumber, 0, "added to the output", "5"),
+			tuneParams[0], tuneParams[1], tuneParams[2],
 		},
 		SameUnit: []string{"pv", "sp"}},
-		op: opPID, scratch: 2, state: 6, hold: true,
+		op: opPID, scratch: 2 + tuneSlots, state: 6, hold: true,
 		check: func(p []float64) (string, string) {
 			if !(p[pidOutMin] < p[pidOutMax]) {
 				return "out_max", "out_max must be above out_min"
 			}
 			if p[pidN] <= 0 {
 				return "td_filter", "td_filter must be above 0 (typical 5 to 20)"
+			}
+			if p[pidTuneMaxTime] <= 0 {
+				return "tune_max_time", "tune_max_time must be above 0 (the relay experiment is always bounded)"
 			}
 			return "", ""
 		}},
