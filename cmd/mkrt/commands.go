@@ -13,6 +13,7 @@ func commands() []*cobra.Command {
 		newTagsCmd(),
 		newSetCmd(),
 		newApplyCmd(),
+		newTuneCmd(),
 		newAuditCmd(),
 		newLatencyCmd(),
 		newExecutiveCmd(),
