@@ -272,3 +272,33 @@ func TestTuneBadInput(t *testing.T) {
 		}
 	}
 }
+
+// Ctrl-C (the context ending) and the block's own --max-time both end the
+// experiment with tune back at 0 and no gains applied.
+func TestTuneAbortsOnInterruptAndMaxTime(t *testing.T) {
+	for _, how := range []string{"interrupt", "max time"} {
+		c, file, sock := startPlant(t, 1000)
+		cl := control.NewClient(sock)
+		o := tuneOptions{config: file, amplitude: 5, maxTime: 5 * time.Minute, rule: "zn", apply: true, poll: 10 * time.Millisecond}
+		ctx, cancel := context.WithCancel(context.Background())
+		want := "aborted; the output is back where it was"
+		if how == "interrupt" {
+			time.AfterFunc(30*time.Millisecond, cancel) // about 3s of plant time: before a result
+		} else {
+			o.maxTime = 2 * time.Second // plant time: 20ms here
+			want = "the block aborted the experiment (it ran past --max-time 2s"
+		}
+		var out strings.Builder
+		err := runTune(ctx, cl, &out, "loop.tic", o)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: err %v, want %q\n%s", how, err, want, out.String())
+		}
+		c.mu.Lock()
+		applies := strings.Join(c.applies, "\n")
+		c.mu.Unlock()
+		if !strings.HasSuffix(applies, "tic.tune: 5 -> 0") || strings.Contains(applies, "tic.kp") {
+			t.Errorf("%s: applied changes, want tune back to 0 and no gains:\n%s", how, applies)
+		}
+	}
+}

@@ -27,6 +27,9 @@ func (tp *TaskProgram) exec(dts, dtn float64) {
 		o := in.out
 		out := r[o : o+int32(in.nout)]
 		if in.hold && worst >= badRank {
+			if in.op == opPID {
+				relayEnd(params[in.par:], out, state[in.st:]) // tune.go
+			}
 			setQual(qual[o:o+int32(in.nout)], worst)
 			continue
 		}
@@ -36,6 +39,7 @@ func (tp *TaskProgram) exec(dts, dtn float64) {
 		case opPID:
 			if !tp.pid(a, out, p, s, dts) {
 				worst = qcode(tag.Bad, tag.OutOfRange)
+				relayEnd(p, out, s)
 			}
 		case opLag:
 			x := r[a[0]]

@@ -18,9 +18,10 @@ import (
 // amplitude of the process value's fundamental over the last period, h the
 // hysteresis; the fundamental rather than the peaks, which overstate it by
 // up to π²/8 when the process is lag-dominant) and period Pu.
-// tune_max_time bounds the experiment; running past it, tracking, or
-// writing tune = 0 aborts it. Whenever the experiment ends the output
-// returns to u0 and normal control resumes from there (bumpless). The
+// tune_max_time bounds the experiment; running past it, tracking, a bad
+// or non-finite input, or writing tune = 0 aborts it. Whenever the
+// experiment ends the output returns to u0 and normal control resumes from
+// there (bumpless). The
 // experiment's state lives in the block's scratch slots, not in its saved
 // state: a restart or a hand-over ends it. Only a change of tune from 0
 // on a running program starts one: a tune > 0 in a config file (or carried
@@ -134,6 +135,22 @@ func relay(p []float64, pv, e, u0, lo, hi, dt float64, track bool) (u float64, o
 		p[tuneRelay] = -1
 	}
 	return clamp(p[tuneU0]+p[tuneRelay]*p[tuneD], lo, hi), true
+}
+
+// relayEnd aborts a running experiment when the pid holds (a bad or
+// non-finite input): the held output goes back to u0, and the integral is
+// set so that control resumes from there.
+//
+// Hot path: no allocation.
+func relayEnd(p, out, s []float64) {
+	if p[tuneStage] != TuneRunning {
+		return
+	}
+	p[tuneStage] = TuneAborted
+	u0 := p[tuneU0]
+	s[pidStI] = u0 - p[pidBias] - p[pidKp]*s[pidStErr] - s[pidStD]
+	s[pidStOut] = u0
+	out[0], out[1] = u0, TuneAborted
 }
 
 // tuneRise measures the period that a rising switch ends; true when the

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/rtkernel/blocks"
+	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // fopdt is a first-order-plus-dead-time process K e^{-Ls}/(Ts+1): the
@@ -113,22 +114,30 @@ func TestPIDTuneRelayFOPDT(t *testing.T) {
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
+// runningExperiment is a loop at rest on its set point with an experiment
+// of amplitude 5 a second into its run; u0 is the output before it.
+func runningExperiment(t *testing.T, params ...string) (r *rig, p *fopdt, u0 float64) {
+	t.Helper()
+	r = tuneRig(t, params...)
+	p = newFOPDT(2, 10, 2, r.dt, 40)
+	r.set("sp", 80)
+	r.run(p, func() float64 { return p.y }, 500, nil)
+	u0 = r.get("u")
+	if err := r.tp.SetParam("tic", "tune", 5); err != nil {
+		t.Fatal(err)
+	}
+	r.run(p, func() float64 { return p.y }, 100, nil)
+	if st, u := r.get("state"), r.get("u"); st != blocks.TuneRunning || math.Abs(math.Abs(u-u0)-5) > 1e-9 {
+		t.Fatalf("tune_state %v output %v, want running at %v ± 5", st, u, u0)
+	}
+	return r, p, u0
+}
+
 // An experiment that cannot settle in tune_max_time aborts with the output
 // back where it was; writing tune = 0 aborts one too.
 func TestPIDTuneAborts(t *testing.T) {
 	for _, how := range []string{"max time", "stopped", "tracked"} {
-		r := tuneRig(t, "tune_max_time=3s")
-		p := newFOPDT(2, 10, 2, r.dt, 40)
-		r.set("sp", 80)
-		r.run(p, func() float64 { return p.y }, 2000, nil)
-		u0 := r.get("u")
-		if err := r.tp.SetParam("tic", "tune", 5); err != nil {
-			t.Fatal(err)
-		}
-		r.run(p, func() float64 { return p.y }, 100, nil)
-		if st, u := r.get("state"), r.get("u"); st != blocks.TuneRunning || math.Abs(math.Abs(u-u0)-5) > 1e-9 {
-			t.Fatalf("%s: state %v output %v, want running at %v ± 5", how, st, u, u0)
-		}
+		r, p, u0 := runningExperiment(t, "tune_max_time=3s")
 		switch how {
 		case "stopped":
 			if err := r.tp.SetParam("tic", "tune", 0); err != nil {
@@ -227,5 +236,26 @@ func TestPIDTuneNotFromConfig(t *testing.T) {
 	r.steps(100)
 	if st := r.get("state"); st != blocks.TuneIdle {
 		t.Fatalf("tune_state %v with tune = 5 in the config, want %d (idle)", st, blocks.TuneIdle)
+	}
+}
+
+// A bad or non-finite process value aborts the experiment: the held output
+// is u0, not the relay's u0 ± d.
+func TestPIDTuneAbortsOnBadInput(t *testing.T) {
+	for _, how := range []string{"bad quality", "NaN"} {
+		r, p, u0 := runningExperiment(t)
+		if how == "NaN" {
+			r.set("pv", math.NaN())
+		} else {
+			r.setQuality("pv", tag.Bad, tag.CommFailure)
+		}
+		r.step()
+		if st, u := r.get("state"), r.get("u"); st != blocks.TuneAborted || u != u0 {
+			t.Fatalf("%s: tune_state %v output %v, want aborted at %v", how, st, u, u0)
+		}
+		r.run(p, func() float64 { return p.y }, 10, nil) // good again: control resumes near u0
+		if st, u := r.get("state"), r.get("u"); st != blocks.TuneAborted || math.Abs(u-u0) > 1 {
+			t.Fatalf("%s: tune_state %v output %v after pv came back, want aborted near %v", how, st, u, u0)
+		}
 	}
 }
