@@ -181,11 +181,7 @@ func TestPIDTuneNoAllocs(t *testing.T) {
 	k := 0
 	if n := testing.AllocsPerRun(1000, func() {
 		k++
-		pv := 40.0 // the relay switches at periods of 2 and 6 cycles, which never agree
-		if k%8 == 1 || k%8 >= 5 {
-			pv = 60
-		}
-		r.set("pv", pv)
+		r.set("pv", restless(k))
 		r.step()
 	}); n != 0 {
 		t.Fatalf("%v allocations per cycle in tuning mode, want 0", n)
@@ -258,4 +254,41 @@ func TestPIDTuneAbortsOnBadInput(t *testing.T) {
 			t.Fatalf("%s: tune_state %v output %v after pv came back, want aborted near %v", how, st, u, u0)
 		}
 	}
+}
+
+// BenchmarkPIDTune is one cycle of a pid in tuning mode, against a normal
+// pid's cycle (the relay switching every few cycles).
+func BenchmarkPIDTune(b *testing.B) {
+	for _, tuning := range []bool{false, true} {
+		b.Run(map[bool]string{false: "control", true: "relay"}[tuning], func(b *testing.B) {
+			r := tuneRig(b, "tune_max_time=1000000s", "td=1s")
+			r.set("sp", 50)
+			r.set("pv", 50)
+			r.steps(10)
+			if tuning {
+				if err := r.tp.SetParam("tic", "tune", 5); err != nil {
+					b.Fatal(err)
+				}
+			}
+			k := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				k++
+				r.set("pv", restless(k))
+				r.step()
+			}
+			if st := r.get("state"); tuning && st != blocks.TuneRunning {
+				b.Fatalf("tune_state %v, want running", st)
+			}
+		})
+	}
+}
+
+// restless is a process value around 50 at cycle k that switches a relay
+// at periods of 2 and 6 cycles, which never agree: the experiment runs on.
+func restless(k int) float64 {
+	if k%8 == 1 || k%8 >= 5 {
+		return 60
+	}
+	return 40
 }
