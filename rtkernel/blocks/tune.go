@@ -62,8 +62,8 @@ const (
 	tunePeriod                          // the last full period
 	tuneAmp                             // the last half peak-to-peak
 	tuneStable                          // periods in a row that agreed with the one before
-	tuneCos                             // Σ pv cos(2π τ/P) dt over this period (P the last)
-	tuneSin                             // Σ pv sin(2π τ/P) dt
+	tuneCos                             // Σ e cos(2π τ/P) dt over this period (P the last)
+	tuneSin                             // Σ e sin(2π τ/P) dt
 	tuneKu                              // the result
 	tunePu
 	tuneEnd
@@ -118,10 +118,10 @@ func relay(p []float64, pv, e, u0, lo, hi, dt float64, track bool) (u float64, o
 		return p[tuneU0], !track
 	}
 	p[tuneHi], p[tuneLo] = math.Max(p[tuneHi], pv), math.Min(p[tuneLo], pv)
-	if pp := p[tunePeriod]; pp > 0 { // the fundamental of pv, at the last period's frequency
+	if pp := p[tunePeriod]; pp > 0 { // the fundamental of pv (of e: no large mean to leak in), at the last period's frequency
 		sn, cs := math.Sincos(2 * math.Pi * (p[tuneT] - p[tuneLast]) / pp)
-		p[tuneCos] += pv * cs * dt
-		p[tuneSin] += pv * sn * dt
+		p[tuneCos] += e * cs * dt
+		p[tuneSin] += e * sn * dt
 	}
 	h := p[pidTuneHyst]
 	switch {

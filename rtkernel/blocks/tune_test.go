@@ -2,6 +2,7 @@ package blocks_test
 
 import (
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
@@ -81,8 +82,8 @@ func (r *rig) run(p interface {
 // accuracy, and the output goes back to where it was.
 func TestPIDTuneRelayFOPDT(t *testing.T) {
 	for _, tc := range []struct {
-		k, tau, dead, hyst float64
-	}{{2, 10, 2, 0}, {1.5, 5, 5, 0}, {2, 10, 2, 0.05}} {
+		k, tau, dead, hyst, noise float64
+	}{{2, 10, 2, 0, 0}, {1.5, 5, 5, 0, 0}, {2, 10, 2, 0.05, 0}, {2, 10, 2, 0.3, 0.1}} {
 		r := tuneRig(t, "tune_hysteresis="+ftoa(tc.hyst))
 		p := newFOPDT(tc.k, tc.tau, tc.dead, r.dt, 40)
 		r.set("sp", tc.k*40)
@@ -91,15 +92,23 @@ func TestPIDTuneRelayFOPDT(t *testing.T) {
 		if err := r.tp.SetParam("tic", "tune", 5); err != nil {
 			t.Fatal(err)
 		}
-		n := r.run(p, func() float64 { return p.y }, 60000, func() bool { return r.get("state") != blocks.TuneRunning })
+		rnd := rand.New(rand.NewPCG(1, 2))
+		measured := func() float64 { return p.y + tc.noise*(2*rnd.Float64()-1) } // ± noise, uniform
+		n := r.run(p, measured, 60000, func() bool { return r.get("state") != blocks.TuneRunning })
 		if st := r.get("state"); st != blocks.TuneDone {
 			t.Fatalf("%+v: tune_state %v after %d cycles, want %d (done)", tc, st, n, blocks.TuneDone)
 		}
 		ku, pu := ultimate(tc.k, tc.tau, tc.dead)
 		gotKu, gotPu := r.get("ku"), r.get("pu")
 		t.Logf("%+v: Ku %.3f (exact %.3f), Pu %.2fs (exact %.2fs), %d cycles", tc, gotKu, ku, gotPu, pu, n)
-		if math.Abs(gotKu-ku) > 0.10*ku || math.Abs(gotPu-pu) > 0.10*pu {
-			t.Errorf("%+v: Ku %.3f Pu %.2f, want within 10%% of %.3f %.2f", tc, gotKu, gotPu, ku, pu)
+		// Hysteresis moves the oscillation off the -180° point (by
+		// asin(h/a)): the period comes out longer, here by about 10%.
+		tol := 0.10
+		if tc.hyst > 0.1 {
+			tol = 0.15
+		}
+		if math.Abs(gotKu-ku) > tol*ku || math.Abs(gotPu-pu) > tol*pu {
+			t.Errorf("%+v: Ku %.3f Pu %.2f, want within %g%% of %.3f %.2f", tc, gotKu, gotPu, tol*100, ku, pu)
 		}
 		if got := r.get("u"); math.Abs(got-u0) > 0.5 {
 			t.Errorf("%+v: output %v after the experiment, want back near %v", tc, got, u0)
