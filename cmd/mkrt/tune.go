@@ -32,6 +32,7 @@ type tuneOptions struct {
 	rule       string
 	apply      bool
 	poll       time.Duration
+	json       bool
 }
 
 // newTuneCmd is `mkrt tune TASK.BLOCK`.
@@ -58,6 +59,7 @@ func newTuneCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			o.json = f.json
 			return runTune(ctx, c, cmd.OutOrStdout(), args[0], o)
 		},
 	}
@@ -283,7 +285,9 @@ func runTune(ctx context.Context, c tuneClient, out io.Writer, name string, o tu
 			}
 		}
 	}()
-	fmt.Fprintf(out, "%s: relay experiment, output u0 ± %s, at most %s (Ctrl-C aborts)\n", name, tuneNum(o.amplitude), o.maxTime)
+	if !o.json {
+		fmt.Fprintf(out, "%s: relay experiment, output u0 ± %s, at most %s (Ctrl-C aborts)\n", name, tuneNum(o.amplitude), o.maxTime)
+	}
 	var ku, pu float64
 	var why error
 	wctx, cancel := context.WithTimeout(ctx, o.maxTime+time.Minute)
@@ -326,35 +330,62 @@ func runTune(ctx context.Context, c tuneClient, out io.Writer, name string, o tu
 	default:
 		return fmt.Errorf("tune: %s: %w", name, werr)
 	}
-	fmt.Fprintf(out, "%s: ultimate gain Ku = %s, ultimate period Pu = %s\n", name, tuneNum(ku), tuneSeconds(pu))
-	fmt.Fprintf(out, "  %-14s %10s %10s %10s\n", "rule", "kp", "ti", "td")
+	res := tuneResult{Block: name, Ku: ku, Pu: pu, Rule: o.rule}
 	var gains map[string]string
 	for _, rule := range blocks.TuneRules {
 		kp, ti, td, err := blocks.TuneGains(rule, ku, pu)
 		if err != nil {
 			return fmt.Errorf("tune: %s: %w", name, err)
 		}
-		fmt.Fprintf(out, "  %-14s %10s %10s %10s\n", rule, tuneNum(kp), tuneSeconds(ti), tuneSeconds(td))
+		res.Gains = append(res.Gains, tuneGains{Rule: rule, Kp: kp, Ti: ti, Td: td})
 		if rule == o.rule {
 			gains = map[string]string{"kp": tuneNum(kp), "ti": tuneSeconds(ti), "td": tuneSeconds(td)}
 		}
 	}
 	if !o.apply {
-		if _, err := stopTune(nil); err != nil {
-			return fmt.Errorf("tune: %s: %w", name, err)
-		}
+		gains = nil
+	}
+	applied, err := stopTune(gains)
+	if err != nil {
+		return fmt.Errorf("tune: %s: setting tune back to 0 (and the gains, with --apply): %w", name, err)
+	}
+	res.Applied, res.Changes = o.apply, applied.Changes
+	if o.json {
+		return printJSON(out, res)
+	}
+	fmt.Fprintf(out, "%s: ultimate gain Ku = %s, ultimate period Pu = %s\n", name, tuneNum(ku), tuneSeconds(pu))
+	fmt.Fprintf(out, "  %-14s %10s %10s %10s\n", "rule", "kp", "ti", "td")
+	for _, g := range res.Gains {
+		fmt.Fprintf(out, "  %-14s %10s %10s %10s\n", g.Rule, tuneNum(g.Kp), tuneSeconds(g.Ti), tuneSeconds(g.Td))
+	}
+	if !o.apply {
 		fmt.Fprintf(out, "not applied (--apply --rule %s applies that rule's gains live)\n", o.rule)
 		return nil
-	}
-	res, err := stopTune(gains)
-	if err != nil {
-		return fmt.Errorf("tune: %s: applying the %s gains: %w", name, o.rule, err)
 	}
 	fmt.Fprintf(out, "applied the %s gains live; put them in %s to keep them:\n", o.rule, o.config)
 	for _, ch := range res.Changes {
 		fmt.Fprintf(out, "  %s\n", ch)
 	}
 	return nil
+}
+
+// tuneResult is what mkrt tune --json prints.
+type tuneResult struct {
+	Block   string      `json:"block"`
+	Ku      float64     `json:"ku"`
+	Pu      float64     `json:"pu_seconds"`
+	Gains   []tuneGains `json:"gains"`
+	Rule    string      `json:"rule"`
+	Applied bool        `json:"applied"`
+	Changes []string    `json:"changes,omitempty"`
+}
+
+// tuneGains are one rule's gains; times in seconds.
+type tuneGains struct {
+	Rule string  `json:"rule"`
+	Kp   float64 `json:"kp"`
+	Ti   float64 `json:"ti_seconds"`
+	Td   float64 `json:"td_seconds"`
 }
 
 // activeAlarms are the alarm tags that are on.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -300,5 +301,26 @@ func TestTuneAbortsOnInterruptAndMaxTime(t *testing.T) {
 		if !strings.HasSuffix(applies, "tic.tune: 5 -> 0") || strings.Contains(applies, "tic.kp") {
 			t.Errorf("%s: applied changes, want tune back to 0 and no gains:\n%s", how, applies)
 		}
+	}
+}
+
+// Without --apply only tune goes back to 0; --json prints the result.
+func TestTuneJSONNotApplied(t *testing.T) {
+	c, file, sock := startPlant(t, 1000)
+	out, err := runMkrt(t, "tune", "loop.tic", "--config", file, "--socket", sock, "--amplitude", "5", "--poll", "20ms", "--json")
+	if err != nil {
+		t.Fatalf("mkrt tune --json: %v\n%s", err, out)
+	}
+	var res tuneResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("output is not one JSON result: %v\n%s", err, out)
+	}
+	if res.Block != "loop.tic" || !(res.Ku > 3.8 && res.Ku < 4.7) || len(res.Gains) != 3 || res.Applied || strings.Join(res.Changes, ";") != "tic.tune: 5 -> 0" {
+		t.Errorf("result %+v, want Ku near 4.25, three rules, not applied, only tune back to 0", res)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if kp := c.applied.Tasks[0].Blocks[0].Params["kp"].Raw; kp != "1" {
+		t.Errorf("kp %q in the applied config, want 1 (not applied)", kp)
 	}
 }
