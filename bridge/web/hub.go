@@ -26,6 +26,7 @@ type view struct {
 	infos  []TagInfo
 	ring   *Ring
 	alarms []alarmDef
+	seqs   []seqDef
 }
 
 func newView(c Config, cfg *configs.Config, p plant.Plant) *view {
@@ -49,6 +50,7 @@ func newView(c Config, cfg *configs.Config, p plant.Plant) *view {
 		v.infos[i] = ti
 	}
 	v.alarms = alarmDefs(cfg, v.ids, tags)
+	v.seqs = sequenceDefs(cfg, v.ids, tags)
 	return v
 }
 

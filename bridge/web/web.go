@@ -252,6 +252,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/trend", s.auth(Viewer, s.trend))
 	mux.HandleFunc("GET /api/overview", s.auth(Viewer, s.overview))
 	mux.HandleFunc("GET /api/alarms", s.auth(Viewer, s.alarms))
+	mux.HandleFunc("GET /api/sequences", s.auth(Viewer, s.sequences))
 	mux.HandleFunc("GET /api/audit", s.auth(Viewer, s.audit))
 	mux.HandleFunc("POST /api/write", s.auth(Viewer, s.write))
 	mux.HandleFunc("POST /api/ack", s.auth(Viewer, s.ack))

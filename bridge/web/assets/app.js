@@ -119,7 +119,7 @@ function render() {
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("on", a.getAttribute("href").slice(1) === page());
   clearInterval(timer);
   const p = page();
-  const views = { overview: vOverview, tags: vTags, trends: vTrends, alarms: vAlarms, latency: vLatency, audit: vAudit };
+  const views = { overview: vOverview, tags: vTags, trends: vTrends, alarms: vAlarms, sequences: vSequences, latency: vLatency, audit: vAudit };
   $("#page").replaceChildren();
   (views[p] || vOverview)($("#page"));
   update();
@@ -327,6 +327,52 @@ function vAlarms(root) {
       el("td", { text: a.block ? a.block + "." + a.port : "" }), el("td", {}, ack)));
   }
   for (const e of S.alarms.recent) rec.append(el("tr", {}, el("td", { text: new Date(e.time).toLocaleTimeString() }), el("td", { text: e.alarm }), el("td", { text: e.event }), el("td", { class: "num", text: e.value !== undefined ? fmt(e.value) : "" }), el("td", { text: e.by || "" })));
+}
+
+// Sequences: each sequence block's step, time in step and state, live
+// from the tags its outputs write; writers hold, resume and abort it by
+// writing the tags its inputs read (a rising edge for hold and resume),
+// through the same audited write path as the Tags page.
+function vSequences(root) {
+  const writer = S.me && S.me.role === "writer";
+  const box = el("div");
+  root.append(el("h2", { text: "Sequences" }), box);
+  const rows = [];
+  const val = (name) => { const t = name && S.byName[name]; const s = t && S.vals[t.id]; return s ? s.v : undefined; };
+  const show = (res, d, what) => { res.textContent = d.ok ? what + " at cycle " + d.cycle : "refused: " + (d.error || ""); res.className = "result " + (d.ok ? "ok" : "error"); };
+  const write = async (tag, v) => (await api("/api/write", { tag, value: v })).data;
+  const pulse = async (tag, res, what) => {
+    if (val(tag)) { const d = await write(tag, false); if (!d.ok) return show(res, d, what); }
+    show(res, await write(tag, true), what);
+  };
+  onUpdate(() => {
+    for (const r of rows) {
+      const i = val(r.d.step), n = val(r.d.name), t = val(r.d.time), held = val(r.d.held), al = val(r.d.alarm);
+      r.step.textContent = n || (i !== undefined && r.d.steps[i] !== undefined ? r.d.steps[i] : "—");
+      r.time.textContent = t === undefined ? "—" : fmt(t) + " s";
+      r.state.textContent = val(r.d.abort) ? "abort on" : held === undefined ? "—" : held ? "held" : "running";
+      r.alarm.textContent = al ? "step timed out" : ""; r.alarm.className = al ? "error" : "";
+    }
+  });
+  api("/api/sequences").then((r) => {
+    if (r.status !== 200 || page() !== "sequences") return;
+    const defs = r.data.sequences;
+    if (!defs.length) { box.append(el("p", { class: "mute", text: "this config has no sequence block" })); return; }
+    const tb = el("tbody");
+    box.append(el("table", { id: "sequences" }, el("thead", {}, el("tr", {}, ...["sequence", "step", "time in step", "state", "alarm", "steps", "commands", "result"].map((h) => el("th", { text: h })))), tb));
+    for (const d of defs) {
+      const step = el("td"), time = el("td", { class: "num" }), state = el("td"), alarm = el("td"), res = el("td", { class: "result" }), cmds = el("td");
+      const btn = (label, tag, f) => { if (tag && writer) cmds.append(el("button", { type: "button", "data-seq": d.block + ":" + label.toLowerCase(), text: label, onclick: () => f(tag) }), " "); };
+      btn("Hold", d.hold, (tag) => pulse(tag, res, "hold"));
+      btn("Resume", d.resume, (tag) => pulse(tag, res, "resume"));
+      btn("Abort", d.abort, async (tag) => show(res, await write(tag, true), "abort on"));
+      btn("Clear abort", d.abort, async (tag) => show(res, await write(tag, false), "abort off"));
+      if (!cmds.childNodes.length) cmds.append(el("span", { class: "mute", text: writer ? "no writable hold/resume/abort tag" : "viewers cannot command" }));
+      tb.append(el("tr", { "data-sequence": d.block }, el("td", { text: d.task + "." + d.block }), step, time, state, alarm, el("td", { class: "mute", text: d.steps.join(" → ") }), cmds, res));
+      rows.push({ d, step, time, state, alarm });
+    }
+    update();
+  });
 }
 
 // Latency
