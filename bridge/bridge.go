@@ -54,6 +54,10 @@ type Options struct {
 	AuditPath string
 	// Poll is the scan rate of the process image; default 10ms.
 	Poll time.Duration
+	// Partition, when set, is the supervisor's status of the partition
+	// (restarts, isolation, outputs, last fault and hand-over), shown on
+	// the web HMI's overview.
+	Partition func() any
 }
 
 // Status is what `mkrt status` shows of the bridge.
@@ -451,7 +455,7 @@ func newWeb(cfg *configs.Config, b *Bridge) (*web.Server, error) {
 	}
 	c := web.Config{Listen: wc.Listen, Auth: users, Config: cfg, Refuser: b.audit, AuditPath: b.opts.AuditPath,
 		Trend: wc.Trend.D(), TrendEvery: wc.TrendEvery.D(), Log: b.opts.Log, Clock: b.opts.Clock,
-		Status: func() any { return b.Status() }, Current: b.generation}
+		Status: func() any { return b.Status() }, Partition: b.opts.Partition, Current: b.generation}
 	if wc.TLS.Cert != "" {
 		kp, err := tls.LoadX509KeyPair(cfg.ResolvePath(wc.TLS.Cert), cfg.ResolvePath(wc.TLS.Key))
 		if err != nil {

@@ -83,6 +83,11 @@ type Config struct {
 	Poll time.Duration
 	// Status is the bridge's status for the overview (may be nil).
 	Status func() any
+	// Partition is the supervisor's status of the partition for the
+	// overview — state, restarts, isolation, who drives the outputs, the
+	// last fault and hand-over — as `mkrt status --json` gives it; nil
+	// when the bridge runs without a supervisor.
+	Partition func() any
 	// Current, when set, is the config and plant the bridge serves now:
 	// the HMI follows it across a hand-over (as Switch does). A nil plant
 	// means no change.
@@ -513,6 +518,9 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, se session) {
 	}
 	if s.c.Status != nil {
 		out["bridge"] = s.c.Status()
+	}
+	if s.c.Partition != nil {
+		out["partition"] = s.c.Partition()
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -333,7 +333,13 @@ func (d *deployment) serveBridge(g *generation) error {
 		d.log.Warn("the bridge cannot switch to the new generation: restarting it, SCADA clients will reconnect", "generation", g.n, "err", err)
 		d.stopBridge()
 	}
-	br, err := bridge.New(g.cfg, g.ch, bridge.Options{Log: d.log.With("component", "bridge"), StateDir: d.o.StateDir, AuditPath: filepath.Join(d.o.StateDir, "audit.jsonl")})
+	br, err := bridge.New(g.cfg, g.ch, bridge.Options{Log: d.log.With("component", "bridge"), StateDir: d.o.StateDir, AuditPath: filepath.Join(d.o.StateDir, "audit.jsonl"),
+		Partition: func() any {
+			if d.current() == nil {
+				return nil
+			}
+			return (&controller{d: d}).Status()
+		}})
 	if err != nil {
 		return err
 	}

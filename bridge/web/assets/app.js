@@ -152,13 +152,15 @@ function vOverview(root) {
     const ho = el("table", {}, el("tr", {}, el("th", { text: "time" }), el("th", { text: "what" }), el("th", { text: "by" }), el("th", { text: "generation" }), el("th", { text: "result" })));
     for (const e of o.handovers) ho.append(el("tr", {}, el("td", { text: new Date(e.time).toLocaleString() }), el("td", { text: e.source + (e.changes ? ": " + e.changes.join(", ") : "") }), el("td", { text: e.who }), el("td", { text: e.generation || "" }), el("td", { class: e.ok ? "ok" : "error", text: e.ok ? "ok" : (e.error || e.reason || "failed") })));
     if (!o.handovers.length) ho.append(el("tr", {}, el("td", { colspan: 5, class: "mute", text: "no apply or hand-over in the audit log" })));
-    const br = o.bridge || {};
+    const br = o.bridge || {}, pt = o.partition;
+    const iso = pt && pt.isolation ? "cpuset " + pt.isolation.cpuset + ", " + pt.isolation.irqs_moved + " IRQs moved" + (pt.isolation.degradations && pt.isolation.degradations.length ? " (" + pt.isolation.degradations.length + " degraded)" : "") : "";
     root.replaceChildren(
       el("h2", { text: (o.name || "") + (o.description ? " — " + o.description : "") }),
       el("div", { class: "cards" },
         card("partition", h.state, el("div", { text: "backend " + o.backend + ", cpus " + o.cpus })),
         card("cycle", String(h.cycle), el("div", { class: h.rt ? "ok" : "error", text: h.rt ? "rt: full" : "rt: degraded " + (h.rt_reason || "") })),
-        card("last fault", h.fault || "none"),
+        card("last fault", h.fault || (pt && pt.last_fault ? pt.last_fault.reason : "none")),
+        ...(pt ? [card("restarts", String(pt.restarts), el("div", { id: "partition-detail", class: "mute", text: "supervisor: " + pt.state + (pt.outputs && pt.outputs.driver ? ", outputs driven by " + pt.outputs.driver : "") + (iso ? "; " + iso : "") }))] : []),
         card("alarms active", String(S.alarms.alarms.filter((a) => a.active).length)),
         card("bridge", (br.Published || 0) + " published", el("div", { class: "mute", text: "MQTT clients " + (br.BrokerClients || 0) + ", trend memory " + (o.trend_bytes / 1024).toFixed(0) + " KiB" }))),
       el("h3", { text: "Devices" }), devs, el("h3", { text: "Links" }), links, el("h3", { text: "Applies and hand-overs" }), ho);
