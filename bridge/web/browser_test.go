@@ -18,6 +18,7 @@ import (
 
 	"github.com/mkrt/mkrt/bridge"
 	"github.com/mkrt/mkrt/bridge/bridgetest"
+	"github.com/mkrt/mkrt/bridge/plant"
 	"github.com/mkrt/mkrt/bridge/web"
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/shm/tag"
@@ -139,19 +140,7 @@ func TestBrowser(t *testing.T) {
 	defer cancel()
 	p.Start(ctx, 20*time.Millisecond)
 	simulate(ctx, p, cfg)
-	b, err := bridge.New(cfg, p, bridge.Options{StateDir: state})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	bctx, stop := context.WithCancel(ctx)
-	go func() { done <- b.Run(bctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	runBridge(t, ctx, cfg, p, state)
 	sp := mustID(t, cfg, "level_sp")
 	browse(t, exe, hmi{url: web.URL(cfg.Bridge.Web.Listen, false), audit: filepath.Join(state, "audit.jsonl"), out: artifacts(t),
 		setpoint: "2.2", plantSetpoint: func() float64 { return p.Value(sp).Value }, alarmWithin: 20 * time.Second,
@@ -162,6 +151,26 @@ func TestBrowser(t *testing.T) {
 				p.SetState(wire.Running, "")
 			}
 		}})
+}
+
+// runBridge runs a bridge (and so its HMI) over p with cfg until ctx ends
+// or the test does; a Run error fails the test.
+func runBridge(t *testing.T, ctx context.Context, cfg *configs.Config, p plant.Plant, state string) *bridge.Bridge {
+	t.Helper()
+	b, err := bridge.New(cfg, p, bridge.Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	bctx, stop := context.WithCancel(ctx)
+	go func() { done <- b.Run(bctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return b
 }
 
 // hmi is a running HMI to browse.

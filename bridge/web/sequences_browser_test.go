@@ -11,7 +11,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/mkrt/mkrt/bridge"
 	"github.com/mkrt/mkrt/bridge/bridgetest"
 	"github.com/mkrt/mkrt/bridge/web"
 	"github.com/mkrt/mkrt/configs"
@@ -48,19 +47,7 @@ func TestBrowserSequences(t *testing.T) {
 	p.Set(mustID(t, cfg, "batch_step"), 3) // heat
 	hold := mustID(t, cfg, "batch_hold")
 	state := t.TempDir()
-	b, err := bridge.New(cfg, p, bridge.Options{StateDir: state})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	bctx, stop := context.WithCancel(ctx)
-	go func() { done <- b.Run(bctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	runBridge(t, ctx, cfg, p, state)
 	url := web.URL(cfg.Bridge.Web.Listen, false)
 	waitHTTP(t, url)
 

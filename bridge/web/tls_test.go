@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkrt/mkrt/bridge"
 	"github.com/mkrt/mkrt/bridge/bridgetest"
 )
 
@@ -23,17 +22,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := bridge.New(cfg, p, bridge.Options{StateDir: state})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- b.Run(t.Context()) }()
-	t.Cleanup(func() {
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	b := runBridge(t, t.Context(), cfg, p, state)
 	url := b.Status().Web
 	if !strings.HasPrefix(url, "https://") {
 		t.Fatalf("URL %s", url)
