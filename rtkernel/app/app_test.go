@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,24 +36,10 @@ func TestControlLoopOverSharedMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	layout, err := shm.NewLayout(shm.ParamsFor(cfg, tab, cfg.Hash()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "region")
-	loc := shm.File(path, layout.Size(), true)
-
 	// The host side seeds the region with the retained setpoint.
 	sp, _ := tab.Lookup("level_sp")
 	tab.Samples[sp].Value = 1.5
-	seed, err := shm.Open(loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := shm.Seed(ctx, seed, layout, tab.Samples, tab.Text); err != nil {
-		t.Fatal(err)
-	}
-	seed.Close()
+	loc, layout := seededRegion(t, ctx, cfg, tab)
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{Config: cfg, Shm: loc})

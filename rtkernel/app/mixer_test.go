@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -40,19 +39,7 @@ func TestBatchMixerExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	layout, err := shm.NewLayout(shm.ParamsFor(cfg, tab, cfg.Hash()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	loc := shm.File(filepath.Join(t.TempDir(), "region"), layout.Size(), true)
-	seed, err := shm.Open(loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := shm.Seed(ctx, seed, layout, tab.Samples, tab.Text); err != nil {
-		t.Fatal(err)
-	}
-	seed.Close()
+	loc, layout := seededRegion(t, ctx, cfg, tab)
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, Options{Config: cfg, Shm: loc}) }()
 	region, err := openWhenFormatted(ctx, loc, layout)
