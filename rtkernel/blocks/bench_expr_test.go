@@ -47,45 +47,12 @@ func exprPlantConfig(groups int) *configs.Config {
 }
 
 func TestExprPlantProgramRuns(t *testing.T) {
-	r := newRig(t, exprPlantConfig(3), 10*time.Millisecond)
-	for k := range 100 {
-		for g := range 3 {
-			r.set(fmt.Sprintf("pv%d", g), 5000+float64(k))
-			r.set(fmt.Sprintf("sp%d", g), 40)
-			r.setBool(fmt.Sprintf("run%d", g), true)
-		}
-		r.step()
-	}
-	if n := testing.AllocsPerRun(100, r.step); n != 0 {
-		t.Fatalf("Run allocates %v times per cycle", n)
-	}
+	runLoops(t, newRig(t, exprPlantConfig(3), 10*time.Millisecond), 3, 100)
 }
 
 // BenchmarkRun1000Expr runs one cycle of a 1,000-block program of which
 // 200 blocks are expressions, and reports the time per block.
-func BenchmarkRun1000Expr(b *testing.B) {
-	r := newRig(b, exprPlantConfig(50), 10*time.Millisecond)
-	for g := range 50 {
-		r.set(fmt.Sprintf("pv%d", g), 5000)
-		r.set(fmt.Sprintf("sp%d", g), 40)
-		r.setBool(fmt.Sprintf("run%d", g), true)
-	}
-	nblocks := r.tp.Len()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0, cpuOK := threadCPU()
-	for b.Loop() {
-		r.step()
-	}
-	cpu1, _ := threadCPU()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(nblocks), "ns/block")
-	if cpuOK {
-		b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/float64(b.N)/float64(nblocks), "cpu-ns/block")
-	}
-	b.ReportMetric(float64(nblocks), "blocks")
-}
+func BenchmarkRun1000Expr(b *testing.B) { benchLoops(b, exprPlantConfig(50)) }
 
 // bigConfig is the text of a config of at least lines lines: loops of
 // tags and blocks, a fifth of the blocks expressions.

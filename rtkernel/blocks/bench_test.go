@@ -59,12 +59,16 @@ func TestPlantProgramRuns(t *testing.T) {
 	if r.tp.Len() != 60 {
 		t.Fatalf("Len() = %d, want 60", r.tp.Len())
 	}
-	for k := range 500 {
-		for g := range 3 {
-			r.set(fmt.Sprintf("pv%d", g), 5000+float64(k))
-			r.set(fmt.Sprintf("sp%d", g), 40)
-			r.setBool(fmt.Sprintf("run%d", g), true)
-		}
+	runLoops(t, r, 3, 500)
+}
+
+// runLoops runs cycles of a program of control loops (plantConfig,
+// exprPlantConfig) with moving inputs, then checks a cycle allocates
+// nothing.
+func runLoops(t *testing.T, r *rig, loops, cycles int) {
+	t.Helper()
+	for k := range cycles {
+		feedLoops(r, loops, 5000+float64(k))
 		r.step()
 	}
 	if n := testing.AllocsPerRun(100, r.step); n != 0 {
@@ -72,15 +76,24 @@ func TestPlantProgramRuns(t *testing.T) {
 	}
 }
 
-// BenchmarkRun1000 runs one cycle of a 1,000-block program (50 control
-// loops of 20 mixed blocks) and reports the time per block.
-func BenchmarkRun1000(b *testing.B) {
-	r := newRig(b, plantConfig(50), 10*time.Millisecond)
-	for g := range 50 {
-		r.set(fmt.Sprintf("pv%d", g), 5000)
+// feedLoops sets the inputs of a program of control loops.
+func feedLoops(r *rig, loops int, pv float64) {
+	for g := range loops {
+		r.set(fmt.Sprintf("pv%d", g), pv)
 		r.set(fmt.Sprintf("sp%d", g), 40)
 		r.setBool(fmt.Sprintf("run%d", g), true)
 	}
+}
+
+// BenchmarkRun1000 runs one cycle of a 1,000-block program (50 control
+// loops of 20 mixed blocks) and reports the time per block.
+func BenchmarkRun1000(b *testing.B) { benchLoops(b, plantConfig(50)) }
+
+// benchLoops runs cycles of a program of 50 control loops and reports the
+// time per block, wall and the thread's CPU.
+func benchLoops(b *testing.B, cfg *configs.Config) {
+	r := newRig(b, cfg, 10*time.Millisecond)
+	feedLoops(r, 50, 5000)
 	blocks := r.tp.Len()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
