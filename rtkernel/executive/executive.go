@@ -83,6 +83,9 @@ type TaskStatus struct {
 	CPU      int
 	Overrun  configs.OverrunPolicy
 	RT       rt.Status
+	// TID is the task's OS thread id once it has started (0 before), for
+	// per-thread figures from /proc/self/task/TID.
+	TID int
 	TaskCounters
 }
 
@@ -385,7 +388,7 @@ func (e *Executive) Status() Status {
 	for _, t := range e.tasks {
 		ts := TaskStatus{Name: t.name, Period: t.period, Priority: t.priority, CPU: t.cpu, Overrun: t.policy, TaskCounters: t.stats.load()}
 		e.mu.Lock()
-		ts.RT = t.rtst
+		ts.RT, ts.TID = t.rtst, t.tid
 		e.mu.Unlock()
 		st.Tasks = append(st.Tasks, ts)
 		st.DroppedEvents += t.events.dropped.Load()
