@@ -12,12 +12,13 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
 	"github.com/mkrt/mkrt/rtkernel/blocks/expr"
+	"github.com/mkrt/mkrt/rtkernel/blocks/synth"
 )
 
-// exprGroup is loopGroup with four of its blocks written as expressions:
+// exprGroup is synth.Loop with four of its blocks written as expressions:
 // the conditioning and the min/max/average stage.
 func exprGroup(g int) []configs.Block {
-	bs := loopGroup(g)
+	bs := synth.Loop(g)
 	n := func(s string) string { return fmt.Sprintf("g%d_%s", g, s) }
 	srcs := map[string]string{
 		n("scale"): fmt.Sprintf("pv%d * 0.01 - 2", g),

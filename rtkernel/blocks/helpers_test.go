@@ -2,12 +2,12 @@ package blocks_test
 
 import (
 	"math"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
+	"github.com/mkrt/mkrt/rtkernel/blocks/synth"
 	"github.com/mkrt/mkrt/shm/tag"
 )
 
@@ -16,40 +16,13 @@ const file = "plant.yaml"
 // pos is a position in the imaginary plant.yaml.
 func pos(line, col int) configs.Pos { return configs.Pos{File: file, Line: line, Col: col} }
 
-// blk builds a block at line, as the loader would: each "in:port=ref" input
-// at the next lines, column 7, then each "p:name=value" parameter; outputs
-// are "out:port=tag".
+// blk builds a block at line of plant.yaml (synth.Block).
 func blk(line int, name, typ string, spec ...string) configs.Block {
-	b := configs.Block{Pos: pos(line, 5), Name: name, Type: typ,
-		Inputs: map[string]configs.Ref{}, Outputs: map[string]string{}, Params: map[string]configs.Value{}}
-	for i, s := range spec {
-		kind, kv, _ := strings.Cut(s, ":")
-		k, v, _ := strings.Cut(kv, "=")
-		p := pos(line+1+i, 7)
-		switch kind {
-		case "in":
-			b.Inputs[k] = configs.Ref{Pos: p, Raw: v}
-		case "out":
-			b.Outputs[k] = v
-		case "p":
-			b.Params[k] = configs.Value{Pos: p, Raw: v, Set: true}
-		}
-	}
-	return b
+	return synth.Block(file, line, name, typ, spec...)
 }
 
 // tg declares an internal tag: "name" (float64), "name:bool", "name:float64:degC".
-func tg(spec string) configs.Tag {
-	parts := strings.Split(spec, ":")
-	t := configs.Tag{Name: parts[0]}
-	if len(parts) > 1 {
-		t.Type = tag.DataType(parts[1])
-	}
-	if len(parts) > 2 {
-		t.Unit = parts[2]
-	}
-	return t
-}
+func tg(spec string) configs.Tag { return synth.Tag(spec) }
 
 // config is one task "main" of the blocks, with the tags.
 func config(tags []string, blocks ...configs.Block) *configs.Config {
