@@ -70,16 +70,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	programs := func(task string, t *tag.Table) (executive.Program, error) {
-		p, err := blocks.Compile(cfg, t)
-		if err != nil {
-			return nil, err
-		}
-		tp := p.Task(task)
-		if tp == nil {
-			return nil, fmt.Errorf("app: no program for task %q", task)
-		}
-		p.SetEpoch(epoch())
-		return blocks.Dotted{TaskProgram: tp}, nil
+		return blocks.CompileTask(cfg, t, task, epoch())
 	}
 
 	region, err := shm.Open(o.Shm)

@@ -255,6 +255,22 @@ type Dotted struct{ *TaskProgram }
 // TaskProgram.SetParam.
 func (d Dotted) SetParam(name string, v float64) error { return d.SetParamPath(name, v) }
 
+// CompileTask compiles cfg for tab and returns task's program, its
+// source timestamps on the Unix epoch of monotonic zero (unixNanos), as an
+// executive's task runs it: the body of an executive.Programs function.
+func CompileTask(cfg *configs.Config, tab *tag.Table, task string, unixNanos int64) (Dotted, error) {
+	p, err := Compile(cfg, tab)
+	if err != nil {
+		return Dotted{}, err
+	}
+	tp := p.Task(task)
+	if tp == nil {
+		return Dotted{}, fmt.Errorf("blocks: no program for task %q", task)
+	}
+	p.SetEpoch(unixNanos)
+	return Dotted{TaskProgram: tp}, nil
+}
+
 // paramRange checks one parameter value on its own; "" when it is fine.
 func paramRange(spec *configs.BlockParam, v float64) string {
 	switch {
