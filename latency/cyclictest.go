@@ -20,9 +20,9 @@ func findCyclictest(name string) (string, error) {
 	return path, nil
 }
 
-// cyclictestArgs is one cyclictest block with the run's CPUs, priority and
+// cyclictestArgs is one cyclictest round with the run's CPUs, priority and
 // interval: locked memory, one thread per CPU, quiet, a histogram of MaxUS
-// 1-µs buckets, and as many loops as an mkrt block.
+// 1-µs buckets, and as many loops as an mkrt round.
 func cyclictestArgs(o Options) []string {
 	cpus := make([]string, len(o.CPUs))
 	for i, c := range o.CPUs {
@@ -31,15 +31,15 @@ func cyclictestArgs(o Options) []string {
 	return []string{o.Cyclictest, "-m", "-p", strconv.Itoa(o.Priority),
 		"-i", strconv.FormatInt(o.Interval.Microseconds(), 10),
 		"-a", strings.Join(cpus, ","), "-t", strconv.Itoa(len(o.CPUs)),
-		"-q", "-h", strconv.Itoa(o.MaxUS), "-l", strconv.FormatUint(o.blockCycles(), 10)}
+		"-q", "-h", strconv.Itoa(o.MaxUS), "-l", strconv.FormatUint(o.roundCycles(), 10)}
 }
 
-// runCyclictest runs one cyclictest block and adds its histograms to res.
+// runCyclictest runs one cyclictest round and adds its histograms to res.
 // cyclictest assigns its threads to the -a CPUs in order, so thread i
 // measures Options.CPUs[i].
 func runCyclictest(ctx context.Context, o Options, res *Result) error {
 	args := res.CyclictestArgs
-	limit := 2*time.Duration(o.blockCycles())*o.Interval + 30*time.Second
+	limit := 2*time.Duration(o.roundCycles())*o.Interval + 30*time.Second
 	cctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, args[0], args[1:]...)

@@ -1,10 +1,13 @@
 // Package latency is mkrt's wake-up latency measurement runner, the
 // equivalent of cyclictest built on the executive itself: one measurement
-// task per CPU, run by rtkernel/executive with an empty program, so the
+// task per CPU, run by rtkernel/executive with an empty program (the
 // figures are those of the executive's own thread setup, sleep and timing
-// code. Optionally it runs cyclictest (Debian rt-tests) with the same CPUs,
-// priority and interval in alternating blocks of the same run and compares
-// the two.
+// code) or with a synthetic program of Options.Blocks function blocks
+// (rtkernel/blocks/synth) that publishes its tag image to a shared-memory
+// region every cycle, as a control task does. Optionally it runs cyclictest
+// (Debian rt-tests) with the same CPUs, priority and interval in
+// alternating rounds of the same run and compares the two. FindMinPeriod
+// steps the period down a ladder to the shortest one a board holds.
 //
 // Run returns a Result with per-thread HdrHistograms (nanoseconds),
 // cyclictest's histograms as counts per microsecond and a JSON-ready
@@ -29,16 +32,16 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/blocks/synth"
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/rt"
-	"github.com/mkrt/mkrt/shm/tag"
 )
 
 // Defaults of Options.
 const (
 	DefaultPriority = 80
 	DefaultInterval = time.Millisecond
-	DefaultBlocks   = 10
+	DefaultRounds   = 10
 	DefaultMaxUS    = 10000
 	DefaultHighest  = time.Second
 	DefaultDuration = 10 * time.Second
@@ -74,11 +77,15 @@ type Options struct {
 	// Loops is the number of mkrt cycles per thread (cyclictest runs as
 	// many).
 	Loops uint64
-	// VsCyclictest also runs cyclictest, alternating with mkrt in Blocks
-	// blocks each.
+	// VsCyclictest also runs cyclictest, alternating with mkrt in Rounds
+	// rounds each.
 	VsCyclictest bool
-	// Blocks is the number of alternating blocks; default 10 with
+	// Rounds is the number of alternating rounds; default 10 with
 	// VsCyclictest, else 1.
+	Rounds int
+	// Blocks is the size of the synthetic program each measurement task
+	// runs, rounded up to whole control loops of synth.GroupSize blocks;
+	// 0 runs an empty program.
 	Blocks int
 	// Cyclictest is the cyclictest binary; default "cyclictest" on PATH.
 	Cyclictest string
@@ -123,8 +130,11 @@ type Result struct {
 	RT rt.Status
 	// Threads is one per CPU, in Options.CPUs order.
 	Threads []Thread
-	// Merged is every thread's Wake histogram merged.
-	Merged *hdrhistogram.Histogram
+	// Merged is every thread's Wake histogram merged, MergedExec every
+	// thread's Exec.
+	Merged, MergedExec *hdrhistogram.Histogram
+	// Faults are the page faults of each mkrt round after its warm-up.
+	Faults []PageFaults
 	// Cyclictest is set with VsCyclictest: one histogram per thread, in
 	// Options.CPUs order.
 	Cyclictest []Micros
@@ -139,9 +149,9 @@ type Progress struct {
 	Done float64
 	// Elapsed is the wall time since the start.
 	Elapsed time.Duration
-	// Phase is "mkrt" or "cyclictest"; Block counts from 1 to Blocks.
+	// Phase is "mkrt" or "cyclictest"; Round counts from 1 to Rounds.
 	Phase         string
-	Block, Blocks int
+	Round, Rounds int
 	// Live is mkrt's merged wake-up latency so far (nanoseconds); nil
 	// before the first interval.
 	Live *hdrhistogram.Histogram
@@ -166,13 +176,16 @@ func (o *Options) defaults() error {
 	if o.Loops == 0 && o.Duration == 0 {
 		o.Duration = DefaultDuration
 	}
-	if o.Blocks == 0 {
-		o.Blocks = 1
+	if o.Rounds == 0 {
+		o.Rounds = 1
 		if o.VsCyclictest {
-			o.Blocks = DefaultBlocks
+			o.Rounds = DefaultRounds
 		}
 	}
-	if o.Blocks < 1 {
+	if o.Rounds < 1 {
+		return fmt.Errorf("%w: rounds %d", ErrOptions, o.Rounds)
+	}
+	if o.Blocks < 0 {
 		return fmt.Errorf("%w: blocks %d", ErrOptions, o.Blocks)
 	}
 	if o.MaxUS == 0 {
@@ -200,13 +213,13 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// blockCycles is the number of cycles of one block.
-func (o *Options) blockCycles() uint64 {
+// roundCycles is the number of cycles of one round.
+func (o *Options) roundCycles() uint64 {
 	total := o.Loops
 	if total == 0 {
 		total = uint64(o.Duration / o.Interval)
 	}
-	return max(1, (total+uint64(o.Blocks)-1)/uint64(o.Blocks))
+	return max(1, (total+uint64(o.Rounds)-1)/uint64(o.Rounds))
 }
 
 // Run measures wake-up latency as Options say. It returns when the run is
@@ -215,7 +228,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	res := &Result{Options: o, Start: time.Now(), Merged: hdrhistogram.New(1, int64(o.Highest), 3)}
+	res := &Result{Options: o, Start: time.Now(), Merged: hdrhistogram.New(1, int64(o.Highest), 3), MergedExec: hdrhistogram.New(1, int64(o.Highest), 3)}
 	for _, c := range o.CPUs {
 		res.Threads = append(res.Threads, Thread{CPU: c, Wake: hdrhistogram.New(1, int64(o.Highest), 3), Exec: hdrhistogram.New(1, int64(o.Highest), 3)})
 	}
@@ -240,11 +253,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	live := &liveStats{h: hdrhistogram.New(1, int64(o.Highest), 3)}
 	var runErr error
-	for b := 1; b <= o.Blocks && runErr == nil; b++ {
-		o.Logger.Debug("latency: block", "block", b, "of", o.Blocks)
-		runErr = runBlock(ctx, o, res, b, hlog, live)
+	for r := 1; r <= o.Rounds && runErr == nil; r++ {
+		o.Logger.Debug("latency: round", "round", r, "of", o.Rounds)
+		runErr = runRound(ctx, o, res, r, hlog, live)
 		if runErr == nil && o.VsCyclictest {
-			report(o, res, "cyclictest", b, live)
+			report(o, res, "cyclictest", r, live)
 			runErr = runCyclictest(ctx, o, res)
 		}
 	}
@@ -253,6 +266,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		th := &res.Threads[i]
 		th.Micros = MicrosOf(th.Wake, o.MaxUS)
 		res.Merged.Merge(th.Wake)
+		res.MergedExec.Merge(th.Exec)
 	}
 	res.Summary = summarize(res)
 	if o.OutDir != "" {
@@ -270,12 +284,12 @@ type liveStats struct {
 }
 
 // report sends a Progress: phase "mkrt" while a block measures (done from
-// the samples so far), "cyclictest" when a cyclictest block starts.
-func report(o Options, res *Result, phase string, block int, live *liveStats) {
+// the samples so far), "cyclictest" when a cyclictest round starts.
+func report(o Options, res *Result, phase string, round int, live *liveStats) {
 	if o.Progress == nil {
 		return
 	}
-	p := Progress{Phase: phase, Block: block, Blocks: o.Blocks, Elapsed: time.Since(res.Start)}
+	p := Progress{Phase: phase, Round: round, Rounds: o.Rounds, Elapsed: time.Since(res.Start)}
 	live.mu.Lock()
 	if live.h.TotalCount() > 0 {
 		p.Live = live.h.Clone()
@@ -286,45 +300,50 @@ func report(o Options, res *Result, phase string, block int, live *liveStats) {
 	if o.VsCyclictest {
 		sides = 2
 	}
-	per := 1 / float64(o.Blocks)
+	per := 1 / float64(o.Rounds)
 	frac := 1.0
 	if phase == "mkrt" {
-		inBlock := perThread - min(perThread, uint64(block-1)*o.blockCycles())
-		frac = min(1, float64(inBlock)/float64(o.blockCycles()))
+		inRound := perThread - min(perThread, uint64(round-1)*o.roundCycles())
+		frac = min(1, float64(inRound)/float64(o.roundCycles()))
 	}
-	p.Done = float64(block-1)*per + frac*per/sides
+	p.Done = float64(round-1)*per + frac*per/sides
 	o.Progress(p)
 }
 
-// measurementConfig is the executive config of one block: one task per CPU
-// with an empty program, skipping missed periods as cyclictest does, and a
-// watchdog that never trips.
+// measurementConfig is the executive config of one round: one task per CPU
+// (with Options.Blocks, each with its own control loops of the synthetic
+// program), skipping missed periods as cyclictest does, and a watchdog that
+// never trips.
 func measurementConfig(o Options) *configs.Config {
 	cfg := &configs.Config{Watchdog: configs.Watchdog{Overruns: 1 << 30}, Latency: configs.Latency{Highest: configs.Duration(o.Highest)}}
-	for _, c := range o.CPUs {
+	loops := synth.Groups(o.Blocks)
+	for i, c := range o.CPUs {
 		cpu := c
+		tags, bs := synth.Loops(i*loops, loops)
+		cfg.Tags = append(cfg.Tags, tags...)
 		cfg.Tasks = append(cfg.Tasks, configs.Task{Name: fmt.Sprintf("cpu%d", c), Period: configs.Duration(o.Interval),
-			Priority: o.Priority, CPU: &cpu, Overrun: configs.OverrunSkip})
+			Priority: o.Priority, CPU: &cpu, Overrun: configs.OverrunSkip, Blocks: bs})
 	}
 	return cfg
 }
 
-// idle is the measurement tasks' program: nothing to run, nothing written.
-type idle struct{}
-
-func (idle) Run(time.Duration, time.Duration) {}
-func (idle) Outputs() []tag.ID                { return nil }
-
-// runBlock runs one block of the executive's measurement tasks.
-func runBlock(ctx context.Context, o Options, res *Result, block int, hlog *intervalLog, live *liveStats) error {
+// runRound runs one round of the executive's measurement tasks.
+func runRound(ctx context.Context, o Options, res *Result, round int, hlog *intervalLog, live *liveStats) error {
 	cfg := measurementConfig(o)
 	tab, err := cfg.TagTable()
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
-	opts := executive.Options{Logger: o.Logger, Cycles: o.blockCycles(), Interval: o.LogInterval, KeepGC: o.KeepGC,
+	prog, err := newProgram(ctx, o, cfg, tab)
+	if err != nil {
+		return err
+	}
+	defer prog.Close()
+	faults := newFaultWatch(len(o.CPUs))
+	opts := executive.Options{Logger: o.Logger, Cycles: o.roundCycles(), Interval: o.LogInterval, KeepGC: o.KeepGC,
 		StartDelay: 20 * time.Millisecond,
 		OnInterval: func(task int, wake, _ *hdrhistogram.Histogram) {
+			faults.warmedUp(task)
 			if hlog != nil {
 				hlog.write(res.Threads[task].CPU, wake, o.Logger)
 			}
@@ -332,22 +351,31 @@ func runBlock(ctx context.Context, o Options, res *Result, block int, hlog *inte
 			live.h.Merge(wake)
 			live.mu.Unlock()
 			if task == len(o.CPUs)-1 {
-				report(o, res, "mkrt", block, live)
+				report(o, res, "mkrt", round, live)
 			}
 		}}
-	e, err := executive.New(cfg, tab, func(string, *tag.Table) (executive.Program, error) { return idle{}, nil }, nil, nil, opts)
+	e, err := executive.New(cfg, tab, prog.programs, prog.io, prog.ch, opts)
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
-	bctx := ctx
+	rctx := ctx
 	if o.Loops == 0 {
 		// Bounded by the cycle count; the timeout is a safety net for a
 		// starved thread.
 		var cancel context.CancelFunc
-		bctx, cancel = context.WithTimeout(ctx, 2*time.Duration(o.blockCycles())*o.Interval+10*time.Second)
+		rctx, cancel = context.WithTimeout(ctx, 2*time.Duration(o.roundCycles())*o.Interval+10*time.Second)
 		defer cancel()
 	}
-	runErr := e.Run(bctx)
+	watchCtx, stopWatch := context.WithCancel(rctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		faults.watch(watchCtx, e)
+	}()
+	runErr := e.Run(rctx)
+	stopWatch()
+	<-watched
+	res.Faults = append(res.Faults, faults.result(round))
 	st := e.Status()
 	res.RT.Merge(st.RT)
 	for i, h := range e.Histograms() {
@@ -356,7 +384,7 @@ func runBlock(ctx context.Context, o Options, res *Result, block int, hlog *inte
 		res.Threads[i].Overruns += st.Tasks[i].Overruns
 	}
 	if runErr != nil {
-		return fmt.Errorf("latency: block %d: %w", block, runErr)
+		return fmt.Errorf("latency: round %d: %w", round, runErr)
 	}
 	return ctx.Err()
 }

@@ -191,7 +191,7 @@ func parseOut(t *testing.T, dir, name string) []latency.Micros {
 }
 
 func TestRunRejects(t *testing.T) {
-	for _, o := range []latency.Options{{Priority: 100}, {Interval: 1500 * time.Nanosecond}, {CPUs: []int{1, 1}}, {Blocks: -1}} {
+	for _, o := range []latency.Options{{Priority: 100}, {Interval: 1500 * time.Nanosecond}, {CPUs: []int{1, 1}}, {Rounds: -1}, {Blocks: -1}} {
 		if _, err := latency.Run(context.Background(), o); !errors.Is(err, latency.ErrOptions) {
 			t.Errorf("%+v: err = %v, want ErrOptions", o, err)
 		}
@@ -211,7 +211,7 @@ func TestVsCyclictest(t *testing.T) {
 	}
 	const loops = 400
 	dir := t.TempDir()
-	res, err := latency.Run(context.Background(), latency.Options{VsCyclictest: true, Loops: loops, Blocks: 2, CPUs: []int{0}, OutDir: dir})
+	res, err := latency.Run(context.Background(), latency.Options{VsCyclictest: true, Loops: loops, Rounds: 2, CPUs: []int{0}, OutDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

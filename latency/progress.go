@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mkrt/mkrt/rtkernel/blocks/synth"
 )
 
 // NewProgressPrinter returns a Progress callback for a terminal (tty: a
@@ -47,7 +49,7 @@ func NewProgressPrinter(w io.Writer, tty bool, every time.Duration) (progress fu
 }
 
 func progressLine(p Progress) string {
-	s := fmt.Sprintf("%s block %d/%d, %s", p.Phase, p.Block, p.Blocks, p.Elapsed.Truncate(100*time.Millisecond))
+	s := fmt.Sprintf("%s round %d/%d, %s", p.Phase, p.Round, p.Rounds, p.Elapsed.Truncate(100*time.Millisecond))
 	if p.Live != nil {
 		st := StatsOf(p.Live)
 		s += fmt.Sprintf("  mkrt min %.1fµs avg %.1fµs p99 %.1fµs max %.1fµs (%d samples)", st.MinUS, st.AvgUS, st.P99US, st.MaxUS, st.Samples)
@@ -59,6 +61,7 @@ func progressLine(p Progress) string {
 // with cyclictest the two side by side with ratios.
 func FormatSummary(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "%s; interval %dµs, priority %d, CPUs %v, %.1fs\n", s.RT, s.IntervalUS, s.Priority, s.CPUs, s.DurationS)
+	fmt.Fprintf(w, "program: %s\n", ProgramDesc(s.Blocks))
 	head := fmt.Sprintf("%-16s %9s %8s %8s %8s %8s %8s %8s %8s %9s %8s\n", "", "samples", "min", "avg", "p50", "p90", "p99", "p99.9", "p99.99", "max", "overruns")
 	io.WriteString(w, head)
 	row := func(name string, st Stats, overruns bool) {
@@ -77,6 +80,7 @@ func FormatSummary(w io.Writer, s Summary) {
 		}
 	}
 	side("mkrt", &s.Mkrt, true)
+	side("mkrt exec", &s.MkrtExec, false)
 	if s.Cyclictest != nil {
 		side("cyclictest", s.Cyclictest, false)
 		fmt.Fprintln(w, "(µs; comparison with both binned to whole µs as cyclictest counts)")
@@ -85,6 +89,26 @@ func FormatSummary(w io.Writer, s Summary) {
 			fmt.Fprintf(w, "%-8s %10.0f %12.0f %8.2f\n", r.Metric, r.MkrtUS, r.CyclictestUS, r.Ratio)
 		}
 	} else {
-		fmt.Fprintln(w, "(µs)")
+		fmt.Fprintln(w, "(µs; mkrt exec is each cycle's execution time)")
 	}
+	for _, f := range s.PageFaults {
+		round := ""
+		if len(s.PageFaults) > 1 {
+			round = fmt.Sprintf("round %d: ", f.Round)
+		}
+		if !f.Measured {
+			fmt.Fprintf(w, "%spage faults after warm-up: not measured (the round ended before its first interval, or no /proc)\n", round)
+			continue
+		}
+		fmt.Fprintf(w, "%spage faults after warm-up: rt threads minor %d major %d; process minor %d major %d (over %.1fs)\n",
+			round, f.RTMinor, f.RTMajor, f.ProcMin, f.ProcMaj, f.SpanS)
+	}
+}
+
+// ProgramDesc names the measurement tasks' program.
+func ProgramDesc(blocks int) string {
+	if blocks == 0 {
+		return "empty"
+	}
+	return fmt.Sprintf("%d blocks per task (%d control loops of %d), image published to a shared region every cycle", blocks, synth.Groups(blocks), synth.GroupSize)
 }

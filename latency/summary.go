@@ -8,6 +8,8 @@ import (
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/mkrt/mkrt/rtkernel/blocks/synth"
 )
 
 // Stats are one histogram's figures in microseconds.
@@ -90,12 +92,20 @@ type Summary struct {
 	IntervalUS int64     `json:"interval_us"`
 	Priority   int       `json:"priority"`
 	CPUs       []int     `json:"cpus"`
-	Blocks     int       `json:"blocks"`
+	Rounds     int       `json:"rounds"`
+	// Blocks is the synthetic program's size per task (whole control
+	// loops); 0 is the empty program.
+	Blocks int `json:"blocks"`
 	// RT is "rt: ok" or "rt: degraded (…)"; RTFacilities lists each one.
 	RT           string     `json:"rt"`
 	RTFacilities []Facility `json:"rt_facilities"`
 	// Mkrt is from the HdrHistograms (nanosecond resolution).
 	Mkrt Side `json:"mkrt"`
+	// MkrtExec is mkrt's execution time per cycle (program, inputs,
+	// outputs, image), from the same cycles.
+	MkrtExec Side `json:"mkrt_exec"`
+	// PageFaults is one per mkrt round.
+	PageFaults []PageFaults `json:"page_faults"`
 	// Cyclictest, MkrtMicros and Comparison are set with --vs-cyclictest.
 	Cyclictest *Side `json:"cyclictest,omitempty"`
 	// MkrtMicros is mkrt binned to whole µs as cyclictest bins, the basis
@@ -115,7 +125,8 @@ type Facility struct {
 func summarize(res *Result) Summary {
 	o := res.Options
 	s := Summary{Started: res.Start, DurationS: res.End.Sub(res.Start).Seconds(), IntervalUS: o.Interval.Microseconds(),
-		Priority: o.Priority, CPUs: o.CPUs, Blocks: o.Blocks, RT: res.RT.String()}
+		Priority: o.Priority, CPUs: o.CPUs, Rounds: o.Rounds, Blocks: synth.Groups(o.Blocks) * synth.GroupSize, RT: res.RT.String(),
+		PageFaults: res.Faults}
 	for _, f := range res.RT.Facilities {
 		s.RTFacilities = append(s.RTFacilities, Facility{Name: f.Name, OK: f.OK, Detail: f.Detail})
 	}
@@ -125,6 +136,7 @@ func summarize(res *Result) Summary {
 		st := StatsOf(th.Wake)
 		st.Overruns = th.Overruns
 		s.Mkrt.Threads = append(s.Mkrt.Threads, ThreadStats{CPU: th.CPU, Stats: st})
+		s.MkrtExec.Threads = append(s.MkrtExec.Threads, ThreadStats{CPU: th.CPU, Stats: StatsOf(th.Exec)})
 		s.Mkrt.Merged.Overruns += th.Overruns
 		binned.Threads = append(binned.Threads, ThreadStats{CPU: th.CPU, Stats: StatsOfMicros(th.Micros)})
 		mkrtMicros.Merge(th.Micros)
@@ -132,6 +144,7 @@ func summarize(res *Result) Summary {
 	overruns := s.Mkrt.Merged.Overruns
 	s.Mkrt.Merged = StatsOf(res.Merged)
 	s.Mkrt.Merged.Overruns = overruns
+	s.MkrtExec.Merged = StatsOf(res.MergedExec)
 	if res.Cyclictest == nil {
 		return s
 	}

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime"
@@ -38,10 +42,14 @@ func latencyRunCmd() *cobra.Command {
 		Long: "Run one SCHED_FIFO measurement thread per CPU through the executive's task\n" +
 			"loop (the same thread setup, absolute sleeps and timing code as a control\n" +
 			"task) and report wake-up latency: min/avg/p50/p90/p99/p99.9/p99.99/max.\n" +
+			"With --blocks N each task runs a synthetic N-block program that publishes\n" +
+			"its tags to a shared region every cycle, and its execution time is printed\n" +
+			"beside the wake-up latency. Page faults after warm-up are counted per round.\n" +
 			"With --vs-cyclictest, cyclictest runs with the same CPUs, priority and\n" +
-			"interval in alternating blocks of the same run, and both are printed side\n" +
-			"by side with ratios. Needs root for SCHED_FIFO; otherwise the run is\n" +
-			"degraded and says so.",
+			"interval in alternating rounds of the same run, and both are printed side\n" +
+			"by side with ratios. --find-min-period steps the period down to the\n" +
+			"shortest one the machine holds within a latency budget. Needs root for\n" +
+			"SCHED_FIFO; otherwise the run is degraded and says so.",
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&cpus, "cpus", "0", "CPUs to measure, as a cpulist (\"0,1\", \"2-3\")")
@@ -50,8 +58,9 @@ func latencyRunCmd() *cobra.Command {
 	cmd.Flags().DurationVarP(&o.Interval, "interval", "i", latency.DefaultInterval, "wake-up period (whole µs)")
 	cmd.Flags().DurationVarP(&o.Duration, "duration", "D", latency.DefaultDuration, "mkrt measuring time (cyclictest gets as much again); ignored with --loops")
 	cmd.Flags().Uint64VarP(&o.Loops, "loops", "l", 0, "cycles per thread instead of --duration")
-	cmd.Flags().BoolVar(&o.VsCyclictest, "vs-cyclictest", false, "also run cyclictest (rt-tests) in alternating blocks and compare")
-	cmd.Flags().IntVar(&o.Blocks, "blocks", 0, "alternating blocks (default 10 with --vs-cyclictest, else 1)")
+	cmd.Flags().BoolVar(&o.VsCyclictest, "vs-cyclictest", false, "also run cyclictest (rt-tests) in alternating rounds and compare")
+	cmd.Flags().IntVar(&o.Rounds, "rounds", 0, "alternating rounds of mkrt and cyclictest (default 10 with --vs-cyclictest, else 1)")
+	cmd.Flags().IntVar(&o.Blocks, "blocks", 0, "run a synthetic program of N function blocks per task (rounded up to whole control loops of 20), publishing its tags to a shared region each cycle; 0: an empty program")
 	cmd.Flags().IntVar(&o.MaxUS, "histogram", latency.DefaultMaxUS, "1 µs buckets of the histograms (cyclictest -h)")
 	cmd.Flags().StringVar(&o.OutDir, "out", "", "write mkrt.hlog, histogram.txt, cyclictest.txt and summary.json to DIR")
 	cmd.Flags().StringVar(&board, "board", "", "reference board: its partition cores are measured (unless --cpus) and its budget judges the report")
@@ -59,6 +68,10 @@ func latencyRunCmd() *cobra.Command {
 	rep := addLatencyReportFlags(cmd)
 	var isolate bool
 	cmd.Flags().BoolVar(&isolate, "isolate", false, "keep every other process off the measured CPUs for the run, as an isolated partition does (cgroup v1 cpuset shield; mkrt, cyclictest and --load stay where they are)")
+	var findMin bool
+	var budget time.Duration
+	cmd.Flags().BoolVar(&findMin, "find-min-period", false, "step the period down 1ms, 500µs, 250µs … 20µs (from the first step ≤ 4× the board's min_period) with a --duration measurement each (default 5s here) and report the shortest one whose p99.9 wake-up latency is within the budget, without overruns, and whose p99.9 wake-up + execution time fits the period")
+	cmd.Flags().DurationVar(&budget, "budget", 0, "latency budget for --find-min-period (default: the --board's budget)")
 	var keepPreempt bool
 	cmd.Flags().BoolVar(&keepPreempt, "keep-async-preempt", false, "do not restart with GODEBUG=asyncpreemptoff=1")
 	_ = cmd.Flags().MarkHidden("keep-async-preempt")
@@ -94,6 +107,15 @@ func latencyRunCmd() *cobra.Command {
 		if !cmd.Flags().Changed("duration") && o.Loops > 0 {
 			o.Duration = 0
 		}
+		var mp *minPeriodRun
+		if findMin {
+			if mp, err = newMinPeriodRun(board, budget); err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("duration") {
+				o.Duration = 5 * time.Second
+			}
+		}
 		stderr := cmd.ErrOrStderr()
 		tty := false
 		if f, ok := stderr.(*os.File); ok {
@@ -125,6 +147,23 @@ func latencyRunCmd() *cobra.Command {
 				}
 			}()
 		}
+		if mp != nil {
+			err := mp.run(ctx, o, stderr)
+			finish()
+			if mp.result != nil {
+				latency.FormatMinPeriod(cmd.OutOrStdout(), mp.result)
+			}
+			if err != nil {
+				return fmt.Errorf("latency run --find-min-period: %w", err)
+			}
+			if rep.Dir != "" {
+				if err := latency.WriteMinPeriod(rep.Dir, mp.result); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "report:", rep.Dir)
+			}
+			return nil
+		}
 		res, err := latency.Run(ctx, o)
 		finish()
 		if bg != nil {
@@ -143,6 +182,9 @@ func latencyRunCmd() *cobra.Command {
 			}
 			meta.Duration, meta.Interval, meta.Priority, meta.CPUs, meta.Started = res.End.Sub(res.Start), res.Options.Interval, res.Options.Priority, res.Options.CPUs, res.Start
 			meta.RT = res.RT.String()
+			if meta.Run, err = json.Marshal(res.Summary); err != nil {
+				return fmt.Errorf("latency run: report: %w", err)
+			}
 			if _, err := report.Write(rep.Dir, meta, latencySeries(res), rep.options()); err != nil {
 				return fmt.Errorf("latency run: report: %w", err)
 			}
@@ -151,6 +193,46 @@ func latencyRunCmd() *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// minPeriodRun is a --find-min-period run: the budget and nominal period
+// from the board or the flags.
+type minPeriodRun struct {
+	board           string
+	budget, nominal time.Duration
+	result          *latency.MinPeriod
+}
+
+func newMinPeriodRun(boardName string, budget time.Duration) (*minPeriodRun, error) {
+	m := &minPeriodRun{board: boardName, budget: budget}
+	if boardName != "" {
+		b, err := boards.Catalog{Dirs: boards.SearchDirs(os.Getenv)}.Lookup(boardName)
+		if err != nil {
+			return nil, err
+		}
+		m.board, m.nominal = b.Name, b.MinPeriod
+		if m.budget == 0 {
+			m.budget = b.Budget
+		}
+	}
+	if m.budget <= 0 {
+		return nil, errors.New("latency run --find-min-period: no latency budget: give --board NAME (its budget) or --budget D (e.g. --budget 100us)")
+	}
+	return m, nil
+}
+
+// run steps down the ladder, saying each step on log.
+func (m *minPeriodRun) run(ctx context.Context, o latency.Options, log io.Writer) error {
+	measure := func(ctx context.Context, o latency.Options) (*latency.Result, error) {
+		fmt.Fprintf(log, "mkrt: period %v\n", o.Interval)
+		return latency.Run(ctx, o)
+	}
+	var err error
+	m.result, err = latency.FindMinPeriod(ctx, o, m.budget, m.nominal, measure)
+	if m.result != nil {
+		m.result.Board = m.board
+	}
+	return err
 }
 
 // latencySeries is a run's histograms as report series.

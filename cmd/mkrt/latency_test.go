@@ -24,4 +24,28 @@ func TestLatencyRun(t *testing.T) {
 	if _, err := runSubcommand(t, newLatencyCmd(), "run", "--cpus", "x", "--keep-async-preempt"); err == nil {
 		t.Fatal("bad cpulist accepted")
 	}
+	if _, err := runSubcommand(t, newLatencyCmd(), "run", "--find-min-period", "--keep-async-preempt"); err == nil || !strings.Contains(err.Error(), "--budget") {
+		t.Fatalf("--find-min-period without a budget: %v", err)
+	}
+}
+
+func TestLatencyRunProgram(t *testing.T) {
+	dir := t.TempDir()
+	out, err := runSubcommand(t, newLatencyCmd(), "run", "--loops", "200", "--interval", "1ms", "--cpus", "0", "--blocks", "990", "--rounds", "2",
+		"--out", dir, "--formats", "svg", "--keep-async-preempt")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"program: 1000 blocks per task", "mkrt exec cpu0", "round 2: page faults after warm-up"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	js, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"mkrt_exec"`) || !strings.Contains(string(js), `"page_faults"`) {
+		t.Fatalf("summary.json lacks the run's own figures")
+	}
 }

@@ -72,6 +72,11 @@ type Meta struct {
 	CPUs     []int
 	Started  time.Time
 	Host     string
+	// Run is the runner's own summary (JSON), kept verbatim in
+	// summary.json: figures this package does not know, such as the
+	// execution time, the program's size and page faults of
+	// `mkrt latency run`.
+	Run json.RawMessage
 }
 
 // Verdict is the outcome against the board's latency budget.
@@ -116,6 +121,8 @@ type Summary struct {
 	Verdict Verdict         `json:"verdict"`
 	// VerdictReason says why, in one sentence.
 	VerdictReason string `json:"verdict_reason"`
+	// Run is Meta.Run.
+	Run json.RawMessage `json:"run,omitempty"`
 }
 
 // SeriesSummary is one series' figures.
@@ -206,7 +213,7 @@ func Summarize(meta Meta, series []Series) (*Summary, error) {
 		Schema: SchemaVersion, Board: meta.Board, BudgetUS: usOf(meta.Budget), BudgetNote: meta.BudgetNote,
 		Load: meta.Load, Kernel: meta.Kernel, RT: meta.RT, RTKernel: meta.RTKernel,
 		DurationS: meta.Duration.Seconds(), IntervalUS: usOf(meta.Interval), Priority: meta.Priority,
-		CPUs: meta.CPUs, Started: meta.Started, Host: meta.Host,
+		CPUs: meta.CPUs, Started: meta.Started, Host: meta.Host, Run: meta.Run,
 	}
 	for _, s := range series {
 		ss, err := summarize(s)
