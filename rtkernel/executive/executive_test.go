@@ -13,6 +13,7 @@ import (
 	"github.com/mkrt/mkrt/configs"
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/executive/executivetest"
+	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/shm/tag"
 	"github.com/mkrt/mkrt/shm/wire"
 	"github.com/mkrt/mkrt/shm/wire/wiretest"
@@ -487,4 +488,41 @@ func tableExecutive(t *testing.T) (*executive.Executive, *executivetest.Channel,
 	e.StartForTest()
 	e.CycleForTest(0)
 	return e, ch, tab
+}
+
+// TestYieldsInTheSlack: a task passes through the scheduler once every
+// rt.YieldEvery of cycles, after a cycle's work, and a sleep longer than
+// rt.YieldLatest is cut into slices with a yield after each.
+func TestYieldsInTheSlack(t *testing.T) {
+	r := newRig(t, configs.OverrunSkip, execAt(100*time.Microsecond, 0))
+	n := int(100 * time.Millisecond / period)
+	r.cycles(n)
+	c := r.exec.Status().Tasks[0]
+	every := int(rt.YieldEvery / period)
+	if want := n / every; c.Yields < uint64(want-1) || c.Yields > uint64(want) {
+		t.Fatalf("%d cycles of %v: %d yields, want about %d (one every %v)", n, period, c.Yields, want, rt.YieldEvery)
+	}
+	if c.Overruns != 0 || c.LastWake != 0 {
+		t.Fatalf("yields disturbed the cycles: %+v", c.TaskCounters)
+	}
+
+	// A 50 ms period: each sleep is sliced.
+	cfg, tab := plant(t, configs.Task{Name: "slow", Period: configs.Duration(50 * time.Millisecond)})
+	clock := executivetest.NewClock(time.Second)
+	e, err := executive.New(cfg, tab, func(string, *tag.Table) (executive.Program, error) { return &executivetest.Program{Clock: clock}, nil },
+		nil, executivetest.NewChannel(1), executive.Options{Clock: clock, NoRealtime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.StartForTest()
+	for range 4 {
+		e.CycleForTest(0)
+	}
+	c = e.Status().Tasks[0]
+	// The first cycle starts at once; the next three sleep 50 ms each, in
+	// slices of 5 ms until 8 ms or less remain (9 yields), and yield again
+	// after their work, 5 ms after the last slice: 10 yields per cycle.
+	if c.Yields != 3*10 || c.LastWake != 0 {
+		t.Fatalf("4 cycles of 50ms: %d yields, last wake %v; want 30 and on time", c.Yields, c.LastWake)
+	}
 }

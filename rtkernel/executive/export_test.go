@@ -9,6 +9,7 @@ func (e *Executive) StartForTest() {
 	for _, t := range e.tasks {
 		t.first, t.sched, t.dt = now, now, t.period
 		t.rec.begin(now)
+		t.yield.Start(now)
 		t.counters = make([]TaskCounters, len(e.tasks))
 	}
 	e.setState(wire.Running, wire.NoFault, "")

@@ -18,6 +18,10 @@ type TaskCounters struct {
 	// LastWake and LastExec are the last cycle's wake-up latency and
 	// execution time; MaxWake and MaxExec the largest so far.
 	LastWake, LastExec, MaxWake, MaxExec time.Duration
+	// Yields counts the task's passes through the Go scheduler in its slack
+	// (see rt.Yielder); MaxYield is the longest.
+	Yields   uint64
+	MaxYield time.Duration
 }
 
 // Heartbeat is the executive's liveness report.

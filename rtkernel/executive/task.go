@@ -21,15 +21,16 @@ type safeValue struct {
 
 // stats are a task's counters, written by its thread and read by Status.
 type stats struct {
-	cycles, overruns, missed, consecutive, faults atomic.Uint64
-	lastWake, lastExec, maxWake, maxExec          atomic.Int64
+	cycles, overruns, missed, consecutive, faults, yields atomic.Uint64
+	lastWake, lastExec, maxWake, maxExec, maxYield        atomic.Int64
 }
 
 func (s *stats) load() TaskCounters {
 	return TaskCounters{Cycles: s.cycles.Load(), Overruns: s.overruns.Load(), Missed: s.missed.Load(),
 		Consecutive: s.consecutive.Load(), Faults: s.faults.Load(),
 		LastWake: time.Duration(s.lastWake.Load()), LastExec: time.Duration(s.lastExec.Load()),
-		MaxWake: time.Duration(s.maxWake.Load()), MaxExec: time.Duration(s.maxExec.Load())}
+		MaxWake: time.Duration(s.maxWake.Load()), MaxExec: time.Duration(s.maxExec.Load()),
+		Yields: s.yields.Load(), MaxYield: time.Duration(s.maxYield.Load())}
 }
 
 // task is one cyclic task; everything but stats, rec's atomics and events is
@@ -68,6 +69,7 @@ type task struct {
 	sched time.Duration // current cycle's deadline
 	dt    time.Duration
 	cycle uint64
+	yield rt.Yielder
 }
 
 // run is the task's thread: set-up, the cyclic loop, and the stop cycle.
@@ -100,6 +102,7 @@ func (t *task) loop(done <-chan struct{}) {
 	clock := t.e.clock
 	t.sched, t.dt = t.first, t.period
 	t.rec.begin(t.first)
+	t.yield.Start(clock.Now())
 	limit := t.e.opts.Cycles
 	for {
 		select {
@@ -116,14 +119,37 @@ func (t *task) loop(done <-chan struct{}) {
 	}
 }
 
-// step sleeps to the cycle's deadline, runs the cycle and accounts for it.
-// Hot path.
+// step sleeps to the cycle's deadline, runs the cycle, accounts for it and,
+// when one is due, yields in the slack before the next deadline. Hot path.
 func (t *task) step(clock Clock) {
-	clock.SleepUntil(t.sched)
+	t.sleep(clock)
 	start := clock.Now()
 	t.cycleOnce()
 	end := clock.Now()
 	t.account(start, end)
+	if t.yield.Due(end, t.sched) {
+		t.passScheduler(clock, end)
+	}
+}
+
+// sleep sleeps to the cycle's deadline. A sleep longer than rt.YieldLatest
+// is cut into slices with a yield after each, so the task never goes
+// without a pass through the scheduler for as long as the Go runtime lets a
+// goroutine run before it preempts it (see rt.Yielder). Hot path.
+func (t *task) sleep(clock Clock) {
+	for now := clock.Now(); t.sched-now > rt.YieldLatest; now = clock.Now() {
+		clock.SleepUntil(now + rt.YieldEvery)
+		t.passScheduler(clock, clock.Now())
+	}
+	clock.SleepUntil(t.sched)
+}
+
+// passScheduler yields and records it. Hot path.
+func (t *task) passScheduler(clock Clock, from time.Duration) {
+	rt.Yield()
+	t.yield.Done(from, clock.Now())
+	t.stats.yields.Store(t.yield.Count)
+	t.stats.maxYield.Store(int64(t.yield.Max))
 }
 
 // cycleOnce is one cycle: commands, inputs, program, outputs, image. Hot path.

@@ -17,7 +17,9 @@ import (
 // of it). The price: each sleeping task holds a P, so the executive raises
 // GOMAXPROCS to leave the general side its own (rt.Process.MinProcs), and a
 // stop-the-world waits for the sleeping task's next wake-up (at most one
-// period) instead of the task waiting for it.
+// period) instead of the task waiting for it. And because the goroutine
+// never passes through the scheduler, the runtime preempts it every 10 ms
+// unless it yields first: see Yielder.
 func sleepUntil(t time.Duration) {
 	ts := unix.NsecToTimespec(int64(t))
 	for {
