@@ -8,14 +8,14 @@ import (
 	"github.com/mkrt/mkrt/rtkernel/executive"
 )
 
-// PageFaults are one mkrt round's page faults after its warm-up (the
-// tasks' first interval), up to the last reading before the task threads
-// ended: the measurement threads' own (/proc/self/task/TID/stat) and the
+// PageFaults are one mkrt round's page faults after its warm-up (its first
+// tenth, at most a second), up to the last reading before the task threads
+// ended (read every 20 ms): the measurement threads' own (/proc/self/task/TID/stat) and the
 // whole process's (getrusage RUSAGE_SELF), over the same span.
 type PageFaults struct {
 	Round int `json:"round"`
-	// Measured is false when the span could not be read: the round ended
-	// before its first interval, or /proc is not there.
+	// Measured is false when the span could not be read: the round was too
+	// short, or there is no /proc.
 	Measured bool    `json:"measured"`
 	SpanS    float64 `json:"span_s"`
 	RTMinor  uint64  `json:"rt_threads_minor"`
@@ -34,54 +34,51 @@ type faultSample struct {
 	process faults
 }
 
-// faultWatch reads a round's page faults from a general goroutine: the
-// baseline once every task has finished its first interval, then every
-// faultPoll until the round ends, keeping the last complete reading (a
-// thread's /proc entry goes when it ends).
+// faultWatch reads a round's page faults from a general goroutine (never
+// from a task's cycle): the baseline once every task has run its warm-up
+// cycles, then every faultPoll until the round ends, keeping the last
+// complete reading (a thread's /proc entry goes when it ends).
 type faultWatch struct {
+	warmup uint64 // cycles
 	mu     sync.Mutex
-	warm   []bool
-	left   int
-	warmed chan struct{}
 	first  *faultSample
 	last   *faultSample
 }
 
-// faultPoll is how often a round's fault counts are read after warm-up.
+// faultPoll is how often a round's fault counts are read.
 const faultPoll = 20 * time.Millisecond
 
-func newFaultWatch(tasks int) *faultWatch {
-	return &faultWatch{warm: make([]bool, tasks), left: tasks, warmed: make(chan struct{})}
-}
-
-// warmedUp notes that task finished an interval (OnInterval).
-func (w *faultWatch) warmedUp(task int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.warm[task] {
-		return
-	}
-	w.warm[task] = true
-	if w.left--; w.left == 0 {
-		close(w.warmed)
-	}
+// newFaultWatch watches a round of cycles cycles at period: the warm-up is
+// its first tenth, at most a second's worth of cycles.
+func newFaultWatch(cycles uint64, period time.Duration) *faultWatch {
+	return &faultWatch{warmup: max(1, min(cycles/10, uint64(time.Second/period)))}
 }
 
 // watch reads the counts until ctx is done.
 func (w *faultWatch) watch(ctx context.Context, e *executive.Executive) {
-	select {
-	case <-ctx.Done():
-		return
-	case <-w.warmed:
-	}
-	var tids []int
-	for _, t := range e.Status().Tasks {
-		tids = append(tids, t.TID)
-	}
-	r := newFaultReader(tids)
 	tick := time.NewTicker(faultPoll)
 	defer tick.Stop()
+	var r *faultReader
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if r == nil {
+			st := e.Status()
+			var tids []int
+			for _, t := range st.Tasks {
+				if t.Cycles < w.warmup || t.TID == 0 {
+					break
+				}
+				tids = append(tids, t.TID)
+			}
+			if len(tids) < len(st.Tasks) {
+				continue
+			}
+			r = newFaultReader(tids)
+		}
 		s, ok := r.read()
 		if !ok {
 			return
@@ -92,11 +89,6 @@ func (w *faultWatch) watch(ctx context.Context, e *executive.Executive) {
 		}
 		w.last = &s
 		w.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
 	}
 }
 

@@ -339,11 +339,10 @@ func runRound(ctx context.Context, o Options, res *Result, round int, hlog *inte
 		return err
 	}
 	defer prog.Close()
-	faults := newFaultWatch(len(o.CPUs))
+	faults := newFaultWatch(o.roundCycles(), o.Interval)
 	opts := executive.Options{Logger: o.Logger, Cycles: o.roundCycles(), Interval: o.LogInterval, KeepGC: o.KeepGC,
 		StartDelay: 20 * time.Millisecond,
 		OnInterval: func(task int, wake, _ *hdrhistogram.Histogram) {
-			faults.warmedUp(task)
 			if hlog != nil {
 				hlog.write(res.Threads[task].CPU, wake, o.Logger)
 			}

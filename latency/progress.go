@@ -97,7 +97,7 @@ func FormatSummary(w io.Writer, s Summary) {
 			round = fmt.Sprintf("round %d: ", f.Round)
 		}
 		if !f.Measured {
-			fmt.Fprintf(w, "%spage faults after warm-up: not measured (the round ended before its first interval, or no /proc)\n", round)
+			fmt.Fprintf(w, "%spage faults after warm-up: not measured (the round was too short, or no /proc)\n", round)
 			continue
 		}
 		fmt.Fprintf(w, "%spage faults after warm-up: rt threads minor %d major %d; process minor %d major %d (over %.1fs)\n",
