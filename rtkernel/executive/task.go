@@ -132,13 +132,14 @@ func (t *task) step(clock Clock) {
 	}
 }
 
-// sleep sleeps to the cycle's deadline. A sleep longer than rt.YieldLatest
-// is cut into slices with a yield after each, so the task never goes
-// without a pass through the scheduler for as long as the Go runtime lets a
-// goroutine run before it preempts it (see rt.Yielder). Hot path.
+// sleep sleeps to the cycle's deadline. When waking there would leave the
+// task without a pass through the scheduler for longer than the Go runtime
+// lets a goroutine run before it preempts it, the task yields first; a long
+// sleep is cut into slices with a yield after each (see rt.Yielder). Hot
+// path.
 func (t *task) sleep(clock Clock) {
-	for now := clock.Now(); t.sched-now > rt.YieldLatest; now = clock.Now() {
-		clock.SleepUntil(now + rt.YieldEvery)
+	for t.yield.Overdue(t.sched) {
+		clock.SleepUntil(t.yield.Slice(clock.Now()))
 		t.passScheduler(clock, clock.Now())
 	}
 	clock.SleepUntil(t.sched)

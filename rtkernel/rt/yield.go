@@ -24,9 +24,11 @@ import (
 //
 // A Yielder makes that pass on the task's terms instead: after a cycle's
 // work, at most once every YieldEvery, when the slack before the next
-// deadline is larger than what recent yields have cost, and after
-// YieldLatest whatever the slack, so sysmon's limit is never reached. The
-// hand-off then happens in time the task would have slept anyway.
+// deadline is larger than what recent yields have cost; and before a sleep
+// that would end more than YieldLatest after the last yield, whatever the
+// slack (long sleeps are cut into slices with a yield after each), so
+// sysmon's limit is never reached. The hand-off then happens in time the
+// task would have slept anyway.
 
 // YieldEvery is how often a real-time task passes through the scheduler at
 // most; YieldLatest is how long it may go without, short of sysmon's 10 ms.
@@ -54,14 +56,19 @@ type Yielder struct {
 func (y *Yielder) Start(now time.Duration) { y.last = now }
 
 // Due reports whether to yield at now, the end of a cycle whose next
-// deadline is next.
+// deadline is next: YieldEvery has passed since the last yield and the
+// slack exceeds what recent yields cost.
 func (y *Yielder) Due(now, next time.Duration) bool {
-	since := now - y.last
-	if since < YieldEvery {
-		return false
-	}
-	return since >= YieldLatest || next-now > y.cost
+	return now-y.last >= YieldEvery && next-now > y.cost
 }
+
+// Overdue reports whether waking at wake would leave the task without a
+// yield for longer than YieldLatest: it must yield before it sleeps there.
+func (y *Yielder) Overdue(wake time.Duration) bool { return wake-y.last > YieldLatest }
+
+// Slice is where an overdue task sleeps to before it yields: YieldEvery
+// after the last yield, or now if that has passed.
+func (y *Yielder) Slice(now time.Duration) time.Duration { return max(now, y.last+YieldEvery) }
 
 // Cost is what a yield is expected to take: the slack Due asks for.
 func (y *Yielder) Cost() time.Duration { return y.cost }

@@ -39,9 +39,19 @@ func TestYielderPolicy(t *testing.T) {
 	if !y.Due(12*ms, 12*ms+200*us) {
 		t.Fatal("not due with 200 µs of slack for a 100 µs yield")
 	}
-	// YieldLatest after the last yield, the slack no longer matters.
-	if !y.Due(13*ms+100*us, 13*ms+110*us) {
-		t.Fatal("not due at YieldLatest with no slack")
+	// A wake-up more than YieldLatest after the last yield is overdue: the
+	// task yields before sleeping, at once when YieldEvery has passed.
+	if y.Overdue(5*ms + 100*us + rt.YieldLatest) {
+		t.Fatal("a wake-up exactly YieldLatest after the last yield is overdue")
+	}
+	if !y.Overdue(13*ms + 250*us) {
+		t.Fatal("a wake-up 8.15 ms after the last yield is not overdue")
+	}
+	if got := y.Slice(13 * ms); got != 13*ms {
+		t.Fatalf("Slice(13ms) = %v, want now", got)
+	}
+	if got := y.Slice(6 * ms); got != 10*ms+100*us {
+		t.Fatalf("Slice(6ms) = %v, want YieldEvery after the last yield", got)
 	}
 	// A slow yield raises the cost; cheap ones bring it down an eighth at a time.
 	y.Done(14*ms, 15*ms)
