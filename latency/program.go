@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/mkrt/mkrt/configs"
+	"github.com/mkrt/mkrt/rtkernel/app"
 	"github.com/mkrt/mkrt/rtkernel/blocks"
 	"github.com/mkrt/mkrt/rtkernel/blocks/synth"
 	"github.com/mkrt/mkrt/rtkernel/executive"
 	"github.com/mkrt/mkrt/rtkernel/rt"
 	"github.com/mkrt/mkrt/shm"
 	"github.com/mkrt/mkrt/shm/tag"
-	"github.com/mkrt/mkrt/shm/wire"
 )
 
 // program is what the measurement tasks run: the empty program, or the
@@ -63,8 +63,9 @@ func newProgram(ctx context.Context, o Options, cfg *configs.Config, tab *tag.Ta
 }
 
 // openRegion creates cfg's shared region in a new directory under /dev/shm
-// (the temporary directory where there is none) and attaches its writer.
-func openRegion(ctx context.Context, cfg *configs.Config, tab *tag.Table) (*regionChannel, func(), error) {
+// (the temporary directory where there is none) and attaches its writer,
+// with the control program's channel on it (nobody submits commands here).
+func openRegion(ctx context.Context, cfg *configs.Config, tab *tag.Table) (*app.Channel, func(), error) {
 	layout, err := shm.NewLayout(shm.ParamsFor(cfg, tab, cfg.Hash()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("latency: %w", err)
@@ -88,7 +89,7 @@ func openRegion(ctx context.Context, cfg *configs.Config, tab *tag.Table) (*regi
 		os.RemoveAll(dir)
 		return nil, nil, err
 	}
-	return &regionChannel{w: w}, func() {
+	return app.NewChannel(w), func() {
 		w.Close()
 		region.Close()
 		os.RemoveAll(dir)
@@ -104,48 +105,3 @@ func (io feederIO) ReadInputs(tab *tag.Table, now time.Time) {
 }
 
 func (feederIO) WriteOutputs(*tag.Table, []tag.ID) {}
-
-// regionChannel is the executive's Channel on the writer of a shared region:
-// the image published every cycle (the changed tags; all of them the first
-// time), the heartbeat, the events and the shared histograms, the writer
-// calls rtkernel/app's channel makes. That channel is not exported, so this
-// is its closest equivalent; nobody submits commands here, so DrainCommands
-// only looks at the command ring. Hot path: allocates nothing.
-type regionChannel struct {
-	w         *shm.Writer
-	published bool
-	state     wire.State
-}
-
-func (c *regionChannel) DrainCommands(int, func([]wire.Command, []wire.Result)) int {
-	return len(c.w.PollUnit())
-}
-
-func (c *regionChannel) Publish(tab *tag.Table, cycle uint64) {
-	if !c.published {
-		c.w.PublishAll(cycle, tab.Samples, tab.Text)
-		c.published = true
-		return
-	}
-	c.w.Publish(cycle, tab.Samples, tab.Text)
-}
-
-func (c *regionChannel) Heartbeat(h executive.Heartbeat) {
-	if h.State != c.state {
-		c.state = h.State
-		c.w.SetState(h.State, h.Code)
-	}
-	c.w.Beat(h.Cycle, int64(h.Time))
-}
-
-func (c *regionChannel) Event(e wire.Event) {
-	if e.Kind == wire.Overrun {
-		c.w.Overrun(e.Task)
-	}
-	c.w.PushEvent(e)
-}
-
-func (c *regionChannel) RecordLatency(task int, wake, exec time.Duration) {
-	c.w.RecordWakeup(task, int64(wake))
-	c.w.RecordExec(task, int64(exec))
-}

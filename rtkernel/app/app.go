@@ -109,7 +109,7 @@ func Run(ctx context.Context, o Options) error {
 		fio.scanners = append(fio.scanners, s)
 	}
 
-	ch := newChannel(w)
+	ch := NewChannel(w)
 	eo := o.Executive
 	if eo.Logger == nil {
 		eo.Logger = log

@@ -9,13 +9,17 @@ import (
 	"github.com/mkrt/mkrt/shm/wire"
 )
 
-// channel is the executive's Channel on a shared-memory Writer. The
-// executive speaks the channel's vocabulary (shm/wire), so commands,
-// results, states and events pass through as they are.
+// Channel is the executive's Channel on a shared-memory Writer: the image
+// published every cycle (the changed tags; all of them the first time),
+// the heartbeat and state, the events and overruns, the shared histograms,
+// and the command ring drained into the executive. The executive speaks
+// the channel's vocabulary (shm/wire), so commands, results, states and
+// events pass through as they are. The control program uses it, and so
+// does the latency runner's synthetic program.
 //
 // Hot path: every method runs on a task thread, never blocks and allocates
 // nothing except for the text of a parameter or string command.
-type channel struct {
+type Channel struct {
 	w      *shm.Writer
 	res    []wire.Result // a unit's results
 	state  wire.State
@@ -27,13 +31,16 @@ type channel struct {
 	link clockLink
 }
 
-func newChannel(w *shm.Writer) *channel {
-	return &channel{w: w, first: true, res: make([]wire.Result, w.Layout().CommandCapacity())}
+var _ executive.Channel = (*Channel)(nil)
+
+// NewChannel is the executive's Channel on w.
+func NewChannel(w *shm.Writer) *Channel {
+	return &Channel{w: w, first: true, res: make([]wire.Result, w.Layout().CommandCapacity())}
 }
 
 // DrainCommands applies the units of the command ring while fewer than
 // max commands were taken.
-func (c *channel) DrainCommands(max int, apply func([]wire.Command, []wire.Result)) int {
+func (c *Channel) DrainCommands(max int, apply func([]wire.Command, []wire.Result)) int {
 	n := 0
 	for n < max {
 		unit := c.w.PollUnit()
@@ -56,7 +63,7 @@ func (c *channel) DrainCommands(max int, apply func([]wire.Command, []wire.Resul
 }
 
 // Publish writes the image; only the tags changed since the last cycle are copied.
-func (c *channel) Publish(tab *tag.Table, cycle uint64) {
+func (c *Channel) Publish(tab *tag.Table, cycle uint64) {
 	if c.first {
 		c.w.PublishAll(cycle, tab.Samples, tab.Text)
 		c.first = false
@@ -66,7 +73,7 @@ func (c *channel) Publish(tab *tag.Table, cycle uint64) {
 }
 
 // Heartbeat bumps the heartbeat and publishes state changes.
-func (c *channel) Heartbeat(h executive.Heartbeat) {
+func (c *Channel) Heartbeat(h executive.Heartbeat) {
 	if h.State != c.state || h.Code != c.code || !c.stated {
 		c.state, c.code, c.stated = h.State, h.Code, true
 		c.w.SetState(h.State, h.Code)
@@ -75,7 +82,7 @@ func (c *channel) Heartbeat(h executive.Heartbeat) {
 }
 
 // Event forwards overruns, faults and state changes to the event ring.
-func (c *channel) Event(e wire.Event) {
+func (c *Channel) Event(e wire.Event) {
 	if e.Kind == wire.Overrun {
 		c.w.Overrun(e.Task)
 	}
@@ -83,7 +90,7 @@ func (c *channel) Event(e wire.Event) {
 }
 
 // RecordLatency records one cycle's timing into the shared histograms.
-func (c *channel) RecordLatency(task int, wake, exec time.Duration) {
+func (c *Channel) RecordLatency(task int, wake, exec time.Duration) {
 	c.w.RecordWakeup(task, int64(wake))
 	c.w.RecordExec(task, int64(exec))
 }

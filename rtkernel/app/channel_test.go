@@ -17,7 +17,7 @@ import (
 func TestChannelDrainsUnits(t *testing.T) {
 	p := shm.Params{Tags: wiretest.Tags(), Tasks: []shm.Task{{Name: "main", Period: time.Millisecond}}, Partition: "test"}
 	w, r := shmtest.Pair(t, shmtest.Layout(t, p))
-	ch := newChannel(w)
+	ch := NewChannel(w)
 	unit := []wire.Command{
 		{Kind: wire.WriteTag, Tag: 0, Value: wire.Number(1)},
 		{Kind: wire.WriteTag, Tag: 1, Value: wire.Number(2)},
