@@ -2,6 +2,9 @@ package latency
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,4 +108,51 @@ func (w *faultWatch) result(round int) PageFaults {
 	pf.RTMinor, pf.RTMajor = b.threads.minor-a.threads.minor, b.threads.major-a.threads.major
 	pf.ProcMin, pf.ProcMaj = b.process.minor-a.process.minor, b.process.major-a.process.major
 	return pf
+}
+
+// faulted is true when the round took a page fault of any kind.
+func (f PageFaults) faulted() bool {
+	return f.RTMinor != 0 || f.RTMajor != 0 || f.ProcMin != 0 || f.ProcMaj != 0
+}
+
+func (f PageFaults) counts() string {
+	return fmt.Sprintf("rt threads minor %d major %d; process minor %d major %d (over %.1fs)", f.RTMinor, f.RTMajor, f.ProcMin, f.ProcMaj, f.SpanS)
+}
+
+// PageFaultLines say a run's page faults after warm-up for people: one
+// line of totals over the measured rounds and their span, then one line
+// for each round that took a fault, so that a fault is located.
+func PageFaultLines(rounds []PageFaults) []string {
+	var total PageFaults
+	var measured int
+	var unmeasured []string
+	for _, f := range rounds {
+		if !f.Measured {
+			unmeasured = append(unmeasured, strconv.Itoa(f.Round))
+			continue
+		}
+		measured++
+		total.SpanS += f.SpanS
+		total.RTMinor, total.RTMajor = total.RTMinor+f.RTMinor, total.RTMajor+f.RTMajor
+		total.ProcMin, total.ProcMaj = total.ProcMin+f.ProcMin, total.ProcMaj+f.ProcMaj
+	}
+	if measured == 0 {
+		return []string{"page faults after warm-up: not measured (the rounds were too short, or no /proc)"}
+	}
+	line := "page faults after warm-up: " + total.counts()
+	if len(rounds) > 1 {
+		line = fmt.Sprintf("page faults after warm-up, %d rounds: %s", measured, total.counts())
+	}
+	if len(unmeasured) > 0 {
+		line += "; round " + strings.Join(unmeasured, ", ") + " not measured (too short, or no /proc)"
+	}
+	lines := []string{line}
+	if len(rounds) > 1 {
+		for _, f := range rounds {
+			if f.Measured && f.faulted() {
+				lines = append(lines, fmt.Sprintf("  round %d: %s", f.Round, f.counts()))
+			}
+		}
+	}
+	return lines
 }

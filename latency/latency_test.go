@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,4 +237,29 @@ func TestVsCyclictest(t *testing.T) {
 	var out bytes.Buffer
 	latency.FormatSummary(&out, s)
 	t.Log("\n" + out.String())
+}
+
+// The page faults of a run are one line of totals; a round gets a line of
+// its own only when it took a fault.
+func TestPageFaultLines(t *testing.T) {
+	rounds := []latency.PageFaults{
+		{Round: 1, Measured: true, SpanS: 0.4},
+		{Round: 2, Measured: true, SpanS: 0.4, RTMinor: 2, ProcMin: 5},
+		{Round: 3},
+		{Round: 4, Measured: true, SpanS: 0.4, ProcMaj: 1},
+	}
+	got := strings.Join(latency.PageFaultLines(rounds), "\n")
+	want := "page faults after warm-up, 3 rounds: rt threads minor 2 major 0; process minor 5 major 1 (over 1.2s); round 3 not measured (too short, or no /proc)\n" +
+		"  round 2: rt threads minor 2 major 0; process minor 5 major 0 (over 0.4s)\n" +
+		"  round 4: rt threads minor 0 major 0; process minor 0 major 1 (over 0.4s)"
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	one := latency.PageFaultLines(rounds[:1])
+	if len(one) != 1 || one[0] != "page faults after warm-up: rt threads minor 0 major 0; process minor 0 major 0 (over 0.4s)" {
+		t.Fatalf("one round: %q", one)
+	}
+	if none := latency.PageFaultLines(rounds[2:3]); !strings.Contains(none[0], "not measured") {
+		t.Fatalf("no measured round: %q", none)
+	}
 }

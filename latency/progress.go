@@ -58,7 +58,8 @@ func progressLine(p Progress) string {
 }
 
 // FormatSummary prints a summary for people: per thread and merged, and
-// with cyclictest the two side by side with ratios.
+// with cyclictest the two side by side with ratios; then the page faults
+// (PageFaultLines).
 func FormatSummary(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "%s; interval %dµs, priority %d, CPUs %v, %.1fs\n", s.RT, s.IntervalUS, s.Priority, s.CPUs, s.DurationS)
 	fmt.Fprintf(w, "program: %s\n", ProgramDesc(s.Blocks))
@@ -91,17 +92,8 @@ func FormatSummary(w io.Writer, s Summary) {
 	} else {
 		fmt.Fprintln(w, "(µs; mkrt exec is each cycle's execution time)")
 	}
-	for _, f := range s.PageFaults {
-		round := ""
-		if len(s.PageFaults) > 1 {
-			round = fmt.Sprintf("round %d: ", f.Round)
-		}
-		if !f.Measured {
-			fmt.Fprintf(w, "%spage faults after warm-up: not measured (the round was too short, or no /proc)\n", round)
-			continue
-		}
-		fmt.Fprintf(w, "%spage faults after warm-up: rt threads minor %d major %d; process minor %d major %d (over %.1fs)\n",
-			round, f.RTMinor, f.RTMajor, f.ProcMin, f.ProcMaj, f.SpanS)
+	for _, l := range PageFaultLines(s.PageFaults) {
+		fmt.Fprintln(w, l)
 	}
 }
 

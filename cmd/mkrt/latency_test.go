@@ -36,7 +36,7 @@ func TestLatencyRunProgram(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"program: 1000 blocks per task", "mkrt exec cpu0", "round 2: page faults after warm-up"} {
+	for _, want := range []string{"program: 1000 blocks per task", "mkrt exec cpu0", "page faults after warm-up, 2 rounds: rt threads minor"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
