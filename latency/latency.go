@@ -257,7 +257,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.Logger.Debug("latency: round", "round", r, "of", o.Rounds)
 		runErr = runRound(ctx, o, res, r, hlog, live)
 		if runErr == nil && o.VsCyclictest {
-			report(o, res, "cyclictest", r, live)
+			sendProgress(o, res, "cyclictest", r, live)
 			runErr = runCyclictest(ctx, o, res)
 		}
 	}
@@ -283,9 +283,9 @@ type liveStats struct {
 	h  *hdrhistogram.Histogram
 }
 
-// report sends a Progress: phase "mkrt" while a block measures (done from
+// sendProgress sends a Progress: phase "mkrt" while a block measures (done from
 // the samples so far), "cyclictest" when a cyclictest round starts.
-func report(o Options, res *Result, phase string, round int, live *liveStats) {
+func sendProgress(o Options, res *Result, phase string, round int, live *liveStats) {
 	if o.Progress == nil {
 		return
 	}
@@ -350,7 +350,7 @@ func runRound(ctx context.Context, o Options, res *Result, round int, hlog *inte
 			live.h.Merge(wake)
 			live.mu.Unlock()
 			if task == len(o.CPUs)-1 {
-				report(o, res, "mkrt", round, live)
+				sendProgress(o, res, "mkrt", round, live)
 			}
 		}}
 	e, err := executive.New(cfg, tab, prog.programs, prog.io, prog.ch, opts)

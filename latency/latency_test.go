@@ -263,3 +263,23 @@ func TestPageFaultLines(t *testing.T) {
 		t.Fatalf("no measured round: %q", none)
 	}
 }
+
+// A run's report sections: the execution time per thread and merged, and
+// the page-fault lines.
+func TestReportSections(t *testing.T) {
+	s := latency.Summary{Blocks: 1000, PageFaults: []latency.PageFaults{{Round: 1, Measured: true, SpanS: 1, RTMinor: 3}, {Round: 2, Measured: true, SpanS: 1}}}
+	s.MkrtExec.Threads = []latency.ThreadStats{{CPU: 0, Stats: latency.Stats{Samples: 10, P50US: 15}}, {CPU: 1, Stats: latency.Stats{Samples: 10, MaxUS: 90}}}
+	s.MkrtExec.Merged = latency.Stats{Samples: 20, MaxUS: 90}
+	secs := latency.ReportSections(s)
+	if len(secs) != 2 {
+		t.Fatalf("%d sections", len(secs))
+	}
+	for _, want := range []string{"| mkrt exec cpu0 | 10 | 15.0 |", "| **mkrt exec (all)** | 20 |", "1000 blocks per task"} {
+		if !strings.Contains(secs[0].Markdown, want) {
+			t.Errorf("execution time lacks %q:\n%s", want, secs[0].Markdown)
+		}
+	}
+	if !strings.Contains(secs[1].Markdown, "Page faults after warm-up, 2 rounds: rt threads minor 3") || !strings.Contains(secs[1].Markdown, "- round 1: rt threads minor 3") {
+		t.Errorf("page faults:\n%s", secs[1].Markdown)
+	}
+}

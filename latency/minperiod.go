@@ -21,11 +21,8 @@ var Ladder = []time.Duration{
 	40 * time.Microsecond, 30 * time.Microsecond, 20 * time.Microsecond,
 }
 
-// The files WriteMinPeriod writes.
-const (
-	MinPeriodJSON     = "min-period.json"
-	MinPeriodMarkdown = "min-period.md"
-)
+// MinPeriodJSON is the file WriteMinPeriod writes.
+const MinPeriodJSON = "min-period.json"
 
 // MinPeriodStep is one period of the ladder and how it went.
 type MinPeriodStep struct {
@@ -188,7 +185,8 @@ func (st MinPeriodStep) cells(none, fail string) (cyclictest, verdict string) {
 	return cyclictest, verdict
 }
 
-// WriteMinPeriod writes min-period.json and min-period.md into dir.
+// WriteMinPeriod writes min-period.json into dir; the table goes into the
+// report folder's README.md as MinPeriod.ReportSection.
 func WriteMinPeriod(dir string, mp *MinPeriod) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("latency: %w", err)
@@ -201,22 +199,6 @@ func WriteMinPeriod(dir string, mp *MinPeriod) error {
 		return fmt.Errorf("latency: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, MinPeriodJSON), js.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("latency: %w", err)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Minimum period\n\n**%s**\n\n", mp.Result)
-	if mp.Board != "" {
-		fmt.Fprintf(&b, "Board %s. ", mp.Board)
-	}
-	fmt.Fprintf(&b, "Budget %s, program %s, CPUs %v, %.1f s per step.\n\n", fmtUS(mp.BudgetUS), ProgramDesc(mp.Blocks), mp.CPUs, mp.StepS)
-	b.WriteString("| period | p50 | p99 | p99.9 | max | exec p99.9 | overruns | cyclictest p99.9 | verdict |\n|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
-	for _, st := range mp.Steps {
-		ct, verdict := st.cells("–", "**fail**")
-		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %d | %s | %s: %s |\n", fmtUS(st.PeriodUS), st.Wake.P50US, st.Wake.P99US,
-			st.Wake.P999US, st.Wake.MaxUS, st.ExecP999US, st.Overruns, ct, verdict, st.Why)
-	}
-	b.WriteString("\nLatencies in µs. A step fails when its p99.9 wake-up latency exceeds the budget, when it overran, or when p99.9 wake-up plus p99.9 execution time exceeds the period; the minimum period is the last step that passed.\n")
-	if err := os.WriteFile(filepath.Join(dir, MinPeriodMarkdown), []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
 	return nil

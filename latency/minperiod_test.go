@@ -106,16 +106,16 @@ func TestWriteMinPeriod(t *testing.T) {
 	if err := latency.WriteMinPeriod(dir, mp); err != nil {
 		t.Fatal(err)
 	}
-	md, err := os.ReadFile(filepath.Join(dir, latency.MinPeriodMarkdown))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := os.Stat(filepath.Join(dir, latency.MinPeriodJSON)); err != nil {
 		t.Fatal(err)
 	}
+	sec := mp.ReportSection("500µs")
 	var out bytes.Buffer
 	latency.FormatMinPeriod(&out, mp)
-	for _, s := range []string{string(md), out.String()} {
+	if sec.Title != "Minimum period" || !strings.Contains(sec.Markdown, "the step at 500µs") || !strings.Contains(sec.Markdown, "| 250µs |") {
+		t.Errorf("section:\n%s", sec.Markdown)
+	}
+	for _, s := range []string{sec.Markdown, out.String()} {
 		if !strings.Contains(s, "worse than nominal") || !strings.Contains(s, "3 overruns") || !strings.Contains(s, "12") {
 			t.Errorf("missing figures:\n%s", s)
 		}

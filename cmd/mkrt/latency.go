@@ -48,7 +48,10 @@ func latencyRunCmd() *cobra.Command {
 			"With --vs-cyclictest, cyclictest runs with the same CPUs, priority and\n" +
 			"interval in alternating rounds of the same run, and both are printed side\n" +
 			"by side with ratios. --find-min-period steps the period down to the\n" +
-			"shortest one the machine holds within a latency budget. Needs root for\n" +
+			"shortest one the machine holds within a latency budget. With --out or\n" +
+			"--report, the folder's README.md holds the wake-up table and plots, the\n" +
+			"execution time, the page faults and, with --find-min-period, the ladder\n" +
+			"(the figures are those of the step at the minimum period). Needs root for\n" +
 			"SCHED_FIFO; otherwise the run is degraded and says so.",
 		Args: cobra.NoArgs,
 	}
@@ -160,6 +163,12 @@ func latencyRunCmd() *cobra.Command {
 				if err := latency.WriteMinPeriod(rep.Dir, mp.result); err != nil {
 					return err
 				}
+				if shown := mp.shown(); shown != nil {
+					sec := mp.result.ReportSection(shown.Options.Interval.String())
+					if err := writeLatencyReport(rep, board, loadDesc(kind, bg), shown, sec); err != nil {
+						return fmt.Errorf("latency run --find-min-period: %w", err)
+					}
+				}
 				fmt.Fprintln(cmd.OutOrStdout(), "report:", rep.Dir)
 			}
 			return nil
@@ -176,17 +185,8 @@ func latencyRunCmd() *cobra.Command {
 			return fmt.Errorf("latency run: %w", err)
 		}
 		if rep.Dir != "" {
-			meta, err := latencyReportMeta(os.DirFS("/"), board, loadDesc(kind, bg))
-			if err != nil {
-				return err
-			}
-			meta.Duration, meta.Interval, meta.Priority, meta.CPUs, meta.Started = res.End.Sub(res.Start), res.Options.Interval, res.Options.Priority, res.Options.CPUs, res.Start
-			meta.RT = res.RT.String()
-			if meta.Run, err = json.Marshal(res.Summary); err != nil {
-				return fmt.Errorf("latency run: report: %w", err)
-			}
-			if _, err := report.Write(rep.Dir, meta, latencySeries(res), rep.options()); err != nil {
-				return fmt.Errorf("latency run: report: %w", err)
+			if err := writeLatencyReport(rep, board, loadDesc(kind, bg), res); err != nil {
+				return fmt.Errorf("latency run: %w", err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "report:", rep.Dir)
 		}
@@ -195,12 +195,33 @@ func latencyRunCmd() *cobra.Command {
 	return cmd
 }
 
+// writeLatencyReport writes the report folder of run res into rep.Dir:
+// the wake-up figures and plots, and in README.md the run's own sections
+// (execution time, page faults) and then extra.
+func writeLatencyReport(rep *latencyReportFlags, board, load string, res *latency.Result, extra ...report.Section) error {
+	meta, err := latencyReportMeta(os.DirFS("/"), board, load)
+	if err != nil {
+		return err
+	}
+	meta.Duration, meta.Interval, meta.Priority, meta.CPUs, meta.Started = res.End.Sub(res.Start), res.Options.Interval, res.Options.Priority, res.Options.CPUs, res.Start
+	meta.RT = res.RT.String()
+	if meta.Run, err = json.Marshal(res.Summary); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	meta.Sections = append(latency.ReportSections(res.Summary), extra...)
+	if _, err := report.Write(rep.Dir, meta, latencySeries(res), rep.options()); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
 // minPeriodRun is a --find-min-period run: the budget and nominal period
-// from the board or the flags.
+// from the board or the flags, and each step's measurement.
 type minPeriodRun struct {
 	board           string
 	budget, nominal time.Duration
 	result          *latency.MinPeriod
+	steps           []*latency.Result
 }
 
 func newMinPeriodRun(boardName string, budget time.Duration) (*minPeriodRun, error) {
@@ -225,7 +246,11 @@ func newMinPeriodRun(boardName string, budget time.Duration) (*minPeriodRun, err
 func (m *minPeriodRun) run(ctx context.Context, o latency.Options, log io.Writer) error {
 	measure := func(ctx context.Context, o latency.Options) (*latency.Result, error) {
 		fmt.Fprintf(log, "mkrt: period %v\n", o.Interval)
-		return latency.Run(ctx, o)
+		res, err := latency.Run(ctx, o)
+		if err == nil {
+			m.steps = append(m.steps, res)
+		}
+		return res, err
 	}
 	var err error
 	m.result, err = latency.FindMinPeriod(ctx, o, m.budget, m.nominal, measure)
@@ -233,6 +258,20 @@ func (m *minPeriodRun) run(ctx context.Context, o latency.Options, log io.Writer
 		m.result.Board = m.board
 	}
 	return err
+}
+
+// shown is the step the report folder shows: the one at the minimum
+// period, or the first when none passed; nil before any step finished.
+func (m *minPeriodRun) shown() *latency.Result {
+	if len(m.steps) == 0 {
+		return nil
+	}
+	for _, r := range m.steps {
+		if m.result != nil && float64(r.Options.Interval)/float64(time.Microsecond) == m.result.MinPeriodUS {
+			return r
+		}
+	}
+	return m.steps[0]
 }
 
 // latencySeries is a run's histograms as report series.

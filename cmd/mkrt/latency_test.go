@@ -48,4 +48,40 @@ func TestLatencyRunProgram(t *testing.T) {
 	if !strings.Contains(string(js), `"mkrt_exec"`) || !strings.Contains(string(js), `"page_faults"`) {
 		t.Fatalf("summary.json lacks the run's own figures")
 	}
+	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Percentiles", "## Execution time (µs)", "| mkrt exec cpu0 | 200 |", "## Page faults", "Page faults after warm-up, 2 rounds"} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("README.md lacks %q:\n%s", want, readme)
+		}
+	}
+}
+
+// With --find-min-period the report folder shows the step at the minimum
+// period (here the first, which fails a 1 µs budget) and the ladder as a
+// section of its README.md.
+func TestLatencyRunMinPeriodReport(t *testing.T) {
+	dir := t.TempDir()
+	out, err := runSubcommand(t, newLatencyCmd(), "run", "--find-min-period", "--budget", "1us", "--duration", "300ms", "--cpus", "0",
+		"--out", dir, "--formats", "svg", "--keep-async-preempt")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| interval | 1 ms |", "## Execution time (µs)", "## Minimum period", "the step at 1ms", "| 1ms |"} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("README.md lacks %q:\n%s", want, readme)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "min-period.json")); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "min-period.md")); err == nil {
+		t.Error("min-period.md is still written")
+	}
 }

@@ -73,6 +73,9 @@ func writeReadme(w *fileWriter, s *Summary, ext string) error {
 		}
 		fmt.Fprintf(w, " %s | %s | %s |\n", num(ss.MaxUS), num(ss.MeanUS), num(ss.StdDevUS))
 	}
+	for _, sec := range s.Sections {
+		fmt.Fprintf(w, "\n## %s\n\n%s\n", sec.Title, strings.TrimSpace(sec.Markdown))
+	}
 	fmt.Fprintf(w, "\n## Plots\n\nLatency histogram (samples per latency, log scale; dashed lines are cyclictest):\n\n![latency histogram](%s.%s)\n\n", HistogramPlot, ext)
 	fmt.Fprintf(w, "Latency by percentile (x: 1/(1-p) scale):\n\n![latency by percentile](%s.%s)\n\n", PercentilePlot, ext)
 	fmt.Fprintf(w, "## Files\n\n- `%s`: the histogram in cyclictest's `-h` format (1 µs buckets, one column per series)\n", HistogramText)

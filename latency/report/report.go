@@ -3,8 +3,9 @@
 // axis, OSADL QA Farm style, one series per thread, mkrt next to cyclictest)
 // and of the percentile distribution (HdrHistogram's 1/(1-p) axis) as SVG and
 // PNG, a cyclictest-compatible histogram text file, summary.json (the Summary
-// schema, which Compare reads back), and README.md with a percentile table
-// and a verdict against the board's latency budget.
+// schema, which Compare reads back), and README.md with a percentile table,
+// a verdict against the board's latency budget and the runner's own
+// sections.
 //
 // The package takes plain inputs: one *hdrhistogram.Histogram per series
 // with a label, and run metadata. It needs nothing at run time: no root, no
@@ -77,6 +78,17 @@ type Meta struct {
 	// execution time, the program's size and page faults of
 	// `mkrt latency run`.
 	Run json.RawMessage
+	// Sections are the runner's own parts of README.md, printed after the
+	// percentile table in this order and kept in summary.json (so Rewrite
+	// prints them again).
+	Sections []Section
+}
+
+// Section is a part of README.md that the runner writes: a title and a
+// Markdown body (a table, a line of figures).
+type Section struct {
+	Title    string `json:"title"`
+	Markdown string `json:"markdown"`
 }
 
 // Verdict is the outcome against the board's latency budget.
@@ -123,6 +135,8 @@ type Summary struct {
 	VerdictReason string `json:"verdict_reason"`
 	// Run is Meta.Run.
 	Run json.RawMessage `json:"run,omitempty"`
+	// Sections is Meta.Sections.
+	Sections []Section `json:"sections,omitempty"`
 }
 
 // SeriesSummary is one series' figures.
@@ -213,7 +227,7 @@ func Summarize(meta Meta, series []Series) (*Summary, error) {
 		Schema: SchemaVersion, Board: meta.Board, BudgetUS: usOf(meta.Budget), BudgetNote: meta.BudgetNote,
 		Load: meta.Load, Kernel: meta.Kernel, RT: meta.RT, RTKernel: meta.RTKernel,
 		DurationS: meta.Duration.Seconds(), IntervalUS: usOf(meta.Interval), Priority: meta.Priority,
-		CPUs: meta.CPUs, Started: meta.Started, Host: meta.Host, Run: meta.Run,
+		CPUs: meta.CPUs, Started: meta.Started, Host: meta.Host, Run: meta.Run, Sections: meta.Sections,
 	}
 	for _, s := range series {
 		ss, err := summarize(s)

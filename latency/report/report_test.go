@@ -423,3 +423,33 @@ func TestVerdictJudgesMkrtSeries(t *testing.T) {
 		t.Fatalf("fmtUS = %q", got)
 	}
 }
+
+// The runner's sections follow the percentile table in README.md, and a
+// rewrite from summary.json prints them again.
+func TestSections(t *testing.T) {
+	dir := t.TempDir()
+	meta := testMeta()
+	meta.Sections = []Section{{Title: "Execution time (µs)", Markdown: "| series | p50 |\n|---|--:|\n| mkrt exec cpu1 | 15 |\n"},
+		{Title: "Minimum period", Markdown: "**holds 250µs**"}}
+	if _, err := Write(dir, meta, testSeries(3, 30*time.Microsecond), Options{Formats: []string{"svg"}}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		md, err := os.ReadFile(filepath.Join(dir, ReadmeFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(md)
+		table, exec, mp, plots := strings.Index(s, "## Percentiles"), strings.Index(s, "## Execution time (µs)\n\n| series | p50 |"),
+			strings.Index(s, "## Minimum period\n\n**holds 250µs**\n"), strings.Index(s, "## Plots")
+		if table < 0 || exec < table || mp < exec || plots < mp {
+			t.Fatalf("%s: sections missing or out of place:\n%s", when, s)
+		}
+	}
+	check("written")
+	if _, err := Rewrite(dir, Options{Formats: []string{"svg"}}); err != nil {
+		t.Fatal(err)
+	}
+	check("rewritten")
+}
