@@ -119,6 +119,11 @@ type Thread struct {
 	Overruns uint64
 	// Micros is Wake binned to whole microseconds, as cyclictest counts.
 	Micros Micros
+	// Yields counts the task's passes through the Go scheduler in its
+	// slack, which keep the runtime from preempting it mid-cycle
+	// (executive.TaskCounters); MaxYield is the longest.
+	Yields   uint64
+	MaxYield time.Duration
 }
 
 // Result is a finished run. Its fields are stable: reports build on them.
@@ -380,7 +385,10 @@ func runRound(ctx context.Context, o Options, res *Result, round int, hlog *inte
 	for i, h := range e.Histograms() {
 		res.Threads[i].Wake.Merge(h.Wake)
 		res.Threads[i].Exec.Merge(h.Exec)
-		res.Threads[i].Overruns += st.Tasks[i].Overruns
+		th, c := &res.Threads[i], st.Tasks[i].TaskCounters
+		th.Overruns += c.Overruns
+		th.Yields += c.Yields
+		th.MaxYield = max(th.MaxYield, c.MaxYield)
 	}
 	if runErr != nil {
 		return fmt.Errorf("latency: round %d: %w", round, runErr)

@@ -283,3 +283,18 @@ func TestReportSections(t *testing.T) {
 		t.Errorf("page faults:\n%s", secs[1].Markdown)
 	}
 }
+
+func TestYieldsLine(t *testing.T) {
+	for _, c := range []struct {
+		y    latency.Yields
+		want string
+	}{
+		{latency.Yields{CPU: 1, Yields: 1234, MaxYieldUS: 1300}, "cpu1: 1,234 yields in the slack (longest 1.3 ms)"},
+		{latency.Yields{CPU: 0, Yields: 999, MaxYieldUS: 45.4}, "cpu0: 999 yields in the slack (longest 45 µs)"},
+		{latency.Yields{CPU: 3, Yields: 1234567}, "cpu3: 1,234,567 yields in the slack (longest 0 µs)"},
+	} {
+		if got := c.y.String(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.y, got, c.want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package latency
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +60,7 @@ func progressLine(p Progress) string {
 
 // FormatSummary prints a summary for people: per thread and merged, and
 // with cyclictest the two side by side with ratios; then the page faults
-// (PageFaultLines).
+// (PageFaultLines) and each thread's yields to the Go scheduler.
 func FormatSummary(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "%s; interval %dµs, priority %d, CPUs %v, %.1fs\n", s.RT, s.IntervalUS, s.Priority, s.CPUs, s.DurationS)
 	fmt.Fprintf(w, "program: %s\n", ProgramDesc(s.Blocks))
@@ -95,6 +96,28 @@ func FormatSummary(w io.Writer, s Summary) {
 	for _, l := range PageFaultLines(s.PageFaults) {
 		fmt.Fprintln(w, l)
 	}
+	for _, y := range s.Yields {
+		fmt.Fprintln(w, y)
+	}
+}
+
+// String says the yields for people: "cpu1: 1,234 yields in the slack
+// (longest 1.3 ms)".
+func (y Yields) String() string {
+	longest := fmt.Sprintf("%.0f µs", y.MaxYieldUS)
+	if y.MaxYieldUS >= 1000 {
+		longest = fmt.Sprintf("%.1f ms", y.MaxYieldUS/1000)
+	}
+	return fmt.Sprintf("cpu%d: %s yields in the slack (longest %s)", y.CPU, thousands(y.Yields), longest)
+}
+
+// thousands prints n with comma separators: 1,234,567.
+func thousands(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // ProgramDesc names the measurement tasks' program.

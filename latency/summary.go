@@ -106,6 +106,9 @@ type Summary struct {
 	MkrtExec Side `json:"mkrt_exec"`
 	// PageFaults is one per mkrt round.
 	PageFaults []PageFaults `json:"page_faults"`
+	// Yields is one per thread: how the task kept the Go runtime from
+	// preempting it.
+	Yields []Yields `json:"yields"`
 	// Cyclictest, MkrtMicros and Comparison are set with --vs-cyclictest.
 	Cyclictest *Side `json:"cyclictest,omitempty"`
 	// MkrtMicros is mkrt binned to whole µs as cyclictest bins, the basis
@@ -113,6 +116,14 @@ type Summary struct {
 	MkrtMicros     *Side    `json:"mkrt_binned,omitempty"`
 	CyclictestArgs []string `json:"cyclictest_args,omitempty"`
 	Comparison     []Ratio  `json:"comparison,omitempty"`
+}
+
+// Yields are one thread's passes through the Go scheduler in its slack
+// (executive.TaskCounters.Yields) and the longest of them.
+type Yields struct {
+	CPU        int     `json:"cpu"`
+	Yields     uint64  `json:"yields"`
+	MaxYieldUS float64 `json:"max_yield_us"`
 }
 
 // Facility is a real-time facility's outcome in the summary.
@@ -138,6 +149,7 @@ func summarize(res *Result) Summary {
 		s.Mkrt.Threads = append(s.Mkrt.Threads, ThreadStats{CPU: th.CPU, Stats: st})
 		s.MkrtExec.Threads = append(s.MkrtExec.Threads, ThreadStats{CPU: th.CPU, Stats: StatsOf(th.Exec)})
 		s.Mkrt.Merged.Overruns += th.Overruns
+		s.Yields = append(s.Yields, Yields{CPU: th.CPU, Yields: th.Yields, MaxYieldUS: us(th.MaxYield)})
 		binned.Threads = append(binned.Threads, ThreadStats{CPU: th.CPU, Stats: StatsOfMicros(th.Micros)})
 		mkrtMicros.Merge(th.Micros)
 	}

@@ -36,7 +36,7 @@ func TestLatencyRunProgram(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"program: 1000 blocks per task", "mkrt exec cpu0", "page faults after warm-up, 2 rounds: rt threads minor"} {
+	for _, want := range []string{"program: 1000 blocks per task", "mkrt exec cpu0", "page faults after warm-up, 2 rounds: rt threads minor", "yields in the slack (longest"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -45,7 +45,7 @@ func TestLatencyRunProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(js), `"mkrt_exec"`) || !strings.Contains(string(js), `"page_faults"`) {
+	if !strings.Contains(string(js), `"mkrt_exec"`) || !strings.Contains(string(js), `"page_faults"`) || !strings.Contains(string(js), `"max_yield_us"`) {
 		t.Fatalf("summary.json lacks the run's own figures")
 	}
 	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
