@@ -84,8 +84,9 @@ type TaskStatus struct {
 	Overrun  configs.OverrunPolicy
 	RT       rt.Status
 	// TID is the task's OS thread id once it has started (0 before), for
-	// per-thread figures from /proc/self/task/TID.
-	TID int
+	// per-thread figures from /proc/self/task/TID; RelayTID is its second
+	// thread's when the task runs as a relay (see RelayMaxPeriod).
+	TID, RelayTID int
 	TaskCounters
 }
 
@@ -291,6 +292,9 @@ func (e *Executive) newTask(i int, tc configs.Task, cfg *configs.Config, tab *ta
 	t.prog = prog
 	t.outputs = append([]tag.ID(nil), prog.Outputs()...)
 	t.apply, t.check, t.applyOne = t.applyUnit, t.checkWrite, t.applyCommand
+	if t.relayed() {
+		t.relay = newRelay()
+	}
 	return t, nil
 }
 
@@ -389,6 +393,9 @@ func (e *Executive) Status() Status {
 		ts := TaskStatus{Name: t.name, Period: t.period, Priority: t.priority, CPU: t.cpu, Overrun: t.policy, TaskCounters: t.stats.load()}
 		e.mu.Lock()
 		ts.RT, ts.TID = t.rtst, t.tid
+		if t.relay != nil {
+			ts.RelayTID = t.relay.tid[1]
+		}
 		e.mu.Unlock()
 		st.Tasks = append(st.Tasks, ts)
 		st.DroppedEvents += t.events.dropped.Load()
@@ -420,11 +427,20 @@ func (e *Executive) Run(ctx context.Context) error {
 	if !e.started.CompareAndSwap(false, true) {
 		return ErrStarted
 	}
+	threads, relays := len(e.tasks), 0
+	for _, t := range e.tasks {
+		if t.relay != nil {
+			relays++
+		}
+	}
+	threads += relays
 	var held *rt.Held
 	if !e.opts.NoRealtime {
 		var pst rt.Status
+		// One P per thread that sleeps holding one (a relay's two threads
+		// both hold one during a hand-over), and one for the general side.
 		held, pst = rt.Process{LockMemory: true, DMALatency: true, GCOff: !e.opts.KeepGC,
-			MinProcs: len(e.tasks) + 1}.Setup()
+			MinProcs: threads + 1}.Setup()
 		e.mu.Lock()
 		e.rtst = pst
 		e.mu.Unlock()
@@ -434,7 +450,7 @@ func (e *Executive) Run(ctx context.Context) error {
 	defer cancel()
 	e.cancel = cancel
 
-	ready := make(chan struct{}, len(e.tasks))
+	ready := make(chan struct{}, threads)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, t := range e.tasks {
@@ -443,8 +459,15 @@ func (e *Executive) Run(ctx context.Context) error {
 			defer wg.Done()
 			t.run(ctx, ready, start)
 		}()
+		if t.relay != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t.runStandby(ctx, ready, start)
+			}()
+		}
 	}
-	for range e.tasks {
+	for range threads {
 		select {
 		case <-ready:
 		case <-ctx.Done():
@@ -458,6 +481,10 @@ func (e *Executive) Run(ctx context.Context) error {
 			rtCPUs = append(rtCPUs, t.cpu)
 		}
 		tids = append(tids, t.tid)
+		if t.relay != nil {
+			t.relay.tid[0] = t.tid
+			tids = append(tids, t.relay.tid[1])
+		}
 	}
 	e.mu.Unlock()
 	if !e.opts.NoRealtime {
@@ -492,6 +519,11 @@ func (e *Executive) Run(ctx context.Context) error {
 		e.collect(ctx, monoAtStart, wallAtStart)
 	}()
 	wg.Wait()
+	if s, _, _ := e.State(); s == wire.Running {
+		// Cancelled while the threads were starting: they ran their stop
+		// cycle before the state was running.
+		e.setState(wire.Stopping, wire.FaultStop, "stopped")
+	}
 	cancel()
 	<-collected
 	end := e.clock.Now()

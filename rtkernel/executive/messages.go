@@ -22,6 +22,9 @@ type TaskCounters struct {
 	// (see rt.Yielder); MaxYield is the longest.
 	Yields   uint64
 	MaxYield time.Duration
+	// Relays counts the hand-overs between the two threads of a task run
+	// as a relay (periods up to RelayMaxPeriod with real-time set-up).
+	Relays uint64
 }
 
 // Heartbeat is the executive's liveness report.

@@ -21,8 +21,8 @@ type safeValue struct {
 
 // stats are a task's counters, written by its thread and read by Status.
 type stats struct {
-	cycles, overruns, missed, consecutive, faults, yields atomic.Uint64
-	lastWake, lastExec, maxWake, maxExec, maxYield        atomic.Int64
+	cycles, overruns, missed, consecutive, faults, yields, relays atomic.Uint64
+	lastWake, lastExec, maxWake, maxExec, maxYield                atomic.Int64
 }
 
 func (s *stats) load() TaskCounters {
@@ -30,7 +30,7 @@ func (s *stats) load() TaskCounters {
 		Consecutive: s.consecutive.Load(), Faults: s.faults.Load(),
 		LastWake: time.Duration(s.lastWake.Load()), LastExec: time.Duration(s.lastExec.Load()),
 		MaxWake: time.Duration(s.maxWake.Load()), MaxExec: time.Duration(s.maxExec.Load()),
-		Yields: s.yields.Load(), MaxYield: time.Duration(s.maxYield.Load())}
+		Yields: s.yields.Load(), MaxYield: time.Duration(s.maxYield.Load()), Relays: s.relays.Load()}
 }
 
 // task is one cyclic task; everything but stats, rec's atomics and events is
@@ -70,6 +70,7 @@ type task struct {
 	dt    time.Duration
 	cycle uint64
 	yield rt.Yielder
+	relay *relay // nil unless the task runs as a relay (relayed)
 }
 
 // run is the task's thread: set-up, the cyclic loop, and the stop cycle.
@@ -90,9 +91,19 @@ func (t *task) run(ctx context.Context, ready chan<- struct{}, start <-chan stru
 	select {
 	case <-start:
 	case <-ctx.Done():
+		// Stopped before the first cycle: the stop cycle still runs.
+		if t.relay != nil {
+			t.relay.stop()
+		}
+		t.stop(wire.Stopping, wire.FaultStop)
 		return
 	}
 	defer t.recoverFault()
+	if t.relay != nil {
+		defer t.relay.stop()
+		t.relayLoop(0, ctx.Done())
+		return
+	}
 	t.loop(ctx.Done())
 }
 
@@ -120,16 +131,18 @@ func (t *task) loop(done <-chan struct{}) {
 }
 
 // step sleeps to the cycle's deadline, runs the cycle, accounts for it and,
-// when one is due, yields in the slack before the next deadline. Hot path.
-func (t *task) step(clock Clock) {
+// when one is due and the task is no relay, yields in the slack before the
+// next deadline. It returns the cycle's end. Hot path.
+func (t *task) step(clock Clock) time.Duration {
 	t.sleep(clock)
 	start := clock.Now()
 	t.cycleOnce()
 	end := clock.Now()
 	t.account(start, end)
-	if t.yield.Due(end, t.sched) {
+	if t.relay == nil && t.yield.Due(end, t.sched) {
 		t.passScheduler(clock, end)
 	}
+	return end
 }
 
 // sleep sleeps to the cycle's deadline. When waking there would leave the

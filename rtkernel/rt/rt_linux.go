@@ -63,6 +63,8 @@ func setTimerSlack() error {
 	return sysErr("prctl", "PR_SET_TIMERSLACK", unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0))
 }
 
+func yieldCPU() { _, _, _ = syscall.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+
 // schedResetOnFork keeps threads the Go runtime clones from a real-time
 // thread from inheriting SCHED_FIFO (SCHED_FLAG_RESET_ON_FORK).
 const schedResetOnFork = 0x01

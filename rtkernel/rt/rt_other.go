@@ -7,6 +7,7 @@ func munlockall()                     {}
 func holdDMALatency() (func(), error) { return nil, ErrNotSupported }
 func setAffinity(int) error           { return ErrNotSupported }
 func setFIFO(int) error               { return ErrNotSupported }
+func yieldCPU()                       {}
 func setTimerSlack() error            { return ErrNotSupported }
 
 // Tid is 0 where threads have no id.
