@@ -42,6 +42,21 @@
 // memory limit of the heap plus 64 MiB as a safety net for the general-side
 // goroutines, and restores both when Run returns.
 //
+// # Keeping the Go scheduler out of the cycle
+//
+// A task sleeps with a raw clock_nanosleep, so to the Go runtime it never
+// stops running, and the runtime preempts a goroutine that has run 10 ms
+// without a pass through its scheduler — for a goroutine locked to its
+// thread, a hand-off through another thread that costs about 100 µs here
+// and milliseconds on a busy housekeeping CPU. The executive therefore
+// takes that pass on its own terms, never between the wake-up and the end
+// of a cycle: a task with a period up to RelayMaxPeriod runs as a relay of
+// two threads that take turns every few milliseconds, the one going off
+// duty taking the pass while the other runs the cycles (relay.go); a slower
+// task yields in its slack and cuts long sleeps into slices (rt.Yielder),
+// which is also the back-up when a relay's standby is late. TaskCounters
+// counts both (Relays, Yields).
+//
 // # Running for real
 //
 // SCHED_FIFO, mlockall and /dev/cpu_dma_latency need root (CAP_SYS_NICE,
