@@ -106,6 +106,12 @@ type Options struct {
 	Logger   *slog.Logger
 	// KeepGC leaves the garbage collector on during the measurement.
 	KeepGC bool
+	// GoTrace, when set, receives a Go execution trace (runtime/trace; read
+	// with `go tool trace`) of the mkrt rounds from the executive's start
+	// (not the program's compilation, nor cyclictest's rounds): this
+	// file for one round, else one file per round, named with "-roundN"
+	// before the extension. Ignored by FindMinPeriod.
+	GoTrace string
 }
 
 // Thread is one measurement thread's result.
@@ -333,7 +339,7 @@ func measurementConfig(o Options) *configs.Config {
 }
 
 // runRound runs one round of the executive's measurement tasks.
-func runRound(ctx context.Context, o Options, res *Result, round int, hlog *intervalLog, live *liveStats) error {
+func runRound(ctx context.Context, o Options, res *Result, round int, hlog *intervalLog, live *liveStats) (err error) {
 	cfg := measurementConfig(o)
 	tab, err := cfg.TagTable()
 	if err != nil {
@@ -369,6 +375,19 @@ func runRound(ctx context.Context, o Options, res *Result, round int, hlog *inte
 		var cancel context.CancelFunc
 		rctx, cancel = context.WithTimeout(ctx, 2*time.Duration(o.roundCycles())*o.Interval+10*time.Second)
 		defer cancel()
+	}
+	if o.GoTrace != "" {
+		// From the executive's start: the program's compilation before it
+		// is the general side's.
+		stopTrace, err := startGoTrace(goTraceFile(o, round))
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if serr := stopTrace(); serr != nil && err == nil {
+				err = serr
+			}
+		}()
 	}
 	watchCtx, stopWatch := context.WithCancel(rctx)
 	watched := make(chan struct{})

@@ -73,7 +73,7 @@ func FindMinPeriod(ctx context.Context, o Options, budget, nominal time.Duration
 		Blocks: synth.Groups(o.Blocks) * synth.GroupSize}
 	for _, period := range ladderFrom(nominal) {
 		so := o
-		so.Interval, so.OutDir = period, ""
+		so.Interval, so.OutDir, so.GoTrace = period, "", ""
 		res, err := measure(ctx, so)
 		if err != nil {
 			mp.Result = describeMinPeriod(mp)

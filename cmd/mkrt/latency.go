@@ -65,6 +65,7 @@ func latencyRunCmd() *cobra.Command {
 	cmd.Flags().IntVar(&o.Rounds, "rounds", 0, "alternating rounds of mkrt and cyclictest (default 10 with --vs-cyclictest, else 1)")
 	cmd.Flags().IntVar(&o.Blocks, "blocks", 0, "run a synthetic program of N function blocks per task (rounded up to whole control loops of 20), publishing its tags to a shared region each cycle; 0: an empty program")
 	cmd.Flags().IntVar(&o.MaxUS, "histogram", latency.DefaultMaxUS, "1 µs buckets of the histograms (cyclictest -h)")
+	cmd.Flags().StringVar(&o.GoTrace, "go-trace", "", "write a Go execution trace (go tool trace) of the mkrt rounds to FILE (one FILE-roundN per round with several rounds)")
 	cmd.Flags().StringVar(&o.OutDir, "out", "", "write mkrt.hlog, histogram.txt, cyclictest.txt and summary.json to DIR")
 	cmd.Flags().StringVar(&board, "board", "", "reference board: its partition cores are measured (unless --cpus) and its budget judges the report")
 	cmd.Flags().StringVar(&loadName, "load", "idle", "background load during the run: idle, cpu, memory, io or network (stress-ng, loopback flood)")
