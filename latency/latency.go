@@ -127,9 +127,11 @@ type Thread struct {
 	Micros Micros
 	// Yields counts the task's passes through the Go scheduler in its
 	// slack, which keep the runtime from preempting it mid-cycle
-	// (executive.TaskCounters); MaxYield is the longest.
+	// (executive.TaskCounters); MaxYield is the longest. Relays counts the
+	// hand-overs between the task's two threads when it runs as a relay.
 	Yields   uint64
 	MaxYield time.Duration
+	Relays   uint64
 }
 
 // Result is a finished run. Its fields are stable: reports build on them.
@@ -407,6 +409,7 @@ func runRound(ctx context.Context, o Options, res *Result, round int, hlog *inte
 		th, c := &res.Threads[i], st.Tasks[i].TaskCounters
 		th.Overruns += c.Overruns
 		th.Yields += c.Yields
+		th.Relays += c.Relays
 		th.MaxYield = max(th.MaxYield, c.MaxYield)
 	}
 	if runErr != nil {

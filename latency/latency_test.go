@@ -292,6 +292,7 @@ func TestYieldsLine(t *testing.T) {
 		{latency.Yields{CPU: 1, Yields: 1234, MaxYieldUS: 1300}, "cpu1: 1,234 yields in the slack (longest 1.3 ms)"},
 		{latency.Yields{CPU: 0, Yields: 999, MaxYieldUS: 45.4}, "cpu0: 999 yields in the slack (longest 45 µs)"},
 		{latency.Yields{CPU: 3, Yields: 1234567}, "cpu3: 1,234,567 yields in the slack (longest 0 µs)"},
+		{latency.Yields{CPU: 1, Yields: 3, MaxYieldUS: 128, Relays: 8000}, "cpu1: 3 yields in the slack (longest 128 µs), 8,000 relays between its two threads"},
 	} {
 		if got := c.y.String(); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.y, got, c.want)

@@ -102,13 +102,17 @@ func FormatSummary(w io.Writer, s Summary) {
 }
 
 // String says the yields for people: "cpu1: 1,234 yields in the slack
-// (longest 1.3 ms)".
+// (longest 1.3 ms)", and the relays when there were any.
 func (y Yields) String() string {
 	longest := fmt.Sprintf("%.0f µs", y.MaxYieldUS)
 	if y.MaxYieldUS >= 1000 {
 		longest = fmt.Sprintf("%.1f ms", y.MaxYieldUS/1000)
 	}
-	return fmt.Sprintf("cpu%d: %s yields in the slack (longest %s)", y.CPU, thousands(y.Yields), longest)
+	s := fmt.Sprintf("cpu%d: %s yields in the slack (longest %s)", y.CPU, thousands(y.Yields), longest)
+	if y.Relays > 0 {
+		s += fmt.Sprintf(", %s relays between its two threads", thousands(y.Relays))
+	}
+	return s
 }
 
 // thousands prints n with comma separators: 1,234,567.

@@ -119,11 +119,13 @@ type Summary struct {
 }
 
 // Yields are one thread's passes through the Go scheduler in its slack
-// (executive.TaskCounters.Yields) and the longest of them.
+// (executive.TaskCounters.Yields), the longest of them, and the hand-overs
+// between its two threads when the task runs as a relay.
 type Yields struct {
 	CPU        int     `json:"cpu"`
 	Yields     uint64  `json:"yields"`
 	MaxYieldUS float64 `json:"max_yield_us"`
+	Relays     uint64  `json:"relays"`
 }
 
 // Facility is a real-time facility's outcome in the summary.
@@ -149,7 +151,7 @@ func summarize(res *Result) Summary {
 		s.Mkrt.Threads = append(s.Mkrt.Threads, ThreadStats{CPU: th.CPU, Stats: st})
 		s.MkrtExec.Threads = append(s.MkrtExec.Threads, ThreadStats{CPU: th.CPU, Stats: StatsOf(th.Exec)})
 		s.Mkrt.Merged.Overruns += th.Overruns
-		s.Yields = append(s.Yields, Yields{CPU: th.CPU, Yields: th.Yields, MaxYieldUS: us(th.MaxYield)})
+		s.Yields = append(s.Yields, Yields{CPU: th.CPU, Yields: th.Yields, MaxYieldUS: us(th.MaxYield), Relays: th.Relays})
 		binned.Threads = append(binned.Threads, ThreadStats{CPU: th.CPU, Stats: StatsOfMicros(th.Micros)})
 		mkrtMicros.Merge(th.Micros)
 	}
