@@ -18,9 +18,14 @@ import (
 // TestTaskGoroutineNotPreempted guards against a cause of the latency
 // tail: the Go runtime's sysmon preempting a real-time task's goroutine,
 // which never blocks in the Go scheduler, once it has run 10 ms on its P
-// (every 10-20 ms before the tasks yielded in their slack). It runs the
-// 1,000-block program for 2 s at 250 µs on CPU 1 under a Go execution
-// trace and counts each goroutine's preemptions.
+// (every 10-20 ms before the executive took those passes itself: 102 times
+// in 2 s). It runs the 1,000-block program for 2 s at 250 µs on CPU 1
+// under a Go execution trace and counts each goroutine's preemptions.
+//
+// The tracer preempts too: at each new generation (every second, and when
+// it starts and stops) it preempts every running P to record its status
+// (runtime.traceAdvance, forEachP). A task's two relay threads each hold a
+// P, so up to two preemptions per generation belong to the tracer.
 func TestTaskGoroutineNotPreempted(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: without SCHED_FIFO and a pinned thread the task is preempted by the kernel, not only by the Go runtime")
@@ -45,9 +50,10 @@ func TestTaskGoroutineNotPreempted(t *testing.T) {
 	}
 	counts := preemptions(out)
 	t.Logf("preemptions per goroutine: %v", counts)
+	const tracer = 2 * 4 // two Ps at each of about four generations (start, 1 s, 2 s, stop)
 	for g, n := range counts {
-		if n > 2 {
-			t.Errorf("goroutine %s was preempted %d times in 2 s", g, n)
+		if n > tracer {
+			t.Errorf("goroutine %s was preempted %d times in 2 s; the tracer accounts for %d at most", g, n, tracer)
 		}
 	}
 }
