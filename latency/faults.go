@@ -76,6 +76,9 @@ func (w *faultWatch) watch(ctx context.Context, e *executive.Executive) {
 					break
 				}
 				tids = append(tids, t.TID)
+				if t.RelayTID != 0 {
+					tids = append(tids, t.RelayTID) // the relay's second thread
+				}
 			}
 			if len(tids) < len(st.Tasks) {
 				continue
