@@ -63,10 +63,10 @@ type Measure func(context.Context, Options) (*Result, error)
 // that interval. A step passes when its p99.9 wake-up latency is within
 // budget, no more than 0.1% of its cycles overran, and its p99.9 wake-up
 // plus p99.9 execution time fits the period. The ladder stops at the first
-// step that does not fit (no shorter period can), or after two failed
-// steps in a row: a step can fail on the budget alone and a shorter one
-// pass, because a machine's rare stalls make a larger share of the cycles
-// late at a long period than at a short one. The minimum period is the
+// step whose p99.9 execution time alone fills the period (no shorter period
+// can hold the program), or after two failed steps in a row: a step can
+// fail and a shorter one pass, because a machine's rare stalls make a
+// larger share of the cycles late at a long period than at a short one. The minimum period is the
 // shortest step that passed. On a measurement error it returns the steps
 // so far with the error.
 func FindMinPeriod(ctx context.Context, o Options, budget, nominal time.Duration, measure Measure) (*MinPeriod, error) {
@@ -91,7 +91,7 @@ func FindMinPeriod(ctx context.Context, o Options, budget, nominal time.Duration
 			continue
 		}
 		n := len(mp.Steps)
-		if st.Wake.P999US+st.ExecP999US > st.PeriodUS || (n >= 2 && !mp.Steps[n-2].Pass) {
+		if st.ExecP999US >= st.PeriodUS || (n >= 2 && !mp.Steps[n-2].Pass) {
 			break
 		}
 	}
