@@ -73,7 +73,7 @@ func TestRelayRunsEachCycleOnce(t *testing.T) {
 		threads[prog.tids[i]]++
 	}
 	if st.Relays < 5 || len(threads) != 2 {
-		t.Fatalf("%d hand-overs between %d threads in 100 ms; want at least 5 between 2 (one every %v)", st.Relays, len(threads), executive.RelayAt)
+		t.Fatalf("%d hand-overs between %d threads in 100 ms; want at least 5 between 2 (one every %v)", st.Relays, len(threads), executive.RelayDuty)
 	}
 	if st.RelayTID == 0 || st.RelayTID == st.TID {
 		t.Fatalf("thread ids %d and %d; want two", st.TID, st.RelayTID)

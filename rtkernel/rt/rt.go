@@ -179,7 +179,7 @@ type Process struct {
 // SetPriority sets the calling thread's SCHED_FIFO priority (after
 // Thread.Setup): the executive lowers a task's standby thread below the
 // thread that runs its cycles.
-func SetPriority(prio int) error { return setFIFO(prio) }
+func SetPriority(prio int) error { return setPriorityRaw(prio) }
 
 // YieldCPU gives the CPU to the next thread of the same priority
 // (sched_yield) without involving the Go scheduler.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,6 +62,18 @@ func setFIFO(prio int) error {
 
 func setTimerSlack() error {
 	return sysErr("prctl", "PR_SET_TIMERSLACK", unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0))
+}
+
+// setPriorityRaw is setFIFO as a raw system call: the relay's threads call
+// it at a hand-over, where a pass through the runtime's syscall path could
+// lose the thread's P.
+func setPriorityRaw(prio int) error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Flags: schedResetOnFork, Priority: uint32(prio)}
+	_, _, errno := syscall.RawSyscall(unix.SYS_SCHED_SETATTR, 0, uintptr(unsafe.Pointer(&attr)), 0)
+	if errno != 0 {
+		return &SyscallError{Syscall: "sched_setattr", Err: errno}
+	}
+	return nil
 }
 
 func yieldCPU() { _, _, _ = syscall.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }

@@ -8,6 +8,7 @@ func holdDMALatency() (func(), error) { return nil, ErrNotSupported }
 func setAffinity(int) error           { return ErrNotSupported }
 func setFIFO(int) error               { return ErrNotSupported }
 func yieldCPU()                       {}
+func setPriorityRaw(int) error        { return ErrNotSupported }
 func setTimerSlack() error            { return ErrNotSupported }
 
 // Tid is 0 where threads have no id.
