@@ -222,6 +222,7 @@ func New(cfg *configs.Config, tab *tag.Table, programs Programs, io IO, ch Chann
 	if err := e.assignSafeState(cfg, owner); err != nil {
 		return nil, err
 	}
+	e.placeRelays()
 	if multi {
 		e.share = &shared{slots: make([]slot, tab.Len()), areas: make([]area, len(e.tasks))}
 		for id, o := range owner {

@@ -29,16 +29,19 @@ import (
 //   - off duty, a thread first passes through the scheduler (a yield; the
 //     runtime's 10 ms start again from there), then announces a deadline
 //     on the task's grid RelayDuty after the duty it handed over began,
-//     raises itself to the task's priority, sleeps there and takes the
-//     cycles when the duty word says so.
+//     sleeps there and takes the cycles when the duty word says so.
 //
 // A thread's pass, wait and duty (two RelayDuty) stay under rt.YieldLatest,
 // and when a pass is so slow that the thread off duty announces too late,
 // the thread on duty yields on its own (rt.Yielder's deadline), so the relay
 // is never needed for correctness. The task's state passes from one thread
 // to the other through the duty word (an atomic store and load), and the
-// two never run a cycle at once. Both threads have the task's CPU; the one
-// off duty runs one priority below, so its pass never delays a cycle.
+// two never run a cycle at once. A thread going off duty moves to the
+// housekeeping CPUs for its pass and comes back half a period before its
+// deadline, in the slack of the cycle running then, so that nothing of the
+// pass touches the task's CPU (measured here before the move: the first
+// cycle of a duty was late about five times as often as the others). Where there
+// is no other CPU, it stays and runs one priority below the task.
 
 const (
 	// RelayDuty is how long each thread runs the cycles before the other
@@ -62,6 +65,11 @@ type relay struct {
 	// quit is set when the task stops (the side on duty ran the stop
 	// cycle) or a side could not start.
 	quit atomic.Bool
+	// home is the task's CPU; away the housekeeping CPUs, where a thread
+	// off duty takes its pass through the scheduler when move is set (the
+	// task is pinned and there is another CPU to go to).
+	home, away rt.CPUMask
+	move       bool
 	// tid is each side's thread id.
 	tid   [2]int
 	count atomic.Uint64
@@ -70,6 +78,26 @@ type relay struct {
 func newRelay() *relay { return &relay{} }
 
 func (r *relay) stop() { r.quit.Store(true) }
+
+// placeRelays decides where each relay's thread off duty goes: to the CPUs
+// no task is pinned to (the calling general thread's affinity without
+// them), so that its pass through the scheduler — futex calls, the wake-up
+// by another thread — happens away from the task's CPU. Without such a CPU
+// it stays, one priority below the task.
+func (e *Executive) placeRelays() {
+	var pinned []int
+	for _, t := range e.tasks {
+		if t.cpu >= 0 {
+			pinned = append(pinned, t.cpu)
+		}
+	}
+	away := rt.HousekeepingMask(pinned)
+	for _, t := range e.tasks {
+		if t.relay != nil && t.cpu >= 0 && !away.Empty() {
+			t.relay.home, t.relay.away, t.relay.move = rt.MaskOf(t.cpu), away, true
+		}
+	}
+}
 
 // relayed reports whether a task runs as a relay.
 func (t *task) relayed() bool {
@@ -97,8 +125,40 @@ func (t *task) runStandby(ctx context.Context, ready chan<- struct{}, start <-ch
 	t.relayLoop(1, ctx.Done())
 }
 
-// standbyPriority is the priority of the thread off duty.
-func (t *task) standbyPriority() int { return max(1, t.priority-1) }
+// standbyPriority is the priority of the thread off duty: the task's when it
+// goes to another CPU, one below when it stays.
+func (t *task) standbyPriority() int {
+	if t.relay.move {
+		return t.priority
+	}
+	return max(1, t.priority-1)
+}
+
+// stepDown takes a thread going off duty out of the cycles' way: to the
+// housekeeping CPUs, or one priority below.
+func (t *task) stepDown() {
+	switch r := t.relay; {
+	case r.move:
+		_ = r.away.SetAffinity()
+	case t.standbyPriority() != t.priority:
+		_ = rt.SetPriority(t.standbyPriority())
+	}
+}
+
+// stepUp brings a thread that takes over at deadline at back: to the
+// task's CPU half a period before it, in the slack of the cycle that runs
+// then, or to the task's priority.
+func (t *task) stepUp(at time.Duration) {
+	switch r := t.relay; {
+	case r.move:
+		if back := at - t.period/2; back > t.e.clock.Now() {
+			t.e.clock.SleepUntil(back)
+		}
+		_ = r.home.SetAffinity()
+	case t.standbyPriority() != t.priority:
+		_ = rt.SetPriority(t.priority)
+	}
+}
 
 // relayLoop is one side's life: off duty until handed the task, then on
 // duty until it hands over. Side 0 starts on duty.
@@ -129,6 +189,9 @@ func (t *task) relayLoop(side int32, done <-chan struct{}) {
 func (t *task) standBy(side int32) bool {
 	r := t.relay
 	clock := t.e.clock
+	if side == 1 && r.count.Load() == 0 {
+		t.stepDown() // the second thread's start
+	}
 	rt.Yield()
 	passed := clock.Now()
 	if r.quit.Load() {
@@ -138,9 +201,7 @@ func (t *task) standBy(side int32) bool {
 	want := max(next+t.period, time.Duration(r.began.Load())+RelayDuty)
 	at := next + (want-next+t.period-1)/t.period*t.period
 	r.at.Store(int64(at))
-	if t.standbyPriority() != t.priority {
-		_ = rt.SetPriority(t.priority)
-	}
+	t.stepUp(at)
 	clock.SleepUntil(at)
 	for r.duty.Load() != side {
 		if r.quit.Load() {
@@ -180,9 +241,7 @@ func (t *task) onDuty(side int32, done <-chan struct{}) bool {
 			// waiting at the task's priority on this CPU, and would keep
 			// a lowered thread from ever storing the duty.
 			r.duty.Store(1 - side)
-			if t.standbyPriority() != t.priority {
-				_ = rt.SetPriority(t.standbyPriority())
-			}
+			t.stepDown()
 			return true
 		}
 	}

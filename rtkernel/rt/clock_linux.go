@@ -21,6 +21,11 @@ import (
 // never passes through the scheduler, the runtime preempts it every 10 ms
 // unless it yields first: see Yielder.
 func sleepUntil(t time.Duration) {
+	if nanotime() >= int64(t) {
+		// Past already (a relay's thread taking over at the deadline it
+		// woke for, an overrun): a system call costs µs, the clock ns.
+		return
+	}
 	ts := unix.NsecToTimespec(int64(t))
 	for {
 		_, _, errno := syscall.RawSyscall6(unix.SYS_CLOCK_NANOSLEEP, unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME,

@@ -184,3 +184,42 @@ func SetPriority(prio int) error { return setPriorityRaw(prio) }
 // YieldCPU gives the CPU to the next thread of the same priority
 // (sched_yield) without involving the Go scheduler.
 func YieldCPU() { yieldCPU() }
+
+// CPUMask is a CPU affinity mask (up to 1024 CPUs) built outside the hot
+// path and applied with SetAffinity.
+type CPUMask [16]uint64
+
+// MaskOf is the mask of cpus.
+func MaskOf(cpus ...int) CPUMask {
+	var m CPUMask
+	for _, c := range cpus {
+		if c >= 0 && c < len(m)*64 {
+			m[c/64] |= 1 << (c % 64)
+		}
+	}
+	return m
+}
+
+// Empty reports whether the mask has no CPU.
+func (m *CPUMask) Empty() bool { return *m == CPUMask{} }
+
+// HousekeepingMask is the calling thread's allowed CPUs without exclude:
+// where a real-time thread can go to do work that must not touch its own
+// CPU. It is empty when nothing is left or the affinity cannot be read.
+func HousekeepingMask(exclude []int) CPUMask {
+	m, err := threadMask()
+	if err != nil {
+		return CPUMask{}
+	}
+	for _, c := range exclude {
+		if c >= 0 && c < len(m)*64 {
+			m[c/64] &^= 1 << (c % 64)
+		}
+	}
+	return m
+}
+
+// SetAffinity moves the calling thread to the CPUs of m, as a raw system
+// call (no pass through the Go runtime's syscall path): the kernel
+// migrates it before the call returns when its CPU is not in m.
+func (m *CPUMask) SetAffinity() error { return setAffinityRaw(m) }

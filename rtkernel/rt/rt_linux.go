@@ -76,6 +76,28 @@ func setPriorityRaw(prio int) error {
 	return nil
 }
 
+func setAffinityRaw(m *CPUMask) error {
+	_, _, errno := syscall.RawSyscall(unix.SYS_SCHED_SETAFFINITY, 0, unsafe.Sizeof(*m), uintptr(unsafe.Pointer(m)))
+	if errno != 0 {
+		return &SyscallError{Syscall: "sched_setaffinity", Err: errno}
+	}
+	return nil
+}
+
+func threadMask() (CPUMask, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return CPUMask{}, sysErr("sched_getaffinity", "", err)
+	}
+	var m CPUMask
+	for c := 0; c < len(m)*64; c++ {
+		if set.IsSet(c) {
+			m[c/64] |= 1 << (c % 64)
+		}
+	}
+	return m, nil
+}
+
 func yieldCPU() { _, _, _ = syscall.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
 
 // schedResetOnFork keeps threads the Go runtime clones from a real-time

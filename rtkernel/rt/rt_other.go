@@ -9,6 +9,8 @@ func setAffinity(int) error           { return ErrNotSupported }
 func setFIFO(int) error               { return ErrNotSupported }
 func yieldCPU()                       {}
 func setPriorityRaw(int) error        { return ErrNotSupported }
+func setAffinityRaw(*CPUMask) error   { return ErrNotSupported }
+func threadMask() (CPUMask, error)    { return CPUMask{}, ErrNotSupported }
 func setTimerSlack() error            { return ErrNotSupported }
 
 // Tid is 0 where threads have no id.
