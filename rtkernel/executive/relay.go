@@ -151,13 +151,22 @@ func (t *task) stepDown() {
 func (t *task) stepUp(at time.Duration) {
 	switch r := t.relay; {
 	case r.move:
-		if back := at - t.period/2; back > t.e.clock.Now() {
-			t.e.clock.SleepUntil(back)
-		}
+		t.nap(at - t.period/2)
 		_ = r.home.SetAffinity()
 	case t.standbyPriority() != t.priority:
+		t.nap(at - t.period/2)
 		_ = rt.SetPriority(t.priority)
 	}
+}
+
+// nap waits off duty until t without holding up the runtime (rt.Nap) on
+// the real clock, with the clock's sleep on another.
+func (t *task) nap(until time.Duration) {
+	if _, real := t.e.clock.(rt.Monotonic); real {
+		rt.Nap(until)
+		return
+	}
+	t.e.clock.SleepUntil(until)
 }
 
 // relayLoop is one side's life: off duty until handed the task, then on

@@ -22,3 +22,11 @@ func (Monotonic) Now() time.Duration { return time.Duration(nanotime()) }
 // SleepUntil sleeps until CLOCK_MONOTONIC reaches t, retrying when a signal
 // interrupts the sleep. Returns at once when t has passed. Hot path.
 func (Monotonic) SleepUntil(t time.Duration) { sleepUntil(t) }
+
+// Nap sleeps until t like SleepUntil but through the Go runtime's
+// system-call path, so that the runtime need not wait for the sleeper when
+// it stops the world or visits every P (a raw sleep holds its P until it
+// wakes, and the runtime preempts every other running goroutine over and
+// over meanwhile). For long waits off a cycle's path: a relay's thread off
+// duty.
+func Nap(t time.Duration) { nap(t) }

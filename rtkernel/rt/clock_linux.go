@@ -35,3 +35,22 @@ func sleepUntil(t time.Duration) {
 		}
 	}
 }
+
+// nap sleeps until t through the runtime's system-call path
+// (syscall.Syscall6): the goroutine is "in a system call" meanwhile, so a
+// stop-the-world or the tracer's per-P safe points need not wait for it to
+// wake, as they must for a raw sleep, and keep preempting every other
+// running goroutine while they wait.
+func nap(t time.Duration) {
+	if nanotime() >= int64(t) {
+		return
+	}
+	ts := unix.NsecToTimespec(int64(t))
+	for {
+		_, _, errno := syscall.Syscall6(unix.SYS_CLOCK_NANOSLEEP, unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME,
+			uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		if errno != unix.EINTR {
+			return
+		}
+	}
+}

@@ -9,3 +9,5 @@ func sleepUntil(t time.Duration) {
 		time.Sleep(d)
 	}
 }
+
+func nap(t time.Duration) { sleepUntil(t) }
