@@ -104,8 +104,8 @@ func (t *task) relayed() bool {
 	return !t.e.opts.NoRealtime && t.period <= RelayMaxPeriod
 }
 
-// runStandby is the second thread of a relayed task: set up one priority
-// below the task, it starts off duty.
+// runStandby is the second thread of a relayed task: set up at
+// standbyPriority on the task's CPU, it starts off duty.
 func (t *task) runStandby(ctx context.Context, ready chan<- struct{}, start <-chan struct{}) {
 	e := t.e
 	st := rt.Thread{Priority: t.standbyPriority(), CPU: t.cpu}.Setup()
