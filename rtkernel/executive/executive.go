@@ -395,7 +395,7 @@ func (e *Executive) Status() Status {
 		e.mu.Lock()
 		ts.RT, ts.TID = t.rtst, t.tid
 		if t.relay != nil {
-			ts.RelayTID = t.relay.tid[1]
+			ts.RelayTID = t.relay.tid
 		}
 		e.mu.Unlock()
 		st.Tasks = append(st.Tasks, ts)
@@ -483,8 +483,7 @@ func (e *Executive) Run(ctx context.Context) error {
 		}
 		tids = append(tids, t.tid)
 		if t.relay != nil {
-			t.relay.tid[0] = t.tid
-			tids = append(tids, t.relay.tid[1])
+			tids = append(tids, t.relay.tid)
 		}
 	}
 	e.mu.Unlock()

@@ -70,8 +70,8 @@ type relay struct {
 	// task is pinned and there is another CPU to go to).
 	home, away rt.CPUMask
 	move       bool
-	// tid is each side's thread id.
-	tid   [2]int
+	// tid is the second thread's id (the first is the task's tid).
+	tid   int
 	count atomic.Uint64
 }
 
@@ -111,7 +111,7 @@ func (t *task) runStandby(ctx context.Context, ready chan<- struct{}, start <-ch
 	st := rt.Thread{Priority: t.standbyPriority(), CPU: t.cpu}.Setup()
 	e.mu.Lock()
 	t.rtst.Merge(st)
-	t.relay.tid[1] = rt.Tid()
+	t.relay.tid = rt.Tid()
 	e.mu.Unlock()
 	ready <- struct{}{}
 	select {
